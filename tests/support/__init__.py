@@ -1,0 +1,1 @@
+"""Helpers the tests share: free ports, subprocess servers, real peers (registry, snyk-broker)."""
