@@ -60,7 +60,7 @@ def normalise_type(cr_type: str) -> str:
 class EcrExtra(BaseModel):
     model_config = ConfigDict(extra="allow")
     region: str | None = None
-    externalId: str | None = None  # noqa: N815 - wire name
+    externalId: str | None = None
 
 
 class RegistryCredentials(BaseModel):
@@ -71,8 +71,8 @@ class RegistryCredentials(BaseModel):
     type: str
     username: str | None = Field(default=None, repr=False)
     password: str | None = Field(default=None, repr=False)
-    registryBase: str | None = None  # noqa: N815 - wire name
-    roleArn: str | None = Field(default=None, repr=False)  # noqa: N815 - wire name
+    registryBase: str | None = None
+    roleArn: str | None = Field(default=None, repr=False)
     extra: EcrExtra | None = None
 
     def secret_values(self) -> list[str]:
@@ -154,4 +154,6 @@ def decode_credentials(blob: str) -> RegistryCredentials:
         return RegistryCredentials.model_validate(obj)
     except ValueError as exc:
         fields = ", ".join(str(e.get("loc", ("?",))[0]) for e in getattr(exc, "errors", list)())
-        raise CredentialsError(f"credentials JSON has invalid fields: {fields or 'unknown'}") from None
+        raise CredentialsError(
+            f"credentials JSON has invalid fields: {fields or 'unknown'}"
+        ) from None

@@ -87,6 +87,8 @@ def test_decode_errors_say_which_step_failed(blob, message):
 
 def test_repr_hides_secrets():
     creds = decode_credentials(
-        encode_credentials(build_credentials_json("acr", base="b", username="uu", password="sekrit"))
+        encode_credentials(
+            build_credentials_json("acr", base="b", username="uu", password="sekrit")
+        )
     )
     assert "sekrit" not in repr(creds)

@@ -25,7 +25,9 @@ def lines(stream):
 def test_registered_secret_is_removed_from_message_and_nested_values(log_stream):
     register_secrets("hunter2-secret")
     get_logger("t").debug(
-        "connecting with hunter2-secret", url="http://x/hunter2-secret/y", nested={"a": ["hunter2-secret"]}
+        "connecting with hunter2-secret",
+        url="http://x/hunter2-secret/y",
+        nested={"a": ["hunter2-secret"]},
     )
     text = log_stream.getvalue()
     assert "hunter2-secret" not in text

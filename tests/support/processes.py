@@ -70,7 +70,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process lifetime
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
