@@ -1,0 +1,269 @@
+"""Run the real snyk-broker 5.22.14 (npm) server or client on loopback for interop tests.
+
+The npm tarball lacks ``config.default.json``; it is copied from the reference folder into
+``.cache/snyk-broker/`` (an ancestor of ``node_modules``, git-ignored) at run time. Tests that
+need the real broker call :func:`require_snyk_broker`, which skips with a reason when the
+reference folder or the npm install is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import ServerProcess, free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE_DIR = REPO.parent / "shared" / "reference" / "snyk-broker"
+CACHE_DIR = REPO / ".cache" / "snyk-broker"
+BROKER_BIN = CACHE_DIR / "node_modules" / ".bin" / "broker"
+#: What the npm client reports; the package itself has no version (protocol reference, section 9).
+SNYK_CLIENT_VERSION = "5.22.14"
+
+# Everything the real broker would otherwise try to reach off-box is switched off.
+_QUIET_ENV = {
+    "PREFLIGHT_CHECKS_ENABLED": "false",
+    "IPV6_CONNECTIVITY_CHECK_ENABLED": "false",
+    "NODE_NO_WARNINGS": "1",
+}
+
+
+def missing_reason() -> str | None:
+    """Why the real snyk-broker cannot run here, or None when it can."""
+    if not (REFERENCE_DIR / "config.default.json").is_file():
+        return f"snyk-broker reference data not found at {REFERENCE_DIR}"
+    if not BROKER_BIN.exists():
+        return f"snyk-broker npm install not found at {BROKER_BIN} (run `make npm`)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    return None
+
+
+def require_snyk_broker() -> Path:
+    """Skip the calling test when the real broker is unavailable; else prepare and return the binary."""
+    import pytest
+
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    prepare()
+    return BROKER_BIN
+
+
+def prepare() -> None:
+    """Copy config.default.json next to node_modules (idempotent; the copy is not committed)."""
+    target = CACHE_DIR / "config.default.json"
+    source = REFERENCE_DIR / "config.default.json"
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+
+
+def reference_accept_path() -> Path:
+    """The stock container-registry-agent filter from the reference folder (read-only)."""
+    return REFERENCE_DIR / "container-registry-agent.accept.json"
+
+
+def server_accept(upstream_origin: str) -> dict[str, Any]:
+    """Server-side rules: client callbacks go to ``upstream_origin`` (the test's 'Snyk API')."""
+    return {
+        "private": [
+            {"method": "POST", "path": "/api/v1/*", "origin": upstream_origin},
+            {"method": "POST", "path": "/api/v2/*", "origin": upstream_origin},
+            {"method": "POST", "path": "/v1/*", "origin": upstream_origin},
+            {"method": "POST", "path": "/v2/*", "origin": upstream_origin},
+        ],
+        "public": [{"method": "any", "path": "/*"}],
+    }
+
+
+def _base_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+    env.update(_QUIET_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _write_accept(workdir: Path, name: str, accept: Mapping[str, Any] | Path | str) -> str:
+    if isinstance(accept, Path | str):
+        return str(Path(accept).resolve())
+    path = workdir / name
+    path.write_text(json.dumps(accept, indent=2))
+    return str(path)
+
+
+@dataclass
+class SnykBroker:
+    """One running snyk-broker process (server or client)."""
+
+    role: str
+    port: int
+    process: ServerProcess
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self, *, timeout: float = 30.0) -> None:
+        """Stop and start again on the same port with the same settings."""
+        self.process.stop()
+        self.process.start()
+        if self.role == "server":
+            _wait_or_fail(self, f"{self.url}/healthcheck", timeout)
+
+
+def _wait_or_fail(broker: SnykBroker, url: str, timeout: float) -> None:
+    try:
+        wait_for_http(url, timeout=timeout)
+    except TimeoutError:
+        tail = broker.log_text()[-3000:]
+        broker.stop()
+        raise TimeoutError(f"snyk-broker {broker.role} did not become ready: {tail}") from None
+
+
+def start_server(
+    workdir: Path,
+    *,
+    accept: Mapping[str, Any] | Path | str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    log_level: str = "info",
+    timeout: float = 30.0,
+) -> SnykBroker:
+    """Start ``broker server`` on a free loopback port; returns once ``/healthcheck`` answers."""
+    binary = require_snyk_broker()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    full_env = _base_env(
+        {
+            "BROKER_TYPE": "server",
+            "PORT": str(port),
+            "ACCEPT": _write_accept(workdir, "server-accept.json", accept),
+            "LOG_LEVEL": log_level,
+            **(env or {}),
+        }
+    )
+    proc = ServerProcess(
+        [str(binary), "server"],
+        env=full_env,
+        cwd=workdir,
+        log_path=workdir / f"snyk-server-{port}.log",
+    )
+    broker = SnykBroker("server", port, proc.start(), full_env)
+    _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
+    return broker
+
+
+def start_client(
+    workdir: Path,
+    *,
+    token: str,
+    server_url: str,
+    accept: Mapping[str, Any] | Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    log_level: str = "info",
+    wait_connected: bool = True,
+    timeout: float = 30.0,
+) -> SnykBroker:
+    """Start the real ``broker client`` (classic); by default wait until its sockets are open."""
+    binary = require_snyk_broker()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    full_env = _base_env(
+        {
+            "BROKER_TYPE": "client",
+            "BROKER_TOKEN": token,
+            "BROKER_SERVER_URL": server_url,
+            "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
+            "BROKER_VERSION": SNYK_CLIENT_VERSION,
+            "ACCEPT": _write_accept(
+                workdir, "client-accept.json", accept or reference_accept_path()
+            ),
+            "LOG_LEVEL": log_level,
+            **(env or {}),
+        }
+    )
+    proc = ServerProcess(
+        [str(binary), "client"],
+        env=full_env,
+        cwd=workdir,
+        log_path=workdir / f"snyk-client-{port}.log",
+    )
+    broker = SnykBroker("client", port, proc.start(), full_env)
+    # /healthcheck answers 200 only once a socket is open, 500 before
+    if wait_connected:
+        _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
+    return broker
+
+
+def connection_status(server_url: str, token: str) -> tuple[int, Any]:
+    """``GET /connection-status/<token>`` on a broker server: (status, parsed JSON)."""
+    try:
+        with urllib.request.urlopen(f"{server_url}/connection-status/{token}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_for_clients(
+    server_url: str, token: str, count: int, *, timeout: float = 30.0
+) -> list[Any]:
+    """Block until the server lists at least ``count`` identified sockets for ``token``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            status, body = connection_status(server_url, token)
+            last = body
+            if status == 200 and len(body.get("clients", [])) >= count:
+                return list(body["clients"])
+        time.sleep(0.1)
+    raise TimeoutError(
+        f"server did not list {count} clients for the token within {timeout}s: {last!r}"
+    )
+
+
+@contextlib.contextmanager
+def running_server(workdir: Path, **kwargs: Any) -> Iterator[SnykBroker]:
+    broker = start_server(workdir, **kwargs)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def running_client(workdir: Path, **kwargs: Any) -> Iterator[SnykBroker]:
+    broker = start_client(workdir, **kwargs)
+    try:
+        yield broker
+    finally:
+        broker.stop()
