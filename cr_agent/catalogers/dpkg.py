@@ -1,0 +1,152 @@
+"""dpkg: ``var/lib/dpkg/status`` and distroless ``var/lib/dpkg/status.d/*``.
+
+Distroless images have no ``status`` file; each package gets its own file in ``status.d``
+(one or more paragraphs, usually without a ``Status`` field). Licences come from DEP-5
+copyright files where the package ships one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+from cr_agent.catalogers.base import CatalogResult, Package
+from cr_agent.catalogers.deb822 import Paragraph, parse_paragraphs
+from cr_agent.catalogers.debian_copyright import licenses_from_copyright
+from cr_agent.catalogers.warning_limit import limit_warnings
+
+STATUS_PATH = "var/lib/dpkg/status"
+STATUS_D_PREFIX = "var/lib/dpkg/status.d/"
+DOC_PREFIX = "usr/share/doc/"
+
+_SOURCE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.+~_-]*)(?:\s*\(([^()]*)\))?")
+_EPOCH = re.compile(r"([0-9]+):(.+)")
+
+
+def split_epoch(version: str) -> tuple[int | None, str]:
+    """``1:2.3-4`` -> (1, ``2.3-4``); no epoch -> (None, version)."""
+    match = _EPOCH.fullmatch(version)
+    if match is None:
+        return None, version
+    return int(match.group(1)), match.group(2)
+
+
+def _installed(status: str | None) -> bool:
+    # Status is "want flag state"; only a package whose files are on disk counts.
+    if status is None:
+        return True  # distroless status.d paragraphs carry no Status field
+    words = status.split()
+    return len(words) == 3 and words[0] in ("install", "hold") and words[2] == "installed"
+
+
+def _package(paragraph: Paragraph, path: str, warnings: list[str]) -> Package | None:
+    name = paragraph.get("Package")
+    version = paragraph.get("Version")
+    if not name or not version:
+        missing = "Package" if not name else "Version"
+        warnings.append(f"{path} line {paragraph.line}: paragraph has no {missing} field; skipped")
+        return None
+    if not _installed(paragraph.get("Status")):
+        return None
+    epoch, plain_version = split_epoch(version)
+    source_name, source_version = name, version  # dpkg's own default when Source is absent
+    source = paragraph.get("Source")
+    if source:
+        match = _SOURCE.fullmatch(source.strip())
+        if match is None:
+            warnings.append(f"{path} line {paragraph.line}: cannot read Source {source!r}")
+        else:
+            source_name = match.group(1)
+            source_version = match.group(2).strip() if match.group(2) else version
+    extra = tuple(
+        (key, value)
+        for key, value in (
+            ("maintainer", paragraph.get("Maintainer")),
+            ("installed_size", paragraph.get("Installed-Size")),
+            ("multi_arch", paragraph.get("Multi-Arch")),
+        )
+        if value
+    )
+    return Package(
+        type="deb",
+        name=name,
+        version=plain_version,
+        epoch=epoch,
+        arch=paragraph.get("Architecture") or None,
+        source_name=source_name,
+        source_version=source_version,
+        database=path,
+        extra=extra,
+    )
+
+
+class DpkgCataloger:
+    """Reads the dpkg status database (full and distroless forms)."""
+
+    name = "dpkg"
+    version = "1"
+    max_file_size = 64 * 1024 * 1024
+
+    def wants(self, path: str) -> bool:
+        if path == STATUS_PATH:
+            return True
+        if path.startswith(STATUS_D_PREFIX):
+            rest = path[len(STATUS_D_PREFIX) :]
+            return bool(rest) and "/" not in rest and not rest.endswith(".md5sums")
+        if path.startswith(DOC_PREFIX) and path.endswith("/copyright"):
+            return path.count("/") == 4  # usr/share/doc/<pkg>/copyright, nothing deeper
+        return False
+
+    def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
+        result = CatalogResult()
+        databases = sorted(p for p in files if p == STATUS_PATH or p.startswith(STATUS_D_PREFIX))
+        seen: set[tuple[str, str | None]] = set()
+        for path in databases:
+            data = files[path]
+            if len(data) > self.max_file_size:
+                result.warnings.append(
+                    f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte limit; skipped"
+                )
+                continue
+            outcome = parse_paragraphs(data, path)
+            file_warnings = outcome.warnings
+            if not outcome.paragraphs and data.strip():
+                file_warnings.append(f"{path}: no package paragraphs found")
+            for paragraph in outcome.paragraphs:
+                package = _package(paragraph, path, file_warnings)
+                if package is None:
+                    continue
+                if (package.name, package.arch) in seen:
+                    file_warnings.append(
+                        f"{path} line {paragraph.line}: {package.name} ({package.arch}) listed "
+                        "twice; kept the first"
+                    )
+                    continue
+                seen.add((package.name, package.arch))
+                result.packages.append(package)
+            result.warnings.extend(limit_warnings(path, file_warnings))
+        licenses: dict[str, tuple[str, ...]] = {}
+        result.packages = [
+            self._with_licenses(p, files, licenses, result.warnings) for p in result.packages
+        ]
+        return result
+
+    def _with_licenses(
+        self,
+        package: Package,
+        files: Mapping[str, bytes],
+        cache: dict[str, tuple[str, ...]],
+        warnings: list[str],
+    ) -> Package:
+        path = f"{DOC_PREFIX}{package.name}/copyright"
+        if path not in cache:
+            data = files.get(path)
+            if data is None:
+                return package
+            # Multi-Arch: same packages of several architectures share one doc directory.
+            cache[path], copyright_warnings = licenses_from_copyright(data, path)
+            warnings.extend(copyright_warnings)
+        if not cache[path]:
+            return package
+        return replace(package, licenses=cache[path])
