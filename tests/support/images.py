@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import ssl
 import tarfile
 import urllib.error
 import urllib.parse
@@ -365,9 +366,15 @@ class Pusher:
     """Minimal distribution-API uploader (Basic and Bearer), for building test fixtures."""
 
     def __init__(
-        self, base_url: str, username: str | None = None, password: str | None = None
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        ca_file: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.username = username
         self.password = password
         self._auth_header: str | None = None
@@ -413,7 +420,7 @@ class Pusher:
             if scope in self._tokens:
                 req.add_header("Authorization", "Bearer " + self._tokens[scope])
             try:
-                with urllib.request.urlopen(req, timeout=120) as resp:
+                with urllib.request.urlopen(req, timeout=120, context=self._ssl) as resp:
                     return resp.status, dict(resp.headers), resp.read()
             except urllib.error.HTTPError as exc:
                 body = exc.read()
@@ -496,9 +503,10 @@ def push(
     password: str | None = None,
     chunked: bool = False,
     pusher: Pusher | None = None,
+    ca_file: str | None = None,
 ) -> str:
     """Upload ``image`` (and, for an index, every child) to ``repository``; returns its digest."""
-    pusher = pusher or Pusher(base_url, username, password)
+    pusher = pusher or Pusher(base_url, username, password, ca_file=ca_file)
     if isinstance(image, BuiltIndex):
         for child in image.children:
             push(base_url, repository, child, tag=None, chunked=chunked, pusher=pusher)
@@ -506,9 +514,6 @@ def push(
         for data in image.blobs.values():
             pusher.push_blob(repository, data, chunked=chunked)
     pusher.push_manifest(repository, tag or image.digest, image.manifest, image.media_type)
-    if tag is not None and tag != image.digest:
-        # a tagged push also leaves the digest reachable; nothing else to do
-        pass
     return image.digest
 
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.processes import ServerProcess, free_port, wait_for_http
+from tests.support.processes import ServerProcess, free_port, wait_for_http, wait_for_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_SERVICE = "crbroker-test-registry"
@@ -248,6 +248,7 @@ class RunningRegistry:
     workdir: Path
     process: ServerProcess
     auth: str  # "none" | "htpasswd" | "token"
+    tls: bool = False
     username: str | None = None
     password: str | None = None
     realm: TokenRealm | None = None
@@ -259,7 +260,12 @@ class RunningRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """PEM of the self-signed server certificate when started with ``tls=True``."""
+        return str(self.workdir / "tls-cert.pem") if self.tls else None
 
     @property
     def storage(self) -> Path:
@@ -274,6 +280,38 @@ class RunningRegistry:
 
     def log_text(self) -> str:
         return self.process.log_text()
+
+
+def self_signed_server_cert() -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for 127.0.0.1 / localhost, valid for a month."""
+    import ipaddress
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def _htpasswd_line(username: str, password: str) -> str:
@@ -294,6 +332,7 @@ def start_registry(
     password: str | None = None,
     realm: TokenRealm | None = None,
     workdir: Path | None = None,
+    tls: bool = False,
 ) -> RunningRegistry:
     """Start docker-registry on a free loopback port and wait until ``/v2/`` answers.
 
@@ -334,6 +373,14 @@ def start_registry(
                 "rootcertbundle": str(root / "token-cert.pem"),
             }
         }
+    if tls:
+        cert, key = self_signed_server_cert()
+        (root / "tls-cert.pem").write_bytes(cert)
+        (root / "tls-key.pem").write_bytes(key)
+        config["http"]["tls"] = {
+            "certificate": str(root / "tls-cert.pem"),
+            "key": str(root / "tls-key.pem"),
+        }
     (root / "config.yml").write_text(yaml.safe_dump(config))
     process = ServerProcess(
         [REGISTRY_BINARY, "serve", str(root / "config.yml")],
@@ -341,7 +388,10 @@ def start_registry(
     )
     process.start()
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=30)
+        if tls:
+            wait_for_port(port, timeout=30)
+        else:
+            wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=30)
     except TimeoutError:
         log = process.log_text()
         process.stop()
@@ -353,6 +403,7 @@ def start_registry(
         workdir=root,
         process=process,
         auth=auth,
+        tls=tls,
         username=username if auth != "none" else None,
         password=password if auth != "none" else None,
         realm=realm,

@@ -1,0 +1,184 @@
+"""Registry credentials, ``WWW-Authenticate`` parsing and the bearer-token cache (no I/O).
+
+The HTTP side (fetching tokens from a realm) lives in :mod:`cr_agent.registry.client`; this
+module holds the parts that are pure functions of headers and clocks, so each edge case is a
+three-line test.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+
+from shared.logging import register_secrets
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """What we may present to a registry.
+
+    ``identity_token`` is an OAuth2 refresh token (docker config ``identitytoken``, or a
+    credential helper answering username ``<token>``); ``bearer_token`` is a ready-made
+    registry token sent as-is.
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        register_secrets(self.password, self.identity_token, self.bearer_token)
+        if self.username and self.password:
+            register_secrets(self.basic_header())
+
+    @property
+    def anonymous(self) -> bool:
+        return not (self.username or self.password or self.identity_token or self.bearer_token)
+
+    def basic_header(self) -> str | None:
+        if self.username is None and self.password is None:
+            return None
+        raw = f"{self.username or ''}:{self.password or ''}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # lower-case: "basic", "bearer"
+    params: dict[str, str]
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+    @property
+    def service(self) -> str | None:
+        return self.params.get("service")
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.params.get("scope", "").split()
+
+    @property
+    def error(self) -> str | None:
+        return self.params.get("error")
+
+
+def parse_www_authenticate(header: str) -> list[Challenge]:
+    """All challenges in a ``WWW-Authenticate`` value (RFC 7235 syntax, quoted strings)."""
+    challenges: list[Challenge] = []
+    i, n = 0, len(header)
+    current: Challenge | None = None
+    while i < n:
+        while i < n and header[i] in " \t,":
+            i += 1
+        start = i
+        while i < n and header[i] not in " \t,=":
+            i += 1
+        token = header[start:i]
+        if not token:
+            break
+        j = i
+        while j < n and header[j] in " \t":
+            j += 1
+        if j < n and header[j] == "=" and current is not None:
+            i = j + 1
+            while i < n and header[i] in " \t":
+                i += 1
+            if i < n and header[i] == '"':
+                i += 1
+                value = []
+                while i < n and header[i] != '"':
+                    if header[i] == "\\" and i + 1 < n:
+                        i += 1
+                    value.append(header[i])
+                    i += 1
+                i += 1
+                current.params[token.lower()] = "".join(value)
+            else:
+                start = i
+                while i < n and header[i] not in ",":
+                    i += 1
+                current.params[token.lower()] = header[start:i].strip()
+        else:
+            current = Challenge(token.lower(), {})
+            challenges.append(current)
+    return challenges
+
+
+def repository_scope(repository: str, actions: str = "pull") -> str:
+    return f"repository:{repository}:{actions}"
+
+
+CATALOG_SCOPE = "registry:catalog:*"
+
+
+@dataclass
+class Token:
+    value: str
+    scopes: frozenset[str]
+    expires_at: float  # monotonic clock
+    lifetime: float
+
+    def fresh(self, now: float | None = None) -> bool:
+        """Still usable, with a margin so a token never expires mid-request."""
+        now = time.monotonic() if now is None else now
+        margin = min(30.0, self.lifetime * 0.2)
+        return now < self.expires_at - margin
+
+
+#: containers/image treats shorter lifetimes as 60 s; the token spec's default is 60 s too.
+MIN_TOKEN_LIFETIME = 60.0
+
+
+def token_from_response(body: object, scopes: list[str], now: float | None = None) -> Token:
+    """Build a :class:`Token` from a realm's JSON answer (``token`` or ``access_token``)."""
+    if not isinstance(body, dict):
+        raise ValueError("token response is not a JSON object")
+    value = body.get("token") or body.get("access_token")
+    if not isinstance(value, str) or not value:
+        raise ValueError("token response has neither 'token' nor 'access_token'")
+    try:
+        lifetime = float(body.get("expires_in") or MIN_TOKEN_LIFETIME)
+    except (TypeError, ValueError):
+        lifetime = MIN_TOKEN_LIFETIME
+    lifetime = max(lifetime, MIN_TOKEN_LIFETIME)
+    register_secrets(value)
+    if isinstance(body.get("refresh_token"), str):
+        register_secrets(body["refresh_token"])
+    now = time.monotonic() if now is None else now
+    return Token(value, frozenset(scopes), now + lifetime, lifetime)
+
+
+class TokenCache:
+    """Tokens per (realm, service, scope set); a token covering a wider set also serves."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str, frozenset[str]], Token] = {}
+
+    def get(self, realm: str, service: str, scopes: list[str]) -> Token | None:
+        wanted = frozenset(scopes)
+        best: Token | None = None
+        for (t_realm, t_service, t_scopes), token in self._tokens.items():
+            if t_realm == realm and t_service == service and wanted <= t_scopes and token.fresh():
+                if best is None or token.expires_at > best.expires_at:
+                    best = token
+        return best
+
+    def put(self, realm: str, service: str, token: Token) -> None:
+        self._tokens = {k: v for k, v in self._tokens.items() if v.fresh()}
+        self._tokens[(realm, service, token.scopes)] = token
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+def widen_scopes(needed: list[str], challenge_scopes: list[str]) -> list[str]:
+    """The union of scopes, challenge's first: some registries read only the first scope."""
+    out: list[str] = []
+    for scope in [*challenge_scopes, *needed]:
+        if scope and scope not in out:
+            out.append(scope)
+    return out
