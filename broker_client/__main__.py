@@ -1,0 +1,53 @@
+"""``broker-client``: read the environment, then run until SIGTERM/SIGINT.
+
+A bad setting prints one line naming the variable and exits 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from broker_client.connection import ReconnectExhausted
+from broker_client.settings import SettingsError, load_settings
+from shared.logging import configure_logging, get_logger, register_secrets
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(
+            "usage: broker-client  (configured by environment variables; see docs/architecture.md)"
+        )
+        return 0
+    try:
+        settings, rules = load_settings()
+    except SettingsError as exc:
+        print(f"broker-client: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    register_secrets(*settings.secret_values())
+    configure_logging(settings.LOG_LEVEL, service="broker-client", debug=settings.debug)
+    from broker_client.client import BrokerClient
+
+    client = BrokerClient(settings, rules)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, client.stop)
+        await client.run()
+
+    try:
+        asyncio.run(run())
+    except ReconnectExhausted as exc:
+        get_logger("broker_client").error("giving up", error=str(exc))
+        return 1
+    except OSError as exc:
+        get_logger("broker_client").error("cannot start", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

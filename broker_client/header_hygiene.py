@@ -1,0 +1,87 @@
+"""Which headers cross the broker, in each direction (protocol reference, section 1.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Never forwarded to the downstream: the server side's routing and correlation data.
+DROPPED_DOWNSTREAM = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "content-length",
+        "host",
+        "snyk-acting-group-public-id",
+        "snyk-acting-org-public-id",
+        "snyk-acting-user-public-id",
+        "snyk-flow-name",
+        "snyk-product-line",
+        "snyk-project-type",
+        "snyk-integration-type",
+        "x-snyk-broker-context-id",
+    }
+)
+
+#: Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, never the message.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+    }
+)
+
+
+def downstream_headers(
+    headers: Mapping[str, str], *, user_agent: str, remove_x_forwarded: bool = False
+) -> dict[str, str]:
+    """Headers for the request to the agent, from the headers the server relayed."""
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in DROPPED_DOWNSTREAM or name in HOP_BY_HOP:
+            continue
+        if remove_x_forwarded and (name.startswith("x-forwarded-") or name == "forwarded"):
+            continue
+        out[name] = value
+    if "snyk-request-id" in out:
+        out["x-request-id"] = out["snyk-request-id"]
+    if "user-agent" in out:
+        out["x-broker-origin-ua"] = out.pop("user-agent")
+    out["user-agent"] = user_agent
+    out["connection"] = "Keep-Alive"
+    out["keep-alive"] = "timeout=60, max=1000"
+    return out
+
+
+def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Downstream response headers for the stream head; repeated names become lists."""
+    out: dict[str, Any] = {}
+    for key, value in items:
+        name = key.lower()
+        if name in HOP_BY_HOP:
+            continue
+        if name in out:
+            existing = out[name]
+            out[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[name] = value
+    return out
+
+
+def relay_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """Headers of a server answer (ack) for the local caller: framing is ours to set."""
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        name = str(key).lower()
+        if name in HOP_BY_HOP or name in ("content-length", "content-encoding"):
+            continue
+        out[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return out

@@ -1,0 +1,146 @@
+"""The client's local HTTP listener on ``PORT``: health, systemcheck, filters, callback relay.
+
+Callbacks from the agent that match a *public* rule go upstream as a ``request`` event with an
+ack; the server's answer is returned to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from broker_client import error_answers
+from broker_client.connection import ConnectionLost, OutboxFull, ServerConnection
+from broker_client.header_hygiene import HOP_BY_HOP, relay_headers
+from broker_client.settings import Settings
+from broker_client.systemcheck import run_systemcheck
+from shared.accept_rules import AcceptRules
+from shared.logging import get_logger
+
+log = get_logger("broker_client.local_listener")
+
+
+class LocalListener:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Callable[[], AcceptRules],
+        connections: list[ServerConnection],
+        session: aiohttp.ClientSession,
+        version: str,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.connections = connections
+        self.session = session
+        self.version = version
+        self.app = web.Application(client_max_size=settings.BROKER_CLIENT_MAX_REQUEST_BODY)
+        s = settings
+        self.app.router.add_get(s.BROKER_HEALTHCHECK_PATH, self.healthcheck)
+        self.app.router.add_get(s.BROKER_SYSTEMCHECK_PATH, self.systemcheck)
+        self.app.router.add_get("/filters", self.filters)
+        self.app.router.add_route("*", "/{tail:.*}", self.relay)
+
+    async def healthcheck(self, _request: web.Request) -> web.Response:
+        states = [
+            {
+                "ok": c.is_open,
+                "websocketConnectionOpen": c.is_open,
+                "brokerServerUrl": c.server_url,
+                "version": self.version,
+                "transport": c.transport,
+            }
+            for c in self.connections
+        ]
+        status = 200 if any(c.is_open for c in self.connections) else 500
+        return web.json_response(states[0] if len(states) == 1 else states, status=status)
+
+    async def systemcheck(self, _request: web.Request) -> web.Response:
+        status, body = await run_systemcheck(self.settings, self.session)
+        return web.json_response(body, status=status)
+
+    async def filters(self, _request: web.Request) -> web.Response:
+        return web.json_response(dict(self.rules().document))
+
+    async def relay(self, request: web.Request) -> web.Response:
+        limit = self.settings.BROKER_CLIENT_MAX_REQUEST_BODY
+        if request.content_length is not None and request.content_length > limit:
+            return _too_large(request.content_length, limit)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(None, limit)
+        url = request.path_qs
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        rule = self.rules().match_public(request.method, url, headers, body)
+        if rule is None:
+            log.warning(
+                "local request blocked by accept rules", method=request.method, url=request.path
+            )
+            answer = error_answers.filter_blocked(request.path, error_answers.LOCAL_BLOCK_REASON)
+            return web.json_response(answer.body, status=answer.status)
+        request_id = headers.get("snyk-request-id") or str(uuid.uuid4())
+        headers["snyk-request-id"] = request_id
+        payload: dict[str, Any] = {
+            "url": url,
+            "method": request.method,
+            "headers": headers,
+            "streamingID": "",
+            "requestId": request_id,
+        }
+        if body:
+            payload["body"] = body  # EJSON $binary, as snyk-broker sends raw buffers
+        event = "service" if headers.get("x-broker-service") == "true" else "request"
+        connection = next((c for c in self.connections if c.is_open), self.connections[0])
+        timeout = self.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        try:
+            args = await connection.request(event, payload, timeout=timeout)
+        except OutboxFull as exc:
+            return _error(503, "BROKER_UNAVAILABLE", str(exc))
+        except ConnectionLost as exc:
+            return _error(502, "BROKER_CONNECTION_LOST", str(exc))
+        except TimeoutError:
+            return _error(
+                504, "BROKER_TIMEOUT", f"no answer from the broker server within {timeout:g}s"
+            )
+        log.info("callback relayed", method=request.method, url=request.path, request_id=request_id)
+        return _answer(args)
+
+
+def _answer(args: list[Any]) -> web.Response:
+    reply = args[0] if args and isinstance(args[0], dict) else {}
+    status = reply.get("status")
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        return _error(502, "BAD_UPSTREAM_ANSWER", "the broker server's answer has no valid status")
+    headers = relay_headers(reply.get("headers") or {})
+    body = reply.get("body")
+    if isinstance(body, bytes):
+        data = body
+    elif isinstance(body, str):
+        data = body.encode()
+    elif (
+        isinstance(body, dict)
+        and body.get("type") == "Buffer"
+        and isinstance(body.get("data"), list)
+    ):
+        data = bytes(body["data"])
+    elif body is None:
+        data = b""
+    else:
+        data = json.dumps(body).encode()
+        headers.setdefault("content-type", "application/json")
+    return web.Response(status=status, body=data, headers=headers)
+
+
+def _too_large(size: int | None, limit: int) -> web.Response:
+    message = f"request body {'of ' + str(size) + ' bytes ' if size else ''}exceeds the limit of {limit} bytes"
+    return _error(413, "BODY_TOO_LARGE", message)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)

@@ -1,0 +1,115 @@
+"""A small test agent (stands in for the container registry agent) and a fake upstream API.
+
+Both record what reached them so tests can assert on it, and both can run in-process (tests)
+or as a subprocess (``python -m tests.broker_client.agent PORT``, for the benchmark).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BLOCK = random.Random(1234).randbytes(1 << 20)  # 1 MiB of fixed pseudo-random bytes
+CHUNK = 256 * 1024
+
+
+def big_body(size: int) -> bytes:
+    """The exact bytes ``/list/big/<size>`` answers with (for sha256 comparisons)."""
+    whole, rest = divmod(size, len(BLOCK))
+    return BLOCK * whole + BLOCK[:rest]
+
+
+def big_sha256(size: int) -> str:
+    digest = hashlib.sha256()
+    whole, rest = divmod(size, len(BLOCK))
+    for _ in range(whole):
+        digest.update(BLOCK)
+    digest.update(BLOCK[:rest])
+    return digest.hexdigest()
+
+
+@dataclass
+class Recorder:
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    async def record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.read()
+        entry = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "headers": dict(request.headers),
+            "body": body.decode("utf-8", "replace"),
+        }
+        self.seen.append(entry)
+        return entry
+
+
+def agent_app(recorder: Recorder) -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(await recorder.record(request))
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        await recorder.record(request)
+        size = int(request.match_info["size"])
+        response = web.StreamResponse(headers={"content-type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        whole, rest = divmod(size, len(BLOCK))
+        view = memoryview(BLOCK)
+        for _ in range(whole):
+            for start in range(0, len(BLOCK), CHUNK):
+                await response.write(view[start : start + CHUNK])
+        for start in range(0, rest, CHUNK):
+            await response.write(view[start : min(start + CHUNK, rest)])
+        await response.write_eof()
+        return response
+
+    async def small(request: web.Request) -> web.Response:
+        return web.json_response({"repositories": ["library/ubuntu", "library/alpine"]})
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_get("/list/big/{size:\\d+}", big)
+    app.router.add_get("/list/small", small)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+def upstream_app(recorder: Recorder) -> web.Application:
+    """The 'Snyk API' behind the broker server: records callbacks, answers 201 JSON."""
+
+    async def callback(request: web.Request) -> web.Response:
+        entry = await recorder.record(request)
+        return web.json_response(
+            {"received": entry["path_qs"], "bytes": len(entry["body"])}, status=201
+        )
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_route("*", "/{tail:.*}", callback)
+    return app
+
+
+async def start(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    # small answers must not wait for Nagle (aiohttp sets it per connection too)
+    server = site._server
+    for sock in getattr(server, "sockets", []) or []:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return runner
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    web.run_app(agent_app(Recorder()), host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
