@@ -1,0 +1,54 @@
+"""``quay-cr``: Quay (quay.io or self-hosted).
+
+Robot accounts (``org+robot``) and users pull with Basic credentials and may list through
+``/v2/_catalog``. Where the catalog is refused, repositories come from Quay's API with the
+password used as an OAuth bearer token: ``GET /api/v1/repository?namespace=<ns>`` (following
+``next_page``); the namespace is ``namespace`` from the credentials, else the part of the
+username before ``+``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import ClassVar
+
+from cr_agent.registry_types.base import RegistryType, TypeContext, extra_value, normalise_base
+from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
+from shared.credentials import RegistryCredentials
+
+
+class QuayRegistry(RegistryType):
+    name = "quay-cr"
+    default_base: ClassVar[str | None] = "quay.io"
+
+    def _api(self, creds: RegistryCredentials, ctx: TypeContext) -> VendorApi:
+        explicit = extra_value(creds, "apiBase")
+        if explicit:
+            base = normalise_base(explicit, field_name="apiBase")
+        else:
+            parts = urllib.parse.urlsplit(self.base_url(creds))
+            base = f"{parts.scheme}://{parts.netloc}"
+        return VendorApi(
+            ctx, base, {"Authorization": f"Bearer {creds.password or ''}"}, vendor="Quay"
+        )
+
+    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+        namespace = extra_value(creds, "namespace") or (creds.username or "").split("+", 1)[0]
+        if not namespace:
+            return None
+        api = self._api(creds, ctx)
+        names = []
+        params = {"namespace": namespace}
+        for _ in range(MAX_PAGES):
+            data = await api.get_json("/api/v1/repository", params)
+            for repo in (data or {}).get("repositories") or []:
+                if isinstance(repo, dict) and repo.get("name"):
+                    names.append(f"{repo.get('namespace') or namespace}/{repo['name']}")
+            token = (data or {}).get("next_page")
+            if not token:
+                break
+            params = {"namespace": namespace, "next_page": token}
+        return names
+
+
+TYPE = QuayRegistry()

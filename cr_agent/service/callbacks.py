@@ -1,0 +1,238 @@
+"""Delivering scan results and job ends to the broker client's callback paths.
+
+Each POST carries an ``Idempotency-Key`` so a receiver can drop the duplicates retries may
+cause; a 409 from the receiver counts as "already delivered". Transient failures are
+retried with backoff (tenacity); what still fails goes to the :class:`Spool` and a background
+loop retries it until it is delivered. Bodies stay under the broker client's 10 MB limit by
+splitting a result into several bodies (see :func:`result_bodies`), never by truncating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from cr_agent.service.spool import Delivery, Spool
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: receiver statuses worth another attempt right away; others go to the spool at once
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+#: room for the chunk marker and JSON punctuation around a slice
+CHUNK_OVERHEAD = 512
+
+
+class CallbackTooLarge(ValueError):
+    """One indivisible item of a result is larger than the body limit."""
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def result_bodies(result: dict[str, Any], limit: int) -> list[bytes]:
+    """``result`` as one JSON body, or as several under ``limit`` bytes each.
+
+    The largest list inside ``result["sbom"]`` (CycloneDX ``components``, SPDX ``packages``,
+    ...) is cut into consecutive slices; every body repeats the rest of the document and says
+    ``chunk: {index, count, field}`` so the receiver can put the list back together.
+    """
+    whole = _dumps(result)
+    if len(whole) <= limit:
+        return [whole]
+    sbom = result.get("sbom")
+    lists = {k: v for k, v in (sbom or {}).items() if isinstance(v, list) and v}
+    if not lists:
+        raise CallbackTooLarge(f"result is {len(whole)} bytes and has no list to split")
+    field = max(lists, key=lambda k: len(_dumps(lists[k])))
+    items = lists[field]
+    skeleton = {**result, "sbom": {**sbom, field: []}}
+    base = len(_dumps(skeleton)) + CHUNK_OVERHEAD
+    slices: list[list[Any]] = []
+    current: list[Any] = []
+    size = base
+    for item in items:
+        item_size = len(_dumps(item)) + 1
+        if base + item_size > limit:
+            raise CallbackTooLarge(f"one {field} entry alone is larger than {limit} bytes")
+        if current and size + item_size > limit:
+            slices.append(current)
+            current, size = [], base
+        current.append(item)
+        size += item_size
+    slices.append(current)
+    bodies = []
+    for index, part in enumerate(slices):
+        body = {
+            **skeleton,
+            "sbom": {**sbom, field: part},
+            "chunk": {"index": index, "count": len(slices), "field": field},
+        }
+        bodies.append(_dumps(body))
+    return bodies
+
+
+class CallbackSender:
+    """POSTs deliveries; retries; spools what cannot be delivered; drains the spool."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        spool: Spool,
+        *,
+        attempts: int = 4,
+        retry_seconds: float = 30.0,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.session = session
+        self.spool = spool
+        self.attempts = attempts
+        self.retry_seconds = retry_seconds
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self._drainer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.delivered = 0
+
+    async def _post_once(self, delivery: Delivery) -> None:
+        delivery.attempts += 1
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: delivery.idempotency_key,
+            "X-Crbroker-Job-Id": delivery.job_id,
+        }
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.session.post(
+                    delivery.url, data=delivery.body, headers=headers, ssl=self.ssl_context
+                ) as resp:
+                    await resp.read()
+                    if resp.status < 300 or resp.status == 409:
+                        return
+                    raise DeliveryFailed(
+                        f"callback answered {resp.status}",
+                        retryable=resp.status in RETRYABLE_STATUS,
+                    )
+        except TimeoutError:
+            raise DeliveryFailed(
+                f"callback did not answer within {self.timeout:g}s", retryable=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise DeliveryFailed(
+                f"callback unreachable: {exc.__class__.__name__}", retryable=True
+            ) from None
+
+    async def send(self, delivery: Delivery, *, after_spooled: bool = False) -> bool:
+        """Deliver now (with retries) or spool; True when delivered.
+
+        ``after_spooled``: an earlier callback of the same job is in the spool, so this one
+        queues behind it to keep the order results-then-done.
+        """
+        if after_spooled:
+            self._spool(delivery, "an earlier callback of this job is spooled")
+            return False
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._post_once(delivery)
+        except DeliveryFailed as exc:
+            self._spool(delivery, str(exc))
+            return False
+        self.delivered += 1
+        log.info(
+            "callback delivered", kind=delivery.kind, job=delivery.job_id, path=_path(delivery.url)
+        )
+        return True
+
+    def _spool(self, delivery: Delivery, reason: str) -> None:
+        delivery.last_error = reason
+        self.spool.put(delivery)
+        log.warning(
+            "callback spooled for retry",
+            kind=delivery.kind,
+            job=delivery.job_id,
+            path=_path(delivery.url),
+            reason=reason,
+        )
+
+    async def drain_once(self) -> int:
+        """Try every spooled delivery once, oldest first; returns how many got through.
+
+        A job whose callback fails again keeps its later callbacks waiting behind it.
+        """
+        blocked: set[str] = set()
+        done = 0
+        for delivery in self.spool.pending():
+            if delivery.job_id in blocked:
+                continue
+            try:
+                await self._post_once(delivery)
+            except DeliveryFailed as exc:
+                delivery.last_error = str(exc)
+                self.spool.put(delivery)  # same name: updates attempts in place
+                blocked.add(delivery.job_id)
+                continue
+            self.spool.remove(delivery)
+            self.delivered += 1
+            done += 1
+            log.info("spooled callback delivered", kind=delivery.kind, job=delivery.job_id)
+        return done
+
+    def start(self) -> None:
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain_forever(), name="callback-spool")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _drain_forever(self) -> None:
+        while True:
+            if self.spool.count():
+                try:
+                    await self.drain_once()
+                except Exception as exc:  # keep draining whatever one file did
+                    log.error("spool drain failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.retry_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def close(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryFailed) and exc.retryable
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url

@@ -1,0 +1,320 @@
+"""The OpenAPI 3 document of the agent, generated from the route table and the models.
+
+``python -m cr_agent.service.openapi > docs/openapi.json`` rewrites the committed copy; a
+test checks that the served ``/openapi.json`` equals it and that every route is in it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from cr_agent.service import models as m
+
+VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # OpenAPI form: /list/{repository}
+    summary: str
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
+    credentials: bool = True
+    broker: bool = True  # reachable through the broker's accept filter
+    callbacks: bool = False
+
+
+_CREDS_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    400: ("invalid request or credentials (the body names the field)", m.ErrorResponse),
+    401: ("the registry refused the credentials", m.ErrorResponse),
+    403: ("the registry does not permit this", m.ErrorResponse),
+    502: (
+        "registry unreachable, TLS failure or registry error (the body names the step)",
+        m.ErrorResponse,
+    ),
+    504: ("the registry did not answer in time", m.ErrorResponse),
+}
+_REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        "/healthcheck",
+        "Liveness",
+        responses={200: ("alive", m.HealthResponse)},
+        credentials=False,
+    ),
+    Operation(
+        "get",
+        "/systemcheck",
+        "Round trip to the registry: authenticate and list (same as /validate-credentials)",
+        query=m.NoQuery,
+        responses={200: ("checked", m.ValidateResponse), **_CREDS_ERRORS},
+        broker=False,
+    ),
+    Operation(
+        "get",
+        "/validate-credentials",
+        "Authenticate and list; the answer names the failing step",
+        query=m.NoQuery,
+        responses={200: ("credentials work", m.ValidateResponse), **_CREDS_ERRORS},
+    ),
+    Operation(
+        "get",
+        "/list",
+        "Repositories in the registry",
+        query=m.NoQuery,
+        responses={200: ("repositories", m.RepositoriesResponse), **_CREDS_ERRORS},
+    ),
+    Operation(
+        "get",
+        "/list/{repository}",
+        "Tags of a repository",
+        query=m.NoQuery,
+        path_params=_REPO,
+        responses={
+            200: ("tags", m.TagsResponse),
+            404: ("no such repository", m.ErrorResponse),
+            **_CREDS_ERRORS,
+        },
+    ),
+    Operation(
+        "get",
+        "/list-paginated/{repository}",
+        "One page of repositories (empty repository) or of a repository's tags",
+        query=m.PageQuery,
+        path_params={"repository": "repository whose tags to page through; empty for repositories"},
+        responses={200: ("a page", m.PageResponse), **_CREDS_ERRORS},
+    ),
+    Operation(
+        "get",
+        "/list-with-metadata/{repository}",
+        "Tags with digest and push time",
+        query=m.NoQuery,
+        path_params=_REPO,
+        responses={200: ("tags", m.TagsWithMetadataResponse), **_CREDS_ERRORS},
+    ),
+    Operation(
+        "get",
+        "/image-metadata/{image}",
+        "Manifest, config and layers of one image",
+        query=m.PlatformQuery,
+        path_params={
+            "image": "<repository>/<tag-or-digest>, <repository>:<tag> or <repository>@<digest>"
+        },
+        responses={
+            200: ("metadata", m.ImageMetadataResponse),
+            404: ("no such image", m.ErrorResponse),
+            **_CREDS_ERRORS,
+        },
+    ),
+    Operation(
+        "get",
+        "/get-state-identifier",
+        "Identifier that changes when the image content changes",
+        query=m.StateQuery,
+        responses={
+            200: ("state", m.StateIdentifierResponse),
+            404: ("no such image", m.ErrorResponse),
+            **_CREDS_ERRORS,
+        },
+    ),
+    Operation(
+        "post",
+        "/scan",
+        "Scan images; results go to <callback>/api/v2/import/result, the end to .../done",
+        body=m.ScanRequest,
+        responses={202: ("accepted", m.ScanAccepted), 400: _CREDS_ERRORS[400]},
+        callbacks=True,
+    ),
+    Operation(
+        "post",
+        "/discover",
+        "Scan images (v1); results go to <callback>/api/v1/recurring-tests/dependencies",
+        body=m.ScanRequest,
+        responses={202: ("accepted", m.ScanAccepted), 400: _CREDS_ERRORS[400]},
+        callbacks=True,
+    ),
+    Operation(
+        "get",
+        "/scan/{jobId}",
+        "Status of a scan job (local operators; not in the broker's accept filter)",
+        query=m.NoQuery,
+        path_params={"jobId": "the jobId /scan answered"},
+        responses={200: ("job", m.JobStatus), 404: ("unknown job", m.ErrorResponse)},
+        credentials=False,
+        broker=False,
+    ),
+    Operation(
+        "get",
+        "/openapi.json",
+        "This document",
+        responses={200: ("OpenAPI 3 document", None)},
+        credentials=False,
+        broker=False,
+    ),
+)
+
+_EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (m.ResultCallback, m.DoneCallback)
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        desc = prop.pop("description", None)
+        prop.pop("title", None)
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if desc:
+            param["description"] = desc
+        out.append(param)
+    return out
+
+
+def build_document() -> dict[str, Any]:
+    models: set[type[BaseModel]] = set(_EXTRA_SCHEMAS)
+    for op in OPERATIONS:
+        if op.body is not None:
+            models.add(op.body)
+        models.update(model for _, model in op.responses.values() if model is not None)
+    ordered = sorted(models, key=lambda cls: cls.__name__)
+    _, defs = models_json_schema([(cls, "validation") for cls in ordered], ref_template=REF)
+    schemas = dict(sorted(defs.get("$defs", {}).items()))
+
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS:
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": op.method + op.path.replace("/", "_").replace("{", "").replace("}", ""),
+            "x-broker-accept-filter": op.broker,
+        }
+        params: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": desc,
+            }
+            for name, desc in op.path_params.items()
+        ]
+        if op.query is not None:
+            params += _query_parameters(op.query)
+        if params:
+            entry["parameters"] = params
+        if op.credentials:
+            entry["security"] = [{"crCredentials": []}]
+        if op.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+                },
+            }
+        responses: dict[str, Any] = {}
+        for status, (desc, model) in sorted(op.responses.items()):
+            resp: dict[str, Any] = {"description": desc}
+            if model is not None:
+                resp["content"] = {
+                    "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}
+                }
+            else:
+                resp["content"] = {"application/json": {"schema": {"type": "object"}}}
+            responses[str(status)] = resp
+        entry["responses"] = responses
+        if op.callbacks:
+            entry["callbacks"] = _callbacks()
+        paths.setdefault(op.path, {})[op.method] = entry
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "crbroker container registry agent",
+            "version": VERSION,
+            "description": (
+                "The agent behind the broker client (CR_AGENT_URL). Registry credentials come "
+                "with each request: the base64 CR_CREDENTIALS blob in the Authorization header "
+                "(optionally prefixed 'Basic ' or 'Bearer '), or the 'credentials' field of a "
+                "JSON body. The blob decodes to {type, username, password, registryBase} or, "
+                "for ecr, {type, roleArn, extra: {region, externalId}}. Optional fields: "
+                "'apiBase' (the vendor API for docker-hub, github-cr, gitlab-cr, "
+                "digitalocean-cr, harbor-cr, quay-cr), 'namespace'/'organization'/'group'/"
+                "'registryName' (what the vendor listing covers); for ecr a 'registryBase' "
+                "overrides the token's proxyEndpoint. Unknown request fields are rejected. "
+                "Errors are {error: {code, message, field, step}}."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "crCredentials": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "base64 CR_CREDENTIALS blob",
+                }
+            },
+        },
+    }
+
+
+def _callbacks() -> dict[str, Any]:
+    def post(model: type[BaseModel], desc: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "description": desc,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the same for every retry of one body",
+                    }
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}
+                    }
+                },
+                "responses": {"200": {"description": "received (409: already received)"}},
+            }
+        }
+
+    return {
+        "result": {
+            "{$request.body#/callbackUrl}{$request.body#/callbackApiPrefix}/v2/import/result": post(
+                m.ResultCallback, "one per image (several if split to stay under 10 MB)"
+            )
+        },
+        "done": {
+            "{$request.body#/callbackUrl}{$request.body#/callbackApiPrefix}/v2/import/done": post(
+                m.DoneCallback, "once per /scan job, after its results"
+            )
+        },
+    }
+
+
+def document_text() -> str:
+    return json.dumps(build_document(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(document_text())

@@ -1,0 +1,207 @@
+"""One request's view of one registry: type plug-in + registry client + what the API asks.
+
+Opening a session turns the credentials into an endpoint (the type's job: ECR goes through
+STS, the rest use the credentials as they are) and a :class:`RegistryClient`. The methods
+answer the API's questions (repositories, tags, tag metadata, image metadata, state id) in
+the terms of :mod:`cr_agent.service.models`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import urllib.parse
+from datetime import datetime
+from typing import Any
+
+from cr_agent.registry.client import RegistryClient, ResolvedImage
+from cr_agent.registry.errors import InvalidReference, NotFoundError, RegistryError
+from cr_agent.registry.manifest import ImageIndex
+from cr_agent.registry.reference import ImageReference
+from cr_agent.registry_types import RegistryType
+from cr_agent.registry_types.base import TypeContext
+from cr_agent.service.models import (
+    ImageMetadataResponse,
+    LayerInfo,
+    PlatformManifest,
+    StepResult,
+    TagMetadata,
+)
+from shared.credentials import RegistryCredentials
+
+#: HEAD requests in flight at once when a registry has no tag-metadata API
+HEAD_CONCURRENCY = 8
+
+
+class RegistrySession:
+    """``async with RegistrySession(creds, kind, ctx) as reg: await reg.list_repositories()``."""
+
+    def __init__(self, creds: RegistryCredentials, kind: RegistryType, ctx: TypeContext) -> None:
+        self.creds = creds
+        self.kind = kind
+        self.ctx = ctx
+        self._client: RegistryClient | None = None
+        self.host: str | None = None
+
+    @property
+    def client(self) -> RegistryClient:
+        assert self._client is not None, "use the session as an async context manager"
+        return self._client
+
+    async def __aenter__(self) -> RegistrySession:
+        endpoint = await self.kind.endpoint(self.creds, self.ctx)
+        self.host = urllib.parse.urlsplit(endpoint.base_url).netloc
+        self._client = RegistryClient(
+            endpoint.base_url,
+            endpoint.auth,
+            ca_file=self.ctx.ca_file,
+            insecure=self.ctx.insecure,
+            timeout=self.ctx.timeout,
+            # a hanging registry must fail the request in bounded time, not after minutes
+            retries=2,
+            max_retry_wait=min(5.0, self.ctx.timeout),
+        )
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    # ------------------------------------------------------------------ names
+
+    def parse_image(self, text: str) -> ImageReference:
+        """``repository[:tag][@digest]`` (a leading registry host must be this registry's)."""
+        default = "docker.io" if self.kind.name == "docker-hub" else (self.host or "registry")
+        ref = ImageReference.parse(text, default_registry=default)
+        if ref.registry not in (
+            default,
+            self.host,
+            "docker.io" if self.kind.name == "docker-hub" else default,
+        ):
+            raise InvalidReference(
+                f"image {text!r} names registry {ref.registry}, but the credentials are for {self.host}"
+            )
+        return ref
+
+    def repository_name(self, text: str) -> str:
+        name = text.strip().strip("/")
+        if not name:
+            raise InvalidReference("repository name is empty")
+        return self.parse_image(name).repository
+
+    # ------------------------------------------------------------------ questions
+
+    async def validate(self) -> list[StepResult]:
+        """Authenticate, then list one page; raises on the first failing step."""
+        await self.client.ping()
+        steps = [StepResult(step="authenticate", ok=True)]
+        repos = await self.list_repositories(first_page_only=True)
+        steps.append(StepResult(step="list", ok=True, message=f"{len(repos)} repositories visible"))
+        return steps
+
+    async def list_repositories(self, *, first_page_only: bool = False) -> list[str]:
+        if first_page_only and self.kind.catalog_first:
+            try:
+                async for name in self.client.list_repositories(page_size=100):
+                    return [name]
+                return []
+            except RegistryError:
+                pass  # the type's own fallback decides below
+        return await self.kind.list_repositories(self.creds, self.ctx, self.client)
+
+    async def list_tags(self, repository: str) -> list[str]:
+        return await self.client.list_tags(self.repository_name(repository))
+
+    async def tags_with_metadata(self, repository: str) -> list[TagMetadata]:
+        repo = self.repository_name(repository)
+        known = await self.kind.tag_metadata(self.creds, self.ctx, repo)
+        if known is not None:
+            return sorted(
+                (TagMetadata(tag=t.tag, digest=t.digest, pushedAt=t.pushed_at) for t in known),
+                key=lambda t: t.tag,
+            )
+        tags = await self.client.list_tags(repo)
+        limit = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+        async def one(tag: str) -> TagMetadata:
+            async with limit:
+                try:
+                    head = await self.client.head_manifest(repo, tag)
+                except NotFoundError:
+                    return TagMetadata(tag=tag)  # deleted between listing and asking
+                return TagMetadata(tag=tag, digest=head.digest)
+
+        return sorted(await asyncio.gather(*(one(t) for t in tags)), key=lambda t: t.tag)
+
+    async def resolve(self, image: str, platform: str) -> tuple[ImageReference, ResolvedImage]:
+        ref = self.parse_image(image)
+        return ref, await self.client.resolve_image(ref.repository, ref.reference, platform)
+
+    async def image_metadata(self, image: str, platform: str) -> ImageMetadataResponse:
+        ref, resolved = await self.resolve(image, platform)
+        manifests: list[PlatformManifest] = []
+        if resolved.index_digest is not None:
+            top = await self.client.get_manifest(ref.repository, resolved.index_digest)
+            if isinstance(top, ImageIndex):
+                manifests = [
+                    PlatformManifest(digest=d.digest, platform=str(d.platform))
+                    for d in top.manifests
+                    if d.platform is not None
+                ]
+        config = _config_json(resolved.config.raw)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        return ImageMetadataResponse(
+            repository=ref.repository,
+            reference=ref.reference,
+            digest=resolved.index_digest or resolved.digest,
+            manifestDigest=resolved.digest,
+            mediaType=resolved.manifest.media_type or None,
+            platform=str(resolved.platform),
+            configDigest=resolved.manifest.config.digest,
+            created=_time(config.get("created")),
+            layers=[
+                LayerInfo(digest=d.digest, size=d.size, mediaType=d.media_type or None)
+                for d in resolved.manifest.layers
+            ],
+            size=sum(d.size for d in resolved.manifest.layers),
+            labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+            manifests=manifests,
+        )
+
+    async def state_identifier(self, image: str) -> tuple[str, str]:
+        """(state id, digest): a hash of the digest the tag points at.
+
+        The manifest (or index) digest covers the config and every layer digest, so it
+        changes exactly when the content does; hashing it with the repository keeps the id
+        opaque and distinct per repository.
+        """
+        ref = self.parse_image(image)
+        if ref.digest:
+            digest = ref.digest
+        else:
+            head = await self.client.head_manifest(ref.repository, ref.reference)
+            digest = (
+                head.digest
+                or (await self.client.get_manifest(ref.repository, ref.reference)).digest
+            )
+        state = hashlib.sha256(f"{ref.repository}@{digest}".encode()).hexdigest()
+        return f"sha256:{state}", digest
+
+
+def _config_json(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

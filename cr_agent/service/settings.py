@@ -1,0 +1,130 @@
+"""Agent settings, under the environment names snyk's container registry agent documents.
+
+``SNYK_PORT`` (or ``PORT``), ``HTTPS_CERT``/``HTTPS_KEY``, ``CA_CERT`` /
+``NODE_EXTRA_CA_CERTS``, ``NODE_TLS_REJECT_UNAUTHORIZED``, ``LOG_LEVEL`` and
+``MAX_ACTIVE_OPERATIONS`` are snyk's; the rest are crbroker's own (marked below). The agent
+holds no registry secret: credentials arrive with each request.
+:func:`load_settings` turns any problem into one :class:`SettingsError` line naming the
+variable; ``cr-agent serve`` prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.logging import parse_level
+
+DEFAULT_PORT = 8081
+GIB = 1024**3
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """One line: the variable and what is wrong with it."""
+
+
+class Settings(BaseSettings):
+    """Environment of ``cr-agent serve``; field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
+
+    SNYK_PORT: int | None = Field(None, ge=0, le=65535)
+    PORT: int | None = Field(None, ge=0, le=65535)
+    #: crbroker: address to bind (0.0.0.0 in a container)
+    HOST: str = "0.0.0.0"
+    HTTPS_CERT: Path | None = None
+    HTTPS_KEY: Path | None = None
+    #: extra CA bundle for registries and the broker client (snyk: CA_CERT or NODE_EXTRA_CA_CERTS)
+    CA_CERT: Path | None = None
+    NODE_EXTRA_CA_CERTS: Path | None = None
+    #: "0" turns off TLS verification towards registries and the callback (as with Node)
+    NODE_TLS_REJECT_UNAUTHORIZED: str = "1"
+    LOG_LEVEL: str = "info"
+
+    MAX_ACTIVE_OPERATIONS: int = Field(1, ge=1, le=64)
+    MAX_IMAGE_SIZE_IN_BYTES: int = Field(2 * GIB, ge=1)
+    #: crbroker: callback base URL when a request names none (the broker client's BROKER_CLIENT_URL)
+    BROKER_CLIENT_URL: str | None = None
+    #: crbroker: where undeliverable callbacks wait to be retried (survives restarts)
+    SPOOL_DIR: Path = Path("/tmp/cr-agent-spool")
+    #: crbroker: largest callback body, bytes; the broker client's body limit is 10 MB
+    MAX_CALLBACK_BODY_BYTES: int = Field(9 * 1024 * 1024, ge=64 * 1024)
+    #: crbroker: attempts per callback before it goes to the spool, and seconds between spool retries
+    CALLBACK_ATTEMPTS: int = Field(4, ge=1, le=20)
+    CALLBACK_RETRY_SECONDS: float = Field(30.0, gt=0)
+    #: crbroker: bound on one registry or vendor API call, seconds
+    REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
+    #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
+    REQUEST_TIMEOUT: float = Field(120.0, gt=0)
+    #: crbroker: finished jobs kept for GET /scan/<id>
+    JOB_HISTORY: int = Field(1000, ge=1)
+    #: boto3's own variable; moto in tests
+    AWS_ENDPOINT_URL: str | None = None
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        parse_level(value)
+        return value
+
+    @field_validator("HTTPS_CERT", "HTTPS_KEY", "CA_CERT", "NODE_EXTRA_CA_CERTS")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @field_validator("BROKER_CLIENT_URL")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _https_pair(self) -> Settings:
+        if (self.HTTPS_CERT is None) != (self.HTTPS_KEY is None):
+            missing = "HTTPS_KEY" if self.HTTPS_KEY is None else "HTTPS_CERT"
+            raise ValueError(f"{missing}: HTTPS_CERT and HTTPS_KEY must be set together")
+        return self
+
+    @property
+    def port(self) -> int:
+        """``SNYK_PORT`` wins over ``PORT``; 0 binds a free port (logged at start-up)."""
+        if self.SNYK_PORT is not None:
+            return self.SNYK_PORT
+        if self.PORT is not None:
+            return self.PORT
+        return DEFAULT_PORT
+
+    @property
+    def ca_file(self) -> str | None:
+        path = self.CA_CERT or self.NODE_EXTRA_CA_CERTS
+        return str(path) if path else None
+
+    @property
+    def tls_insecure(self) -> bool:
+        return self.NODE_TLS_REJECT_UNAUTHORIZED.strip().lower() in _FALSE
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment); :class:`SettingsError` on bad."""
+    try:
+        if env is None:
+            return Settings()
+        values = {k: v for k, v in env.items() if k.upper() in Settings.model_fields and v != ""}
+        return Settings.model_validate({k.upper(): v for k, v in values.items()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        message = first.get("msg", "invalid")
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if ":" in message and message.split(":", 1)[0].isupper():
+            name, message = message.split(":", 1)
+            message = message.strip()
+        raise SettingsError(f"{name}: {message}") from None

@@ -1,0 +1,85 @@
+"""Callbacks that could not be delivered, kept on disk until they are.
+
+One JSON file per pending delivery, written atomically (temp file + rename), named so that
+sorting the names gives the order they were produced in: results of a job stay ahead of its
+``done``. The files hold callback bodies (scan results) and the callback URL, never a
+registry credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One callback POST: where, what, and the key the receiver de-duplicates on."""
+
+    url: str
+    body: bytes
+    idempotency_key: str
+    job_id: str
+    kind: str  # "result" | "done"
+    attempts: int = 0
+    first_failure: float | None = None
+    last_error: str | None = None
+    seq: int = field(default_factory=time.time_ns)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["body"] = base64.b64encode(self.body).decode()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Delivery:
+        data = json.loads(text)
+        data["body"] = base64.b64decode(data["body"])
+        return cls(**data)
+
+
+class Spool:
+    """A directory of pending :class:`Delivery` files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, delivery: Delivery) -> Path:
+        safe_key = "".join(c for c in delivery.idempotency_key if c.isalnum() or c in "-_.")
+        return self.directory / f"{delivery.seq:020d}-{safe_key}.json"
+
+    def put(self, delivery: Delivery) -> Path:
+        path = self._path(delivery)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(delivery.to_json())
+        os.replace(tmp, path)
+        return path
+
+    def remove(self, delivery: Delivery) -> None:
+        self._path(delivery).unlink(missing_ok=True)
+
+    def pending(self) -> list[Delivery]:
+        """Every spooled delivery, oldest first; unreadable files are set aside, not lost."""
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                out.append(Delivery.from_json(path.read_text()))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.error("unreadable spool file set aside", file=path.name, error=str(exc))
+                path.rename(path.with_suffix(".bad"))
+        return out
+
+    def count(self) -> int:
+        return sum(1 for _ in self.directory.glob("*.json"))
+
+    def job_has_pending(self, job_id: str) -> bool:
+        return any(d.job_id == job_id for d in self.pending())
