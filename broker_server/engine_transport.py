@@ -1,0 +1,193 @@
+"""``/primus/<token>/``: engine.io over HTTP long-polling and websocket (v4, and v3 accepted).
+
+The real snyk-broker client opens with a polling handshake and then upgrades: websocket
+``2probe`` -> ``3probe``, the pending poll is released with a noop, the client sends ``5`` and
+the session continues on the websocket. A client may also open a websocket directly (no sid);
+its OPEN packet then lists no upgrades. Everything inside the packets is the protocol core's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+from shared.engineio import encode_payload
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from broker_server.server import BrokerServer
+    from broker_server.session import ClientSession
+
+log = get_logger("broker_server.engine")
+
+# engine.io's own error codes and messages (server.ts `errorMessages`)
+ENGINE_ERRORS = {
+    0: "Transport unknown",
+    1: "Session ID unknown",
+    2: "Bad handshake method",
+    3: "Bad request",
+    4: "Forbidden",
+    5: "Unsupported protocol version",
+}
+
+
+def engine_error(code: int, detail: str | None = None, status: int = 400) -> web.Response:
+    message = ENGINE_ERRORS[code] + (f": {detail}" if detail else "")
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+class EngineTransport:
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        query = request.query
+        eio_text = query.get("EIO", "3")
+        if eio_text not in ("3", "4"):
+            return engine_error(5, f"EIO={eio_text[:10]!r}; 3 and 4 are supported")
+        eio = int(eio_text)
+        transport = query.get("transport")
+        if transport not in ("polling", "websocket"):
+            return engine_error(0)
+        token = server.tokens.lookup(request.match_info["token"])
+        if token is None:
+            server.metrics.faults.labels("unknown-token").inc()
+            log.warning("socket refused: unknown broker token", path="/primus/<token>/")
+            return engine_error(4, "unknown broker token", status=401)
+        sid = query.get("sid")
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if transport == "websocket":
+            if not upgrade:
+                return engine_error(3, "transport=websocket without a websocket Upgrade header")
+            if sid is None:
+                return await self._direct_websocket(request, token, eio)
+            session = server.sessions.get(sid)
+            if session is None or session.token != token:
+                return engine_error(1)
+            return await self._upgrade(request, session)
+        if sid is None:
+            if request.method != "GET":
+                return engine_error(2)
+            session = server.new_session(token=token, eio=eio, transport="polling", request=request)
+            await session.start(upgrades=["websocket"])
+            return await self._poll(request, session)
+        session = server.sessions.get(sid)
+        if session is None or session.token != token:
+            return engine_error(1)
+        if request.method == "GET":
+            return await self._poll(request, session)
+        if request.method == "POST":
+            return await self._post(request, session)
+        return engine_error(3, f"method {request.method} on a polling session")
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def _poll(self, request: web.Request, session: ClientSession) -> web.Response:
+        if session.polling_active:
+            await session.close("overlapping polling requests")
+            return engine_error(3, "overlapping GET on a polling session")
+        session.polling_active = True
+        try:
+            while not session.outbox and not session.closed and session.ws is None:
+                try:
+                    await asyncio.wait_for(session.outbox_event.wait(), 1.0)
+                except TimeoutError:
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        return web.Response(status=499)
+            packets = session.take_outbox()
+        finally:
+            session.polling_active = False
+        if not packets:
+            packets = [session.conn.noop()]
+        return web.Response(
+            text=encode_payload(packets, session.eio),
+            content_type="text/plain",
+            charset="utf-8",
+        )
+
+    async def _post(self, request: web.Request, session: ClientSession) -> web.Response:
+        limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
+        if request.content_length is not None and request.content_length > limit:
+            return await self._oversized(session, request.content_length, limit)
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return await self._oversized(session, len(body), limit)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            await session.fault("polling payload is not UTF-8 text")
+            return engine_error(3, "payload is not UTF-8 text")
+        events = session.conn.receive_payload(text)
+        await session.handle(events)
+        return web.Response(text="ok", content_type="text/html")
+
+    async def _oversized(self, session: ClientSession, size: int, limit: int) -> web.Response:
+        self.server.metrics.faults.labels("oversized").inc()
+        log.warning("client message too large", size=size, limit=limit, **session.describe())
+        await session.close(f"message of {size} bytes exceeds maxPayload {limit}")
+        return web.json_response(
+            {"code": 3, "message": f"payload of {size} bytes exceeds the limit of {limit} bytes"},
+            status=413,
+        )
+
+    # -- websocket ------------------------------------------------------------------------
+
+    def _websocket(self) -> web.WebSocketResponse:
+        # a little headroom: the limit applies to the engine.io packet, the frame adds the type digit
+        return web.WebSocketResponse(
+            max_msg_size=self.server.settings.SOCKET_MAX_RESPONSE_LENGTH + 16,
+            autoping=True,
+            compress=False,
+        )
+
+    async def _direct_websocket(
+        self, request: web.Request, token: str, eio: int
+    ) -> web.WebSocketResponse:
+        ws = self._websocket()
+        await ws.prepare(request)
+        session = self.server.new_session(
+            token=token, eio=eio, transport="websocket", request=request
+        )
+        session.ws = ws
+        await session.start(upgrades=[])
+        await self._run_websocket(session, ws)
+        return ws
+
+    async def _upgrade(self, request: web.Request, session: ClientSession) -> web.StreamResponse:
+        if session.ws is not None or session.upgrade_ws is not None or session.closed:
+            return engine_error(3, "session already upgraded or upgrading")
+        ws = self._websocket()
+        await ws.prepare(request)
+        session.upgrade_ws = ws
+        await self._run_websocket(session, ws)
+        return ws
+
+    async def _run_websocket(self, session: ClientSession, ws: web.WebSocketResponse) -> None:
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await session.handle(session.conn.receive(message.data), via=ws)
+                elif message.type == WSMsgType.ERROR:
+                    self.server.metrics.faults.labels("websocket").inc()
+                    log.warning(
+                        "websocket error from client",
+                        error=str(ws.exception()),
+                        **session.describe(),
+                    )
+        finally:
+            if session.ws is ws:
+                reason = "websocket closed by the client"
+                if ws.exception() is not None:
+                    reason = f"websocket error: {ws.exception()}"
+                await session.close(reason)
+            elif session.upgrade_ws is ws:
+                session.upgrade_ws = None  # upgrade abandoned; polling goes on
+
+
+def new_sid() -> str:
+    return uuid.uuid4().hex

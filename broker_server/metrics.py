@@ -1,0 +1,73 @@
+"""Prometheus metrics of the broker server (one registry per server instance, so tests can run
+several servers in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "broker_server_connections",
+            "Open client sockets by transport and whether they identified",
+            ["transport", "state"],
+            registry=self.registry,
+        )
+        self.connections_total = Counter(
+            "broker_server_connections_opened",
+            "Client sockets opened, by engine.io protocol version",
+            ["eio"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "broker_server_requests",
+            "Relayed requests by direction (to_client = /broker/*, to_upstream = client callbacks), mode and status",
+            ["direction", "mode", "status"],
+            registry=self.registry,
+        )
+        self.bytes = Counter(
+            "broker_server_bytes",
+            "Body bytes relayed, by direction and kind (request/response)",
+            ["direction", "kind"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "broker_server_request_duration_seconds",
+            "Time from receiving a relayed request to the start of its answer",
+            ["direction", "mode"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.faults = Counter(
+            "broker_server_protocol_faults",
+            "Malformed input from peers, by where it arrived",
+            ["where"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,345 @@
+"""``ALL /broker/<token>/<path>`` and ``POST /response-data/<token>/<streamingID>``.
+
+A caller's request becomes a ``request`` event to the newest ready client of the token. In
+stream mode (default when the client advertised ``post-streams``) the answer arrives as a POST
+whose frame is decoded by :class:`shared.response_stream.ResponseStreamDecoder` and written
+chunk by chunk into the caller's response. In ack mode (caller sent ``x-broker-ws-response``, or
+the client cannot stream) the answer is the event's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from broker_server.session import ClientSession, SessionClosed
+from broker_server.streams import PendingStream, StreamFailed
+from shared.logging import get_logger
+from shared.protocol_error import ProtocolError
+from shared.response_stream import BodyChunk, Head, ResponseStreamDecoder
+
+if TYPE_CHECKING:
+    from broker_server.server import BrokerServer
+
+log = get_logger("broker_server.relay")
+
+#: headers that describe one HTTP hop, not the answer; never copied across the broker
+HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
+#: back-off while a token's client is mid-handshake or reconnecting (snyk-broker retries 4 times)
+WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
+
+
+def failure(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"ok": False, "message": message},
+        status=status,
+        headers={"x-broker-failure": kind, **(headers or {})},
+    )
+
+
+def incoming_headers(request: web.Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def answer_headers(headers: Any) -> dict[str, str]:
+    if not isinstance(headers, dict):
+        return {}
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or name.lower() in HOP_HEADERS or value is None:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        text = str(value)
+        if "\r" in text or "\n" in text:
+            continue
+        out[name] = text
+    return out
+
+
+class Relay:
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+
+    # -- /broker/<token>/<path> -----------------------------------------------------------
+
+    async def handle_broker(self, request: web.Request) -> web.StreamResponse:
+        server = self.server
+        started = time.perf_counter()
+        parts = request.raw_path.split("/", 3)
+        token = server.tokens.lookup(request.match_info["token"])
+        if token is None:
+            return self._count(
+                failure(404, "no-connection", "no broker client is connected for this token"),
+                "none",
+            )
+        url = "/" + (parts[3] if len(parts) > 3 else "")
+        headers = incoming_headers(request)
+        if url.startswith("/ctx/"):
+            context, _, rest = url[len("/ctx/") :].partition("/")
+            headers["x-snyk-broker-context-id"] = context
+            url = "/" + rest
+        limit = server.settings.BROKER_SERVER_MAX_BODY
+        if request.content_length is not None and request.content_length > limit:
+            return self._count(
+                failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
+            )
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return self._count(
+                failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
+            )
+        server.metrics.bytes.labels("to_client", "request").inc(len(body))
+        rules = server.rules
+        if (
+            rules is not None
+            and rules.public
+            and rules.match_public(request.method, url, headers, body) is None
+        ):
+            return self._count(
+                web.json_response(
+                    {
+                        "code": "FILTER_BLOCKED",
+                        "message": "blocked",
+                        "reason": "Request does not match any accept rule, blocking HTTP request",
+                        "url": url,
+                    },
+                    status=401,
+                ),
+                "none",
+            )
+        session = await self._client_for(token)
+        if isinstance(session, web.Response):
+            return self._count(session, "none")
+        request_id = headers.get("snyk-request-id") or str(uuid.uuid4())
+        headers["snyk-request-id"] = request_id
+        payload: dict[str, Any] = {
+            "url": url,
+            "method": request.method,
+            "headers": headers,
+            "streamingID": "",
+            "requestId": request_id,
+        }
+        if body:
+            payload["body"] = body
+        stream_mode = (
+            "x-broker-ws-response" not in headers and "post-streams" in session.capabilities
+        )
+        if stream_mode:
+            return await self._streamed(request, token, session, payload, started)
+        return await self._acked(session, payload, started)
+
+    def _count(self, response: web.StreamResponse, mode: str) -> web.StreamResponse:
+        self.server.metrics.requests.labels("to_client", mode, str(response.status)).inc()
+        return response
+
+    async def _client_for(self, token: str) -> ClientSession | web.Response:
+        pool = self.server.pool
+        for pause in (*WAIT_STEPS, None):
+            session = pool.select(token)
+            if session is not None:
+                return session
+            state = pool.state(token)
+            if state == "none":
+                return failure(404, "no-connection", "no broker client is connected for this token")
+            if state == "not-ready":
+                return failure(
+                    400,
+                    "bad-request",
+                    "the connected broker clients did not send version/capabilities",
+                )
+            if pause is not None:
+                await asyncio.sleep(pause)
+        return failure(
+            503,
+            "connection-not-ready",
+            "the broker client is connecting or reconnecting; retry shortly",
+            {"Retry-After": "1"},
+        )
+
+    async def _acked(
+        self, session: ClientSession, payload: dict[str, Any], started: float
+    ) -> web.StreamResponse:
+        timeout = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        try:
+            ack = await session.request_with_ack(payload, timeout)
+        except TimeoutError:
+            return self._count(
+                failure(504, "timeout", f"no answer from the broker client within {timeout:g}s"),
+                "ack",
+            )
+        except SessionClosed:
+            return self._count(
+                failure(502, "client-disconnected", "the broker client disconnected"), "ack"
+            )
+        self.server.metrics.latency.labels("to_client", "ack").observe(
+            time.perf_counter() - started
+        )
+        reply = ack.args[0] if ack.args and isinstance(ack.args[0], dict) else None
+        if reply is None:
+            return self._count(
+                failure(502, "bad-answer", "the broker client's answer is not an object"), "ack"
+            )
+        status = reply.get("status", 200)
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            return self._count(
+                failure(502, "bad-answer", f"the broker client answered status {status!r}"), "ack"
+            )
+        body = reply.get("body")
+        if body is None:
+            raw = b""
+        elif isinstance(body, bytes):
+            raw = body
+        elif isinstance(body, str):
+            raw = body.encode("utf-8")
+        else:
+            raw = json.dumps(body).encode("utf-8")
+        headers = answer_headers(reply.get("headers"))
+        headers.pop("content-encoding", None)
+        self.server.metrics.bytes.labels("to_client", "response").inc(len(raw))
+        return self._count(web.Response(status=status, body=raw, headers=headers), "ack")
+
+    async def _streamed(
+        self,
+        request: web.Request,
+        token: str,
+        session: ClientSession,
+        payload: dict[str, Any],
+        started: float,
+    ) -> web.StreamResponse:
+        server = self.server
+        stream = server.streams.create(token, request, session)
+        stream.started = started
+        payload["streamingID"] = stream.id
+        await session.request_streamed(payload)
+        timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(stream.done), timeout)
+            except TimeoutError:
+                if not stream.attached:
+                    server.streams.discard(stream, "timed out")
+                    return self._count(
+                        failure(
+                            504, "timeout", f"no answer from the broker client within {timeout:g}s"
+                        ),
+                        "stream",
+                    )
+                await stream.done
+        except StreamFailed as exc:
+            if stream.response is None:
+                return self._count(failure(502, "stream-failed", str(exc)), "stream")
+            # the head is out; the only honest signal left is a cut connection
+            log.warning("streamed answer broken after its head", error=str(exc))
+            if request.transport is not None:
+                request.transport.close()
+            return stream.response
+        finally:
+            server.streams.discard(stream)
+        assert stream.response is not None
+        return self._count(stream.response, "stream")
+
+    # -- /response-data/<token>/<streamingID> ---------------------------------------------
+
+    async def handle_response_data(self, request: web.Request) -> web.Response:
+        server = self.server
+        token = server.tokens.lookup(request.match_info["token"])
+        if token is None:
+            server.metrics.faults.labels("response-data").inc()
+            return web.json_response({"message": "unknown broker token"}, status=401)
+        stream = server.streams.get(request.match_info["stream_id"])
+        if stream is None:
+            return web.json_response(
+                {"message": "Unable to find request matching streaming id (unknown or expired)."},
+                status=404,
+            )
+        if not server.tokens.same(stream.token, token):
+            server.metrics.faults.labels("response-data").inc()
+            log.warning(
+                "response-data POST for another token's stream refused",
+                **server.tokens.describe(token),
+            )
+            return web.json_response(
+                {"message": "this streaming id belongs to another broker token"}, status=403
+            )
+        if stream.attached:
+            return web.json_response(
+                {"message": "an answer for this streaming id is already being received"}, status=409
+            )
+        stream.attached = True
+        server.streams.discard(stream)  # single use
+        return await self._pump(request, stream)
+
+    async def _pump(self, request: web.Request, stream: PendingStream) -> web.Response:
+        server = self.server
+        decoder = ResponseStreamDecoder()
+        try:
+            async for chunk in request.content.iter_any():
+                for item in decoder.feed(chunk):
+                    if not await self._deliver(stream, item):
+                        return web.json_response(
+                            {"message": "the caller of this request went away"}, status=410
+                        )
+            decoder.close()
+        except ProtocolError as exc:
+            server.metrics.faults.labels("response-data").inc()
+            log.warning("broken response stream from client", error=str(exc))
+            stream.fail(f"broken response stream from the broker client: {exc}")
+            return web.json_response({"message": f"broken response stream: {exc}"}, status=400)
+        except (
+            Exception
+        ) as exc:  # connection and aiohttp payload errors: the client's POST broke off
+            stream.fail(f"the broker client's response stream broke off: {exc}")
+            raise
+        try:
+            assert stream.response is not None
+            await stream.response.write_eof()
+        except ConnectionError:
+            stream.fail("the caller went away")
+            return web.json_response(
+                {"message": "the caller of this request went away"}, status=410
+            )
+        server.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
+        stream.finish()
+        return web.json_response({})
+
+    async def _deliver(self, stream: PendingStream, item: Head | BodyChunk) -> bool:
+        try:
+            if isinstance(item, Head):
+                response = web.StreamResponse(
+                    status=item.status, headers=answer_headers(item.headers)
+                )
+                await response.prepare(stream.caller)
+                stream.response = response
+                self.server.metrics.latency.labels("to_client", "stream").observe(
+                    time.perf_counter() - stream.started
+                )
+            else:
+                assert stream.response is not None
+                await stream.response.write(item.data)
+        except (ConnectionError, RuntimeError) as exc:
+            stream.fail(f"the caller went away: {exc}")
+            return False
+        return True

@@ -1,0 +1,129 @@
+"""The broker server: its state (tokens, sockets, pending streams) and its aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from broker_server.engine_transport import EngineTransport, new_sid
+from broker_server.metrics import ServerMetrics
+from broker_server.pool import ConnectionPool
+from broker_server.relay import Relay
+from broker_server.session import ClientSession
+from broker_server.settings import Settings
+from broker_server.status import StatusEndpoints
+from broker_server.streams import StreamRegistry
+from broker_server.tokens import TokenRegistry
+from broker_server.upstream import UpstreamForwarder
+from shared.accept_rules import AcceptRules
+from shared.logging import get_logger
+
+log = get_logger("broker_server")
+
+SERVER_KEY: web.AppKey[BrokerServer] = web.AppKey("broker_server")
+
+#: how long a closed polling session keeps its last packets for one more GET
+CLOSED_SESSION_LINGER = 5.0
+
+
+class BrokerServer:
+    def __init__(self, settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.tokens = TokenRegistry(tokens)
+        self.pool = ConnectionPool(settings.RECONNECT_GRACE_MS / 1000)
+        self.streams = StreamRegistry(settings.CACHE_EXPIRY)
+        self.metrics = ServerMetrics()
+        self.sessions: dict[str, ClientSession] = {}
+        self.engine = EngineTransport(self)
+        self.relay = Relay(self)
+        self.upstream = UpstreamForwarder(self)
+        self.status = StatusEndpoints(self)
+
+    def new_session(
+        self, *, token: str, eio: int, transport: str, request: web.Request
+    ) -> ClientSession:
+        session = ClientSession(
+            self,
+            token=token,
+            sid=new_sid(),
+            eio=eio,
+            transport=transport,
+            role_hint=request.query.get("connection_role"),
+            client_id_header=request.headers.get("x-snyk-broker-client-id"),
+        )
+        self.sessions[session.sid] = session
+        self.pool.add_handshaking(session)
+        self.metrics.connections_total.labels(str(eio)).inc()
+        self.refresh_connection_metrics()
+        log.info("client socket opened", **session.describe(), **self.tokens.describe(token))
+        return session
+
+    def forget_session(self, session: ClientSession) -> None:
+        self.pool.remove(session)
+        self.streams.fail_session(session)
+        if session.ws is None and session.outbox:
+            # a polling client still has to fetch the close packet (and server close)
+            asyncio.get_running_loop().call_later(CLOSED_SESSION_LINGER, self._drop, session)
+        else:
+            self._drop(session)
+        self.refresh_connection_metrics()
+
+    def _drop(self, session: ClientSession) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+
+    def refresh_connection_metrics(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for transport in ("polling", "websocket"):
+            for state in ("identified", "handshaking"):
+                counts[(transport, state)] = 0
+        for session in self.sessions.values():
+            if session.closed:
+                continue
+            state = "identified" if session.identity is not None else "handshaking"
+            counts[(session.transport, state)] = counts.get((session.transport, state), 0) + 1
+        for (transport, state), value in counts.items():
+            self.metrics.connections.labels(transport, state).set(value)
+
+    async def close(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close("server shutting down")
+        await self.upstream.close()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.settings.CACHE_EXPIRY))
+            self.streams.expire()
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(self._expire_loop())
+        yield
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
+        await self.close()
+
+
+def build_app(settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> web.Application:
+    server = BrokerServer(settings, rules, tokens)
+    # /broker bodies and polling payloads are bounded by their handlers; /response-data streams
+    app = web.Application(
+        client_max_size=max(settings.SOCKET_MAX_RESPONSE_LENGTH, settings.BROKER_SERVER_MAX_BODY)
+    )
+    app[SERVER_KEY] = server
+    app.cleanup_ctx.append(server.lifespan)
+    app.router.add_route("*", "/primus/{token}/", server.engine.handle)
+    app.router.add_route("*", "/primus/{token}", server.engine.handle)
+    app.router.add_route("*", "/broker/{token}/{path:.*}", server.relay.handle_broker)
+    app.router.add_route("*", "/broker/{token}", server.relay.handle_broker)
+    app.router.add_post("/response-data/{token}/{stream_id}", server.relay.handle_response_data)
+    app.router.add_get("/connection-status/{token}", server.status.connection_status)
+    app.router.add_get("/connections-status", server.status.connections_status)
+    app.router.add_get("/healthcheck", server.status.healthcheck)
+    app.router.add_get("/", server.status.healthcheck)
+    app.router.add_get("/metrics", server.status.metrics)
+    return app

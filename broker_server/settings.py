@@ -1,0 +1,166 @@
+"""Broker server settings, under snyk-broker's environment names where it has them.
+
+Validated once at start-up; :func:`load_settings` turns every problem into one
+:class:`SettingsError` line naming the variable, which ``__main__`` prints before exiting 2.
+Names marked "crbroker" are our own additions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.accept_rules import AcceptRules, AcceptRulesError, load_rules
+from shared.broker_protocol import parse_semver
+from shared.logging import parse_level
+from shared.protocol_error import ProtocolError
+from shared.var_substitution import VariableSource
+
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """One line: the variable and what is wrong with it."""
+
+
+class Settings(BaseSettings):
+    """Environment of ``broker-server``; field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
+
+    PORT: int = Field(7341, ge=0, le=65535)
+    #: crbroker: interface to bind (snyk-broker binds all interfaces)
+    BROKER_SERVER_HOST: str = "0.0.0.0"
+    #: the server's own accept rules: private = where client callbacks may go, public = what
+    #: callers of /broker/<token>/* may ask for (no public list = everything allowed)
+    ACCEPT: str | None = None
+    #: crbroker: comma-separated tokens this server admits
+    BROKER_TOKENS: str | None = None
+    #: crbroker: file with one admitted token per line (# comments allowed)
+    BROKER_TOKEN_FILE: str | None = None
+    #: crbroker: the upstream ("Snyk API") base URL; usable as ${UPSTREAM_URL} in rule origins
+    UPSTREAM_URL: str | None = None
+
+    SOCKET_PING_INTERVAL: int = Field(25000, ge=100)
+    SOCKET_PING_TIMEOUT: int = Field(20000, ge=100)
+    #: Primus ends a spark that sent nothing for this long (Primus default 35 s)
+    PRIMUS_TIMEOUT: int = Field(35000, ge=100)
+    SOCKET_MAX_RESPONSE_LENGTH: int = Field(22020096, ge=1024)
+    #: HTTP bodies of /broker/<token>/* are read up to this size (snyk: 10 MB)
+    BROKER_SERVER_MAX_BODY: int = Field(10 * 1024 * 1024, ge=1024)
+    MINIMAL_SUPPORTED_BROKER_VERSION: str = "4.100.0"
+    MINIMAL_RECOMMENDED_BROKER_VERSION: str = "4.182.0"
+    #: seconds a streaming id stays valid (snyk: node-cache TTL)
+    CACHE_EXPIRY: int = Field(3600, ge=1)
+    #: 503 instead of 404 this long after a token's last client went away
+    RECONNECT_GRACE_MS: int = Field(60000, ge=0)
+    BROKER_WEBSERVER_REQUEST_TIMEOUT: int = Field(600000, ge=100)
+    LOG_LEVEL: str = "info"
+    DEBUG: str | None = None
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        parse_level(value)
+        return value
+
+    @field_validator("MINIMAL_SUPPORTED_BROKER_VERSION", "MINIMAL_RECOMMENDED_BROKER_VERSION")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if value != "local":
+            try:
+                parse_semver(value)
+            except ProtocolError as exc:
+                raise ValueError(str(exc).replace("client version", "version")) from None
+        return value
+
+    @field_validator("UPSTREAM_URL")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _has_tokens(self) -> Settings:
+        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
+            raise ValueError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
+        return self
+
+    @property
+    def debug(self) -> bool:
+        return self.DEBUG is not None and self.DEBUG.strip().lower() not in _FALSE
+
+    def tokens(self) -> list[str]:
+        """Every admitted token, lower-cased (snyk-broker lower-cases the token it routes on)."""
+        found: list[str] = []
+        if self.BROKER_TOKENS:
+            found += [t.strip() for t in self.BROKER_TOKENS.split(",") if t.strip()]
+        if self.BROKER_TOKEN_FILE:
+            try:
+                text = Path(self.BROKER_TOKEN_FILE).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(
+                    f"BROKER_TOKEN_FILE: cannot read {self.BROKER_TOKEN_FILE}: {exc.strerror}"
+                ) from None
+            for line in text.splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    found.append(line)
+        if not found:
+            raise SettingsError(
+                "BROKER_TOKENS: no token given (BROKER_TOKENS / BROKER_TOKEN_FILE are empty)"
+            )
+        for token in found:
+            if any(ch in token for ch in "/?# ") or len(token) < 8:
+                raise SettingsError(
+                    "BROKER_TOKENS: a token is shorter than 8 characters or contains / ? # or space"
+                )
+        return [t.lower() for t in found]
+
+    def variables(self, environ: Mapping[str, str] | None = None) -> VariableSource:
+        values: dict[str, str | None] = dict(os.environ if environ is None else environ)
+        if self.UPSTREAM_URL:
+            values["UPSTREAM_URL"] = self.UPSTREAM_URL
+        return VariableSource(values)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Settings, AcceptRules | None, list[str]]:
+    """Read and check the environment; raises :class:`SettingsError` with one line on any problem."""
+    env = dict(os.environ if environ is None else environ)
+    names = {name.upper(): name for name in Settings.model_fields}
+    values: dict[str, Any] = {}
+    for key, value in env.items():
+        field = names.get(key.upper())
+        if field is not None and value != "":
+            values[field] = value
+    try:
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    tokens = settings.tokens()
+    rules: AcceptRules | None = None
+    if settings.ACCEPT:
+        try:
+            rules = load_rules(Path(settings.ACCEPT))
+        except AcceptRulesError as exc:
+            raise SettingsError(f"ACCEPT: {exc}") from None
+    return settings, rules, tokens
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        message = "required, not set"
+    if where == "settings" and ": " in message:
+        return message
+    return f"{where}: {message}"

@@ -1,0 +1,72 @@
+"""Read-only endpoints: connection status, health, metrics (shapes as snyk-broker's server)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from shared import __version__
+from shared.redaction import hash_token, mask_token
+
+if TYPE_CHECKING:
+    from broker_server.server import BrokerServer
+
+
+class StatusEndpoints:
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+
+    async def connection_status(self, request: web.Request) -> web.Response:
+        server = self.server
+        token = server.tokens.lookup(request.match_info["token"])
+        sessions = server.pool.sessions(token) if token is not None else []
+        if not sessions:
+            return web.json_response(
+                {"ok": False}, status=404, headers={"x-broker-failure": "no-connection"}
+            )
+        clients = []
+        for session in sessions:
+            metadata = session.identity.metadata if session.identity is not None else None
+            clients.append(
+                {
+                    "version": metadata.version if metadata else None,
+                    "filters": metadata.filters if metadata else None,
+                    "role": session.role,
+                    "capabilities": session.capabilities,
+                    "transport": session.transport,
+                }
+            )
+        return web.json_response({"ok": True, "clients": clients})
+
+    async def connections_status(self, request: web.Request) -> web.Response:
+        result = []
+        for token, sessions in self.server.pool.tokens():
+            result.append(
+                {
+                    "identifier": mask_token(token),
+                    "hashedIdentifier": hash_token(token),
+                    "versions": sorted(
+                        {
+                            s.identity.metadata.version or ""
+                            for s in sessions
+                            if s.identity is not None
+                        }
+                    ),
+                    "brokerClientIds": sorted(
+                        {
+                            s.identity.metadata.client_id or ""
+                            for s in sessions
+                            if s.identity is not None
+                        }
+                    ),
+                }
+            )
+        return web.json_response(result)
+
+    async def healthcheck(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "version": __version__})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = self.server.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": self.server.metrics.content_type})

@@ -1,0 +1,150 @@
+"""Client-to-server requests (the agent's callbacks) forwarded to the upstream.
+
+The client sends them as ``request`` events with an ack id. The server's own *private* accept
+rules decide whether a request may go on and to which origin; the answer goes back in the ack
+as ``{"status", "headers", "body"}`` with the body as a string, as snyk-broker's server does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from broker_server.relay import HOP_HEADERS, answer_headers
+from shared.accept_rules import auth_header, expand_origin
+from shared.logging import get_logger
+from shared.redaction import mask_token
+
+if TYPE_CHECKING:
+    from broker_server.server import BrokerServer
+    from broker_server.session import ClientSession
+
+log = get_logger("broker_server.upstream")
+
+#: incoming headers never passed upstream: hop-by-hop, and broker headers only the server sets
+DROPPED = HOP_HEADERS | {"host", "x-broker-token", "x-snyk-broker", "content-encoding"}
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"code": code, "message": message, **extra}),
+    }
+
+
+def _body(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if (
+        isinstance(value, dict)
+        and value.get("type") == "Buffer"
+        and isinstance(value.get("data"), list)
+    ):
+        # Node's Buffer.toJSON() shape, tolerated by snyk-broker's prepareRequest
+        try:
+            return bytes(value["data"])
+        except (TypeError, ValueError):
+            return None
+    return json.dumps(value).encode("utf-8")
+
+
+class UpstreamForwarder:
+    def __init__(self, server: BrokerServer) -> None:
+        self.server = server
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=True)
+        return self._session
+
+    async def forward(self, session: ClientSession, request: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        reply = await self._forward(session, request)
+        metrics = self.server.metrics
+        metrics.requests.labels("to_upstream", "ack", str(reply["status"])).inc()
+        metrics.latency.labels("to_upstream", "ack").observe(time.perf_counter() - started)
+        return reply
+
+    async def _forward(self, session: ClientSession, request: Any) -> dict[str, Any]:
+        server = self.server
+        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+            return _error(400, "BAD_REQUEST", "request event without a url")
+        url: str = request["url"]
+        method_value = request.get("method")
+        method: str = (
+            method_value.upper() if isinstance(method_value, str) and method_value else "GET"
+        )
+        headers_value = request.get("headers")
+        raw_headers: dict[str, Any] = headers_value if isinstance(headers_value, dict) else {}
+        headers = {str(k).lower(): str(v) for k, v in raw_headers.items() if v is not None}
+        body = _body(request.get("body"))
+        rules = server.rules
+        rule = rules.match_private(method, url, headers, body) if rules is not None else None
+        if rule is None or not rule.origin:
+            log.info(
+                "client request blocked by the server's accept rules",
+                method=method,
+                url=url.split("?")[0],
+            )
+            return _error(
+                401,
+                "FILTER_BLOCKED",
+                "blocked",
+                reason="Request does not match any accept rule on the broker server",
+                url=url,
+            )
+        variables = server.settings.variables()
+        target = expand_origin(rule.origin, variables) + url
+        out = {
+            k: v
+            for k, v in headers.items()
+            if k not in DROPPED and not k.startswith("x-forwarded-")
+        }
+        out["X-Broker-Token"] = session.token
+        out["x-snyk-broker"] = mask_token(session.token)
+        authorization = auth_header(rule.auth, variables)
+        if authorization:
+            out["authorization"] = authorization
+        server.metrics.bytes.labels("to_upstream", "request").inc(len(body or b""))
+        limit = server.settings.SOCKET_MAX_RESPONSE_LENGTH
+        timeout = aiohttp.ClientTimeout(
+            total=server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        )
+        try:
+            async with self._http().request(
+                method, target, headers=out, data=body, timeout=timeout
+            ) as resp:
+                data = await resp.content.read(limit + 1)
+                if len(data) > limit:
+                    return _error(
+                        502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
+                    )
+                server.metrics.bytes.labels("to_upstream", "response").inc(len(data))
+                resp_headers = answer_headers(dict(resp.headers))
+                resp_headers.pop("Content-Encoding", None)
+                resp_headers.pop("content-encoding", None)
+                return {
+                    "status": resp.status,
+                    "headers": resp_headers,
+                    "body": data.decode("utf-8", "replace"),
+                }
+        except TimeoutError:
+            return _error(
+                504, "UPSTREAM_TIMEOUT", f"upstream did not answer: {target.split('?')[0]}"
+            )
+        except aiohttp.ClientError as exc:
+            log.warning("upstream unreachable", error=str(exc))
+            return _error(502, "UPSTREAM_UNREACHABLE", f"cannot reach upstream: {exc}")
