@@ -43,7 +43,7 @@ class Recorder:
         entry = {
             "method": request.method,
             "path_qs": request.raw_path,
-            "headers": dict(request.headers),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode("utf-8", "replace"),
         }
         self.seen.append(entry)
@@ -70,12 +70,20 @@ def agent_app(recorder: Recorder) -> web.Application:
         await response.write_eof()
         return response
 
+    async def validate(request: web.Request) -> web.Response:
+        # systemcheck target: 200 only for an Authorization value the test allowed
+        await recorder.record(request)
+        allowed = request.app.get("valid_auth", ())
+        ok = request.headers.get("authorization") in allowed
+        return web.json_response({"ok": ok}, status=200 if ok else 401)
+
     async def small(request: web.Request) -> web.Response:
         return web.json_response({"repositories": ["library/ubuntu", "library/alpine"]})
 
     app = web.Application(client_max_size=64 << 20)
     app.router.add_get("/list/big/{size:\\d+}", big)
     app.router.add_get("/list/small", small)
+    app.router.add_get("/validate", validate)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
