@@ -9,6 +9,8 @@ from cr_agent.catalogers.apk import ApkCataloger
 from cr_agent.catalogers.base import Cataloger, CatalogResult, Distro, Package
 from cr_agent.catalogers.dpkg import DpkgCataloger
 from cr_agent.catalogers.os_release import OsReleaseCataloger
+from cr_agent.catalogers.rpm import RpmCataloger
+from cr_agent.catalogers.rpmmanifest import RpmManifestCataloger
 
 __all__ = [
     "CatalogResult",
@@ -25,4 +27,6 @@ def default_catalogers() -> list[Cataloger]:
         OsReleaseCataloger(),
         DpkgCataloger(),
         ApkCataloger(),
+        RpmCataloger(),
+        RpmManifestCataloger(),
     ]

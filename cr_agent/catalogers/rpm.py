@@ -1,0 +1,112 @@
+"""rpm databases: SQLite ``rpmdb.sqlite``, NDB ``Packages.db`` and BerkeleyDB ``Packages``.
+
+All three hold the same header blobs; only the container differs. The format is decided by
+the file's content (SQLite, then NDB, then BerkeleyDB, as go-rpmdb sniffs), not by its name,
+so a renamed or converted database is still read.
+
+Locations: ``var/lib/rpm`` (classic), ``usr/lib/sysimage/rpm`` (Fedora 36+, SUSE; often with
+``var/lib/rpm`` a symlink to it) and ``usr/share/rpm`` (rpm-ostree / CoreOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from cr_agent.catalogers.base import CatalogResult, Package
+from cr_agent.catalogers.rpm_bdb import is_bdb_hash, read_bdb_blobs
+from cr_agent.catalogers.rpm_header import HeaderError, package_from_header
+from cr_agent.catalogers.rpm_ndb import is_ndb, read_ndb_blobs
+from cr_agent.catalogers.rpm_sqlite import is_sqlite, read_sqlite_blobs
+from cr_agent.catalogers.warning_limit import limit_warnings
+
+DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm", "usr/share/rpm")
+# Newest backend first: when a directory holds several (an old Packages left behind after
+# a conversion), rpm uses the one its configuration names, which is the newer one.
+DB_FILES = ("rpmdb.sqlite", "Packages.db", "Packages")
+DB_PATHS = tuple(f"{d}/{f}" for d in DB_DIRS for f in DB_FILES)
+
+BlobReader = Callable[[bytes, str], tuple[list[bytes], list[str]]]
+
+# gpg-pubkey "packages" are signing keys imported into the database, not installed software.
+_NOT_SOFTWARE = frozenset({"gpg-pubkey"})
+
+
+def sniff(data: bytes) -> tuple[str, BlobReader] | None:
+    """(format name, blob reader) for the database in ``data``, or None if unknown."""
+    if is_sqlite(data):
+        return "sqlite", read_sqlite_blobs
+    if is_ndb(data):
+        return "ndb", read_ndb_blobs
+    if is_bdb_hash(data):
+        return "bdb", read_bdb_blobs
+    return None
+
+
+def read_rpmdb(data: bytes, path: str) -> CatalogResult:
+    """Packages from one rpm database file of any of the three formats."""
+    result = CatalogResult()
+    found = sniff(data)
+    if found is None:
+        result.warnings.append(
+            f"{path}: not an rpm database this reader knows (SQLite, NDB or BerkeleyDB hash)"
+        )
+        return result
+    _, reader = found
+    blobs, warnings = reader(data, path)
+    for number, blob in enumerate(blobs, 1):
+        try:
+            package = package_from_header(blob, path)
+        except HeaderError as exc:
+            warnings.append(f"{path}: header {number} of {len(blobs)}: {exc}; skipped")
+            continue
+        if package.name not in _NOT_SOFTWARE:
+            result.packages.append(package)
+    if not blobs and not warnings:
+        warnings.append(f"{path}: database holds no packages")
+    result.warnings = limit_warnings(path, warnings)
+    return result
+
+
+def _identity(package: Package) -> tuple[str, int | None, str, str | None, str | None]:
+    return (package.name, package.epoch, package.version, package.release, package.arch)
+
+
+class RpmCataloger:
+    """Reads rpm databases of every backend from the usual locations."""
+
+    name = "rpm"
+    version = "1"
+    # Big RHEL images have rpmdbs of a few hundred MB (file lists in every header).
+    max_file_size = 512 * 1024 * 1024
+
+    _paths = frozenset(DB_PATHS)
+
+    def wants(self, path: str) -> bool:
+        return path in self._paths
+
+    def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
+        result = CatalogResult()
+        seen: set[tuple[str, int | None, str, str | None, str | None]] = set()
+        for directory in DB_DIRS:
+            present = [f"{directory}/{f}" for f in DB_FILES if f"{directory}/{f}" in files]
+            for path in present:
+                data = files[path]
+                if len(data) > self.max_file_size:
+                    result.warnings.append(
+                        f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte "
+                        "limit; skipped"
+                    )
+                    continue
+                one = read_rpmdb(data, path)
+                result.warnings.extend(one.warnings)
+                if not one.packages:
+                    continue  # an empty or unreadable database: try the older one beside it
+                for other in present[present.index(path) + 1 :]:
+                    result.warnings.append(f"{other}: ignored, {path} is the newer database")
+                for package in one.packages:
+                    # The same database reached through two directories lists each once.
+                    if _identity(package) not in seen:
+                        seen.add(_identity(package))
+                        result.packages.append(package)
+                break
+        return result
