@@ -44,6 +44,15 @@ _CREDS_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
     ),
     504: ("the registry did not answer in time", m.ErrorResponse),
 }
+#: a failed check still answers with the steps, so every status carries ValidateResponse
+_VALIDATE: dict[int, tuple[str, type[BaseModel] | None]] = {
+    200: ("every step passed", m.ValidateResponse),
+    400: ("credentials missing, undecodable or of an unknown type", m.ValidateResponse),
+    401: ("the registry refused the credentials", m.ValidateResponse),
+    403: ("listing not permitted", m.ValidateResponse),
+    502: ("registry unreachable, TLS failure or registry error", m.ValidateResponse),
+    504: ("the registry did not answer in time", m.ValidateResponse),
+}
 _REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -59,7 +68,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/systemcheck",
         "Round trip to the registry: authenticate and list (same as /validate-credentials)",
         query=m.NoQuery,
-        responses={200: ("checked", m.ValidateResponse), **_CREDS_ERRORS},
+        responses=_VALIDATE,
         broker=False,
     ),
     Operation(
@@ -67,7 +76,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/validate-credentials",
         "Authenticate and list; the answer names the failing step",
         query=m.NoQuery,
-        responses={200: ("credentials work", m.ValidateResponse), **_CREDS_ERRORS},
+        responses=_VALIDATE,
     ),
     Operation(
         "get",

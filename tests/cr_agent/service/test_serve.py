@@ -1,0 +1,181 @@
+"""``cr-agent serve`` as a process: settings from the environment, HTTPS, clean SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cr_agent.service.settings import DEFAULT_PORT, SettingsError, load_settings
+from tests.support.processes import ServerProcess, free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNYK_", "HTTPS_", "MAX_"))}
+    env.pop("PORT", None)
+    env.update({"SPOOL_DIR": str(tmp_path / "spool"), "LOG_LEVEL": "info", "HOST": "127.0.0.1"})
+    env.update(extra)
+    return env
+
+
+def test_port_comes_from_snyk_port_then_port_then_default() -> None:
+    assert load_settings({}).port == DEFAULT_PORT == 8081
+    assert load_settings({"PORT": "9000"}).port == 9000
+    assert load_settings({"PORT": "9000", "SNYK_PORT": "9100"}).port == 9100
+    assert load_settings({"SNYK_PORT": "0"}).port == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MAX_ACTIVE_OPERATIONS": "none"}, "MAX_ACTIVE_OPERATIONS"),
+        ({"MAX_ACTIVE_OPERATIONS": "0"}, "MAX_ACTIVE_OPERATIONS"),
+        ({"SNYK_PORT": "70000"}, "SNYK_PORT"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"HTTPS_CERT": "/nonexistent.pem", "HTTPS_KEY": "/nonexistent.key"}, "HTTPS_CERT"),
+        ({"BROKER_CLIENT_URL": "broker:8000"}, "BROKER_CLIENT_URL"),
+        ({"MAX_IMAGE_SIZE_IN_BYTES": "-5"}, "MAX_IMAGE_SIZE_IN_BYTES"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(variable)
+
+
+def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cr_agent", "serve"],
+        env=agent_env(tmp_path, MAX_ACTIVE_OPERATIONS="many"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MAX_ACTIVE_OPERATIONS" in lines[0]
+
+
+def test_serve_on_snyk_port_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "cr_agent", "serve"],
+        env=agent_env(tmp_path, SNYK_PORT=str(port), PORT=str(free_port())),
+        cwd=ROOT,
+        log_path=tmp_path / "agent.log",
+    )
+    server.start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=5) as resp:
+            body = json.load(resp)
+        assert body["ok"] is True and body["maxActiveOperations"] == 1
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.proc is not None
+        assert server.proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        server.stop()
+    events = [
+        json.loads(line)["event"] for line in server.log_text().splitlines() if line.startswith("{")
+    ]
+    assert "cr-agent listening" in events and "cr-agent stopping" in events
+
+
+def test_port_zero_binds_a_free_port_and_logs_it(tmp_path: Path) -> None:
+    server = ServerProcess(
+        [sys.executable, "-m", "cr_agent", "serve"],
+        env=agent_env(tmp_path, SNYK_PORT="0"),
+        cwd=ROOT,
+        log_path=tmp_path / "agent.log",
+    )
+    server.start()
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            for line in server.log_text().splitlines():
+                if line.startswith("{") and json.loads(line).get("event") == "cr-agent listening":
+                    port = json.loads(line)["port"]
+            time.sleep(0.1)
+        assert port, server.log_text()
+        wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=10)
+    finally:
+        server.stop()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_with_cert_and_key(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "cr_agent", "serve"],
+        env=agent_env(tmp_path, SNYK_PORT=str(port), HTTPS_CERT=str(cert), HTTPS_KEY=str(key)),
+        cwd=ROOT,
+        log_path=tmp_path / "agent.log",
+    )
+    server.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/healthcheck", timeout=5, context=ctx
+                ) as resp:
+                    assert json.load(resp)["ok"] is True
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        server.stop()
