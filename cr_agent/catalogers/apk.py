@@ -7,9 +7,11 @@ lines and the other per-file letters follow the package fields and are not neede
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import decode_text
+from cr_agent.catalogers.reader_guard import guarded
 
 DB_PATHS = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
 
@@ -95,7 +97,13 @@ class ApkCataloger:
                     f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte limit; skipped"
                 )
                 continue
-            one = parse_installed(data, path)
+            one = guarded(
+                self.name,
+                path,
+                partial(parse_installed, data, path),
+                CatalogResult(),
+                result.warnings,
+            )
             result.warnings.extend(one.warnings)
             # With both paths present (a copied rather than symlinked /lib), one listing wins.
             known = {p.key for p in result.packages}

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import Paragraph, parse_paragraphs
 from cr_agent.catalogers.debian_copyright import licenses_from_copyright
+from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.warning_limit import limit_warnings
 
 STATUS_PATH = "var/lib/dpkg/status"
@@ -81,6 +83,30 @@ def _package(paragraph: Paragraph, path: str, warnings: list[str]) -> Package | 
     )
 
 
+def read_status(data: bytes, path: str) -> CatalogResult:
+    """Installed packages from one status file or one status.d file."""
+    result = CatalogResult()
+    outcome = parse_paragraphs(data, path)
+    warnings = outcome.warnings
+    if not outcome.paragraphs and data.strip():
+        warnings.append(f"{path}: no package paragraphs found")
+    seen: set[tuple[str, str | None]] = set()
+    for paragraph in outcome.paragraphs:
+        package = _package(paragraph, path, warnings)
+        if package is None:
+            continue
+        if (package.name, package.arch) in seen:
+            warnings.append(
+                f"{path} line {paragraph.line}: {package.name} ({package.arch}) listed twice; "
+                "kept the first"
+            )
+            continue
+        seen.add((package.name, package.arch))
+        result.packages.append(package)
+    result.warnings = limit_warnings(path, warnings)
+    return result
+
+
 class DpkgCataloger:
     """Reads the dpkg status database (full and distroless forms)."""
 
@@ -101,7 +127,7 @@ class DpkgCataloger:
     def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
         result = CatalogResult()
         databases = sorted(p for p in files if p == STATUS_PATH or p.startswith(STATUS_D_PREFIX))
-        seen: set[tuple[str, str | None]] = set()
+        known: set[tuple[str, str | None]] = set()
         for path in databases:
             data = files[path]
             if len(data) > self.max_file_size:
@@ -109,23 +135,19 @@ class DpkgCataloger:
                     f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte limit; skipped"
                 )
                 continue
-            outcome = parse_paragraphs(data, path)
-            file_warnings = outcome.warnings
-            if not outcome.paragraphs and data.strip():
-                file_warnings.append(f"{path}: no package paragraphs found")
-            for paragraph in outcome.paragraphs:
-                package = _package(paragraph, path, file_warnings)
-                if package is None:
-                    continue
-                if (package.name, package.arch) in seen:
-                    file_warnings.append(
-                        f"{path} line {paragraph.line}: {package.name} ({package.arch}) listed "
-                        "twice; kept the first"
+            one = guarded(
+                self.name, path, partial(read_status, data, path), CatalogResult(), result.warnings
+            )
+            result.warnings.extend(one.warnings)
+            for package in one.packages:
+                if (package.name, package.arch) in known:
+                    result.warnings.append(
+                        f"{path}: {package.name} ({package.arch}) is also listed in an earlier "
+                        "file; kept the first"
                     )
                     continue
-                seen.add((package.name, package.arch))
+                known.add((package.name, package.arch))
                 result.packages.append(package)
-            result.warnings.extend(limit_warnings(path, file_warnings))
         licenses: dict[str, tuple[str, ...]] = {}
         result.packages = [
             self._with_licenses(p, files, licenses, result.warnings) for p in result.packages
@@ -145,8 +167,12 @@ class DpkgCataloger:
             if data is None:
                 return package
             # Multi-Arch: same packages of several architectures share one doc directory.
-            cache[path], copyright_warnings = licenses_from_copyright(data, path)
-            warnings.extend(copyright_warnings)
+            nothing: tuple[tuple[str, ...], list[str]] = ((), [])
+            licenses, found_warnings = guarded(
+                self.name, path, partial(licenses_from_copyright, data, path), nothing, warnings
+            )
+            warnings.extend(found_warnings)
+            cache[path] = licenses
         if not cache[path]:
             return package
         return replace(package, licenses=cache[path])

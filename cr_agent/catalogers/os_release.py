@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Distro
+from cr_agent.catalogers.reader_guard import guarded
 
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 
@@ -245,6 +247,8 @@ class OsReleaseCataloger:
                 warnings.append(f"{path}: {len(data)} bytes is too large for a release file")
             else:
                 sized[path] = data
-        result = detect_distro(sized)
+        result = guarded(
+            self.name, "release files", partial(detect_distro, sized), CatalogResult(), warnings
+        )
         result.warnings[:0] = warnings
         return result

@@ -11,8 +11,10 @@ Locations: ``var/lib/rpm`` (classic), ``usr/lib/sysimage/rpm`` (Fedora 36+, SUSE
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
+from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.rpm_bdb import is_bdb_hash, read_bdb_blobs
 from cr_agent.catalogers.rpm_header import HeaderError, package_from_header
 from cr_agent.catalogers.rpm_ndb import is_ndb, read_ndb_blobs
@@ -97,7 +99,13 @@ class RpmCataloger:
                         "limit; skipped"
                     )
                     continue
-                one = read_rpmdb(data, path)
+                one = guarded(
+                    self.name,
+                    path,
+                    partial(read_rpmdb, data, path),
+                    CatalogResult(),
+                    result.warnings,
+                )
                 result.warnings.extend(one.warnings)
                 if not one.packages:
                     continue  # an empty or unreadable database: try the older one beside it

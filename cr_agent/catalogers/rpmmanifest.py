@@ -8,9 +8,11 @@ These images carry no rpmdb; the build writes the output of ``rpm -qa`` with the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import decode_text
+from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.rpm import DB_PATHS as RPMDB_PATHS
 from cr_agent.catalogers.rpm_header import split_source_rpm
 from cr_agent.catalogers.warning_limit import limit_warnings
@@ -88,4 +90,13 @@ class RpmManifestCataloger:
                     "limit; skipped"
                 ]
             )
-        return parse_manifest(data, MANIFEST_PATH)
+        result = CatalogResult()
+        one = guarded(
+            self.name,
+            MANIFEST_PATH,
+            partial(parse_manifest, data, MANIFEST_PATH),
+            CatalogResult(),
+            result.warnings,
+        )
+        one.warnings[:0] = result.warnings
+        return one

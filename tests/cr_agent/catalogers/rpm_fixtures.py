@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "rpmdb"
 SQLITE_DB = FIXTURES / "sqlite" / "rpmdb.sqlite"
 BDB_DB = FIXTURES / "bdb" / "Packages"
+BDB_8K_DB = FIXTURES / "bdb-8k" / "Packages"
 SUSE_NDB = REPO.parent / "shared" / "reference" / "rpmdb" / "sle15-bci" / "Packages.db"
 SUSE_EXPECTED = SUSE_NDB.parent / "expected.tsv"
 

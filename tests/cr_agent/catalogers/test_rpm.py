@@ -16,6 +16,7 @@ from cr_agent.catalogers.rpm import RpmCataloger, read_rpmdb
 from cr_agent.catalogers.rpm_bdb import read_bdb_blobs
 from cr_agent.catalogers.rpm_ndb import read_ndb_blobs
 from tests.cr_agent.catalogers.rpm_fixtures import (
+    BDB_8K_DB,
     BDB_DB,
     QUERY_FORMAT,
     SQLITE_DB,
@@ -43,16 +44,32 @@ def test_sqlite_rpmdb_lists_exactly_what_the_fixture_script_installed() -> None:
     assert len(expected_rows()) == 5
 
 
-def test_berkeleydb_packages_lists_exactly_what_the_fixture_script_installed() -> None:
-    result = catalog({"var/lib/rpm/Packages": BDB_DB.read_bytes()})
+@pytest.mark.parametrize("fixture", [BDB_DB, BDB_8K_DB], ids=["4k-overflow", "8k-inline"])
+def test_berkeleydb_packages_lists_exactly_what_the_fixture_script_installed(
+    fixture: Path,
+) -> None:
+    result = catalog({"var/lib/rpm/Packages": fixture.read_bytes()})
     assert result.warnings == []
     assert rows_of(result.packages) == expected_rows()
 
 
-@pytest.mark.parametrize("fixture", [SQLITE_DB, BDB_DB], ids=["sqlite", "bdb"])
+def test_8k_fixture_really_has_inline_and_offpage_values() -> None:
+    data = BDB_8K_DB.read_bytes()
+    size = struct.unpack_from("<I", data, 20)[0]
+    kinds = set()
+    for page in range(1, len(data) // size):
+        base = page * size
+        if data[base + 25] == 13:
+            count = struct.unpack_from("<H", data, base + 20)[0]
+            for i in range(1, count, 2):  # value items
+                kinds.add(data[base + struct.unpack_from("<H", data, base + 26 + 2 * i)[0]])
+    assert kinds == {1, 3}  # H_KEYDATA and H_OFFPAGE
+
+
+@pytest.mark.parametrize("fixture", [SQLITE_DB, BDB_DB, BDB_8K_DB], ids=["sqlite", "bdb", "bdb-8k"])
 def test_our_reader_agrees_with_rpm_reading_the_same_file(fixture: Path, tmp_path: Path) -> None:
     shutil.copyfile(fixture, tmp_path / fixture.name)  # rpm may touch lock files beside it
-    defines = ("--define", "_db_backend bdb_ro") if fixture == BDB_DB else ()
+    defines = ("--define", "_db_backend bdb_ro") if fixture != SQLITE_DB else ()
     from_rpm = sorted(
         tuple(line.split("\t")) for line in rpm_query(tmp_path, QUERY_FORMAT, *defines).splitlines()
     )
