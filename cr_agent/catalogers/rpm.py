@@ -26,6 +26,8 @@ DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm", "usr/share/rpm")
 # a conversion), rpm uses the one its configuration names, which is the newer one.
 DB_FILES = ("rpmdb.sqlite", "Packages.db", "Packages")
 DB_PATHS = tuple(f"{d}/{f}" for d in DB_DIRS for f in DB_FILES)
+# An SQLite write-ahead log with a transaction rpm did not checkpoint (normally empty).
+WAL_PATHS = tuple(f"{d}/rpmdb.sqlite-wal" for d in DB_DIRS)
 
 BlobReader = Callable[[bytes, str], tuple[list[bytes], list[str]]]
 
@@ -44,8 +46,11 @@ def sniff(data: bytes) -> tuple[str, BlobReader] | None:
     return None
 
 
-def read_rpmdb(data: bytes, path: str) -> CatalogResult:
-    """Packages from one rpm database file of any of the three formats."""
+def read_rpmdb(data: bytes, path: str, wal: bytes | None = None) -> CatalogResult:
+    """Packages from one rpm database file of any of the three formats.
+
+    ``wal`` is the content of an SQLite database's ``-wal`` file, if the image has one.
+    """
     result = CatalogResult()
     found = sniff(data)
     if found is None:
@@ -53,8 +58,8 @@ def read_rpmdb(data: bytes, path: str) -> CatalogResult:
             f"{path}: not an rpm database this reader knows (SQLite, NDB or BerkeleyDB hash)"
         )
         return result
-    _, reader = found
-    blobs, warnings = reader(data, path)
+    kind, reader = found
+    blobs, warnings = read_sqlite_blobs(data, path, wal) if kind == "sqlite" else reader(data, path)
     for number, blob in enumerate(blobs, 1):
         try:
             package = package_from_header(blob, path)
@@ -81,7 +86,7 @@ class RpmCataloger:
     # Big RHEL images have rpmdbs of a few hundred MB (file lists in every header).
     max_file_size = 512 * 1024 * 1024
 
-    _paths = frozenset(DB_PATHS)
+    _paths = frozenset(DB_PATHS + WAL_PATHS)
 
     def wants(self, path: str) -> bool:
         return path in self._paths
@@ -99,10 +104,11 @@ class RpmCataloger:
                         "limit; skipped"
                     )
                     continue
+                wal = files.get(f"{path}-wal") if path.endswith(".sqlite") else None
                 one = guarded(
                     self.name,
                     path,
-                    partial(read_rpmdb, data, path),
+                    partial(read_rpmdb, data, path, wal),
                     CatalogResult(),
                     result.warnings,
                 )

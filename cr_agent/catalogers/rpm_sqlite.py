@@ -1,28 +1,30 @@
 """rpm's SQLite backend (``rpmdb.sqlite``, rpm >= 4.16): table ``Packages(hnum, blob)``.
 
-The database arrives as bytes, so it is loaded with ``Connection.deserialize`` (no temp file).
-rpm keeps the file in WAL mode; an in-memory database cannot use a WAL, so the two header
-bytes that select it are reset to the rollback-journal values in a copy before loading.
+The database arrives as bytes. Normally it is loaded with ``Connection.deserialize`` (no temp
+file): rpm keeps the file in WAL mode, which an in-memory database cannot use, so the two
+header bytes that select WAL are reset to the rollback-journal values in a copy first; rpm
+checkpoints on close, so the main file is complete. Only when the image also holds a non-empty
+``rpmdb.sqlite-wal`` (a transaction not yet checkpointed) are both written to a private temp
+directory and opened as files, so SQLite itself replays the committed part of the WAL.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _WAL_VERSION_OFFSET = 18  # file format write/read version bytes; 2 means WAL
+_QUERY = "SELECT hnum, blob FROM Packages ORDER BY hnum"
 
 
 def is_sqlite(data: bytes) -> bool:
     return data.startswith(SQLITE_MAGIC)
 
 
-def read_sqlite_blobs(data: bytes, path: str) -> tuple[list[bytes], list[str]]:
-    """Header blobs in package-number order, and warnings naming what went wrong."""
-    if not is_sqlite(data):
-        return [], [f"{path}: not an SQLite database (no 'SQLite format 3' header)"]
-    if len(data) < 100:
-        return [], [f"{path}: SQLite file truncated to {len(data)} bytes"]
+def _rows_in_memory(data: bytes) -> list[Any]:
     image: bytes | bytearray = data
     if 2 in data[_WAL_VERSION_OFFSET : _WAL_VERSION_OFFSET + 2]:
         image = bytearray(data)  # copy only when the header must change
@@ -32,11 +34,37 @@ def read_sqlite_blobs(data: bytes, path: str) -> tuple[list[bytes], list[str]]:
     try:
         conn.deserialize(image)
         conn.execute("PRAGMA query_only = ON")
-        rows = conn.execute("SELECT hnum, blob FROM Packages ORDER BY hnum").fetchall()
-    except (sqlite3.Error, ValueError, OverflowError) as exc:
-        return [], [f"{path}: cannot read the Packages table: {exc}"]
+        return conn.execute(_QUERY).fetchall()
     finally:
         conn.close()
+
+
+def _rows_with_wal(data: bytes, wal: bytes) -> list[Any]:
+    with tempfile.TemporaryDirectory(prefix="cr-agent-rpmdb-") as tmp:
+        db = Path(tmp) / "rpmdb.sqlite"
+        db.write_bytes(data)
+        Path(f"{db}-wal").write_bytes(wal)
+        conn = sqlite3.connect(db)
+        conn.text_factory = bytes
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            return conn.execute(_QUERY).fetchall()
+        finally:
+            conn.close()
+
+
+def read_sqlite_blobs(
+    data: bytes, path: str, wal: bytes | None = None
+) -> tuple[list[bytes], list[str]]:
+    """Header blobs in package-number order, and warnings naming what went wrong."""
+    if not is_sqlite(data):
+        return [], [f"{path}: not an SQLite database (no 'SQLite format 3' header)"]
+    if len(data) < 100:
+        return [], [f"{path}: SQLite file truncated to {len(data)} bytes"]
+    try:
+        rows = _rows_with_wal(data, wal) if wal else _rows_in_memory(data)
+    except (sqlite3.Error, ValueError, OverflowError) as exc:
+        return [], [f"{path}: cannot read the Packages table: {exc}"]
     blobs: list[bytes] = []
     warnings: list[str] = []
     for hnum, blob in rows:

@@ -18,10 +18,10 @@ def boom(*_args: object) -> None:
 def test_rpm_reader_bug_falls_back_to_the_other_database(monkeypatch: pytest.MonkeyPatch) -> None:
     real = rpm.read_rpmdb
 
-    def only_bdb_works(data: bytes, path: str):  # type: ignore[no-untyped-def]
+    def only_bdb_works(data: bytes, path: str, wal: bytes | None = None):  # type: ignore[no-untyped-def]
         if path.endswith("rpmdb.sqlite"):
             boom()
-        return real(data, path)
+        return real(data, path, wal)
 
     monkeypatch.setattr(rpm, "read_rpmdb", only_bdb_works)
     result = RpmCataloger().catalog(

@@ -333,6 +333,35 @@ def test_sqlite_with_a_garbage_header_blob_skips_that_package(tmp_path: Path) ->
     ]
 
 
+def test_uncheckpointed_wal_is_replayed(tmp_path: Path) -> None:
+    """A transaction still in rpmdb.sqlite-wal counts: SQLite replays it, as rpm would."""
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copyfile(SQLITE_DB, live / "rpmdb.sqlite")
+    conn = sqlite3.connect(live / "rpmdb.sqlite")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute(
+        "DELETE FROM Packages WHERE hnum = (SELECT hnum FROM Name WHERE key = 'zeta-utils')"
+    )
+    conn.commit()
+    # Snapshot the files while the connection is open, as a layer would capture them.
+    main = (live / "rpmdb.sqlite").read_bytes()
+    wal = (live / "rpmdb.sqlite-wal").read_bytes()
+    conn.close()
+    assert wal and main == SQLITE_DB.read_bytes()
+    cataloger = RpmCataloger()
+    assert cataloger.wants("var/lib/rpm/rpmdb.sqlite-wal")
+    with_wal = cataloger.catalog(
+        {"var/lib/rpm/rpmdb.sqlite": main, "var/lib/rpm/rpmdb.sqlite-wal": wal}
+    )
+    assert with_wal.warnings == []
+    assert rows_of(with_wal.packages) == [r for r in expected_rows() if r[0] != "zeta-utils"]
+    empty_wal = cataloger.catalog(
+        {"var/lib/rpm/rpmdb.sqlite": main, "var/lib/rpm/rpmdb.sqlite-wal": b""}
+    )
+    assert rows_of(empty_wal.packages) == expected_rows()
+
+
 def test_truncated_sqlite_gives_a_clear_warning() -> None:
     data = SQLITE_DB.read_bytes()
     result = read_rpmdb(data[:8192], "var/lib/rpm/rpmdb.sqlite")
