@@ -48,6 +48,8 @@ log = get_logger(__name__)
 
 #: refresh this long before expiry, so a scan started now does not outlive its token
 REFRESH_MARGIN_SECONDS = 15 * 60
+#: GetAuthorizationToken tokens are valid for 12 hours (ECR documentation)
+TOKEN_LIFETIME_SECONDS = 12 * 3600
 ROLE_SESSION_NAME = "crbroker-cr-agent"
 _CACHE_KEY = "ecr"
 
@@ -180,7 +182,14 @@ class EcrRegistry(RegistryType):
         _user, _, password = decoded.partition(":")
         register_secrets(data["authorizationToken"], password)
         token = EcrToken(proxy_endpoint=data["proxyEndpoint"], password=password)
-        cache[key] = _Cached(value=token, expires_at=data["expiresAt"].timestamp())
+        now = time.time()
+        expires = data["expiresAt"].timestamp()
+        if expires <= now or expires > now + TOKEN_LIFETIME_SECONDS:
+            # an expiry in the past (or beyond the documented 12 h) means our clock and AWS's
+            # disagree (or an emulator answered); trust the documented lifetime instead
+            log.warning("ECR token expiry not plausible; assuming 12 h", account=key[1])
+            expires = now + TOKEN_LIFETIME_SECONDS
+        cache[key] = _Cached(value=token, expires_at=expires)
         return token
 
     async def endpoint(self, creds: RegistryCredentials, ctx: TypeContext) -> RegistryEndpoint:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from shared.credentials import KNOWN_TYPES, build_credentials_json, encode_credentials
-from tests.cr_agent.service.conftest import Agent, AgentFactory, creds_for
+from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.support.processes import free_port
 from tests.support.registry import RunningRegistry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cr_agent.service.conftest import Agent, creds_for
+from tests.cr_agent.service.agent import Agent, creds_for
 from tests.cr_agent.service.images import debian_image, push_image, push_multiarch
 from tests.support.registry import RunningRegistry
 

@@ -14,7 +14,7 @@ import pytest
 
 from shared.credentials import build_credentials_json, encode_credentials
 from shared.logging import configure_logging
-from tests.cr_agent.service.conftest import AgentFactory
+from tests.cr_agent.service.agent import AgentFactory
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.fakes.callback_receiver import CallbackReceiver
 from tests.support.registry import RunningRegistry

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cr_agent.service.app import create_app
 from cr_agent.service.settings import load_settings
-from tests.cr_agent.service.conftest import Agent
+from tests.cr_agent.service.agent import Agent
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
 ACCEPT = (

@@ -1,0 +1,86 @@
+"""An agent on a free loopback port, in the test's event loop, with settings per test (fixtures)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from cr_agent.service.app import create_app
+from cr_agent.service.settings import load_settings
+from shared.credentials import build_credentials_json, encode_credentials
+from tests.support.registry import RunningRegistry
+
+
+class Agent:
+    def __init__(self, server: TestServer, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = http
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def app(self) -> Any:
+        return self.server.app
+
+    async def get(self, path: str, creds: str | None = None, **kw: Any) -> tuple[int, Any]:
+        headers = dict(kw.pop("headers", {}))
+        if creds is not None:
+            headers["Authorization"] = creds
+        async with self.http.get(self.url + path, headers=headers, **kw) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def post(self, path: str, body: Any, creds: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": creds} if creds is not None else {}
+        async with self.http.post(self.url + path, json=body, headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+AgentFactory = Callable[..., Awaitable[Agent]]
+
+
+@pytest.fixture
+async def make_agent(tmp_path: Path) -> AsyncIterator[AgentFactory]:
+    started: list[tuple[TestServer, aiohttp.ClientSession]] = []
+
+    async def factory(scanner: Any = None, **env: Any) -> Agent:
+        values = {
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "REGISTRY_TIMEOUT": "5",
+            "REQUEST_TIMEOUT": "20",
+        }
+        values.update({k: str(v) for k, v in env.items()})
+        app = create_app(load_settings(values), scanner=scanner)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        started.append((server, http))
+        return Agent(server, http)
+
+    yield factory
+    for server, http in started:
+        await http.close()
+        await server.close()
+
+
+@pytest.fixture
+async def agent(make_agent: AgentFactory) -> Agent:
+    return await make_agent()
+
+
+def creds_for(registry: RunningRegistry, cr_type: str = "generic-cr", **extra: Any) -> str:
+    """The base64 CR_CREDENTIALS blob the broker client would send for ``registry``."""
+    obj = build_credentials_json(
+        cr_type,
+        base=registry.url,
+        username=registry.username or "",
+        password=registry.password or "",
+    )
+    obj.update(extra)
+    return encode_credentials(obj)
