@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 from broker_client.connection import ReconnectExhausted
 from broker_client.settings import SettingsError, load_settings
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         await client.run()
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run())
     except ReconnectExhausted as exc:
         get_logger("broker_client").error("giving up", error=str(exc))
         return 1
@@ -47,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         get_logger("broker_client").error("cannot start", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0
+
+
+def _loop_factory() -> Any:
+    """uvloop when installed: fewer microseconds per hop on every relayed request."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

@@ -115,8 +115,22 @@ async def start(app: web.Application, port: int) -> web.AppRunner:
 
 
 def main() -> None:
+    import asyncio
+
     port = int(sys.argv[1])
-    web.run_app(agent_app(Recorder()), host="127.0.0.1", port=port, access_log=None, print=None)
+
+    async def serve() -> None:
+        recorder = Recorder()
+        recorder.seen = _Discard()  # a long benchmark must not grow the agent's memory
+        await start(agent_app(recorder), port)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    def append(self, _item: Any) -> None:
+        pass
 
 
 if __name__ == "__main__":
