@@ -1,0 +1,213 @@
+"""Image reference in, inventory out: resolve the manifest, read every layer once (in
+parallel, bounded, through the layer cache), merge bottom-up and attribute each package to the
+layer that introduced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cr_agent.catalogers import default_catalogers
+from cr_agent.catalogers.base import Cataloger, Distro, Package
+from cr_agent.image.inventory import build_inventory
+from cr_agent.image.layer import FileSelector, LayerContents, LayerReader, read_layer_stream
+from cr_agent.layer_cache import LayerCache
+from cr_agent.registry.client import RegistryClient, ResolvedImage
+from cr_agent.registry.errors import NotFoundError, RegistryError
+from cr_agent.registry.manifest import Descriptor
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    max_layer_bytes: int = 16 << 30  # decompressed, per layer: stops gzip/zstd bombs
+    max_file_bytes: int = 64 << 20  # per wanted file (readers may ask for less)
+    max_kept_bytes: int = 256 << 20  # wanted files kept per layer
+    max_image_bytes: int = 20 << 30  # compressed, whole image (sum of layer sizes)
+    layer_concurrency: int = 3
+    verify_diff_ids: bool = True
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
+    created_by: str | None
+    from_cache: bool = False
+    uncompressed_size: int = 0
+    entries: int = 0
+
+
+@dataclass
+class PackageRecord:
+    package: Package
+    layer_index: int
+    layer_diff_id: str
+    layer_created_by: str | None
+
+
+@dataclass
+class ScanResult:
+    repository: str
+    reference: str
+    digest: str  # platform-specific manifest
+    index_digest: str | None
+    platform: str
+    config_digest: str
+    registry: str | None = None
+    distro: Distro | None = None
+    layers: list[LayerInfo] = field(default_factory=list)
+    packages: list[PackageRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def image_name(self) -> str:
+        prefix = f"{self.registry}/" if self.registry else ""
+        return f"{prefix}{self.repository}"
+
+
+async def _read_layer(
+    client: RegistryClient,
+    repository: str,
+    desc: Descriptor,
+    diff_id: str,
+    index: int,
+    selector: FileSelector,
+    limits: ScanLimits,
+    progress: Progress | None,
+) -> LayerContents:
+    label = f"{index} ({diff_id[:19]})"
+    reader = LayerReader(
+        selector,
+        label=label,
+        max_layer_bytes=limits.max_layer_bytes,
+        max_kept_bytes=limits.max_kept_bytes,
+        diff_id=diff_id if limits.verify_diff_ids else None,
+    )
+
+    def on_progress(n: int) -> None:
+        if progress is not None:
+            progress("layer_bytes", {"index": index, "bytes": n})
+
+    try:
+        async with client.open_blob(repository, desc.digest, desc.size) as stream:
+            return await read_layer_stream(stream.chunks(), reader, on_progress)
+    except NotFoundError:
+        if desc.urls or "nondistributable" in desc.media_type or "foreign" in desc.media_type:
+            return LayerContents(
+                warnings=[f"layer {label}: foreign layer not stored in the registry; not read"],
+                complete=False,
+            )
+        raise
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first real error of a task group, so callers see a RegistryError, not a group."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def scan_image(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    *,
+    platform: str = "linux/amd64",
+    cache: LayerCache | None = None,
+    limits: ScanLimits | None = None,
+    catalogers: Sequence[Cataloger] | None = None,
+    progress: Progress | None = None,
+) -> ScanResult:
+    """Scan one image; registry trouble raises :class:`RegistryError` subclasses, damaged
+    layers and unreadable databases become warnings in the result."""
+    started = time.monotonic()
+    limits = limits or ScanLimits()
+    readers = list(catalogers) if catalogers is not None else default_catalogers()
+    selector = FileSelector(readers, limits.max_file_bytes)
+    resolved: ResolvedImage = await client.resolve_image(repository, reference, platform)
+    manifest, config = resolved.manifest, resolved.config
+    total = sum(d.size for d in manifest.layers)
+    if total > limits.max_image_bytes:
+        raise RegistryError(
+            f"image {repository}@{resolved.digest} has {total} bytes of layers, over the "
+            f"{limits.max_image_bytes}-byte limit",
+            "manifest",
+        )
+    history = config.layer_history()
+    layers = [
+        LayerInfo(i, d.digest, config.diff_ids[i], d.size, d.media_type, history[i])
+        for i, d in enumerate(manifest.layers)
+    ]
+    if progress is not None:
+        progress("resolved", {"digest": resolved.digest, "layers": len(layers), "bytes": total})
+    semaphore = asyncio.Semaphore(max(1, limits.layer_concurrency))
+    contents: list[LayerContents | None] = [None] * len(layers)
+    token = selector.cache_token()
+
+    async def load(info: LayerInfo) -> None:
+        desc = manifest.layers[info.index]
+
+        async def loader() -> LayerContents:
+            async with semaphore:
+                return await _read_layer(
+                    client, repository, desc, info.diff_id, info.index, selector, limits, progress
+                )
+
+        if cache is not None:
+            result, hit = await cache.get_or_load(LayerCache.key(info.diff_id, token), loader)
+        else:
+            result, hit = await loader(), False
+        info.from_cache = hit
+        info.uncompressed_size = result.size
+        info.entries = result.entries
+        contents[info.index] = result
+        if progress is not None:
+            progress("layer_done", {"index": info.index, "cached": hit})
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for info in layers:
+                group.create_task(load(info))
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
+    read = [c for c in contents if c is not None]
+    inventory = build_inventory(read, readers)
+    warnings = [w for c in read for w in c.warnings] + inventory.warnings
+    records = [
+        PackageRecord(
+            a.package,
+            a.layer_index,
+            layers[a.layer_index].diff_id,
+            layers[a.layer_index].created_by,
+        )
+        for a in inventory.packages
+    ]
+    records.sort(
+        key=lambda r: (r.package.type, r.package.name, r.package.arch or "", r.layer_index)
+    )
+    return ScanResult(
+        repository=repository,
+        reference=reference,
+        digest=resolved.digest,
+        index_digest=resolved.index_digest,
+        platform=str(resolved.platform),
+        config_digest=manifest.config.digest,
+        registry=client.host,
+        distro=inventory.distro,
+        layers=layers,
+        packages=records,
+        warnings=warnings,
+        duration_seconds=time.monotonic() - started,
+    )
