@@ -157,12 +157,12 @@ class Relay:
 
     async def _client_for(self, token: str) -> ClientSession | web.Response:
         pool = self.server.pool
-        for pause in (*WAIT_STEPS, None):
+        for attempt, pause in enumerate((*WAIT_STEPS, None)):
             session = pool.select(token)
             if session is not None:
                 return session
             state = pool.state(token)
-            if state == "none":
+            if state == "none" and attempt == 0:
                 return failure(404, "no-connection", "no broker client is connected for this token")
             if state == "not-ready":
                 return failure(

@@ -94,6 +94,11 @@ class BrokerServer:
             await session.close("server shutting down")
         await self.upstream.close()
 
+    async def on_shutdown(self, app: web.Application) -> None:
+        # before aiohttp waits for open connections: end the websockets and pending polls
+        for session in list(self.sessions.values()):
+            await session.close("server shutting down", server_close=False)
+
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(min(60.0, self.settings.CACHE_EXPIRY))
@@ -116,6 +121,7 @@ def build_app(settings: Settings, rules: AcceptRules | None, tokens: list[str]) 
     )
     app[SERVER_KEY] = server
     app.cleanup_ctx.append(server.lifespan)
+    app.on_shutdown.append(server.on_shutdown)
     app.router.add_route("*", "/primus/{token}/", server.engine.handle)
     app.router.add_route("*", "/primus/{token}", server.engine.handle)
     app.router.add_route("*", "/broker/{token}/{path:.*}", server.relay.handle_broker)

@@ -239,7 +239,9 @@ class ClientSession:
         for event in events:
             if self.closed:
                 return
-            self.last_received = time.monotonic()
+            if not isinstance(event, (EnginePing, EnginePong, Noop, Upgraded)):
+                # Primus' idle timer sees only messages, not engine.io heartbeats
+                self.last_received = time.monotonic()
             if not isinstance(event, ProtocolFault):
                 self.faults_in_a_row = 0
             match event:
@@ -267,7 +269,9 @@ class ClientSession:
                     if future is not None and not future.done():
                         future.set_result(event.ack)
                 case DataReceived():
-                    log.debug("ignoring plain data from client", **self.describe())
+                    await self.fault(
+                        "message is neither a Primus control string nor an emitter packet"
+                    )
                 case Closed():
                     await self.close("client closed the socket")
                 case ProtocolFault():

@@ -1,0 +1,182 @@
+"""Fixtures for broker server tests: our server in-process (for scripted peers) or as a real
+subprocess (for the real snyk-broker client and our broker client), the test agent and a fake
+upstream API in a background event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from broker_server.server import SERVER_KEY, BrokerServer, build_app
+from broker_server.settings import load_settings
+from tests.broker_client.agent import Recorder, agent_app, start, upstream_app
+from tests.support.processes import ServerProcess, free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
+OTHER_TOKEN = "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
+
+
+def upstream_accept(upstream_url: str) -> dict[str, Any]:
+    return {
+        "private": [
+            {"method": "POST", "path": "/api/v1/*", "origin": upstream_url},
+            {"method": "POST", "path": "/api/v2/*", "origin": upstream_url},
+        ],
+        "public": [{"method": "any", "path": "/*"}],
+    }
+
+
+@dataclass
+class InProcessServer:
+    url: str
+    server: BrokerServer
+
+
+ServerFactory = Callable[..., Awaitable[InProcessServer]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start our server in the test's event loop with extra settings: ``await make_server(X="1")``."""
+    started: list[TestServer] = []
+
+    async def factory(*, accept: dict[str, Any] | None = None, **env: str) -> InProcessServer:
+        environ = {"BROKER_TOKENS": f"{TOKEN},{OTHER_TOKEN}", "LOG_LEVEL": "debug", **env}
+        if accept is not None:
+            path = tmp_path / f"accept-{len(started)}.json"
+            path.write_text(json.dumps(accept))
+            environ["ACCEPT"] = str(path)
+        settings, rules, tokens = load_settings(environ)
+        app = build_app(settings, rules, tokens)
+        test_server = TestServer(app, host="127.0.0.1", port=free_port())
+        await test_server.start_server()
+        started.append(test_server)
+        return InProcessServer(f"http://127.0.0.1:{test_server.port}", app[SERVER_KEY])
+
+    yield factory
+    for test_server in started:
+        await test_server.close()
+
+
+class BackgroundApps:
+    """aiohttp apps served from a thread with its own event loop (for synchronous tests)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runners: list[web.AppRunner] = []
+
+    def serve(self, app: web.Application, port: int | None = None) -> int:
+        port = port or free_port()
+        runner = asyncio.run_coroutine_threadsafe(start(app, port), self.loop).result(10)
+        self.runners.append(runner)
+        return port
+
+    def close(self) -> None:
+        for runner in self.runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Backends:
+    agent: Recorder
+    upstream: Recorder
+    agent_url: str
+    upstream_url: str
+    background: BackgroundApps
+
+    def extra_agent(self) -> tuple[Recorder, str]:
+        recorder = Recorder()
+        port = self.background.serve(agent_app(recorder))
+        return recorder, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[Backends]:
+    background = BackgroundApps()
+    agent, upstream = Recorder(), Recorder()
+    try:
+        agent_port = background.serve(agent_app(agent))
+        upstream_port = background.serve(upstream_app(upstream))
+        yield Backends(
+            agent,
+            upstream,
+            f"http://127.0.0.1:{agent_port}",
+            f"http://127.0.0.1:{upstream_port}",
+            background,
+        )
+    finally:
+        background.close()
+
+
+@dataclass
+class OurServer:
+    process: ServerProcess
+    port: int
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process.start()
+        wait_for_http(f"{self.url}/healthcheck", timeout=20)
+
+
+def start_our_server(
+    workdir: Path, *, accept: dict[str, Any], tokens: str = TOKEN, **extra: str
+) -> OurServer:
+    """``python -m broker_server`` on a free loopback port; returns once /healthcheck answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    accept_path = workdir / "our-server-accept.json"
+    accept_path.write_text(json.dumps(accept))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(REPO),
+        "PORT": str(port),
+        "BROKER_SERVER_HOST": "127.0.0.1",
+        "BROKER_TOKENS": tokens,
+        "ACCEPT": str(accept_path),
+        "LOG_LEVEL": "debug",
+        **extra,
+    }
+    process = ServerProcess(
+        [sys.executable, "-m", "broker_server"],
+        env=env,
+        cwd=REPO,
+        log_path=workdir / f"our-server-{port}.log",
+    )
+    process.start()
+    server = OurServer(process, port, env)
+    try:
+        wait_for_http(f"{server.url}/healthcheck", timeout=20)
+    except TimeoutError:
+        server.stop()
+        raise TimeoutError(f"broker-server did not start: {process.log_text()[-2000:]}") from None
+    return server

@@ -1,0 +1,315 @@
+"""``/broker/<token>/*``, ``/response-data``, client callbacks, status and metrics, driven by
+scripted peers against our server in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import aiohttp
+
+from shared.broker_protocol import AckReceived, EventReceived, ServerIdentified
+from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, upstream_accept
+from tests.broker_server.peer import WsPeer, answer_by_stream, echo_handler
+
+
+async def ready_peer(
+    url: str, token: str = TOKEN, role: str = "primary", client_id: str = "peer-1"
+) -> WsPeer:
+    peer = await WsPeer(url, token, role=role).connect()
+    peer.handler = echo_handler
+    await peer.identify(client_id=client_id)
+    await peer.wait_for(ServerIdentified)
+    return peer
+
+
+async def wait_ready(srv, token: str = TOKEN) -> None:
+    for _ in range(100):
+        if srv.server.pool.select(token) is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("client never became ready")
+
+
+async def test_stream_and_ack_modes(make_server):
+    srv = await make_server()
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list/repo?page=2") as resp:
+            assert resp.status == 200
+            assert await resp.text() == "primary:GET /list/repo?page=2"
+        async with http.get(
+            f"{srv.url}/broker/{TOKEN}/list", headers={"x-broker-ws-response": "1"}
+        ) as resp:
+            assert resp.status == 200
+            assert await resp.text() == "primary:GET /list"
+    requests = [
+        e.event.args[0]
+        for e in peer.events
+        if isinstance(e, EventReceived) and e.event.name == "request"
+    ]
+    streamed, acked = requests
+    assert streamed["streamingID"] and acked["streamingID"] == ""
+    assert streamed["headers"]["snyk-request-id"] == streamed["requestId"]
+    await peer.close()
+
+
+async def test_request_body_travels_as_binary(make_server):
+    srv = await make_server()
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{srv.url}/broker/{TOKEN}/scan", data=b'{"image":"x"}') as resp:
+            assert resp.status == 200
+    (request,) = [
+        e.event.args[0]
+        for e in peer.events
+        if isinstance(e, EventReceived) and e.event.name == "request"
+    ]
+    assert request["body"] == b'{"image":"x"}'
+    assert request["method"] == "POST"
+    await peer.close()
+
+
+async def test_large_streamed_answer_is_relayed_in_chunks(make_server):
+    srv = await make_server()
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    payload = bytes(range(256)) * 40000  # ~10 MB
+
+    async def big(peer: WsPeer, received: EventReceived) -> None:
+        await answer_by_stream(
+            peer, received, body=payload, headers={"content-type": "application/octet-stream"}
+        )
+
+    peer.handler = big
+    await peer.identify()
+    await wait_ready(srv)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{srv.url}/broker/{TOKEN}/list/big") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["content-type"] == "application/octet-stream"
+        assert await resp.read() == payload
+    await peer.close()
+
+
+async def test_no_client_is_404_no_connection(make_server):
+    srv = await make_server()
+    async with aiohttp.ClientSession() as http:
+        for token in (TOKEN, "not-a-known-token"):
+            async with http.get(f"{srv.url}/broker/{token}/list") as resp:
+                assert resp.status == 404
+                assert resp.headers["x-broker-failure"] == "no-connection"
+
+
+async def test_handshaking_client_gives_503_retry_after(make_server):
+    srv = await make_server()
+    peer = await WsPeer(srv.url, TOKEN).connect()  # open, never identifies
+    async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        assert resp.headers["x-broker-failure"] == "connection-not-ready"
+    await peer.close()
+
+
+async def test_reconnect_grace_then_404(make_server):
+    srv = await make_server(RECONNECT_GRACE_MS="1500")
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    await peer.close()
+    for _ in range(50):
+        if srv.server.pool.select(TOKEN) is None:
+            break
+        await asyncio.sleep(0.02)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        await asyncio.sleep(1.6)
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+            assert resp.status == 404
+
+
+async def test_newest_ready_client_serves_and_other_takes_over(make_server):
+    srv = await make_server()
+    older = await ready_peer(srv.url, role="primary", client_id="old")
+    await wait_ready(srv)
+    newer = await ready_peer(srv.url, role="primary", client_id="new")
+    for _ in range(50):
+        if (
+            srv.server.pool.select(TOKEN) is not None
+            and srv.server.pool.select(TOKEN).identity.metadata.client_id == "new"
+        ):
+            break
+        await asyncio.sleep(0.02)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+            assert resp.status == 200
+        assert any(isinstance(e, EventReceived) and e.event.name == "request" for e in newer.events)
+        assert not any(
+            isinstance(e, EventReceived) and e.event.name == "request" for e in older.events
+        )
+        await newer.close()
+        await asyncio.sleep(0.1)
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+            assert resp.status == 200
+        assert any(isinstance(e, EventReceived) and e.event.name == "request" for e in older.events)
+    await older.close()
+
+
+async def test_broken_response_frame_gives_clear_errors(make_server):
+    srv = await make_server()
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    post_status: list[int] = []
+
+    async def broken(peer: WsPeer, received: EventReceived) -> None:
+        # length prefix promises 500 bytes of head, body has 10
+        post_status.append(
+            await answer_by_stream(peer, received, frame=struct.pack("<I", 500) + b'{"status":2')
+        )
+
+    peer.handler = broken
+    await peer.identify()
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+        assert resp.status == 502
+        body = await resp.json()
+        assert "head length 500 is larger than" in body["message"]
+    assert post_status == [400]
+    # the socket itself is unaffected
+    peer.handler = echo_handler
+    async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+        assert resp.status == 200
+    await peer.close()
+
+
+async def test_response_data_refusals(make_server):
+    srv = await make_server(CACHE_EXPIRY="1")
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    captured: list[EventReceived] = []
+    arrived = asyncio.Event()
+
+    async def hold(peer: WsPeer, received: EventReceived) -> None:
+        captured.append(received)
+        arrived.set()
+
+    peer.handler = hold
+    await peer.identify()
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        caller = asyncio.create_task(http.get(f"{srv.url}/broker/{TOKEN}/list"))
+        await asyncio.wait_for(arrived.wait(), 5)
+        stream_id = captured[0].event.args[0]["streamingID"]
+        async with http.post(
+            f"{srv.url}/response-data/{OTHER_TOKEN}/{stream_id}", data=b"x"
+        ) as resp:
+            assert resp.status == 403
+            assert "another broker token" in (await resp.json())["message"]
+        async with http.post(
+            f"{srv.url}/response-data/not-a-known-token/{stream_id}", data=b"x"
+        ) as resp:
+            assert resp.status == 401
+        async with http.post(f"{srv.url}/response-data/{TOKEN}/no-such-id", data=b"x") as resp:
+            assert resp.status == 404
+            assert "unknown or expired" in (await resp.json())["message"]
+        await asyncio.sleep(1.2)
+        async with http.post(f"{srv.url}/response-data/{TOKEN}/{stream_id}", data=b"x") as resp:
+            assert resp.status == 404
+        resp = await caller
+        assert resp.status == 502
+        assert "expired" in (await resp.json())["message"]
+        resp.release()
+    await peer.close()
+
+
+async def test_ack_timeout_and_late_ack(make_server):
+    srv = await make_server(BROKER_WEBSERVER_REQUEST_TIMEOUT="300")
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    captured: list[EventReceived] = []
+
+    async def hold(peer: WsPeer, received: EventReceived) -> None:
+        captured.append(received)
+
+    peer.handler = hold
+    await peer.identify()
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{srv.url}/broker/{TOKEN}/list", headers={"x-broker-ws-response": "1"}
+        ) as resp:
+            assert resp.status == 504
+    # answering after the timeout is an ack for an id the server no longer waits for
+    await peer.send_raw(
+        peer.conn.send_ack(captured[0].event.ack_id, {"status": 200, "body": "late"})
+    )
+    note = await peer.wait_for(EventReceived, lambda e: e.event.name == "notification")
+    assert "ack for unknown id" in note.event.args[0]["message"]
+    await peer.close()
+
+
+async def test_client_callback_goes_upstream_with_broker_token(make_server, backends):
+    srv = await make_server(accept=upstream_accept(backends.upstream_url))
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    before = len(backends.upstream.seen)
+    request = {
+        "url": "/api/v2/import/result",
+        "method": "POST",
+        "headers": {"content-type": "application/json", "x-broker-token": "spoofed"},
+        "body": b'{"result":1}',
+        "streamingID": "",
+        "requestId": "r1",
+    }
+    ack_id = await peer.send_event("request", request, want_ack=True)
+    ack = await peer.wait_for(AckReceived, lambda e: e.ack.ack_id == ack_id)
+    reply = ack.ack.args[0]
+    assert reply["status"] == 201
+    seen = backends.upstream.seen[before]
+    assert seen["path_qs"] == "/api/v2/import/result"
+    assert seen["body"] == '{"result":1}'
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["x-broker-token"] == TOKEN
+
+    blocked = dict(request, url="/api/v3/not-allowed")
+    ack_id = await peer.send_event("request", blocked, want_ack=True)
+    ack = await peer.wait_for(AckReceived, lambda e: e.ack.ack_id == ack_id)
+    assert ack.ack.args[0]["status"] == 401
+    assert "FILTER_BLOCKED" in ack.ack.args[0]["body"]
+    assert len(backends.upstream.seen) == before + 1
+    await peer.close()
+
+
+async def test_server_public_rules_block(make_server, backends):
+    accept = upstream_accept(backends.upstream_url)
+    accept["public"] = [{"method": "GET", "path": "/list/*"}]
+    srv = await make_server(accept=accept)
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/scan") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["code"] == "FILTER_BLOCKED"
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list/a") as resp:
+            assert resp.status == 200
+    await peer.close()
+
+
+async def test_metrics_and_healthcheck(make_server):
+    srv = await make_server()
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+            assert resp.status == 200
+        async with http.get(f"{srv.url}/healthcheck") as resp:
+            assert (await resp.json())["ok"] is True
+        async with http.get(f"{srv.url}/metrics") as resp:
+            text = await resp.text()
+    assert 'broker_server_connections{state="identified",transport="websocket"} 1.0' in text
+    assert (
+        'broker_server_requests_total{direction="to_client",mode="stream",status="200"} 1.0' in text
+    )
+    assert "broker_server_request_duration_seconds_bucket" in text
+    assert 'broker_server_bytes_total{direction="to_client",kind="response"}' in text
+    await peer.close()
