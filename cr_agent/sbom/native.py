@@ -1,0 +1,76 @@
+"""Our own JSON: everything the scan knows, including the layer that introduced each package."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cr_agent.sbom.purl import package_purl
+from cr_agent.scan import ScanResult
+
+SCHEMA = "crbroker.scan/v1"
+
+
+def native_document(result: ScanResult) -> dict[str, Any]:
+    distro = result.distro
+    return {
+        "schema": SCHEMA,
+        "image": {
+            "registry": result.registry,
+            "repository": result.repository,
+            "reference": result.reference,
+            "digest": result.digest,
+            "indexDigest": result.index_digest,
+            "configDigest": result.config_digest,
+            "platform": result.platform,
+        },
+        "distro": None
+        if distro is None
+        else {
+            "id": distro.id,
+            "versionId": distro.version_id,
+            "prettyName": distro.pretty_name,
+            "idLike": list(distro.id_like),
+            "codename": distro.version_codename,
+        },
+        "layers": [
+            {
+                "index": layer.index,
+                "digest": layer.digest,
+                "diffId": layer.diff_id,
+                "size": layer.size,
+                "mediaType": layer.media_type,
+                "createdBy": layer.created_by,
+                "fromCache": layer.from_cache,
+            }
+            for layer in result.layers
+        ],
+        "packages": [
+            {
+                "type": r.package.type,
+                "name": r.package.name,
+                "version": r.package.version,
+                "epoch": r.package.epoch,
+                "release": r.package.release,
+                "fullVersion": r.package.full_version,
+                "arch": r.package.arch,
+                "sourceName": r.package.source_name,
+                "sourceVersion": r.package.source_version,
+                "licenses": list(r.package.licenses),
+                "database": r.package.database,
+                "purl": package_purl(r.package, distro).to_string(),
+                "layer": {
+                    "index": r.layer_index,
+                    "diffId": r.layer_diff_id,
+                    "createdBy": r.layer_created_by,
+                },
+            }
+            for r in result.packages
+        ],
+        "warnings": list(result.warnings),
+        "durationSeconds": round(result.duration_seconds, 3),
+    }
+
+
+def to_native_json(result: ScanResult, *, indent: int | None = 2) -> str:
+    return json.dumps(native_document(result), indent=indent, ensure_ascii=False)

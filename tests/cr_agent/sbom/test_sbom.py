@@ -1,0 +1,182 @@
+"""SBOM writers: purls in syft's form, CycloneDX 1.6 valid against its schema, SPDX 2.3 shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from cr_agent.catalogers.base import Distro, Package
+from cr_agent.sbom import package_purl, to_cyclonedx_json, to_native_json, to_spdx_json
+from cr_agent.scan import LayerInfo, PackageRecord, ScanResult
+
+DEBIAN = Distro("debian", "12", "Debian GNU/Linux 12 (bookworm)")
+ALPINE = Distro("alpine", "3.19.1")
+RHEL = Distro("rhel", "9.3")
+
+
+@pytest.mark.parametrize(
+    ("package", "distro", "expected"),
+    [
+        (
+            Package(
+                "deb",
+                "curl",
+                "7.88.1-10+deb12u5",
+                arch="amd64",
+                source_name="curl",
+                source_version="7.88.1-10+deb12u5",
+            ),
+            DEBIAN,
+            "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12",
+        ),
+        (
+            Package(
+                "deb",
+                "libpam-runtime",
+                "1.5.2-6+deb12u1",
+                arch="all",
+                source_name="pam",
+                source_version="1.5.2-6+deb12u1",
+            ),
+            DEBIAN,
+            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&distro=debian-12&upstream=pam",
+        ),
+        (
+            Package(
+                "deb",
+                "libgmp10",
+                "6.2.1+dfsg1-1.1",
+                epoch=2,
+                arch="amd64",
+                source_name="gmp",
+                source_version="2:6.2.1+dfsg1-1.1",
+            ),
+            DEBIAN,
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12&upstream=gmp",
+        ),
+        (
+            Package("apk", "musl", "1.2.4-r2", arch="x86_64", source_name="musl"),
+            ALPINE,
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1&upstream=musl",
+        ),
+        (
+            Package(
+                "rpm",
+                "openssl-libs",
+                "3.0.7",
+                epoch=1,
+                release="25.el9_3",
+                arch="x86_64",
+                extra=(("sourcerpm", "openssl-3.0.7-25.el9_3.src.rpm"),),
+            ),
+            RHEL,
+            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rhel-9.3&epoch=1"
+            "&upstream=openssl-3.0.7-25.el9_3.src.rpm",
+        ),
+        (
+            Package("rpm", "bash", "5.1.8", release="6.el9", arch="x86_64"),
+            Distro("opensuse-leap", "15.5"),
+            "pkg:rpm/opensuse/bash@5.1.8-6.el9?arch=x86_64&distro=opensuse-leap-15.5",
+        ),
+    ],
+)
+def test_purls_in_syft_form(package, distro, expected):
+    assert package_purl(package, distro).to_string() == expected
+
+
+def _result() -> ScanResult:
+    layers = [
+        LayerInfo(
+            0,
+            "sha256:" + "a" * 64,
+            "sha256:" + "b" * 64,
+            100,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "ADD rootfs /",
+        ),
+        LayerInfo(
+            1,
+            "sha256:" + "c" * 64,
+            "sha256:" + "d" * 64,
+            200,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "RUN apt-get install curl",
+        ),
+    ]
+    packages = [
+        PackageRecord(
+            Package(
+                "deb", "base-files", "12.4+deb12u5", arch="amd64", licenses=("GPL-2.0-or-later",)
+            ),
+            0,
+            layers[0].diff_id,
+            layers[0].created_by,
+        ),
+        PackageRecord(
+            Package(
+                "deb", "curl", "7.88.1-10+deb12u5", arch="amd64", licenses=("curl", "BSD-3-Clause")
+            ),
+            1,
+            layers[1].diff_id,
+            layers[1].created_by,
+        ),
+    ]
+    return ScanResult(
+        repository="library/app",
+        reference="v1",
+        digest="sha256:" + "e" * 64,
+        index_digest=None,
+        platform="linux/amd64",
+        config_digest="sha256:" + "f" * 64,
+        registry="127.0.0.1:5000",
+        distro=DEBIAN,
+        layers=layers,
+        packages=packages,
+        warnings=["dpkg: something odd"],
+    )
+
+
+def test_cyclonedx_1_6_validates_and_carries_layers():
+    text = to_cyclonedx_json(_result())
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    doc = json.loads(text)
+    assert doc["specVersion"] == "1.6"
+    assert doc["metadata"]["component"]["type"] == "container"
+    libs = {c["name"]: c for c in doc["components"] if c["type"] == "library"}
+    assert (
+        libs["curl"]["purl"]
+        == "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12"
+    )
+    props = {p["name"]: p["value"] for p in libs["curl"]["properties"]}
+    assert props["crbroker:layer:index"] == "1"
+    assert props["crbroker:layer:createdBy"] == "RUN apt-get install curl"
+    assert any(c["type"] == "operating-system" and c["name"] == "debian" for c in doc["components"])
+
+
+def test_spdx_2_3_document():
+    doc = json.loads(to_spdx_json(_result()))
+    assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
+    names = [p["name"] for p in doc["packages"]]
+    assert names == ["127.0.0.1:5000/library/app", "base-files", "curl"]
+    curl = doc["packages"][2]
+    assert curl["externalRefs"][0]["referenceLocator"].startswith("pkg:deb/debian/curl@")
+    assert "layer 1" in curl["sourceInfo"]
+    kinds = {r["relationshipType"] for r in doc["relationships"]}
+    assert kinds == {"DESCRIBES", "CONTAINS"}
+    ids = [p["SPDXID"] for p in doc["packages"]]
+    assert len(ids) == len(set(ids)) and all(i.startswith("SPDXRef-") for i in ids)
+
+
+def test_native_json_has_layer_attribution():
+    doc = json.loads(to_native_json(_result()))
+    curl = next(p for p in doc["packages"] if p["name"] == "curl")
+    assert curl["layer"] == {
+        "index": 1,
+        "diffId": "sha256:" + "d" * 64,
+        "createdBy": "RUN apt-get install curl",
+    }
+    assert doc["warnings"] == ["dpkg: something odd"]
+    assert doc["distro"]["id"] == "debian"
