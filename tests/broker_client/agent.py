@@ -17,6 +17,8 @@ from aiohttp import web
 
 BLOCK = random.Random(1234).randbytes(1 << 20)  # 1 MiB of fixed pseudo-random bytes
 CHUNK = 256 * 1024
+#: Authorization values ``/validate`` accepts (set by the test before the app starts).
+VALID_AUTH_KEY = web.AppKey("valid_auth", tuple)
 
 
 def big_body(size: int) -> bytes:
@@ -73,9 +75,16 @@ def agent_app(recorder: Recorder) -> web.Application:
     async def validate(request: web.Request) -> web.Response:
         # systemcheck target: 200 only for an Authorization value the test allowed
         await recorder.record(request)
-        allowed = request.app.get("valid_auth", ())
+        allowed = request.app.get(VALID_AUTH_KEY, ())
         ok = request.headers.get("authorization") in allowed
         return web.json_response({"ok": ok}, status=200 if ok else 401)
+
+    async def slow(request: web.Request) -> web.Response:
+        import asyncio
+
+        await recorder.record(request)
+        await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        return web.json_response({"slow": True})
 
     async def small(request: web.Request) -> web.Response:
         return web.json_response({"repositories": ["library/ubuntu", "library/alpine"]})
@@ -84,6 +93,7 @@ def agent_app(recorder: Recorder) -> web.Application:
     app.router.add_get("/list/big/{size:\\d+}", big)
     app.router.add_get("/list/small", small)
     app.router.add_get("/validate", validate)
+    app.router.add_get("/list/slow/{ms:\\d+}", slow)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.broker_client.agent import Recorder, agent_app, start, upstream_app
+from shared.credentials import build_credentials_json, encode_credentials
+from tests.broker_client.agent import VALID_AUTH_KEY, Recorder, agent_app, start, upstream_app
 from tests.support.processes import ServerProcess, free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +26,14 @@ CLIENT_BIN = Path(sys.executable).with_name("broker-client")
 SECRET_USERNAME = "crb-user-7f3a91"
 SECRET_PASSWORD = 'S3cr3t"pa\\ss-9b1c'  # a quote and a backslash must survive JSON
 SECRET_BASE = "registry.secret-base.example"
+#: The CR_CREDENTIALS our test clients build from the values above.
+SECRET_BLOB = encode_credentials(
+    build_credentials_json(
+        "docker-hub", base=SECRET_BASE, username=SECRET_USERNAME, password=SECRET_PASSWORD
+    )
+)
+#: Authorization values the agent's /validate (systemcheck target) accepts.
+VALID_AUTH = ("good-cred-1", "good-cred-3", SECRET_BLOB)
 
 
 class BackgroundApps:
@@ -73,6 +82,7 @@ def apps() -> Iterator[Apps]:
     background = BackgroundApps()
     agent, upstream = Recorder(), Recorder()
     app = agent_app(agent)
+    app[VALID_AUTH_KEY] = VALID_AUTH
     try:
         agent_port = background.serve(app)
         upstream_port = background.serve(upstream_app(upstream))
