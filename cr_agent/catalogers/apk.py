@@ -12,10 +12,10 @@ from functools import partial
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import decode_text
 from cr_agent.catalogers.reader_guard import guarded
+from cr_agent.catalogers.warning_limit import WarningLog, limit_warnings
 
 DB_PATHS = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
 
-_MAX_BAD_LINES_REPORTED = 10
 # Package-level letters kept in Package.extra, with readable names.
 _EXTRA = {"m": "maintainer", "U": "url", "c": "commit", "C": "checksum", "t": "build_time"}
 
@@ -43,11 +43,10 @@ def _package(fields: dict[str, str], path: str, line: int, warnings: list[str]) 
 
 def parse_installed(data: bytes, path: str) -> CatalogResult:
     """Packages from one apk ``installed`` database."""
-    result = CatalogResult()
+    result = CatalogResult(warnings=WarningLog(path))
     text = decode_text(data, path, result.warnings)
     fields: dict[str, str] = {}
     start = 0
-    bad = 0
 
     def flush() -> None:
         if fields:
@@ -67,12 +66,9 @@ def parse_installed(data: bytes, path: str) -> CatalogResult:
             # and the first occurrence of a package letter is the package's own.
             fields.setdefault(line[0], line[2:])
             continue
-        bad += 1
-        if bad <= _MAX_BAD_LINES_REPORTED:
-            result.warnings.append(f"{path} line {lineno}: expected 'X:value', got {line[:60]!r}")
+        result.warnings.append(f"{path} line {lineno}: expected 'X:value', got {line[:60]!r}")
     flush()
-    if bad > _MAX_BAD_LINES_REPORTED:
-        result.warnings.append(f"{path}: {bad - _MAX_BAD_LINES_REPORTED} more garbled lines")
+    result.warnings = limit_warnings(path, result.warnings)
     return result
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cr_agent.catalogers.warning_limit import WarningLog
+
 _FIELD = re.compile(r"([!-9;-~][!-9;-~]*)[ \t]*:(.*)")  # a field name is printable ASCII but ':'
-_MAX_WARNINGS_PER_FILE = 10
 
 
 @dataclass(slots=True)
@@ -48,41 +49,43 @@ def decode_text(data: bytes, path: str, warnings: list[str]) -> str:
 
 def parse_paragraphs(data: bytes, path: str, *, allow_comments: bool = False) -> ParseOutcome:
     """Split ``data`` into paragraphs; garbled lines are skipped with a warning naming them."""
-    warnings: list[str] = []
+    warnings: list[str] = WarningLog(path)
     text = decode_text(data, path, warnings)
     if "\x00" in text:
         warnings.append(f"{path}: contains NUL bytes; this is not a text control file")
     paragraphs: list[Paragraph] = []
-    current: Paragraph | None = None
+    # Values are collected as line lists and joined once per paragraph: appending to a str
+    # held in a dict copies it each time, quadratic on a huge multi-line field.
+    lines_of: dict[str, list[str]] = {}
+    start = 0
     last_field: str | None = None
-    bad_lines = 0
+
+    def finish() -> None:
+        if lines_of:
+            fields = {name: "\n".join(lines) for name, lines in lines_of.items()}
+            paragraphs.append(Paragraph(line=start, fields=fields))
+
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
-            if current is not None and current.fields:
-                paragraphs.append(current)
-            current, last_field = None, None
+            finish()
+            lines_of, last_field = {}, None
             continue
         if allow_comments and line.startswith("#"):
             continue
         if line[0] in " \t":
-            if current is not None and last_field is not None:
-                current.fields[last_field] += "\n" + line.strip()
+            if last_field is not None:
+                lines_of[last_field].append(line.strip())
                 continue
         else:
             match = _FIELD.fullmatch(line)
             if match:
-                if current is None:
-                    current = Paragraph(line=lineno)
+                if not lines_of:
+                    start = lineno
                 last_field = match.group(1)
-                if last_field in current.fields:
+                if last_field in lines_of:
                     warnings.append(f"{path} line {lineno}: field {last_field} repeated")
-                current.fields[last_field] = match.group(2).strip()
+                lines_of[last_field] = [match.group(2).strip()]
                 continue
-        bad_lines += 1
-        if bad_lines <= _MAX_WARNINGS_PER_FILE:
-            warnings.append(f"{path} line {lineno}: expected 'Field: value', got {line[:60]!r}")
-    if current is not None and current.fields:
-        paragraphs.append(current)
-    if bad_lines > _MAX_WARNINGS_PER_FILE:
-        warnings.append(f"{path}: {bad_lines - _MAX_WARNINGS_PER_FILE} more garbled lines skipped")
+        warnings.append(f"{path} line {lineno}: expected 'Field: value', got {line[:60]!r}")
+    finish()
     return ParseOutcome(paragraphs, warnings)

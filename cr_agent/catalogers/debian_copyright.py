@@ -7,6 +7,7 @@ reported rather than a guess.
 from __future__ import annotations
 
 from cr_agent.catalogers.deb822 import parse_paragraphs
+from cr_agent.catalogers.warning_limit import WarningLog
 
 # Big copyright files (linux, texlive) run to megabytes; the header and the Files paragraphs
 # naming the licences come first, so a bounded prefix is enough.
@@ -23,7 +24,7 @@ def licenses_from_copyright(data: bytes, path: str) -> tuple[tuple[str, ...], li
     """Licence short names, in order of first mention, from the ``License:`` fields."""
     if not is_dep5(data):
         return (), []
-    warnings: list[str] = []
+    warnings = WarningLog(path)
     if len(data) > MAX_COPYRIGHT_BYTES:
         cut = data.rfind(b"\n\n", 0, MAX_COPYRIGHT_BYTES)
         data = data[: cut if cut > 0 else MAX_COPYRIGHT_BYTES]
@@ -39,4 +40,4 @@ def licenses_from_copyright(data: bytes, path: str) -> tuple[tuple[str, ...], li
         name = " ".join(value.split("\n", 1)[0].split())
         if name and name not in found:
             found.append(name)
-    return tuple(found), warnings
+    return tuple(found), warnings.lines()

@@ -19,7 +19,7 @@ from cr_agent.catalogers.rpm_bdb import is_bdb_hash, read_bdb_blobs
 from cr_agent.catalogers.rpm_header import HeaderError, package_from_header
 from cr_agent.catalogers.rpm_ndb import is_ndb, read_ndb_blobs
 from cr_agent.catalogers.rpm_sqlite import is_sqlite, read_sqlite_blobs
-from cr_agent.catalogers.warning_limit import limit_warnings
+from cr_agent.catalogers.warning_limit import WarningLog
 
 DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm", "usr/share/rpm")
 # Newest backend first: when a directory holds several (an old Packages left behind after
@@ -59,7 +59,11 @@ def read_rpmdb(data: bytes, path: str, wal: bytes | None = None) -> CatalogResul
         )
         return result
     kind, reader = found
-    blobs, warnings = read_sqlite_blobs(data, path, wal) if kind == "sqlite" else reader(data, path)
+    blobs, reader_warnings = (
+        read_sqlite_blobs(data, path, wal) if kind == "sqlite" else reader(data, path)
+    )
+    warnings = WarningLog(path)
+    warnings.extend(reader_warnings)
     for number, blob in enumerate(blobs, 1):
         try:
             package = package_from_header(blob, path)
@@ -70,7 +74,7 @@ def read_rpmdb(data: bytes, path: str, wal: bytes | None = None) -> CatalogResul
             result.packages.append(package)
     if not blobs and not warnings:
         warnings.append(f"{path}: database holds no packages")
-    result.warnings = limit_warnings(path, warnings)
+    result.warnings = warnings.lines()
     return result
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from cr_agent.catalogers.warning_limit import WarningLog
+
 HASH_MAGIC = 0x00061561
 PAGE_HEADER_SIZE = 26
 
@@ -161,7 +163,7 @@ def read_bdb_blobs(data: bytes, path: str) -> tuple[list[bytes], list[str]]:
     page_size = u32.unpack_from(data, 20)[0]
     last_pgno = u32.unpack_from(data, 32)[0]
     record_count = u32.unpack_from(data, 88)[0]  # "nelem": keys in the table
-    warnings: list[str] = []
+    warnings: list[str] = WarningLog(path)
     if data[24] != 0:
         return [], [f"{path}: encrypted BerkeleyDB (algorithm {data[24]}) cannot be read"]
     if data[25] != P_HASHMETA:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+from cr_agent.catalogers.warning_limit import WarningLog
+
 FILE_MAGIC = b"RpmP"
 SLOT_MAGIC = b"Slot"
 BLOB_HEAD_MAGIC = b"BlbS"
@@ -70,7 +72,7 @@ def read_ndb_blobs(data: bytes, path: str) -> tuple[list[bytes], list[str]]:
         return [], [f"{path}: NDB version {version} is not supported (only 0)"]
     if not 0 < slot_pages <= MAX_SLOT_PAGES:
         return [], [f"{path}: {slot_pages} slot pages is not plausible (1..{MAX_SLOT_PAGES})"]
-    warnings: list[str] = []
+    warnings: list[str] = WarningLog(path)
     slots_end = slot_pages * SLOT_PAGE_SIZE
     if slots_end > len(data):
         warnings.append(f"{path}: truncated inside the slot pages ({len(data)} bytes)")

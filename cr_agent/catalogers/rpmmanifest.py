@@ -15,7 +15,7 @@ from cr_agent.catalogers.deb822 import decode_text
 from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.rpm import DB_PATHS as RPMDB_PATHS
 from cr_agent.catalogers.rpm_header import split_source_rpm
-from cr_agent.catalogers.warning_limit import limit_warnings
+from cr_agent.catalogers.warning_limit import WarningLog, limit_warnings
 
 MANIFEST_PATH = "var/lib/rpmmanifest/container-manifest-2"
 _FIELDS = 10
@@ -28,7 +28,7 @@ def _epoch(text: str) -> int | None:
 def parse_manifest(data: bytes, path: str) -> CatalogResult:
     """Packages from a container-manifest-2 file; malformed lines become warnings."""
     result = CatalogResult()
-    warnings: list[str] = []
+    warnings: list[str] = WarningLog(path)
     text = decode_text(data, path, warnings)
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

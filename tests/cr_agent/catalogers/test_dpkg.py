@@ -255,3 +255,21 @@ def test_package_values_are_complete() -> None:
             ),
         )
     ]
+
+
+def test_huge_multi_line_field_is_read_in_linear_time() -> None:
+    data = paragraph("big", "1.0").encode() + b"Conffiles:\n" + b" /etc/x 0123\n" * 1_500_000
+    start = time.monotonic()
+    result = DpkgCataloger().catalog({"var/lib/dpkg/status": data})
+    assert time.monotonic() - start < 10
+    assert [p.name for p in result.packages] == ["big"]
+
+
+def test_many_bad_paragraphs_keep_ten_warnings_and_a_count() -> None:
+    result = DpkgCataloger().catalog({"var/lib/dpkg/status": b"X-Junk: y\n\n" * 400_000})
+    assert result.packages == []
+    assert len(result.warnings) == 11
+    assert result.warnings[0] == (
+        "var/lib/dpkg/status line 1: paragraph has no Package field; skipped"
+    )
+    assert result.warnings[-1] == "var/lib/dpkg/status: 399990 more warnings not shown"
