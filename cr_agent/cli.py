@@ -1,0 +1,169 @@
+"""``cr-agent scan``: scan one image from the command line and print an SBOM.
+
+Exit status 0 on success (reader warnings go to stderr), 1 with one clear message when the scan
+fails, 2 for a bad command line. Progress is shown on stderr only when stdout is a terminal,
+so pipelines get clean output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cr_agent.registry.auth import RegistryAuth
+from cr_agent.registry.client import RegistryClient
+from cr_agent.registry.docker_config import (
+    CredentialHelperError,
+    auth_from_cr_credentials,
+    auth_from_docker_config,
+)
+from cr_agent.registry.errors import RegistryError
+from cr_agent.registry.manifest import Platform
+from cr_agent.registry.reference import ImageReference
+from shared.credentials import CredentialsError
+from shared.logging import configure_logging, register_secrets
+
+FORMATS = ("json", "cyclonedx", "spdx")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cr-agent scan",
+        description="Scan a container image in a registry and print its package inventory.",
+    )
+    p.add_argument(
+        "image", help="<registry>/<repository>:<tag> or <registry>/<repository>@<digest>"
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default="json", help="output format (default: json)"
+    )
+    p.add_argument(
+        "--platform", default="linux/amd64", help="os/arch[/variant] for multi-arch images"
+    )
+    p.add_argument("--output", "-o", help="write the document here instead of stdout")
+    p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    p.add_argument(
+        "--insecure", action="store_true", help="do not verify the registry's TLS certificate"
+    )
+    p.add_argument("--ca-file", help="extra CA bundle (PEM) for the registry's certificate")
+    p.add_argument("--username", help="registry username (password from --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--cache-dir", help="layer cache directory (default: ~/.cache/crbroker/layers)")
+    p.add_argument("--cache-size", type=int, default=2 << 30, help="layer cache bound in bytes")
+    p.add_argument("--no-cache", action="store_true", help="do not use the layer cache")
+    p.add_argument("--timeout", type=float, default=60.0, help="connect/read timeout in seconds")
+    p.add_argument("--log-level", default="warning", help="log level for stderr (default: warning)")
+    return p
+
+
+def _auth(args: argparse.Namespace, ref: ImageReference) -> RegistryAuth | None:
+    if args.username:
+        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+        register_secrets(password)
+        return RegistryAuth(username=args.username, password=password)
+    blob = os.environ.get("CR_CREDENTIALS")
+    if blob:
+        register_secrets(blob)
+        auth, _ = auth_from_cr_credentials(blob)
+        return auth
+    return auth_from_docker_config(ref.registry)
+
+
+class _Progress:
+    """One self-rewriting status line on stderr."""
+
+    def __init__(self) -> None:
+        self.layers = 0
+        self.done = 0
+        self.total = 0
+        self.read = 0
+        self.last = 0.0
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "resolved":
+            self.layers, self.total = data["layers"], data["bytes"]
+        elif event == "layer_bytes":
+            self.read += data["bytes"]
+        elif event == "layer_done":
+            self.done += 1
+        now = time.monotonic()
+        if now - self.last < 0.1 and event == "layer_bytes":
+            return
+        self.last = now
+        sys.stderr.write(
+            f"\rlayers {self.done}/{self.layers}  {self.read / 1e6:.1f}/{self.total / 1e6:.1f} MB "
+        )
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+        sys.stderr.flush()
+
+
+async def _scan(args: argparse.Namespace) -> str:
+    from cr_agent.layer_cache import LayerCache
+    from cr_agent.sbom import to_cyclonedx_json, to_native_json, to_spdx_json
+    from cr_agent.scan import scan_image
+
+    ref = ImageReference.parse(args.image)
+    Platform.parse(args.platform)  # fail before any network traffic
+    scheme = "http" if args.plain_http else "https"
+    auth = _auth(args, ref)
+    cache = None
+    if not args.no_cache:
+        directory = args.cache_dir or Path.home() / ".cache" / "crbroker" / "layers"
+        cache = LayerCache(directory, max_bytes=args.cache_size)
+    progress = _Progress() if sys.stdout.isatty() else None
+    async with RegistryClient(
+        f"{scheme}://{ref.api_host}",
+        auth,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        timeout=args.timeout,
+    ) as client:
+        try:
+            result = await scan_image(
+                client,
+                ref.repository,
+                ref.reference,
+                platform=args.platform,
+                cache=cache,
+                progress=progress,
+            )
+        finally:
+            if progress is not None:
+                progress.finish()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    writer = {"json": to_native_json, "cyclonedx": to_cyclonedx_json, "spdx": to_spdx_json}
+    return writer[args.format](result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, service="cr-agent", stream=sys.stderr)
+    try:
+        document = asyncio.run(_scan(args))
+    except (RegistryError, CredentialsError, CredentialHelperError) as exc:
+        print(f"cr-agent scan: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad --platform, unreadable docker config, ...
+        print(f"cr-agent scan: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cr-agent scan: interrupted", file=sys.stderr)
+        return 130
+    if args.output:
+        try:
+            Path(args.output).write_text(document + "\n")
+        except OSError as exc:
+            print(f"cr-agent scan: error: cannot write {args.output}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(document + "\n")
+    return 0

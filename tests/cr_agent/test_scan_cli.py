@@ -1,0 +1,137 @@
+"""``cr-agent scan`` as a user runs it: a subprocess against the test registries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.images import DebPackage, Layer, build_image, dpkg_status, os_release, push
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args, *, env=None, stdin=None, tmp_path=None):
+    full_env = {k: v for k, v in os.environ.items() if k not in ("CR_CREDENTIALS", "DOCKER_CONFIG")}
+    full_env.update({"HOME": str(tmp_path), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "cr_agent", "scan", *args],
+        cwd=ROOT,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _image():
+    return build_image(
+        [
+            Layer(
+                {
+                    "etc/os-release": os_release("debian", "12"),
+                    "var/lib/dpkg/status": dpkg_status([DebPackage("curl", "7.88.1-10+deb12u5")]),
+                },
+                created_by="ADD rootfs /",
+            ),
+        ]
+    )
+
+
+def test_scan_prints_cyclonedx_to_file(plain_registry, unique_repo, tmp_path):
+    push(plain_registry.url, unique_repo, _image(), tag="v1")
+    out = tmp_path / "bom.json"
+    proc = _run(
+        [
+            f"{plain_registry.host}/{unique_repo}:v1",
+            "--plain-http",
+            "--format",
+            "cyclonedx",
+            "--output",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    purls = [c.get("purl") for c in doc["components"]]
+    assert "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12" in purls
+    assert proc.stdout == ""  # not a terminal: no progress, document went to the file
+
+
+def test_scan_by_digest_to_stdout_as_native_json(plain_registry, unique_repo, tmp_path):
+    image = _image()
+    push(plain_registry.url, unique_repo, image, tag="v1")
+    proc = _run(
+        [f"{plain_registry.host}/{unique_repo}@{image.digest}", "--plain-http", "--no-cache"],
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["image"]["digest"] == image.digest
+    assert [(p["name"], p["layer"]["createdBy"]) for p in doc["packages"]] == [
+        ("curl", "ADD rootfs /")
+    ]
+
+
+def test_missing_tag_is_one_clear_message(plain_registry, unique_repo, tmp_path):
+    proc = _run(
+        [f"{plain_registry.host}/{unique_repo}:nope", "--plain-http", "--no-cache"],
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"cr-agent scan: error: manifest: {unique_repo}:nope not found"
+    ]
+
+
+def test_credentials_from_stdin_docker_config_and_helper(htpasswd_registry, unique_repo, tmp_path):
+    reg = htpasswd_registry
+    push(reg.url, unique_repo, _image(), username=reg.username, password=reg.password)
+    ref = f"{reg.host}/{unique_repo}:latest"
+    proc = _run(
+        [ref, "--plain-http", "--no-cache", "--username", reg.username, "--password-stdin"],
+        stdin=reg.password + "\n",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # docker config "auths"
+    cfg = tmp_path / "docker"
+    cfg.mkdir()
+    auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+    proc = _run(
+        [ref, "--plain-http", "--no-cache"], env={"DOCKER_CONFIG": str(cfg)}, tmp_path=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    # credHelpers: docker-credential-<name> get, server URL on stdin
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-crbtest"
+    answer = json.dumps({"ServerURL": reg.host, "Username": reg.username, "Secret": reg.password})
+    helper.write_text(
+        f'#!/bin/sh\nread server\n[ "$server" = "{reg.host}" ] || exit 1\necho \'{answer}\'\n'
+    )
+    helper.chmod(0o755)
+    (cfg / "config.json").write_text(json.dumps({"credHelpers": {reg.host: "crbtest"}}))
+    env = {"DOCKER_CONFIG": str(cfg), "PATH": f"{bindir}:{os.environ['PATH']}"}
+    proc = _run([ref, "--plain-http", "--no-cache"], env=env, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert reg.password not in proc.stderr
+    # and without any credentials: a clear refusal
+    proc = _run([ref, "--plain-http", "--no-cache"], tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert "requires credentials" in proc.stderr
+
+
+def test_bad_reference_and_platform(tmp_path):
+    proc = _run(["127.0.0.1:1/UPPER:tag", "--no-cache"], tmp_path=tmp_path)
+    assert proc.returncode == 1 and "invalid repository name" in proc.stderr
+    proc = _run(["127.0.0.1:1/x:tag", "--platform", "linux", "--no-cache"], tmp_path=tmp_path)
+    assert proc.returncode == 1 and "platform 'linux' is not os/arch" in proc.stderr
