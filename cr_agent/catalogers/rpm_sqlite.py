@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _WAL_VERSION_OFFSET = 18  # file format write/read version bytes; 2 means WAL
 _QUERY = "SELECT hnum, blob FROM Packages ORDER BY hnum"
+# A crafted database could make one query run for very long; a real rpmdb reads in well under
+# a second, so SQLite is told to give up after this long (checked every PROGRESS_STEPS steps
+# of its virtual machine).
+QUERY_DEADLINE_SECONDS = 60.0
+PROGRESS_STEPS = 10_000
+
+
+def _limit_time(conn: sqlite3.Connection) -> None:
+    deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
 
 
 def is_sqlite(data: bytes) -> bool:
@@ -34,6 +45,7 @@ def _rows_in_memory(data: bytes) -> list[Any]:
     try:
         conn.deserialize(image)
         conn.execute("PRAGMA query_only = ON")
+        _limit_time(conn)
         return conn.execute(_QUERY).fetchall()
     finally:
         conn.close()
@@ -48,6 +60,7 @@ def _rows_with_wal(data: bytes, wal: bytes) -> list[Any]:
         conn.text_factory = bytes
         try:
             conn.execute("PRAGMA query_only = ON")
+            _limit_time(conn)
             return conn.execute(_QUERY).fetchall()
         finally:
             conn.close()
@@ -64,6 +77,8 @@ def read_sqlite_blobs(
     try:
         rows = _rows_with_wal(data, wal) if wal else _rows_in_memory(data)
     except (sqlite3.Error, ValueError, OverflowError) as exc:
+        if str(exc) == "interrupted":
+            return [], [f"{path}: reading took over {QUERY_DEADLINE_SECONDS:.0f} s; given up"]
         return [], [f"{path}: cannot read the Packages table: {exc}"]
     blobs: list[bytes] = []
     warnings: list[str] = []

@@ -415,3 +415,13 @@ def test_huge_fake_berkeleydb_of_empty_pages_is_fast() -> None:
     assert result.warnings == [
         "var/lib/rpm/Packages: meta page counts 6 records, only 0 were readable"
     ]
+
+
+def test_sqlite_query_deadline_gives_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cr_agent.catalogers import rpm_sqlite
+
+    monkeypatch.setattr(rpm_sqlite, "QUERY_DEADLINE_SECONDS", -1.0)
+    monkeypatch.setattr(rpm_sqlite, "PROGRESS_STEPS", 1)
+    result = read_rpmdb(SQLITE_DB.read_bytes(), "var/lib/rpm/rpmdb.sqlite")
+    assert result.packages == []
+    assert result.warnings == ["var/lib/rpm/rpmdb.sqlite: reading took over -1 s; given up"]
