@@ -1,0 +1,105 @@
+"""rpm images: the three rpmdb formats the CATALOG fixtures hold (made by Debian's rpm and
+db5.3_load, see tests/fixtures/rpmdb/make_fixtures.py), scanned through the real registry."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cr_agent.registry import RegistryClient
+from cr_agent.sbom import package_purl
+from cr_agent.scan import scan_image
+from tests.support.images import Layer, Symlink, build_image, os_release, push
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rpmdb"
+FORMATS = {
+    "sqlite": ("sqlite/rpmdb.sqlite", "rpmdb.sqlite"),
+    "bdb": ("bdb/Packages", "Packages"),
+    "bdb-8k": ("bdb-8k/Packages", "Packages"),
+    "ndb": ("ndb/Packages.db", "Packages.db"),
+}
+
+
+def expected_packages() -> set[tuple[str, str, int | None, str, str]]:
+    rows = set()
+    for line in (FIXTURES / "expected.tsv").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, epoch, version, release, arch, _srpm, _lic = line.split("\t")
+        rows.add((name, version, None if epoch == "(none)" else int(epoch), release, arch))
+    return rows
+
+
+def _fixture(kind: str) -> bytes:
+    path = FIXTURES / FORMATS[kind][0]
+    if not path.exists():
+        pytest.skip(f"rpmdb fixture {path.relative_to(FIXTURES)} not present")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", list(FORMATS))
+async def test_rpm_database_formats(plain_registry, unique_repo, kind):
+    db = _fixture(kind)
+    directory = "usr/lib/sysimage/rpm" if kind in ("sqlite", "ndb") else "var/lib/rpm"
+    image = build_image(
+        [
+            Layer(
+                {"etc/os-release": os_release("fedora", "40", id_like="rhel")},
+                created_by="ADD base /",
+            ),
+            Layer(
+                {f"{directory}/{FORMATS[kind][1]}": db},
+                created_by="RUN dnf install -y hello-tool widget",
+            ),
+        ]
+    )
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    async with RegistryClient(plain_registry.url) as client:
+        result = await scan_image(client, unique_repo, "latest")
+    found = {
+        (r.package.name, r.package.version, r.package.epoch, r.package.release, r.package.arch)
+        for r in result.packages
+    }
+    assert found == expected_packages()
+    assert {r.layer_index for r in result.packages} == {1}
+    assert not [w for w in result.warnings if w.startswith("rpm")], result.warnings
+    hello = next(r.package for r in result.packages if r.package.name == "hello-tool")
+    assert package_purl(hello, result.distro).to_string() == (
+        "pkg:rpm/fedora/hello-tool@1.2.3-4.fx1?arch=x86_64&distro=fedora-40&epoch=2"
+        "&upstream=hello-tool-1.2.3-4.fx1.src.rpm"
+    )
+
+
+async def test_rpmdb_through_var_lib_rpm_symlink(plain_registry, unique_repo):
+    # Fedora 36+: /var/lib/rpm -> ../../usr/lib/sysimage/rpm
+    image = build_image(
+        [
+            Layer(
+                {
+                    "var/lib/rpm": Symlink("../../usr/lib/sysimage/rpm"),
+                    "usr/lib/sysimage/rpm/rpmdb.sqlite": _fixture("sqlite"),
+                }
+            ),
+        ]
+    )
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    async with RegistryClient(plain_registry.url) as client:
+        result = await scan_image(client, unique_repo, "latest")
+    names = sorted(r.package.name for r in result.packages)
+    # one database, reachable under two names: each package once
+    assert names == sorted(p[0] for p in expected_packages())
+
+
+async def test_corrupt_rpmdb_page_is_a_reader_warning(plain_registry, unique_repo):
+    db = bytearray(_fixture("bdb"))
+    page = 4096
+    for offset in range(page * 2, page * 4):  # wreck two pages after the metadata page
+        db[offset] = 0xA5
+    image = build_image([Layer({"var/lib/rpm/Packages": bytes(db)})])
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    async with RegistryClient(plain_registry.url) as client:
+        result = await asyncio.wait_for(scan_image(client, unique_repo, "latest"), 30)
+    assert any(w.startswith("rpm: ") for w in result.warnings), result.warnings
+    assert {r.package.name for r in result.packages} <= {p[0] for p in expected_packages()}
