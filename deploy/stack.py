@@ -1,0 +1,354 @@
+"""Start crbroker's three services on loopback and talk to them the way the scanning service does.
+
+Used by ``make demo``, the end-to-end tests and ``bench/agent.py``: ``broker-server``,
+``broker-client`` and ``cr-agent serve`` run as real subprocesses (console scripts of this
+environment, else ``python -m``), each on a free 127.0.0.1 port with its log in ``workdir``.
+:class:`Stack` stops whatever it started, newest first, even when a later start fails.
+
+Requests to the agent go through ``/broker/<token>/...`` on the server with
+``authorization: ${CR_CREDENTIALS}`` + ``x-broker-var-sub: authorization``, and the callback
+base URL as ``${BROKER_CLIENT_URL}`` named in the body's ``BROKER_VAR_SUB``: the client fills
+both in, so neither the server nor the upstream ever holds registry credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import ServerProcess, free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: what the server passes upstream: the agent's callbacks (snyk's "Snyk API" paths)
+CALLBACK_PATHS = ("/api/v1/*", "/api/v2/*", "/v1/*", "/v2/*", "/rest/*")
+
+
+def command(script: str, module: str) -> list[str]:
+    """The console script next to this interpreter, else ``python -m module``."""
+    candidate = Path(sys.executable).with_name(script)
+    if candidate.exists():
+        return [str(candidate)]
+    found = shutil.which(script)
+    return [found] if found else [sys.executable, "-m", module]
+
+
+def server_accept(upstream_url: str) -> dict[str, Any]:
+    """Broker-server rules: callbacks go on to ``upstream_url``; callers may ask for anything."""
+    return {
+        "private": [{"method": "POST", "path": p, "origin": upstream_url} for p in CALLBACK_PATHS],
+        "public": [{"method": "any", "path": "/*"}],
+    }
+
+
+def _base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.process.log_text()[-chars:]
+
+
+class StartFailed(RuntimeError):
+    """A service did not come up; the message names it and quotes its log."""
+
+
+def _start(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    port: int,
+    ready_url: str,
+    *,
+    ok: Sequence[int] = (200,),
+    timeout: float = 30.0,
+) -> Service:
+    process = ServerProcess(argv, env=env, cwd=workdir, log_path=workdir / f"{name}.log")
+    process.start()
+    service = Service(name, port, process)
+    try:
+        wait_for_http(ready_url, timeout=timeout, ok=ok)
+    except TimeoutError:
+        tail = service.log_tail()
+        exited = not process.alive()
+        service.stop()
+        state = "exited" if exited else f"did not answer {ready_url} within {timeout:g}s"
+        raise StartFailed(f"{name} {state}; last log lines:\n{tail}") from None
+    return service
+
+
+def start_agent(
+    workdir: Path,
+    *,
+    max_active: int = 1,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """``cr-agent serve`` on 127.0.0.1; it holds no registry secret (they come per request)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    full = _base_env(
+        {
+            "SNYK_PORT": str(port),
+            "HOST": "127.0.0.1",
+            "SPOOL_DIR": str(workdir / "agent-spool"),
+            "MAX_ACTIVE_OPERATIONS": str(max_active),
+            "CALLBACK_RETRY_SECONDS": "2",
+            "LOG_LEVEL": "info",
+            **(env or {}),
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    return _start(
+        "cr-agent",
+        [*command("cr-agent", "cr_agent"), "serve"],
+        full,
+        workdir,
+        port,
+        f"{url}/healthcheck",
+    )
+
+
+def start_broker_server(
+    workdir: Path,
+    *,
+    token: str,
+    upstream_url: str,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """Our ``broker-server``, admitting ``token``, passing callbacks on to ``upstream_url``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    accept = workdir / "server-accept.json"
+    accept.write_text(json.dumps(server_accept(upstream_url), indent=2))
+    full = _base_env(
+        {
+            "PORT": str(port),
+            "BROKER_SERVER_HOST": "127.0.0.1",
+            "BROKER_TOKENS": token,
+            "ACCEPT": str(accept),
+            "UPSTREAM_URL": upstream_url,
+            "LOG_LEVEL": "info",
+            **(env or {}),
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    return _start(
+        "broker-server",
+        command("broker-server", "broker_server"),
+        full,
+        workdir,
+        port,
+        f"{url}/healthcheck",
+    )
+
+
+def start_broker_client(
+    workdir: Path,
+    *,
+    token: str,
+    server_url: str,
+    agent_url: str,
+    registry: Mapping[str, str],
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """Our ``broker-client`` (CRA flavour); ``registry`` holds CR_TYPE, CR_BASE, CR_USERNAME, ..."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    full = _base_env(
+        {
+            "BROKER_TOKEN": token,
+            "BROKER_SERVER_URL": server_url,
+            "BROKER_CLIENT_URL": url,
+            "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
+            "PORT": str(port),
+            "CR_AGENT_URL": agent_url,
+            "BROKER_CLIENT_VALIDATION_URL": f"{agent_url}/systemcheck",
+            "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
+            "LOG_LEVEL": "info",
+            **registry,
+            **(env or {}),
+        }
+    )
+    # /healthcheck is 200 once a socket to the server is open
+    return _start(
+        "broker-client",
+        command("broker-client", "broker_client"),
+        full,
+        workdir,
+        port,
+        f"{url}/healthcheck",
+    )
+
+
+def wait_for_connection(
+    server_url: str, token: str, *, clients: int = 1, timeout: float = 20.0
+) -> None:
+    """Block until the server lists ``clients`` identified sockets for ``token``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(
+                f"{server_url}/connection-status/{token}", timeout=5
+            ) as resp:
+                body = json.loads(resp.read() or b"null")
+                if len(body.get("clients", [])) >= clients:
+                    return
+                last = body
+        except urllib.error.HTTPError as exc:
+            last = exc.code
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(
+        f"broker server did not list {clients} client socket(s) within {timeout:g}s: {last!r}"
+    )
+
+
+# --------------------------------------------------------------------------- requests via the broker
+
+#: what the scanning service sends so the client puts the credential blob in
+CREDENTIAL_HEADERS = {"authorization": "${CR_CREDENTIALS}", "x-broker-var-sub": "authorization"}
+
+
+def broker_request(
+    server_url: str,
+    token: str,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    credentials: bool = True,
+    timeout: float = 60.0,
+) -> tuple[int, Any]:
+    """One request through ``/broker/<token><path>``: (status, parsed JSON or text)."""
+    all_headers = dict(CREDENTIAL_HEADERS) if credentials else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        all_headers["content-type"] = "application/json"
+    all_headers.update(headers or {})
+    request = urllib.request.Request(
+        f"{server_url}/broker/{token}{path}", data=data, method=method, headers=all_headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def scan_body(
+    images: Sequence[str], *, request_id: str | None = None, fmt: str = "cyclonedx-json"
+) -> dict[str, Any]:
+    """A ``POST /scan`` body whose callback URL the broker client fills in."""
+    body: dict[str, Any] = {
+        "images": list(images),
+        "format": fmt,
+        "callbackUrl": "${BROKER_CLIENT_URL}",
+        "BROKER_VAR_SUB": ["callbackUrl"],
+    }
+    if request_id:
+        body["requestId"] = request_id
+    return body
+
+
+def request_scan(server_url: str, token: str, images: Sequence[str], **kwargs: Any) -> str:
+    """Ask the agent, through the broker, to scan ``images``; returns the job id."""
+    status, answer = broker_request(
+        server_url, token, "POST", "/scan", body=scan_body(images, **kwargs)
+    )
+    if status != 202 or not isinstance(answer, dict) or "jobId" not in answer:
+        raise RuntimeError(f"POST /broker/<token>/scan answered {status}: {answer!r}"[:800])
+    return str(answer["jobId"])
+
+
+# --------------------------------------------------------------------------- the whole pair
+
+
+@dataclass
+class Stack:
+    """Our server + client + agent for one token; stops everything it started."""
+
+    workdir: Path
+    upstream_url: str
+    registry: Mapping[str, str]
+    token: str = field(default_factory=lambda: str(uuid.uuid4()))
+    max_active: int = 1
+    agent_env: Mapping[str, str] | None = None
+    services: list[Service] = field(default_factory=list)
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.agent = start_agent(self.workdir, max_active=self.max_active, env=self.agent_env)
+        self.services.append(self.agent)
+        self.server = start_broker_server(
+            self.workdir, token=self.token, upstream_url=self.upstream_url
+        )
+        self.services.append(self.server)
+        self.client = start_broker_client(
+            self.workdir,
+            token=self.token,
+            server_url=self.server.url,
+            agent_url=self.agent.url,
+            registry=self.registry,
+        )
+        self.services.append(self.client)
+        wait_for_connection(self.server.url, self.token)
+
+    def stop(self) -> None:
+        while self.services:
+            service = self.services.pop()
+            with contextlib.suppress(Exception):
+                service.stop()

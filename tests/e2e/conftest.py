@@ -1,0 +1,124 @@
+"""The whole product on loopback: docker-registry with sample images, our agent, a broker
+server (the real snyk-broker from npm, or ours), our broker client, and the upstream receiver.
+
+Everything the two server flavours share is session-scoped (one registry, one agent, one
+receiver); each flavour gets its own server and client for its module run.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy import stack as st
+from deploy.sample_images import SampleImage, push_all, sample_images
+from deploy.upstream_receiver import UpstreamReceiver
+from tests.support import snyk_broker
+from tests.support.registry import RunningRegistry, require_registry, running_registry
+
+#: distinctive values, so a leak anywhere can be found by plain search
+REGISTRY_USER = f"e2e-scanner-{secrets.token_hex(3)}"
+REGISTRY_PASSWORD = f"e2e-Pw-{secrets.token_hex(8)}"
+
+
+@dataclass
+class Registry:
+    running: RunningRegistry
+    images: list[SampleImage]
+    digests: dict[str, str]
+
+    @property
+    def cr_env(self) -> dict[str, str]:
+        return {
+            "CR_TYPE": "generic-cr",
+            "CR_BASE": self.running.url,
+            "CR_USERNAME": REGISTRY_USER,
+            "CR_PASSWORD": REGISTRY_PASSWORD,
+        }
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    require_registry()
+    with running_registry("htpasswd", username=REGISTRY_USER, password=REGISTRY_PASSWORD) as reg:
+        images = sample_images()
+        digests = push_all(images, reg.url, username=REGISTRY_USER, password=REGISTRY_PASSWORD)
+        yield Registry(reg, images, digests)
+
+
+@pytest.fixture(scope="session")
+def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[UpstreamReceiver]:
+    rec = UpstreamReceiver().start()
+    try:
+        yield rec
+    finally:
+        rec.stop()
+
+
+@pytest.fixture(scope="session")
+def agent(e2e_dir: Path) -> Iterator[st.Service]:
+    service = st.start_agent(e2e_dir / "agent", max_active=2)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@dataclass
+class Broker:
+    flavour: str
+    server_url: str
+    token: str
+    client: st.Service
+    logs: list[Path]
+
+    def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
+        return st.broker_request(self.server_url, self.token, method, path, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", params=["snyk-server", "our-server"])
+def broker(
+    request: pytest.FixtureRequest,
+    registry: Registry,
+    agent: st.Service,
+    receiver: UpstreamReceiver,
+    e2e_dir: Path,
+) -> Iterator[Broker]:
+    flavour: str = request.param
+    workdir = e2e_dir / flavour
+    token = str(uuid.uuid4())
+    stoppers = []
+    try:
+        if flavour == "snyk-server":
+            snyk_broker.require_snyk_broker()
+            snyk = snyk_broker.start_server(workdir, accept=st.server_accept(receiver.url))
+            stoppers.append(snyk.stop)
+            server_url, server_log = snyk.url, snyk.log_path
+        else:
+            ours = st.start_broker_server(workdir, token=token, upstream_url=receiver.url)
+            stoppers.append(ours.stop)
+            server_url, server_log = ours.url, ours.process.log_path
+        client = st.start_broker_client(
+            workdir,
+            token=token,
+            server_url=server_url,
+            agent_url=agent.url,
+            registry=registry.cr_env,
+        )
+        stoppers.append(client.stop)
+        st.wait_for_connection(server_url, token)
+        logs = [server_log, client.process.log_path, agent.process.log_path]
+        yield Broker(flavour, server_url, token, client, logs)
+    finally:
+        for stop in reversed(stoppers):
+            stop()

@@ -1,0 +1,145 @@
+"""End to end: the scanning service's requests go through /broker/<token>/... on a broker
+server (snyk-broker from npm, or ours), our broker client and our agent to Debian's
+docker-registry; the agent's CycloneDX results come back through the client's callback path
+and the server's accept rules to the upstream receiver.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import pytest
+from packageurl import PackageURL
+
+from deploy import stack as st
+from deploy.upstream_receiver import UpstreamReceiver
+from shared.credentials import build_credentials_json, decode_credentials, encode_credentials
+from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Broker, Registry
+
+pytestmark = [pytest.mark.interop, pytest.mark.registry, pytest.mark.timeout(120)]
+
+
+def components(result: dict[str, Any]) -> dict[str, str]:
+    """name -> full version (``epoch:`` from the purl, as rpm writes it) of each package."""
+    sbom = result["sbom"]
+    assert sbom["bomFormat"] == "CycloneDX"
+    found = {}
+    for component in sbom.get("components", []):
+        if not component.get("purl"):
+            continue  # the operating-system component
+        purl = PackageURL.from_string(component["purl"])
+        epoch = (purl.qualifiers or {}).get("epoch")
+        version = component["version"]
+        found[component["name"]] = f"{epoch}:{version}" if epoch not in (None, "0") else version
+    return found
+
+
+def test_list_repositories(broker: Broker, registry: Registry) -> None:
+    status, body = broker.request("GET", "/list")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    assert set(body["repositories"]) >= {s.repository for s in registry.images}
+
+
+def test_list_tags_with_metadata(broker: Broker, registry: Registry) -> None:
+    sample = registry.images[0]
+    status, body = broker.request("GET", f"/list-with-metadata/{sample.repository}")
+    assert status == 200, body
+    assert isinstance(body, dict)
+    assert body["repository"].endswith(sample.repository)
+    tags = {t["tag"]: t for t in body["tags"]}
+    assert set(tags) == {sample.tag}
+    assert tags[sample.tag]["digest"] == registry.digests[sample.reference]
+
+
+def test_scan_through_the_broker_reaches_upstream(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    request_id = f"e2e-{uuid.uuid4()}"
+    job = st.request_scan(
+        broker.server_url,
+        broker.token,
+        [s.reference for s in registry.images],
+        request_id=request_id,
+    )
+    done = receiver.wait_for_job(job, timeout=90)
+    assert done["status"] == "done"
+    assert (done["succeeded"], done["failed"]) == (len(registry.images), 0)
+    results = {r["image"]: r for r in receiver.job_results(job)}
+    assert set(results) == {s.reference for s in registry.images}
+    for sample in registry.images:
+        result = results[sample.reference]
+        assert result["status"] == "success", result.get("error")
+        assert result["requestId"] == request_id
+        assert result["format"] == "cyclonedx-json"
+        assert result["distro"]["id"] == sample.distro_id
+        assert result["packageCount"] == len(sample.packages)
+        assert components(result) == sample.packages, sample.reference
+    # the callbacks came through the broker server, which marks them with the token
+    callbacks = [
+        r
+        for r in receiver.requests
+        if r.path.startswith("/api/v2/import/") and r.json().get("jobId") == job
+    ]
+    assert len({r.headers.get("idempotency-key") for r in callbacks}) == len(registry.images) + 1
+    assert callbacks and all(r.headers.get("x-broker-token") == broker.token for r in callbacks)
+
+
+def test_credentials_in_the_body_via_broker_var_sub(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    sample = registry.images[-1]
+    body = {
+        "images": [sample.reference],
+        "credentials": "${CR_CREDENTIALS}",
+        "callbackUrl": "${BROKER_CLIENT_URL}",
+        "BROKER_VAR_SUB": ["credentials", "callbackUrl"],
+    }
+    status, answer = broker.request("POST", "/scan", body=body, credentials=False)
+    assert status == 202, answer
+    assert isinstance(answer, dict)
+    done = receiver.wait_for_job(answer["jobId"], timeout=60)
+    assert done["succeeded"] == 1
+    (result,) = receiver.job_results(answer["jobId"])
+    assert components(result) == sample.packages
+
+
+def test_without_credentials_the_agent_refuses(broker: Broker) -> None:
+    status, body = broker.request("GET", "/list", credentials=False)
+    assert status in (400, 401), body
+    assert isinstance(body, dict)
+    assert body["error"]["field"] == "Authorization"
+
+
+def test_registry_api_is_not_reachable_through_the_broker(broker: Broker) -> None:
+    status, body = broker.request("GET", "/v2/_catalog")
+    assert status == 401, body
+    assert "FILTER_BLOCKED" in str(body) or "blocked" in str(body).lower()
+
+
+def test_no_registry_secret_reaches_upstream_or_any_log(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    # runs after the scans of this module (pytest keeps file order)
+    assert receiver.dones, "no scan reached the receiver, nothing to check"
+    blob = encode_credentials(
+        build_credentials_json(
+            "generic-cr",
+            base=registry.running.url,
+            username=REGISTRY_USER,
+            password=REGISTRY_PASSWORD,
+        )
+    )
+    assert decode_credentials(blob).password == REGISTRY_PASSWORD
+    basic = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+    secrets_ = [REGISTRY_PASSWORD, REGISTRY_USER, blob.strip(), basic]
+    seen = receiver.all_bytes()
+    for secret in secrets_:
+        assert secret.encode() not in seen
+    for log in broker.logs:
+        text = log.read_text(errors="replace")
+        assert text, f"{log} is empty"
+        for secret in secrets_:
+            assert secret not in text, f"{log.name} contains a registry secret"
