@@ -425,3 +425,14 @@ def test_sqlite_query_deadline_gives_a_warning(monkeypatch: pytest.MonkeyPatch) 
     result = read_rpmdb(SQLITE_DB.read_bytes(), "var/lib/rpm/rpmdb.sqlite")
     assert result.packages == []
     assert result.warnings == ["var/lib/rpm/rpmdb.sqlite: reading took over -1 s; given up"]
+
+
+def test_pre_4_6_unsorted_hash_pages_are_read() -> None:
+    """BDB < 4.6 (RHEL 5, SLES 11) marked hash pages type 2; the item layout is the same."""
+    data, size = bdb_pages()
+    for page in range(1, len(data) // size):
+        if data[page * size + 25] == 13:
+            data[page * size + 25] = 2
+    result = read_rpmdb(bytes(data), "var/lib/rpm/Packages")
+    assert result.warnings == []
+    assert rows_of(result.packages) == expected_rows()
