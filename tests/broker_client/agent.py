@@ -54,7 +54,9 @@ class Recorder:
 
 def agent_app(recorder: Recorder) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
-        return web.json_response(await recorder.record(request))
+        # x-test-status lets a test ask for an error answer from the agent
+        status = int(request.headers.get("x-test-status", "200"))
+        return web.json_response(await recorder.record(request), status=status)
 
     async def big(request: web.Request) -> web.StreamResponse:
         await recorder.record(request)
