@@ -3,10 +3,10 @@
 For each (server, client) pair in ``PAIRS``, in one run:
   * requests/s and p50/p99 latency for small GETs through ``/broker/<token>/list/small`` at
     1, 8 and 64 requests in flight;
-  * CPU seconds of the client process per 1000 of those requests;
+  * CPU seconds of the client process and of the server process per 1000 of those requests;
   * seconds and peak client RSS for one 60 MB answer (POST-stream path), checked by sha256.
 
-    .venv/bin/python bench/tunnel.py [--seconds 5] [--pairs snyk+ours,snyk+snyk] [--markdown]
+    .venv/bin/python bench/tunnel.py [--seconds 5] [--pairs snyk+ours,snyk+snyk,ours+ours,ours+snyk]
 
 Adding a pair is one line in ``PAIRS``: a label, a server starter and a client starter. Starters
 take ``(workdir, ...)`` and return a handle with ``url``/``pid``/``stop()``.
@@ -63,6 +63,33 @@ def snyk_server(workdir: Path, upstream_url: str) -> Running:
     return snyk_broker.start_server(
         workdir, accept=snyk_broker.server_accept(upstream_url), log_level="warn"
     )
+
+
+def crbroker_server(workdir: Path, upstream_url: str) -> Running:
+    """Our broker server (``python -m broker_server``) with the same rules as the snyk server."""
+    import json
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    accept = workdir / "server-accept.json"
+    accept.write_text(json.dumps(snyk_broker.server_accept(upstream_url)))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "PORT": str(port),
+        "BROKER_SERVER_HOST": "127.0.0.1",
+        "ACCEPT": str(accept),
+        "BROKER_TOKEN_FILE": str(workdir / "tokens"),
+        "LOG_LEVEL": "warning",
+    }
+    process = ServerProcess(
+        [sys.executable, "-m", "broker_server"],
+        env=env,
+        cwd=REPO,
+        log_path=workdir / "crbroker-server.log",
+    ).start()
+    wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
+    return Proc(process, port)
 
 
 # --------------------------------------------------------------------------- clients
@@ -129,6 +156,8 @@ class Pair:
 PAIRS: dict[str, Pair] = {
     "snyk+ours": Pair("snyk-broker server + crbroker client", snyk_server, crbroker_client),
     "snyk+snyk": Pair("snyk-broker server + snyk-broker client", snyk_server, snyk_client),
+    "ours+ours": Pair("crbroker server + crbroker client", crbroker_server, crbroker_client),
+    "ours+snyk": Pair("crbroker server + snyk-broker client", crbroker_server, snyk_client),
 }
 
 
@@ -229,12 +258,17 @@ class Result:
     big_peak_mb: float
     big_ok: bool
     cpu_per_1000: float
+    server_cpu_per_1000: float = float("nan")
+    server_rss_growth_mb: float = float("nan")
 
 
 async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) -> Result:
     upstream_port = free_port()  # nothing listens; callbacks are not part of this benchmark
-    server = pair.server(workdir / "server", f"http://127.0.0.1:{upstream_port}")
     token = str(uuid.uuid4())
+    # our server admits only known tokens (read from this file); the snyk server ignores it
+    (workdir / "server").mkdir(parents=True, exist_ok=True)
+    (workdir / "server" / "tokens").write_text(token + "\n")
+    server = pair.server(workdir / "server", f"http://127.0.0.1:{upstream_port}")
     client = None
     try:
         client = pair.client(workdir / "client", server.url, token, agent_url)
@@ -244,13 +278,17 @@ async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) ->
         rows = []
         cpu_total = 0.0
         count_total = 0
+        server_cpu_total = 0.0
         for level in LEVELS:
             cpu_before = cpu_seconds(client.pid)
+            server_cpu_before = cpu_seconds(server.pid)
             started = time.perf_counter()
             count, latencies, errors = await load(small, level, seconds)
             elapsed = time.perf_counter() - started
             cpu_used = cpu_seconds(client.pid) - cpu_before
+            server_cpu_used = cpu_seconds(server.pid) - server_cpu_before
             cpu_total += cpu_used
+            server_cpu_total += server_cpu_used
             count_total += count
             rows.append(
                 {
@@ -260,11 +298,14 @@ async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) ->
                     "p99_ms": percentile(latencies, 0.99) * 1000,
                     "errors": errors,
                     "cpu_per_1000": cpu_used / max(count, 1) * 1000,
+                    "server_cpu_per_1000": server_cpu_used / max(count, 1) * 1000,
                 }
             )
+        server_rss_before = rss(server.pid)
         big_seconds, peak, ok = await big_download(
             f"{server.url}/broker/{token}/list/big/{BIG}", client.pid
         )
+        server_rss_after = rss(server.pid)
         return Result(
             pair.label,
             rows,
@@ -272,6 +313,8 @@ async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) ->
             peak / 1e6,
             ok,
             cpu_total / max(count_total, 1) * 1000,
+            server_cpu_total / max(count_total, 1) * 1000,
+            (server_rss_after - server_rss_before) / 1e6,
         )
     finally:
         if client is not None:
@@ -294,28 +337,30 @@ def start_agent(workdir: Path) -> tuple[ServerProcess, str]:
 
 def report(results: list[Result], seconds: float) -> str:
     lines = [
-        f"Small GETs (`/list/small`, {seconds:g} s per level); client CPU = user+sys of the client process.",
+        f"Small GETs (`/list/small`, {seconds:g} s per level); CPU = user+sys of the client / server process.",
         "",
-        "| pair | in flight | req/s | p50 ms | p99 ms | errors | client CPU s / 1000 req |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| pair | in flight | req/s | p50 ms | p99 ms | errors | client CPU s / 1000 req | server CPU s / 1000 req |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in results:
         for row in result.rows:
             lines.append(
                 f"| {result.label} | {row['in_flight']} | {row['rps']:.0f} | {row['p50_ms']:.1f} | "
-                f"{row['p99_ms']:.1f} | {row['errors']} | {row['cpu_per_1000']:.2f} |"
+                f"{row['p99_ms']:.1f} | {row['errors']} | {row['cpu_per_1000']:.2f} | "
+                f"{row['server_cpu_per_1000']:.2f} |"
             )
     lines += [
         "",
         "60 MB answer (POST-stream path), sha256 checked:",
         "",
-        "| pair | seconds | peak client RSS MB | intact | client CPU s / 1000 small req (all levels) |",
-        "| --- | ---: | ---: | --- | ---: |",
+        "| pair | seconds | peak client RSS MB | server RSS growth MB | intact | client CPU s / 1000 small req (all levels) | server CPU s / 1000 small req |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for result in results:
         lines.append(
             f"| {result.label} | {result.big_seconds:.2f} | {result.big_peak_mb:.0f} | "
-            f"{'yes' if result.big_ok else 'NO'} | {result.cpu_per_1000:.2f} |"
+            f"{result.server_rss_growth_mb:.0f} | {'yes' if result.big_ok else 'NO'} | "
+            f"{result.cpu_per_1000:.2f} | {result.server_cpu_per_1000:.2f} |"
         )
     if len(results) >= 2:
         ours, peer = results[0], results[1]
@@ -326,6 +371,20 @@ def report(results: list[Result], seconds: float) -> str:
                 f"{a['rps'] / max(b['rps'], 1e-9):.2f}x req/s"
             )
         lines.append(f"- 60 MB: {ours.big_seconds:.2f} s vs {peer.big_seconds:.2f} s")
+    by_label = {r.label: r for r in results}
+    ours_pair = by_label.get(PAIRS["ours+ours"].label)
+    snyk_pair = by_label.get(PAIRS["snyk+snyk"].label)
+    if ours_pair is not None and snyk_pair is not None:
+        lines.append("")
+        for a, b in zip(ours_pair.rows, snyk_pair.rows, strict=True):
+            lines.append(
+                f"- {a['in_flight']} in flight: {ours_pair.label} / {snyk_pair.label} = "
+                f"{a['rps'] / max(b['rps'], 1e-9):.2f}x req/s"
+            )
+        lines.append(
+            f"- 60 MB: {ours_pair.label} {ours_pair.big_seconds:.2f} s vs "
+            f"{snyk_pair.label} {snyk_pair.big_seconds:.2f} s"
+        )
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from aiohttp import web
@@ -28,12 +29,22 @@ def main() -> None:
     )
     web.run_app(
         app,
+        loop=_new_loop(),
         host=settings.BROKER_SERVER_HOST,
         port=settings.PORT,
         print=None,
         access_log=None,
         handle_signals=True,
     )
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: fewer microseconds per relayed request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":
