@@ -22,6 +22,7 @@ from tests.cr_agent.catalogers.rpm_fixtures import (
     SQLITE_DB,
     SUSE_EXPECTED,
     SUSE_NDB,
+    encode_header,
     expected_rows,
     rows_of,
     rpm_query,
@@ -360,6 +361,26 @@ def test_uncheckpointed_wal_is_replayed(tmp_path: Path) -> None:
         {"var/lib/rpm/rpmdb.sqlite": main, "var/lib/rpm/rpmdb.sqlite-wal": b""}
     )
     assert rows_of(empty_wal.packages) == expected_rows()
+
+
+def test_gpg_pubkey_entries_are_keys_not_packages(tmp_path: Path) -> None:
+    key = encode_header(
+        [
+            (1000, 6, "gpg-pubkey"),
+            (1001, 6, "fd431d51"),
+            (1002, 6, "4ae0493b"),
+            (1004, 9, ["Red Hat, Inc. (release key 2) <security@redhat.com> public key"]),
+            (1014, 6, "pubkey"),
+        ]
+    )
+    db = tmp_path / "rpmdb.sqlite"
+    shutil.copyfile(SQLITE_DB, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO Packages (blob) VALUES (?)", (key,))
+    conn.close()
+    result = read_rpmdb(db.read_bytes(), "var/lib/rpm/rpmdb.sqlite")
+    assert result.warnings == []
+    assert rows_of(result.packages) == expected_rows()
 
 
 def test_truncated_sqlite_gives_a_clear_warning() -> None:
