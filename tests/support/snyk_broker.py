@@ -155,8 +155,10 @@ def start_server(
     port: int | None = None,
     log_level: str = "info",
     timeout: float = 30.0,
+    wait: bool = True,
 ) -> SnykBroker:
-    """Start ``broker server`` on a free loopback port; returns once ``/healthcheck`` answers."""
+    """Start ``broker server`` on a free loopback port; returns once ``/healthcheck`` answers
+    (``wait=False``: at once, e.g. when the server speaks HTTPS and the caller waits itself)."""
     binary = require_snyk_broker()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -176,7 +178,8 @@ def start_server(
         log_path=workdir / f"snyk-server-{port}.log",
     )
     broker = SnykBroker("server", port, proc.start(), full_env)
-    _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
+    if wait:
+        _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
     return broker
 
 

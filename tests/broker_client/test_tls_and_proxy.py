@@ -1,0 +1,203 @@
+"""TLS to the broker server with an extra CA (NODE_EXTRA_CA_CERTS / SSL_CERT_FILE) and an HTTPS
+proxy for the websocket and every POST, against the real snyk-broker server serving HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.broker_client.conftest import Apps, start_our_client
+from tests.broker_client.connect_proxy import ConnectProxy
+from tests.support import snyk_broker
+from tests.support.processes import free_port, wait_for_http
+
+pytestmark = pytest.mark.interop
+
+
+@dataclass
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_pki(directory: Path) -> Pki:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crbroker test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return Pki(ca, cert, key)
+
+
+@dataclass
+class TlsServer:
+    broker: snyk_broker.SnykBroker
+    pki: Pki
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.broker.port}"
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.pki.ca))
+
+
+@pytest.fixture(scope="module")
+def tls_server(apps: Apps, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    snyk_broker.require_snyk_broker()
+    workdir = tmp_path_factory.mktemp("tls")
+    pki = make_pki(workdir)
+    broker = snyk_broker.start_server(
+        workdir / "server",
+        accept=snyk_broker.server_accept(apps.upstream_url),
+        env={"HTTPS_CERT": str(pki.cert), "HTTPS_KEY": str(pki.key)},
+        wait=False,
+    )
+    server = TlsServer(broker, pki)
+    try:
+        deadline_url = f"{server.url}/healthcheck"
+        wait_for_https(deadline_url, server.context())
+        yield server
+    finally:
+        broker.stop()
+
+
+def wait_for_https(url: str, context: ssl.SSLContext, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+def fetch_list(server: TlsServer, token: str) -> dict:
+    url = f"{server.url}/broker/{token}/list?page=7"
+    with urllib.request.urlopen(url, timeout=30, context=server.context()) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.parametrize("variable", ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"])
+def test_extra_ca_is_trusted_for_websocket_and_posts(
+    tls_server: TlsServer, apps: Apps, tmp_path: Path, variable: str
+) -> None:
+    client = start_our_client(
+        tmp_path,
+        server_url=tls_server.url,
+        agent_url=apps.agent_url,
+        extra={variable: str(tls_server.pki.ca)},
+    )
+    try:
+        wait_for_http(f"{client.url}/healthcheck", timeout=20)  # 200 = a socket is open over TLS
+        assert (
+            fetch_list(tls_server, client.token)["path_qs"] == "/list?page=7"
+        )  # POST over TLS too
+    finally:
+        client.stop()
+
+
+def test_without_the_ca_the_server_is_not_trusted(
+    tls_server: TlsServer, apps: Apps, tmp_path: Path
+) -> None:
+    client = start_our_client(tmp_path, server_url=tls_server.url, agent_url=apps.agent_url)
+    try:
+        with pytest.raises(TimeoutError):
+            wait_for_http(f"{client.url}/healthcheck", timeout=2)
+        assert "CERTIFICATE_VERIFY_FAILED" in client.process.log_text()
+    finally:
+        client.stop()
+
+
+def test_https_proxy_carries_websocket_and_response_posts(
+    tls_server: TlsServer, apps: Apps, tmp_path: Path
+) -> None:
+    proxy = ConnectProxy()
+    proxy_port = free_port()
+    asyncio.run_coroutine_threadsafe(proxy.start(proxy_port), apps.background.loop).result(10)
+    client = start_our_client(
+        tmp_path,
+        server_url=tls_server.url,
+        agent_url=apps.agent_url,
+        extra={
+            "NODE_EXTRA_CA_CERTS": str(tls_server.pki.ca),
+            "HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}",
+            "HTTP_PROXY": f"http://127.0.0.1:{proxy_port}",
+            "NO_PROXY": f"127.0.0.1:{apps.agent_port}",  # the agent is reached directly
+        },
+    )
+    try:
+        wait_for_http(f"{client.url}/healthcheck", timeout=20)
+        before = len(proxy.targets)
+        assert fetch_list(tls_server, client.token)["path_qs"] == "/list?page=7"
+        server_target = f"127.0.0.1:{tls_server.broker.port}"
+        # two websockets through the proxy before the request, then a tunnel for the POST
+        assert before >= 2
+        assert len(proxy.targets) >= before + 1
+        assert all(t == server_target for t in proxy.targets)
+    finally:
+        client.stop()
+        asyncio.run_coroutine_threadsafe(proxy.stop(), apps.background.loop).result(10)
