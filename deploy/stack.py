@@ -100,7 +100,10 @@ def _start(
     service = Service(name, port, process)
     try:
         wait_for_http(ready_url, timeout=timeout, ok=ok)
-    except TimeoutError:
+    except BaseException as exc:  # Ctrl-C while waiting must not leave the child behind
+        if not isinstance(exc, TimeoutError):
+            service.stop()
+            raise
         tail = service.log_tail()
         exited = not process.alive()
         service.stop()

@@ -392,11 +392,13 @@ def start_registry(
             wait_for_port(port, timeout=30)
         else:
             wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=30)
-    except TimeoutError:
+    except BaseException as exc:  # also Ctrl-C while waiting: never leave the registry behind
         log = process.log_text()
         process.stop()
         if realm is not None:
             realm.stop()
+        if not isinstance(exc, TimeoutError):
+            raise
         raise TimeoutError(f"docker-registry did not start: {log[-2000:]}") from None
     return RunningRegistry(
         port=port,

@@ -1,0 +1,86 @@
+"""``python -m deploy.demo`` (what ``make demo`` runs after ``make deps``), as a subprocess."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.sample_images import sample_images
+from tests.support.registry import require_registry
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.registry, pytest.mark.timeout(120)]
+
+
+def demo(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.demo", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def leftovers(marker: str) -> list[str]:
+    """Processes whose command line or working directory mentions ``marker``."""
+    found = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            cwd = os.readlink(f"{proc}/cwd")
+            cmd = Path(f"{proc}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cwd or marker in cmd:
+            found.append(f"{proc}: {cmd}")
+    return found
+
+
+def test_demo_scans_every_sample_image_and_writes_sboms(tmp_path: Path) -> None:
+    require_registry()
+    out = tmp_path / "sboms"
+    proc = demo("--output", str(out))
+    stdout, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, stdout
+    table = stdout.split("image ", 1)[1]
+    for sample in sample_images():
+        row = next(line for line in table.splitlines() if line.startswith(sample.reference))
+        _ref, distro, _version, packages, seconds = row.split()
+        assert distro == sample.distro_id
+        assert int(packages) == len(sample.packages)
+        assert float(seconds) < 60
+        name = sample.reference.replace("/", "_").replace(":", "_") + ".cdx.json"
+        sbom = json.loads((out / name).read_text())
+        assert {c["name"] for c in sbom["components"] if c.get("purl")} == set(sample.packages)
+    assert str(out.resolve()) in stdout
+    assert not leftovers("crbroker-demo-")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_stops_everything_when_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
+    require_registry()
+    proc = demo("--output", str(tmp_path / "sboms"))
+    assert proc.stdout is not None
+    # wait until the services are being started, then interrupt
+    deadline = time.monotonic() + 30
+    seen = ""
+    while "[4/6]" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.read(1)
+    assert "[4/6]" in seen, seen
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, seen + rest
+    assert "interrupted" in rest
+    time.sleep(0.2)
+    assert not leftovers("crbroker-demo-")
