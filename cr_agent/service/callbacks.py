@@ -52,43 +52,41 @@ def _dumps(obj: Any) -> bytes:
 def result_bodies(result: dict[str, Any], limit: int) -> list[bytes]:
     """``result`` as one JSON body, or as several under ``limit`` bytes each.
 
-    The largest list inside ``result["sbom"]`` (CycloneDX ``components``, SPDX ``packages``,
-    ...) is cut into consecutive slices; every body repeats the rest of the document and says
-    ``chunk: {index, count, field}`` so the receiver can put the list back together.
+    Every list inside ``result["sbom"]`` (CycloneDX ``components`` and ``dependencies``, SPDX
+    ``packages`` and ``relationships``, ...) is cut into the same number of consecutive
+    slices; body *i* carries slice *i* of each, the rest of the document unchanged, and
+    ``chunk: {index, count, fields}`` so the receiver can concatenate the lists back.
     """
     whole = _dumps(result)
     if len(whole) <= limit:
         return [whole]
-    sbom = result.get("sbom")
-    lists = {k: v for k, v in (sbom or {}).items() if isinstance(v, list) and v}
-    if not lists:
+    sbom = result.get("sbom") or {}
+    fields = sorted(k for k, v in sbom.items() if isinstance(v, list) and v)
+    if not fields:
         raise CallbackTooLarge(f"result is {len(whole)} bytes and has no list to split")
-    field = max(lists, key=lambda k: len(_dumps(lists[k])))
-    items = lists[field]
-    skeleton = {**result, "sbom": {**sbom, field: []}}
-    base = len(_dumps(skeleton)) + CHUNK_OVERHEAD
-    slices: list[list[Any]] = []
-    current: list[Any] = []
-    size = base
-    for item in items:
-        item_size = len(_dumps(item)) + 1
-        if base + item_size > limit:
-            raise CallbackTooLarge(f"one {field} entry alone is larger than {limit} bytes")
-        if current and size + item_size > limit:
-            slices.append(current)
-            current, size = [], base
-        current.append(item)
-        size += item_size
-    slices.append(current)
-    bodies = []
-    for index, part in enumerate(slices):
-        body = {
-            **skeleton,
-            "sbom": {**sbom, field: part},
-            "chunk": {"index": index, "count": len(slices), "field": field},
-        }
-        bodies.append(_dumps(body))
-    return bodies
+    longest = max(len(sbom[f]) for f in fields)
+    empty = {**result, "sbom": {**sbom, **{f: [] for f in fields}}}
+    room = limit - len(_dumps(empty)) - CHUNK_OVERHEAD
+    if room <= 0:
+        raise CallbackTooLarge(f"the result without its lists is already over {limit} bytes")
+    count = max(2, -(-len(whole) // room))
+    while count <= longest:
+        bodies = [_dumps(_slice(result, sbom, fields, index, count)) for index in range(count)]
+        if all(len(b) <= limit for b in bodies):
+            return bodies
+        count = min(longest, count * 2) if count < longest else count + 1
+    raise CallbackTooLarge(f"one SBOM entry alone is larger than {limit} bytes")
+
+
+def _slice(
+    result: dict[str, Any], sbom: dict[str, Any], fields: list[str], index: int, count: int
+) -> dict[str, Any]:
+    part = dict(sbom)
+    for name in fields:
+        items = sbom[name]
+        size = -(-len(items) // count)
+        part[name] = items[index * size : (index + 1) * size]
+    return {**result, "sbom": part, "chunk": {"index": index, "count": count, "fields": fields}}
 
 
 class CallbackSender:

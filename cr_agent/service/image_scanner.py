@@ -28,9 +28,8 @@ class RegistryImageScanner:
         self, creds: RegistryCredentials, image: str, *, platform: str, sbom_format: str
     ) -> ScanOutcome:
         # imported here: the scan pipeline is heavy and the listing API does not need it
-        from cr_agent.scan import scan_image
-
         from cr_agent import sbom
+        from cr_agent.scan import ScanLimits, scan_image
 
         kind = registry_type(creds.type)
         async with RegistrySession(creds, kind, self.context()) as session:
@@ -43,7 +42,11 @@ class RegistryImageScanner:
                     "size",
                 )
             result = await scan_image(
-                session.client, ref.repository, resolved.digest, platform=str(resolved.platform)
+                session.client,
+                ref.repository,
+                resolved.digest,
+                platform=str(resolved.platform),
+                limits=ScanLimits(max_image_bytes=self.max_image_bytes),
             )
         writer = {
             "cyclonedx-json": sbom.to_cyclonedx_json,

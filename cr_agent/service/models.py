@@ -237,15 +237,17 @@ class JobStatus(Strict):
 class Chunk(Strict):
     index: int = Field(..., ge=0)
     count: int = Field(..., ge=1)
-    field: str | None = Field(None, description="the SBOM list split across the chunks")
+    fields: list[str] = Field(
+        default_factory=list, description="the SBOM lists split across the chunks, sliced alike"
+    )
 
 
 class ResultCallback(Strict):
     """Body POSTed to ``<callback>/api/v2/import/result`` (``/v1/recurring-tests/...`` for discover).
 
     A result larger than the body limit is sent as several bodies with the same
-    ``resultId``; each carries a slice of the SBOM's largest list (``chunk.field``) and the
-    receiver concatenates the slices in ``chunk.index`` order.
+    ``resultId``; each carries one slice of every SBOM list named in ``chunk.fields`` and
+    the receiver concatenates the slices in ``chunk.index`` order.
     """
 
     jobId: str

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     #: crbroker: where undeliverable callbacks wait to be retried (survives restarts)
     SPOOL_DIR: Path = Path("/tmp/cr-agent-spool")
     #: crbroker: largest callback body, bytes; the broker client's body limit is 10 MB
-    MAX_CALLBACK_BODY_BYTES: int = Field(9 * 1024 * 1024, ge=64 * 1024)
+    MAX_CALLBACK_BODY_BYTES: int = Field(9 * 1024 * 1024, ge=16 * 1024)
     #: crbroker: attempts per callback before it goes to the spool, and seconds between spool retries
     CALLBACK_ATTEMPTS: int = Field(4, ge=1, le=20)
     CALLBACK_RETRY_SECONDS: float = Field(30.0, gt=0)

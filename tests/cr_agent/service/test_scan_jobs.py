@@ -1,0 +1,315 @@
+"""POST /scan end to end on loopback: real registry, real scan, real callback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cr_agent.service.app import STATE
+from cr_agent.service.image_scanner import RegistryImageScanner
+from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
+from tests.cr_agent.service.images import debian_image, push_image
+from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.processes import free_port
+from tests.support.registry import RunningRegistry
+
+pytestmark = pytest.mark.registry
+
+RESULT = "/api/v2/import/result"
+DONE = "/api/v2/import/done"
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    rec = await CallbackReceiver().start()
+    yield rec
+    await rec.stop()
+
+
+def component_names(body: dict[str, Any]) -> set[str]:
+    return {c["name"] for c in body["sbom"].get("components", [])}
+
+
+async def test_scan_answers_202_then_posts_cyclonedx_result_and_done(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str, receiver: CallbackReceiver
+) -> None:
+    digest = await push_image(plain_registry, unique_repo, "1.0", debian_image(3))
+    status, accepted = await agent.post(
+        "/scan",
+        {
+            "images": [f"{unique_repo}:1.0"],
+            "callbackUrl": receiver.url,
+            "requestId": "req-1",
+            "context": {"orgId": "o1"},
+        },
+        creds_for(plain_registry),
+    )
+    assert status == 202, accepted
+    assert accepted["status"] == "queued" and accepted["images"] == 1
+
+    [done] = await receiver.wait_for(DONE)
+    [result] = receiver.on(RESULT)
+    body = result.json()
+    assert body["status"] == "success"
+    assert body["digest"] == digest
+    assert body["format"] == "cyclonedx-json"
+    assert body["requestId"] == "req-1" and body["context"] == {"orgId": "o1"}
+    assert body["distro"]["id"] == "debian"
+    assert body["packageCount"] == 3
+    assert body["sbom"]["bomFormat"] == "CycloneDX"
+    assert {"pkg0", "pkg1", "pkg2"} <= component_names(body)
+    assert result.headers["Idempotency-Key"]
+    assert receiver.received.index(result) < receiver.received.index(done)
+
+    done_body = done.json()
+    assert done_body["jobId"] == accepted["jobId"]
+    assert (done_body["succeeded"], done_body["failed"]) == (1, 0)
+
+    status, job = await agent.get(accepted["statusPath"])
+    assert status == 200
+    assert job["status"] == "done" and job["images"][0]["packages"] == 3
+
+
+async def test_missing_image_gives_an_error_result_and_a_failed_done(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str, receiver: CallbackReceiver
+) -> None:
+    status, accepted = await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:nope"], "callbackUrl": receiver.url},
+        creds_for(plain_registry),
+    )
+    assert status == 202
+    [done] = await receiver.wait_for(DONE)
+    result = receiver.on(RESULT)[0].json()
+    assert result["status"] == "error"
+    assert result["error"]["code"] == "not-found" and result["error"]["step"] == "manifest"
+    assert done.json()["status"] == "failed"
+
+
+async def test_image_over_the_size_cap_is_refused_from_its_manifest(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+) -> None:
+    agent = await make_agent(MAX_IMAGE_SIZE_IN_BYTES=100)
+    await push_image(plain_registry, unique_repo, "big", debian_image(50))
+    await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:big"], "callbackUrl": receiver.url},
+        creds_for(plain_registry),
+    )
+    await receiver.wait_for(DONE)
+    result = receiver.on(RESULT)[0].json()
+    assert result["error"]["code"] == "image-too-large"
+    assert result["error"]["step"] == "size"
+    assert "MAX_IMAGE_SIZE_IN_BYTES" in result["error"]["message"]
+
+
+class CountingScanner(RegistryImageScanner):
+    """The real scanner, counting how many scans run at once (and holding each a moment)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.running = 0
+        self.peak = 0
+
+    async def scan(self, *args: Any, **kwargs: Any) -> Any:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(0.2)
+            return await super().scan(*args, **kwargs)
+        finally:
+            self.running -= 1
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_max_active_operations_bounds_concurrent_scans(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+    limit: int,
+) -> None:
+    probe = await make_agent()
+    scanner = CountingScanner(probe.app[STATE].type_context, 1 << 30)
+    agent = await make_agent(scanner=scanner, MAX_ACTIVE_OPERATIONS=limit)
+    for tag in "abcde":
+        await push_image(plain_registry, unique_repo, tag, debian_image(1, marker=tag))
+    creds = creds_for(plain_registry)
+    # two jobs at once: the limit holds across jobs, not only within one
+    await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:{t}" for t in "abc"], "callbackUrl": receiver.url},
+        creds,
+    )
+    await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:{t}" for t in "de"], "callbackUrl": receiver.url},
+        creds,
+    )
+    await receiver.wait_for(DONE, 2)
+    assert len(receiver.on(RESULT)) == 5
+    assert all(r.json()["status"] == "success" for r in receiver.on(RESULT))
+    assert scanner.peak == limit
+
+
+async def test_callback_failures_are_retried_with_the_same_idempotency_key(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    receiver = await CallbackReceiver(fail_first=2, fail_status=503).start()
+    try:
+        await push_image(plain_registry, unique_repo, "1", debian_image(1))
+        await agent.post(
+            "/scan",
+            {"images": [f"{unique_repo}:1"], "callbackUrl": receiver.url},
+            creds_for(plain_registry),
+        )
+        await receiver.wait_for(DONE)
+        assert receiver.refused == 2
+        assert len(receiver.on(RESULT)) == 1
+    finally:
+        await receiver.stop()
+
+
+async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
+    make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    agent = await make_agent(CALLBACK_ATTEMPTS=2, CALLBACK_RETRY_SECONDS=0.3)
+    await push_image(plain_registry, unique_repo, "1", debian_image(2))
+    status, accepted = await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{port}"},
+        creds_for(plain_registry),
+    )
+    assert status == 202
+    for _ in range(100):
+        _, job = await agent.get(accepted["statusPath"])
+        if job["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    assert job["callbacksSpooled"] == 2 and job["callbacksDelivered"] == 0
+    spooled = sorted((tmp_path / "spool").glob("*.json"))
+    assert len(spooled) == 2
+    assert all("password" not in p.read_text() for p in spooled)
+    _, health = await agent.get("/healthcheck")
+    assert health["spooledCallbacks"] == 2
+
+    receiver = await CallbackReceiver().start(port=port)
+    try:
+        await receiver.wait_for(DONE, wait_seconds=30)
+        assert [r.path for r in receiver.received] == [RESULT, DONE]
+        assert receiver.on(RESULT)[0].json()["packageCount"] == 2
+        for _ in range(50):  # the file goes once the POST has returned
+            if not list((tmp_path / "spool").glob("*.json")):
+                break
+            await asyncio.sleep(0.1)
+        assert not list((tmp_path / "spool").glob("*.json"))
+    finally:
+        await receiver.stop()
+
+
+async def test_spool_survives_a_restart(
+    make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    first = await make_agent(CALLBACK_ATTEMPTS=1, CALLBACK_RETRY_SECONDS=60)
+    await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    await first.post(
+        "/scan",
+        {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{port}"},
+        creds_for(plain_registry),
+    )
+    for _ in range(100):
+        if len(list((tmp_path / "spool").glob("*.json"))) == 2:
+            break
+        await asyncio.sleep(0.1)
+    await first.server.close()
+
+    receiver = await CallbackReceiver().start(port=port)
+    try:
+        await make_agent(CALLBACK_RETRY_SECONDS=60)  # same SPOOL_DIR: drains at start-up
+        await receiver.wait_for(DONE, wait_seconds=30)
+        assert [r.path for r in receiver.received] == [RESULT, DONE]
+    finally:
+        await receiver.stop()
+
+
+async def test_large_results_are_split_under_the_body_limit_never_truncated(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+) -> None:
+    limit = 16 * 1024
+    agent = await make_agent(MAX_CALLBACK_BODY_BYTES=limit)
+    await push_image(plain_registry, unique_repo, "many", debian_image(120))
+    await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:many"], "callbackUrl": receiver.url},
+        creds_for(plain_registry),
+    )
+    await receiver.wait_for(DONE)
+    parts = receiver.on(RESULT)
+    assert len(parts) > 1
+    assert all(len(p.body) <= limit for p in parts)
+    bodies = sorted((p.json() for p in parts), key=lambda b: b["chunk"]["index"])
+    assert {b["chunk"]["count"] for b in bodies} == {len(parts)}
+    assert len({b["resultId"] for b in bodies}) == 1
+    assert len({p.headers["Idempotency-Key"] for p in parts}) == len(parts)
+    fields = bodies[0]["chunk"]["fields"]
+    assert "components" in fields
+    joined = {f: [item for b in bodies for item in b["sbom"][f]] for f in fields}
+    names = [c["name"] for c in joined["components"] if c.get("type") == "library"]
+    assert sorted(names) == sorted(f"pkg{i}" for i in range(120))  # each exactly once
+    assert bodies[0]["packageCount"] == 120
+
+
+async def test_discover_posts_to_the_v1_path_and_api_host_prefix_is_honoured(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str, receiver: CallbackReceiver
+) -> None:
+    await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    creds = creds_for(plain_registry)
+    await agent.post(
+        "/discover", {"images": [f"{unique_repo}:1"], "callbackUrl": receiver.url}, creds
+    )
+    [result] = await receiver.wait_for("/api/v1/recurring-tests/dependencies")
+    assert result.json()["status"] == "success"
+
+    await agent.post(
+        "/scan",
+        {
+            "images": [f"{unique_repo}:1"],
+            "callbackUrl": receiver.url,
+            "callbackApiPrefix": "",
+            "format": "spdx-json",
+        },
+        creds,
+    )
+    await receiver.wait_for("/v2/import/done")
+    spdx = receiver.on("/v2/import/result")[0].json()
+    assert spdx["format"] == "spdx-json" and spdx["sbom"]["spdxVersion"].startswith("SPDX-2")
+    assert not receiver.on(DONE)  # the api-host variant was used, not /api/...
+
+
+async def test_callback_url_from_settings_when_the_request_has_none(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+) -> None:
+    agent = await make_agent(BROKER_CLIENT_URL=receiver.url)
+    await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    blob = creds_for(plain_registry)
+    status, _ = await agent.post(
+        "/scan", {"images": [f"{unique_repo}:1"], "credentials": blob}, None
+    )
+    assert status == 202
+    await receiver.wait_for(DONE)
+    assert json.loads(receiver.on(RESULT)[0].body)["status"] == "success"
