@@ -153,7 +153,7 @@ async def validate_credentials(request: web.Request) -> web.Response:
             session = RegistrySession(creds, kind, state.type_context())
             async with session:
                 host = session.host
-                steps += await session.validate()
+                await session.validate(steps)
     except Exception as exc:
         status, detail = classify(exc)
         step = _validation_step(detail.step, steps)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cr_agent.registry.client import RegistryClient, ResolvedImage
-from cr_agent.registry.errors import InvalidReference, NotFoundError, RegistryError
+from cr_agent.registry.errors import InvalidReference, NotFoundError, PermissionDenied
 from cr_agent.registry.manifest import ImageIndex
 from cr_agent.registry.reference import ImageReference
 from cr_agent.registry_types import RegistryType
@@ -93,13 +93,12 @@ class RegistrySession:
 
     # ------------------------------------------------------------------ questions
 
-    async def validate(self) -> list[StepResult]:
-        """Authenticate, then list one page; raises on the first failing step."""
+    async def validate(self, steps: list[StepResult]) -> None:
+        """Authenticate, then list one page, appending each passed step; raises on failure."""
         await self.client.ping()
-        steps = [StepResult(step="authenticate", ok=True)]
+        steps.append(StepResult(step="authenticate", ok=True))
         repos = await self.list_repositories(first_page_only=True)
         steps.append(StepResult(step="list", ok=True, message=f"{len(repos)} repositories visible"))
-        return steps
 
     async def list_repositories(self, *, first_page_only: bool = False) -> list[str]:
         if first_page_only and self.kind.catalog_first:
@@ -107,8 +106,8 @@ class RegistrySession:
                 async for name in self.client.list_repositories(page_size=100):
                     return [name]
                 return []
-            except RegistryError:
-                pass  # the type's own fallback decides below
+            except (PermissionDenied, NotFoundError):
+                pass  # the type's own fallback (or the same error again) decides below
         return await self.kind.list_repositories(self.creds, self.ctx, self.client)
 
     async def list_tags(self, repository: str) -> list[str]:

@@ -211,3 +211,62 @@ async def test_token_is_cached_per_role_and_refreshed_before_expiry(
         entry.expires_at = time.time() + REFRESH_MARGIN_SECONDS - 1
     await ecr.token(creds, type_context)
     assert calls == ["authenticate"] * 3
+
+
+async def test_assume_role_carries_the_external_id_and_region(
+    make_agent: AgentFactory,
+    ecr_images: dict[str, Any],
+    moto_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[dict[str, Any]] = []
+    original = EcrRegistry._client
+
+    def recording(self: EcrRegistry, service: str, ctx: Any, region: str, creds: Any) -> Any:
+        client = original(self, service, ctx, region, creds)
+        if service == "sts":
+            client.meta.events.register(
+                "provide-client-params.sts.AssumeRole",
+                lambda params, **_: seen.append({**params, "region": client.meta.region_name}),
+            )
+        return client
+
+    monkeypatch.setattr(EcrRegistry, "_client", recording)
+    agent = await make_agent(AWS_ENDPOINT_URL=moto_url)
+    status, body = await agent.get("/list", ecr_creds(None, external_id="ext-42"))
+    assert status == 200, body
+    assert seen == [
+        {
+            "RoleArn": ROLE_ARN,
+            "RoleSessionName": "crbroker-cr-agent",
+            "ExternalId": "ext-42",
+            "region": REGION,
+        }
+    ]
+
+
+async def test_ecr_scan_end_to_end(
+    make_agent: AgentFactory,
+    ecr_images: dict[str, Any],
+    plain_registry: RunningRegistry,
+    moto_url: str,
+) -> None:
+    from tests.fakes.callback_receiver import CallbackReceiver
+
+    receiver = await CallbackReceiver().start()
+    try:
+        agent = await make_agent(AWS_ENDPOINT_URL=moto_url)
+        repo = ecr_images["repo"]
+        status, accepted = await agent.post(
+            "/scan",
+            {"images": [f"{repo}:1.0"], "callbackUrl": receiver.url},
+            ecr_creds(plain_registry),
+        )
+        assert status == 202, accepted
+        await receiver.wait_for("/api/v2/import/done")
+        result = receiver.on("/api/v2/import/result")[0].json()
+        assert result["status"] == "success", result
+        assert result["digest"] == ecr_images["digests"]["1.0"]
+        assert result["packageCount"] == 3
+    finally:
+        await receiver.stop()

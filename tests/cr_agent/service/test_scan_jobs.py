@@ -88,6 +88,7 @@ async def test_missing_image_gives_an_error_result_and_a_failed_done(
     assert result["status"] == "error"
     assert result["error"]["code"] == "not-found" and result["error"]["step"] == "manifest"
     assert done.json()["status"] == "failed"
+    assert done.json()["jobId"] == accepted["jobId"]
 
 
 async def test_image_over_the_size_cap_is_refused_from_its_manifest(
