@@ -278,6 +278,14 @@ def test_6_server_restart_client_reconnects_and_serves_again(stack: Stack) -> No
     assert [h["websocketConnectionOpen"] for h in health] == [True, True]
 
 
+def test_service_channel_filters_reload_and_unknown_command(stack: Stack) -> None:
+    # the server only offers the service channel to clients >= 4.209.0: our version qualifies
+    status, _h, body = get(f"{stack.server.url}/service/{stack.token}/filters/reload")
+    assert status == 200 and b"Filters reloaded" in body
+    status, _h, _body = get(f"{stack.server.url}/service/{stack.token}/nonsense")
+    assert status == 400
+
+
 def test_8_no_secret_value_in_any_log_line(stack: Stack) -> None:
     secrets: list[Any] = [stack.token, SECRET_USERNAME, SECRET_PASSWORD, SECRET_BASE]
     blob = get(

@@ -201,3 +201,28 @@ def test_https_proxy_carries_websocket_and_response_posts(
     finally:
         client.stop()
         asyncio.run_coroutine_threadsafe(proxy.stop(), apps.background.loop).result(10)
+
+
+def test_local_listener_serves_https_with_https_cert_and_key(
+    tls_server: TlsServer, apps: Apps, tmp_path: Path
+) -> None:
+    client = start_our_client(
+        tmp_path,
+        server_url=tls_server.url,
+        agent_url=apps.agent_url,
+        wait=False,
+        extra={
+            "NODE_EXTRA_CA_CERTS": str(tls_server.pki.ca),
+            "HTTPS_CERT": str(tls_server.pki.cert),
+            "HTTPS_KEY": str(tls_server.pki.key),
+        },
+    )
+    try:
+        wait_for_https(
+            f"https://127.0.0.1:{client.port}/healthcheck", tls_server.context(), timeout=20
+        )
+        url = f"https://127.0.0.1:{client.port}/filters"
+        with urllib.request.urlopen(url, timeout=10, context=tls_server.context()) as resp:
+            assert set(json.loads(resp.read())) == {"private", "public"}
+    finally:
+        client.stop()
