@@ -79,6 +79,17 @@ def answer_headers(headers: Any) -> dict[str, str]:
     return out
 
 
+def declared_length(head: Head, method: str) -> int | None:
+    """The answer's content-length when it may be passed on (a body is expected and it parses)."""
+    if method == "HEAD" or head.status < 200 or head.status in (204, 304):
+        return None
+    for name, value in head.headers.items():
+        if isinstance(name, str) and name.lower() == "content-length":
+            text = str(value).strip()
+            return int(text) if text.isdigit() and len(text) < 16 else None
+    return None
+
+
 class Relay:
     def __init__(self, server: BrokerServer) -> None:
         self.server = server
@@ -315,6 +326,15 @@ class Relay:
             raise
         try:
             assert stream.response is not None
+            expected = stream.expected_length
+            if expected is not None and decoder.body_bytes != expected:
+                # the caller cannot tell a short body from a complete one: cut the connection
+                log.warning(
+                    "streamed answer differs from its content-length",
+                    expected=expected,
+                    received=decoder.body_bytes,
+                )
+                stream.response.force_close()
             await stream.response.write_eof()
         except ConnectionError:
             stream.fail("the caller went away")
@@ -331,6 +351,11 @@ class Relay:
                 response = web.StreamResponse(
                     status=item.status, headers=answer_headers(item.headers)
                 )
+                length = declared_length(item, stream.caller.method)
+                if length is not None:
+                    # a known length spares the chunked framing (one write less per answer)
+                    response.content_length = length
+                    stream.expected_length = length
                 await response.prepare(stream.caller)
                 stream.response = response
                 self.server.metrics.latency.labels("to_client", "stream").observe(

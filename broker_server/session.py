@@ -199,7 +199,15 @@ class ClientSession:
     def spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error(
+                "request handling failed", error=f"{type(exc).__name__}: {exc}", **self.describe()
+            )
 
     async def _heartbeat_loop(self) -> None:
         settings = self.server.settings
@@ -373,8 +381,12 @@ class ClientSession:
 
     async def _answer_upstream(self, ack_id: int, args: list[Any]) -> None:
         reply = await self.server.upstream.forward(self, args[0] if args else None)
-        with contextlib.suppress(ProtocolError):
-            await self.send(self.conn.send_ack(ack_id, reply))
+        try:
+            data = self.conn.send_ack(ack_id, reply)
+        except ProtocolError as exc:
+            log.error("cannot encode the upstream answer", error=str(exc), **self.describe())
+            data = self.conn.send_ack(ack_id, {"status": 502, "headers": {}, "body": str(exc)})
+        await self.send(data)
 
     # -- requests to the client -----------------------------------------------------------
 

@@ -36,6 +36,7 @@ class PendingStream:
     )
     response: web.StreamResponse | None = None
     attached: bool = False
+    expected_length: int | None = None
     started: float = field(default_factory=time.monotonic)
 
     def fail(self, message: str) -> None:

@@ -40,13 +40,31 @@ class _Undefined:
 UNDEFINED: Final = _Undefined()
 
 MAX_DEPTH = 200
+_PLAIN = frozenset({str, int, bool})
 
 
 def to_json_value(obj: Any, _depth: int = 0) -> Any:
     """Turn Python values into plain JSON values with EJSON markers."""
     if _depth > MAX_DEPTH:
         raise ProtocolError("EJSON value nested too deeply")
-    if obj is None or isinstance(obj, (bool, str, int)):
+    kind = type(obj)
+    if kind in _PLAIN or obj is None:
+        return obj
+    if kind is dict:
+        out = {}
+        escape = False
+        for key, value in obj.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise ProtocolError(f"EJSON object keys must be strings, not {type(key).__name__}")
+            if key[:1] == "$":
+                escape = True
+            # plain leaves inline: request headers are most of what goes over the socket
+            if type(value) in _PLAIN or value is None:
+                out[key] = value
+            elif value is not UNDEFINED:
+                out[key] = to_json_value(value, _depth + 1)
+        return {"$escape": out} if escape else out
+    if isinstance(obj, bool | str | int):
         return obj
     if isinstance(obj, float):
         if math.isnan(obj):
@@ -54,23 +72,14 @@ def to_json_value(obj: Any, _depth: int = 0) -> Any:
         if math.isinf(obj):
             return {"$InfNaN": 1 if obj > 0 else -1}
         return obj
-    if isinstance(obj, (bytes, bytearray, memoryview)):
+    if isinstance(obj, bytes | bytearray | memoryview):
         return {"$binary": base64.b64encode(bytes(obj)).decode("ascii")}
     if isinstance(obj, datetime):
         when = obj if obj.tzinfo else obj.replace(tzinfo=UTC)
         return {"$date": round(when.timestamp() * 1000)}
     if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if value is UNDEFINED:
-                continue
-            if not isinstance(key, str):
-                raise ProtocolError(f"EJSON object keys must be strings, not {type(key).__name__}")
-            out[key] = to_json_value(value, _depth + 1)
-        if any(key.startswith("$") for key in out):
-            return {"$escape": out}
-        return out
-    if isinstance(obj, (list, tuple)):
+        return to_json_value(dict(obj), _depth)
+    if isinstance(obj, list | tuple):
         return [None if v is UNDEFINED else to_json_value(v, _depth + 1) for v in obj]
     raise ProtocolError(f"EJSON cannot encode a value of type {type(obj).__name__}")
 

@@ -7,6 +7,7 @@ import asyncio
 import struct
 
 import aiohttp
+import pytest
 
 from shared.broker_protocol import AckReceived, EventReceived, ServerIdentified
 from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, upstream_accept
@@ -312,4 +313,29 @@ async def test_metrics_and_healthcheck(make_server):
     )
     assert "broker_server_request_duration_seconds_bucket" in text
     assert 'broker_server_bytes_total{direction="to_client",kind="response"}' in text
+    await peer.close()
+
+
+async def test_declared_length_is_passed_on_and_a_short_body_cuts_the_connection(make_server):
+    srv = await make_server()
+    peer = await WsPeer(srv.url, TOKEN).connect()
+
+    async def answer(peer: WsPeer, received: EventReceived) -> None:
+        short = received.event.args[0]["url"].endswith("short")
+        await answer_by_stream(
+            peer, received, body=b"x" * 50, headers={"content-length": "100" if short else "50"}
+        )
+
+    peer.handler = answer
+    await peer.identify()
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list/exact") as resp:
+            assert resp.headers["content-length"] == "50"
+            assert "transfer-encoding" not in resp.headers
+            assert await resp.read() == b"x" * 50
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list/short") as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
     await peer.close()

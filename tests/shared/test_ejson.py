@@ -66,3 +66,15 @@ def test_malformed_input_names_the_problem(text, message):
 def test_unencodable_value():
     with pytest.raises(ProtocolError, match="cannot encode a value of type object"):
         dumps(object())
+
+
+def test_str_subclass_keys_and_values_encode():
+    class Key(str):
+        pass
+
+    assert dumps({Key("Content-Type"): Key("text/plain")}) == '{"Content-Type":"text/plain"}'
+
+
+def test_non_string_key_is_refused():
+    with pytest.raises(ProtocolError, match="keys must be strings"):
+        dumps({1: "x"})
