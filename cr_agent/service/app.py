@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import ssl
 import sys
@@ -34,6 +35,8 @@ from cr_agent.service.spool import Spool
 from shared.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
+
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 
@@ -232,13 +235,17 @@ async def list_with_metadata(request: web.Request) -> web.Response:
 
 
 def image_from_path(rest: str) -> str:
-    """``repo/sub/tag``, ``repo/sub:tag`` or ``repo/sub@sha256:...`` -> an image reference."""
+    """``repo/sub/tag``, ``repo/sub/sha256:...``, ``repo/sub:tag`` or ``repo/sub@sha256:...``
+    (PR #877's ``/image-metadata/:repo/:imageRef``, with slashes in the repository)."""
     rest = rest.strip("/")
-    last = rest.rsplit("/", 1)[-1]
-    if "@" in rest or ":" in last or "/" not in rest:
+    if "@" in rest:
         return rest
-    repo, ref = rest.rsplit("/", 1)
-    return f"{repo}@{ref}" if ref.startswith("sha256:") else f"{repo}:{ref}"
+    repo, _, last = rest.rpartition("/")
+    if repo and _DIGEST.match(last):
+        return f"{repo}@{last}"
+    if not repo or ":" in last:
+        return rest
+    return f"{repo}:{last}"
 
 
 async def image_metadata(request: web.Request) -> web.Response:

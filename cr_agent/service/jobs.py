@@ -71,6 +71,8 @@ class Job:
     delivered: int = 0
     spooled: int = 0
     task: asyncio.Task[None] | None = None
+    #: results scanned but not yet handed to the sender (delivered or spooled)
+    unsent: dict[int, ScanOutcome | None] = field(default_factory=dict)
 
     def view(self) -> JobStatus:
         return JobStatus(
@@ -190,7 +192,9 @@ class JobManager:
             )
         await self._send_result(job, index, outcome)
 
-    async def _send_result(self, job: Job, index: int, outcome: ScanOutcome | None) -> None:
+    def _result_deliveries(
+        self, job: Job, index: int, outcome: ScanOutcome | None
+    ) -> list[Delivery]:
         status = job.images[index]
         result_id = hashlib.sha256(f"{job.id}\0{index}".encode()).hexdigest()[:32]
         body = ResultCallback(
@@ -215,21 +219,20 @@ class JobManager:
             # cannot be split without truncating: report the image as failed instead
             detail = ErrorDetail(code="result-too-large", message=str(exc), step="callback")
             job.images[index] = ImageStatus(image=status.image, status="failed", error=detail)
-            body = {
-                **body,
-                "status": "error",
-                "sbom": None,
-                "error": detail.model_dump(exclude_none=True),
-            }
-            bodies = result_bodies({k: v for k, v in body.items() if v is not None}, self.max_body)
-        for n, data in enumerate(bodies):
-            await self._deliver(
-                job, "result", self._url(job, RESULT_PATHS[job.kind]), data, f"{result_id}-{n}"
+            body = {k: v for k, v in body.items() if k not in ("sbom", "distro", "format")}
+            body.update(status="error", error=detail.model_dump(exclude_none=True))
+            bodies = result_bodies(body, self.max_body)
+        url = self._url(job, RESULT_PATHS[job.kind])
+        return [
+            Delivery(
+                url=url, body=data, idempotency_key=f"{result_id}-{n}", job_id=job.id, kind="result"
             )
+            for n, data in enumerate(bodies)
+        ]
 
-    async def _send_done(self, job: Job) -> None:
+    def _done_delivery(self, job: Job) -> Delivery | None:
         if job.kind == "discover":
-            return  # v1 discovery has results only; there is no done path for it
+            return None  # v1 discovery has results only; there is no done path for it
         failed = sum(1 for s in job.images if s.status == "failed")
         body = DoneCallback(
             jobId=job.id,
@@ -240,10 +243,24 @@ class JobManager:
             images=job.images,
             context=job.request.context,
         ).model_dump_json(exclude_none=True)
-        await self._deliver(job, "done", self._url(job, DONE_PATH), body.encode(), f"{job.id}-done")
+        return Delivery(
+            url=self._url(job, DONE_PATH),
+            body=body.encode(),
+            idempotency_key=f"{job.id}-done",
+            job_id=job.id,
+            kind="done",
+        )
 
-    async def _deliver(self, job: Job, kind: str, url: str, body: bytes, key: str) -> None:
-        delivery = Delivery(url=url, body=body, idempotency_key=key, job_id=job.id, kind=kind)
+    async def _send_result(self, job: Job, index: int, outcome: ScanOutcome | None) -> None:
+        for delivery in self._result_deliveries(job, index, outcome):
+            await self._deliver(job, delivery)
+
+    async def _send_done(self, job: Job) -> None:
+        delivery = self._done_delivery(job)
+        if delivery is not None:
+            await self._deliver(job, delivery)
+
+    async def _deliver(self, job: Job, delivery: Delivery) -> None:
         ok = await self.sender.send(delivery, after_spooled=job.spooled > 0)
         if ok:
             job.delivered += 1
@@ -251,10 +268,45 @@ class JobManager:
             job.spooled += 1
             self.sender.wake()
 
+    def _spool_interrupted(self, job: Job) -> None:
+        """A job cut short by shutdown still reports: its missing results and its done wait
+        in the spool for the next start (no network during shutdown)."""
+        detail = ErrorDetail(
+            code="agent-stopped",
+            message="the agent stopped before this image was scanned; request the scan again",
+            step="shutdown",
+        )
+        for index, outcome in sorted(job.unsent.items()):
+            # scanned, but shutdown came before its result was handed over
+            for delivery in self._result_deliveries(job, index, outcome):
+                self.sender.spool.put(delivery)
+                job.spooled += 1
+        pending = [i for i, s in enumerate(job.images) if s.status in ("queued", "running")]
+        for index in pending:
+            job.images[index] = ImageStatus(
+                image=job.images[index].image, status="failed", error=detail
+            )
+            for delivery in self._result_deliveries(job, index, None):
+                self.sender.spool.put(delivery)
+                job.spooled += 1
+        done = self._done_delivery(job)
+        if done is not None:
+            self.sender.spool.put(done)
+            job.spooled += 1
+        log.warning(
+            "job interrupted by shutdown; its callbacks are spooled",
+            job=job.id,
+            images=len(pending),
+        )
+
     async def close(self) -> None:
-        tasks = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        """Cancel running jobs; what they still owed upstream goes to the spool."""
+        running = [j for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for job in running:
+            assert job.task is not None
+            job.task.cancel()
+        for job in running:
+            assert job.task is not None
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await job.task
+            self._spool_interrupted(job)

@@ -94,6 +94,13 @@ def request_credentials(
             "header (or the 'credentials' field of a JSON body)",
             "Authorization",
         )
+    if "${" in blob:
+        # the broker client was meant to replace ${CR_CREDENTIALS} and did not
+        raise CredentialsProblem(
+            f"{field} still holds a ${{...}} placeholder: the broker client did not substitute "
+            "it (x-broker-var-sub / BROKER_VAR_SUB, or substitution disabled)",
+            field,
+        )
     try:
         creds = decode_credentials(blob)
     except CredentialsError as exc:

@@ -314,3 +314,41 @@ async def test_callback_url_from_settings_when_the_request_has_none(
     assert status == 202
     await receiver.wait_for(DONE)
     assert json.loads(receiver.on(RESULT)[0].body)["status"] == "success"
+
+
+class StalledScanner(RegistryImageScanner):
+    """The real scanner, but every scan first waits long enough for a shutdown to hit it."""
+
+    async def scan(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(3600)
+        return await super().scan(*args, **kwargs)
+
+
+async def test_shutdown_spools_what_a_running_job_still_owes(
+    make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    probe = await make_agent()
+    agent = await make_agent(scanner=StalledScanner(probe.app[STATE].type_context, 1 << 30))
+    status, accepted = await agent.post(
+        "/scan",
+        {
+            "images": [f"{unique_repo}:a", f"{unique_repo}:b"],
+            "callbackUrl": f"http://127.0.0.1:{port}",
+        },
+        creds_for(plain_registry),
+    )
+    assert status == 202
+    await asyncio.sleep(0.2)
+    await agent.server.close()  # what SIGTERM does: app cleanup
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 3  # two results and the done
+
+    receiver = await CallbackReceiver().start(port=port)
+    try:
+        await make_agent(CALLBACK_RETRY_SECONDS=60)
+        [done] = await receiver.wait_for(DONE, wait_seconds=30)
+        results = [r.json() for r in receiver.on(RESULT)]
+        assert [r["error"]["code"] for r in results] == ["agent-stopped", "agent-stopped"]
+        assert done.json()["jobId"] == accepted["jobId"] and done.json()["status"] == "failed"
+    finally:
+        await receiver.stop()
