@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import time
 import urllib.parse
 from datetime import datetime
 from typing import Any
 
-from cr_agent.registry.client import RegistryClient, ResolvedImage
+import aiohttp
+
+from cr_agent.registry.client import USER_AGENT, RegistryClient, ResolvedImage
 from cr_agent.registry.errors import InvalidReference, NotFoundError, PermissionDenied
 from cr_agent.registry.manifest import ImageIndex
 from cr_agent.registry.reference import ImageReference
@@ -29,6 +33,9 @@ from cr_agent.service.models import (
     TagMetadata,
 )
 from shared.credentials import RegistryCredentials
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 #: HEAD requests in flight at once when a registry has no tag-metadata API
 HEAD_CONCURRENCY = 8
@@ -42,6 +49,7 @@ class RegistrySession:
         self.kind = kind
         self.ctx = ctx
         self._client: RegistryClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self.host: str | None = None
 
     @property
@@ -52,6 +60,20 @@ class RegistrySession:
     async def __aenter__(self) -> RegistrySession:
         endpoint = await self.kind.endpoint(self.creds, self.ctx)
         self.host = urllib.parse.urlsplit(endpoint.base_url).netloc
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            # LOG_LEVEL=debug: one line per HTTP exchange with the registry (method, URL
+            # without query, status, time); headers are never logged
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self.ctx.timeout,
+                    sock_connect=self.ctx.timeout,
+                    sock_read=self.ctx.timeout,
+                ),
+                headers={"User-Agent": USER_AGENT},
+                auto_decompress=False,  # layers are streamed and hashed compressed
+                trace_configs=[_http_trace()],
+            )
         self._client = RegistryClient(
             endpoint.base_url,
             endpoint.auth,
@@ -61,6 +83,7 @@ class RegistrySession:
             # a hanging registry must fail the request in bounded time, not after minutes
             retries=2,
             max_retry_wait=min(5.0, self.ctx.timeout),
+            session=self._http,
         )
         await self._client.__aenter__()
         return self
@@ -68,6 +91,8 @@ class RegistrySession:
     async def __aexit__(self, *exc: object) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._http is not None:
+            await self._http.close()
 
     # ------------------------------------------------------------------ names
 
@@ -187,6 +212,41 @@ class RegistrySession:
             )
         state = hashlib.sha256(f"{ref.repository}@{digest}".encode()).hexdigest()
         return f"sha256:{state}", digest
+
+
+def _http_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+
+    async def start(
+        _s: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        ctx.started = time.monotonic()
+
+    async def end(
+        _s: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        log.debug(
+            "registry http",
+            method=params.method,
+            url=str(params.url.with_query(None)),
+            status=params.response.status,
+            ms=round((time.monotonic() - ctx.started) * 1000, 1),
+        )
+
+    async def failed(
+        _s: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        log.debug(
+            "registry http failed",
+            method=params.method,
+            url=str(params.url.with_query(None)),
+            error=params.exception.__class__.__name__,
+        )
+
+    trace.on_request_start.append(start)
+    trace.on_request_end.append(end)
+    trace.on_request_exception.append(failed)
+    return trace
 
 
 def _config_json(raw: bytes) -> dict[str, Any]:
