@@ -58,7 +58,12 @@ async def parse_body(request: web.Request, model: type[M]) -> tuple[M, dict[str,
         raise ApiError(
             413, "invalid-request", f"body larger than {MAX_BODY_BYTES} bytes", field="body"
         )
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    try:
+        raw = await request.read()  # bounded by the app's client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, "invalid-request", f"body larger than {MAX_BODY_BYTES} bytes", field="body"
+        ) from None
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(
             413, "invalid-request", f"body larger than {MAX_BODY_BYTES} bytes", field="body"

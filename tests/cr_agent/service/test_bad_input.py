@@ -206,3 +206,17 @@ async def test_hanging_registry_is_answered_in_bounded_time(
 async def test_unknown_route_is_json_404(agent: Agent) -> None:
     status, body = await agent.get("/no/such/thing")
     assert status == 404 and body["error"]["code"] == "no-such-route"
+
+
+async def test_large_bodies_are_read_whole_and_validated(agent: Agent) -> None:
+    creds = blob(type="generic-cr", username="u", password="p", registryBase="http://127.0.0.1:1")
+    images = [f"team/repository-with-a-long-name-{i:04d}:tag-{'x' * 150}" for i in range(1001)]
+    status, body = await agent.post(
+        "/scan", {"images": images, "callbackUrl": "http://127.0.0.1:9"}, creds
+    )
+    assert status == 400  # parsed whole (about 200 kB), then refused for being 1001 images
+    assert body["error"]["field"] == "images"
+    async with agent.http.post(
+        agent.url + "/scan", data=b"[" + b"1," * 1_500_000 + b"1]", headers={"Authorization": creds}
+    ) as resp:
+        assert resp.status == 413
