@@ -96,9 +96,15 @@ def test_server_restart_both_kinds_of_client_come_back(backends: Backends, tmp_p
             assert call(f"{server.url}/broker/{token}/list")[0] == 200
 
         server.restart()
-        for token in (TOKEN, OTHER_TOKEN):
-            snyk_broker.wait_for_clients(server.url, token, 2, timeout=45)
-            assert wait_requests_work(f"{server.url}/broker/{token}/list?after=restart") == 200
+        for token, client_log in ((TOKEN, snyk.log_text), (OTHER_TOKEN, ours.process.log_text)):
+            try:
+                snyk_broker.wait_for_clients(server.url, token, 2, timeout=45)
+                assert wait_requests_work(f"{server.url}/broker/{token}/list?after=restart") == 200
+            except (TimeoutError, AssertionError) as exc:
+                raise AssertionError(
+                    f"{exc}\n--- server log ---\n{server.log_text()[-3000:]}"
+                    f"\n--- client log ---\n{client_log()[-3000:]}"
+                ) from None
         assert snyk.process.alive() and ours.process.alive()
     finally:
         for client in (snyk, ours):

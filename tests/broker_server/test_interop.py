@@ -4,6 +4,7 @@ GET, a 60 MB streamed answer, an ack-mode request, blocked paths, and a callback
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,9 +92,17 @@ def test_client_is_listed_with_version_and_filters(stack: Stack):
 def test_snyk_client_came_over_polling_then_upgraded(stack: Stack):
     if stack.kind != "snyk-client":
         pytest.skip("our client opens the websocket directly")
-    log = stack.server.log_text()
-    assert log.count('"transport": "polling", "eio": 4, "role": "primary", ') >= 1
-    assert log.count("client upgraded to websocket") >= 2
+    events = []
+    for line in stack.server.log_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    opened = [e for e in events if e.get("event") == "client socket opened"]
+    upgraded = {e["sid"] for e in events if e.get("event") == "client upgraded to websocket"}
+    assert len(opened) >= 2
+    assert all(e["transport"] == "polling" and e["eio"] == 4 for e in opened)
+    assert {e["sid"] for e in opened} <= upgraded
 
 
 def test_small_get_reaches_agent(stack: Stack, backends: Backends):
