@@ -20,6 +20,7 @@ from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
 from broker_client.connection import AckHandle, ServerConnection
 from broker_client.downstream import Downstream
+from broker_client.http_client import HttpClient, HttpProtocolError
 from broker_client.local_listener import LocalListener
 from broker_client.response_sender import ResponseSender
 from broker_client.settings import CLIENT_VERSION, Settings
@@ -61,9 +62,12 @@ class BrokerClient:
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
             trust_env=False,
         )
+        fast = HttpClient(s.ssl_context)
         user_agent = f"Snyk Broker Client {self.version}"
-        self.downstream = Downstream(s, self.rules, self.variables, downstream_session, user_agent)
-        self.sender = ResponseSender(s, upstream_session, s.BROKER_TOKEN, self.version)
+        self.downstream = Downstream(
+            s, self.rules, self.variables, downstream_session, fast, user_agent
+        )
+        self.sender = ResponseSender(s, upstream_session, fast, s.BROKER_TOKEN, self.version)
         self.connections = [
             ServerConnection(
                 settings=s,
@@ -117,6 +121,7 @@ class BrokerClient:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await runner.cleanup()
+            await fast.close()
             await downstream_session.close()
             await upstream_session.close()
             log.info("broker client stopped")
@@ -171,7 +176,7 @@ class BrokerClient:
         elif handle is not None:
             try:
                 payload = await self.sender.ack_payload(request, answer)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, OSError, HttpProtocolError) as exc:
                 failure = error_answers.downstream_failure(
                     error_answers.DOWNSTREAM_ERROR,
                     f"reading the downstream body failed: {type(exc).__name__}",

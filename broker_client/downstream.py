@@ -7,8 +7,12 @@ it), or an :class:`ErrorAnswer` (blocked, unreachable, timed out).
 from __future__ import annotations
 
 import asyncio
+import base64
+import errno
 import json
+import socket
 import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +22,7 @@ from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
 from broker_client.error_answers import ErrorAnswer
 from broker_client.header_hygiene import downstream_headers, response_headers
+from broker_client.http_client import HttpClient, HttpProtocolError, HttpResponse
 from broker_client.settings import Settings
 from shared.accept_rules import AcceptRules, auth_header, expand_origin
 from shared.logging import get_logger
@@ -26,23 +31,49 @@ from shared.var_substitution import VariableSource, substitute_body, substitute_
 log = get_logger("broker_client.downstream")
 
 RETRY_PAUSE = 0.5
+#: Failures before any byte reached the downstream: worth another try (snyk: MAX_RETRY).
+RETRYABLE = (
+    ConnectionRefusedError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    socket.gaierror,
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+)
 
 
 @dataclass
 class DownstreamResponse:
+    """The agent's answer with its body still unread (from either HTTP client)."""
+
     status: int
     headers: dict[str, Any]
-    response: aiohttp.ClientResponse
+    content_length: int | None
+    chunks: Callable[[int], AsyncIterator[bytes]]
+    release: Callable[[], None]
+    close: Callable[[], None]
 
-    @property
-    def content_length(self) -> int | None:
-        return self.response.content_length
+    @classmethod
+    def from_fast(cls, response: HttpResponse) -> DownstreamResponse:
+        return cls(
+            response.status,
+            response_headers(response.headers),
+            response.content_length,
+            response.iter_chunks,
+            response.release,
+            response.close,
+        )
 
-    def release(self) -> None:
-        self.response.release()
-
-    def close(self) -> None:
-        self.response.close()
+    @classmethod
+    def from_aiohttp(cls, response: aiohttp.ClientResponse) -> DownstreamResponse:
+        return cls(
+            response.status,
+            response_headers(response.headers.items()),
+            response.content_length,
+            response.content.iter_chunked,
+            response.release,
+            response.close,
+        )
 
 
 class Downstream:
@@ -54,12 +85,14 @@ class Downstream:
         rules: AcceptRules,
         variables: VariableSource,
         session: aiohttp.ClientSession,
+        fast: HttpClient,
         user_agent: str,
     ) -> None:
         self.settings = settings
         self.rules = rules
         self.variables = variables
         self.session = session
+        self.fast = fast
         self.user_agent = user_agent
         self.timeout = aiohttp.ClientTimeout(
             total=None,
@@ -93,26 +126,40 @@ class Downstream:
         authorization = auth_header(rule.auth, self.variables)
         if authorization is not None:
             headers["authorization"] = authorization
-        target = expand_origin(rule.origin, self.variables) + request.url
+        target = _with_userinfo_auth(
+            expand_origin(rule.origin, self.variables) + request.url, headers
+        )
         return await self._send(request, target, headers, body)
 
     async def _send(
         self, request: BrokerRequest, target: str, headers: dict[str, str], body: bytes | None
     ) -> DownstreamResponse | ErrorAnswer:
         attempts = self.settings.MAX_RETRY + 1
+        proxy = self.settings.proxy_for(target)
         for attempt in range(1, attempts + 1):
             try:
-                response = await self.session.request(
+                if proxy is None:
+                    response = await self.fast.request(
+                        request.method,
+                        target,
+                        headers=headers,
+                        body=body,
+                        connect_timeout=self.settings.SOCKET_CONNECT_TIMEOUT / 1000,
+                        read_timeout=self.settings.BROKER_DOWNSTREAM_TIMEOUT / 1000,
+                    )
+                    return DownstreamResponse.from_fast(response)
+                via_proxy = await self.session.request(
                     request.method,
                     target,
                     headers=headers,
                     data=body,
                     timeout=self.timeout,
-                    proxy=self.settings.proxy_for(target),
+                    proxy=proxy,
                     ssl=self.settings.ssl_context if target.startswith("https:") else None,
                     allow_redirects=False,
                 )
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+                return DownstreamResponse.from_aiohttp(via_proxy)
+            except RETRYABLE as exc:
                 if attempt < attempts:
                     log.info(
                         "downstream connection failed, retrying",
@@ -122,21 +169,31 @@ class Downstream:
                     )
                     await asyncio.sleep(RETRY_PAUSE)
                     continue
-                return self._failure(request, exc)
-            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-                return self._failure(request, exc)
-            return DownstreamResponse(
-                response.status, response_headers(response.headers.items()), response
-            )
+                return self._failure(request, exc, target)
+            except (
+                TimeoutError,
+                OSError,
+                aiohttp.ClientError,
+                HttpProtocolError,
+                ValueError,
+            ) as exc:
+                return self._failure(request, exc, target)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _failure(self, request: BrokerRequest, exc: BaseException) -> ErrorAnswer:
+    def _failure(self, request: BrokerRequest, exc: BaseException, target: str) -> ErrorAnswer:
+        where = urllib.parse.urlsplit(target).netloc
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             code = error_answers.DOWNSTREAM_TIMEOUT
             message = "downstream did not answer in time"
+        elif isinstance(exc, socket.gaierror):
+            code = error_answers.DOWNSTREAM_UNREACHABLE
+            message = f"getaddrinfo ENOTFOUND {where}"
         elif isinstance(exc, aiohttp.ClientConnectorError):
             code = error_answers.DOWNSTREAM_UNREACHABLE
-            message = f"connect {_errno_name(exc)} {exc.host}:{exc.port}"
+            message = f"connect {_errno_name(exc.os_error)} {exc.host}:{exc.port}"
+        elif isinstance(exc, ConnectionRefusedError):
+            code = error_answers.DOWNSTREAM_UNREACHABLE
+            message = f"connect {_errno_name(exc)} {where}"
         else:
             code = error_answers.DOWNSTREAM_ERROR
             message = f"{type(exc).__name__}: {exc}"
@@ -151,11 +208,23 @@ class Downstream:
         return error_answers.downstream_failure(code, message)
 
 
-def _errno_name(exc: aiohttp.ClientConnectorError) -> str:
-    import errno
-
-    number = exc.os_error.errno if exc.os_error is not None else None
+def _errno_name(exc: OSError | None) -> str:
+    number = exc.errno if exc is not None else None
     return errno.errorcode.get(number, "ECONNREFUSED") if number else "ECONNREFUSED"
+
+
+def _with_userinfo_auth(url: str, headers: dict[str, str]) -> str:
+    """Credentials embedded in the origin become Basic auth (as snyk-broker honours them)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url
+    if "authorization" not in headers:
+        pair = (
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        )
+        headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _form_encode(body: bytes) -> bytes:

@@ -1,13 +1,14 @@
 """Answering the server: streaming ``POST /response-data/<token>/<streamingID>`` or an ack.
 
 The stream path never holds the whole body: the agent's response is read in bounded chunks
-and written to the POST as it arrives (aiohttp applies back-pressure both ways). The ack path
-must buffer (the body travels as one socket message) and is capped, as in snyk-broker.
+and written to the POST as it arrives (back-pressure both ways). The ack path must buffer (the
+body travels as one socket message) and is capped, as in snyk-broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
 from broker_client.downstream import DownstreamResponse
 from broker_client.error_answers import ErrorAnswer
+from broker_client.http_client import HttpClient, HttpProtocolError
 from broker_client.settings import Settings
 from shared.logging import get_logger
 from shared.response_stream import CONTENT_TYPE, encode_head
@@ -28,6 +30,13 @@ SMALL_BODY = 256 * 1024
 CHUNK = 256 * 1024
 CONNECT_RETRIES = 3
 RETRY_PAUSE = 0.5
+#: Connection set-up failures: nothing was sent yet, so the POST may be tried again.
+SETUP_ERRORS = (
+    ConnectionRefusedError,
+    ConnectionResetError,
+    socket.gaierror,
+    aiohttp.ClientConnectorError,
+)
 
 _CORRELATION = (
     ("Snyk-acting-org-public-id", "snyk-acting-org-public-id"),
@@ -37,17 +46,41 @@ _CORRELATION = (
 )
 
 
+class _Body:
+    """The POST body; remembers whether streaming started (then a retry is impossible)."""
+
+    def __init__(self, head: bytes, answer: DownstreamResponse) -> None:
+        self.head = head
+        self.answer = answer
+        self.started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        yield self.head
+        try:
+            async for chunk in self.answer.chunks(CHUNK):
+                yield chunk
+        finally:
+            self.answer.release()
+
+
 class ResponseSender:
     def __init__(
-        self, settings: Settings, session: aiohttp.ClientSession, token: str, version: str
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        fast: HttpClient,
+        token: str,
+        version: str,
     ) -> None:
         self.settings = settings
         self.session = session
+        self.fast = fast
         self.token = token
         self.version = version
+        self.total_timeout = settings.BROKER_CLIENT_POST_TIMEOUT / 1000
         self.timeout = aiohttp.ClientTimeout(
-            total=settings.BROKER_CLIENT_POST_TIMEOUT / 1000,
-            sock_connect=settings.SOCKET_CONNECT_TIMEOUT / 1000,
+            total=self.total_timeout, sock_connect=settings.SOCKET_CONNECT_TIMEOUT / 1000
         )
 
     # ------------------------------------------------------------------ stream path
@@ -60,62 +93,80 @@ class ResponseSender:
             f"{self.settings.BROKER_SERVER_URL}/response-data/{self.token}/"
             f"{request.streaming_id}?connection_role={role}"
         )
+        body: bytes | _Body
         if isinstance(answer, ErrorAnswer):
-            head = encode_head(answer.status, answer.headers, answer.error_type)
-            payload: bytes | AsyncIterator[bytes] = head + answer.body_bytes()
+            body = (
+                encode_head(answer.status, answer.headers, answer.error_type) + answer.body_bytes()
+            )
         else:
             head = encode_head(
                 answer.status, answer.headers, error_answers.classify_status(answer.status)
             )
             length = answer.content_length
             if length is not None and length <= SMALL_BODY:
-                payload = head + await answer.response.read()
-                answer.release()
+                try:
+                    body = head + b"".join([c async for c in answer.chunks(CHUNK)])
+                finally:
+                    answer.release()
             else:
-                payload = _chunks(head, answer)
+                body = _Body(head, answer)
         errors: list[str] = []
-        for attempt in range(CONNECT_RETRIES + 1):
-            headers = self._headers(request, attempt, errors)
-            try:
-                async with self.session.post(
-                    url,
-                    data=payload,
-                    headers=headers,
-                    timeout=self.timeout,
-                    proxy=self.settings.proxy_for(url),
-                    ssl=self.settings.ssl_context if url.startswith("https:") else None,
-                ) as resp:
-                    if resp.status >= 300:
-                        text = (await resp.content.read(500)).decode(errors="replace")
-                        log.error(
-                            "server refused the streamed response",
-                            status=resp.status,
-                            answer=text,
-                            request_id=request.request_id,
-                        )
-                    else:
-                        await resp.read()
+        try:
+            for attempt in range(CONNECT_RETRIES + 1):
+                headers = self._headers(request, attempt, errors)
+                try:
+                    async with asyncio.timeout(self.total_timeout):
+                        status, text = await self._post(url, headers, body)
+                except SETUP_ERRORS as exc:
+                    if isinstance(body, _Body) and body.started:
+                        raise
+                    errors.append(type(exc).__name__)
+                    if attempt < CONNECT_RETRIES:
+                        await asyncio.sleep(RETRY_PAUSE)
+                        continue
+                    raise
+                if status >= 300:
+                    log.error(
+                        "server refused the streamed response",
+                        status=status,
+                        answer=text,
+                        request_id=request.request_id,
+                    )
                 return
-            except aiohttp.ClientConnectorError as exc:
-                # only connection set-up is retried: the body generator has not started yet
-                errors.append(type(exc).__name__)
-                if attempt < CONNECT_RETRIES:
-                    await asyncio.sleep(RETRY_PAUSE)
-                    continue
-                log.error(
-                    "could not reach the server to post a response",
-                    error=str(exc),
-                    request_id=request.request_id,
-                )
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                log.error(
-                    "posting the response to the server failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    request_id=request.request_id,
-                )
-            break
-        if isinstance(answer, DownstreamResponse):
-            answer.close()
+        except (TimeoutError, OSError, aiohttp.ClientError, HttpProtocolError) as exc:
+            log.error(
+                "posting the response to the server failed",
+                error=f"{type(exc).__name__}: {exc}",
+                request_id=request.request_id,
+            )
+        finally:
+            if isinstance(answer, DownstreamResponse):
+                answer.close()  # no-op once released
+
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes | _Body
+    ) -> tuple[int, str]:
+        proxy = self.settings.proxy_for(url)
+        if proxy is None:
+            response = await self.fast.request(
+                "POST",
+                url,
+                headers=headers,
+                body=body if isinstance(body, bytes) else body.__aiter__(),
+                connect_timeout=self.settings.SOCKET_CONNECT_TIMEOUT / 1000,
+            )
+            text = (await response.read(limit=1 << 20)).decode("utf-8", "replace")
+            return response.status, text[:500]
+        async with self.session.post(
+            url,
+            data=body if isinstance(body, bytes) else body.__aiter__(),
+            headers=headers,
+            timeout=self.timeout,
+            proxy=proxy,
+            ssl=self.settings.ssl_context if url.startswith("https:") else None,
+        ) as resp:
+            text = (await resp.read()).decode("utf-8", "replace")
+            return resp.status, text[:500]
 
     def _headers(self, request: BrokerRequest, attempt: int, errors: list[str]) -> dict[str, str]:
         headers = {
@@ -175,32 +226,23 @@ class ResponseSender:
         }
 
 
-async def _chunks(head: bytes, answer: DownstreamResponse) -> AsyncIterator[bytes]:
-    yield head
-    try:
-        async for chunk in answer.response.content.iter_chunked(CHUNK):
-            yield chunk
-    finally:
-        answer.release()
-
-
 async def _read_capped(answer: DownstreamResponse, limit: int) -> bytes | int:
-    """The whole body, or its size (known or at least limit+1) when it is over ``limit``."""
+    """The whole body, or its size (known, or at least limit+1) when it is over ``limit``."""
+    length = answer.content_length
+    if length is not None and length > limit:
+        answer.close()
+        return length
+    parts: list[bytes] = []
+    size = 0
     try:
-        length = answer.content_length
-        if length is not None and length > limit:
-            answer.close()
-            return length
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in answer.response.content.iter_chunked(CHUNK):
+        async for chunk in answer.chunks(CHUNK):
             size += len(chunk)
             if size > limit:
                 answer.close()
                 return size
             parts.append(chunk)
-        answer.release()
-        return b"".join(parts)
-    except (aiohttp.ClientError, TimeoutError):
+    except BaseException:
         answer.close()
         raise
+    answer.release()
+    return b"".join(parts)
