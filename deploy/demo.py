@@ -176,8 +176,6 @@ def run(output_dir: Path, keep_logs: bool) -> int:
         return 0
     except DemoFailed as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
-        print(f"service logs: {workdir}", file=sys.stderr)
-        keep_logs = True
         return 1
     except (KeyboardInterrupt, Terminated):
         print("\ndemo interrupted; stopping everything it started", file=sys.stderr)
@@ -191,9 +189,8 @@ def run(output_dir: Path, keep_logs: bool) -> int:
             with contextlib.suppress(Exception):
                 stop()
         signal.signal(signal.SIGINT, previous)
-        if keep_logs or failed:
-            if failed:
-                print(f"logs kept in {workdir}", file=sys.stderr)
+        if (keep_logs or failed) and any(workdir.iterdir()):
+            print(f"service logs kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -84,3 +84,18 @@ def test_demo_stops_everything_when_interrupted(tmp_path: Path, sig: signal.Sign
     assert "interrupted" in rest
     time.sleep(0.2)
     assert not leftovers("crbroker-demo-")
+
+
+def test_demo_names_the_failing_step_and_exits_non_zero(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploy.demo", "--output", str(tmp_path / "sboms")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/nonexistent", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    assert "[1/6] checking prerequisites ... failed" in proc.stdout
+    assert "missing htpasswd" in proc.stderr and "make deps" in proc.stderr
+    assert not leftovers("crbroker-demo-")
