@@ -5,11 +5,13 @@ GET, a 60 MB streamed answer, an ack-mode request, blocked paths, and a callback
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.broker_client.agent import big_sha256
@@ -112,12 +114,31 @@ def test_small_get_reaches_agent(stack: Stack, backends: Backends):
     assert "/list?page=1" in agent_paths(backends)
 
 
-def test_60mb_streamed_answer_intact(stack: Stack):
+def test_60mb_streamed_answer_intact_and_never_buffered_by_server(stack: Stack):
+    server = psutil.Process(stack.server.process.pid)
+    baseline = server.memory_info().rss
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, server.memory_info().rss)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     started = time.monotonic()
-    status, size, digest = sha256_of(stack.broker(f"/list/big/{BIG}"))
+    try:
+        status, size, digest = sha256_of(stack.broker(f"/list/big/{BIG}"))
+    finally:
+        done.set()
+        sampler.join()
     assert (status, size) == (200, BIG)
     assert digest == big_sha256(BIG)
     assert time.monotonic() - started < 30
+    # the server streams chunk by chunk: its memory must not grow by anything near 60 MB
+    assert peak - baseline < 30_000_000, f"server RSS grew by {(peak - baseline) / 1e6:.1f} MB"
 
 
 def test_ack_mode_request(stack: Stack):

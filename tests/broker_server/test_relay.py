@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from shared.broker_protocol import AckReceived, EventReceived, ServerIdentified
+from shared.response_stream import CONTENT_TYPE, encode_head
 from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, upstream_accept
 from tests.broker_server.peer import WsPeer, answer_by_stream, echo_handler
 
@@ -338,4 +339,48 @@ async def test_declared_length_is_passed_on_and_a_short_body_cuts_the_connection
             assert resp.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):
                 await resp.read()
+    await peer.close()
+
+
+async def test_slow_caller_slows_the_client_post_down(make_server):
+    """Back-pressure: the server writes each chunk to the caller before reading the next one."""
+    srv = await make_server()
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    block = b"z" * (1 << 20)
+    total_blocks = 48
+    produced = 0
+    post_done = asyncio.Event()
+
+    async def body():
+        nonlocal produced
+        yield encode_head(200, {"content-type": "application/octet-stream"})
+        for _ in range(total_blocks):
+            produced += 1
+            yield block
+
+    async def answer(peer: WsPeer, received: EventReceived) -> None:
+        stream_id = received.event.args[0]["streamingID"]
+        async with peer.http.post(
+            f"{peer.base_url}/response-data/{TOKEN}/{stream_id}",
+            data=body(),
+            headers={"content-type": CONTENT_TYPE},
+        ) as resp:
+            await resp.read()
+        post_done.set()
+
+    peer.handler = answer
+    await peer.identify()
+    await wait_ready(srv)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{srv.url}/broker/{TOKEN}/list/big") as resp,
+    ):
+        first = await resp.content.readexactly(1 << 20)
+        await asyncio.sleep(0.5)
+        # socket and transport buffers hold a few MB; the rest must still be unproduced
+        assert produced < total_blocks - 16, produced
+        assert not post_done.is_set()
+        rest = await resp.read()
+    assert len(first) + len(rest) == total_blocks << 20
+    await asyncio.wait_for(post_done.wait(), 5)
     await peer.close()
