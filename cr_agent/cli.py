@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 import time
@@ -25,7 +26,6 @@ from cr_agent.registry.docker_config import (
 from cr_agent.registry.errors import RegistryError
 from cr_agent.registry.manifest import Platform
 from cr_agent.registry.reference import ImageReference
-from shared.credentials import CredentialsError
 from shared.logging import configure_logging, register_secrets
 
 FORMATS = ("json", "cyclonedx", "spdx")
@@ -107,7 +107,6 @@ class _Progress:
 
 async def _scan(args: argparse.Namespace) -> str:
     from cr_agent.layer_cache import LayerCache
-    from cr_agent.sbom import to_cyclonedx_json, to_native_json, to_spdx_json
     from cr_agent.scan import scan_image
 
     ref = ImageReference.parse(args.image)
@@ -119,6 +118,11 @@ async def _scan(args: argparse.Namespace) -> str:
         directory = args.cache_dir or Path.home() / ".cache" / "crbroker" / "layers"
         cache = LayerCache(directory, max_bytes=args.cache_size)
     progress = _Progress() if sys.stdout.isatty() else None
+    writer_module = {"json": "native", "cyclonedx": "cyclonedx", "spdx": "spdx"}[args.format]
+    # the SBOM library takes a noticeable share of start-up; load it while layers stream
+    warm = asyncio.create_task(
+        asyncio.to_thread(importlib.import_module, f"cr_agent.sbom.{writer_module}")
+    )
     async with RegistryClient(
         f"{scheme}://{ref.api_host}",
         auth,
@@ -138,10 +142,12 @@ async def _scan(args: argparse.Namespace) -> str:
         finally:
             if progress is not None:
                 progress.finish()
+    await warm
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    writer = {"json": to_native_json, "cyclonedx": to_cyclonedx_json, "spdx": to_spdx_json}
-    return writer[args.format](result)
+    writer = {"native": "to_native_json", "cyclonedx": "to_cyclonedx_json", "spdx": "to_spdx_json"}
+    module = importlib.import_module(f"cr_agent.sbom.{writer_module}")
+    return str(getattr(module, writer[writer_module])(result))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, service="cr-agent", stream=sys.stderr)
     try:
         document = asyncio.run(_scan(args))
-    except (RegistryError, CredentialsError, CredentialHelperError) as exc:
+    except (RegistryError, CredentialHelperError) as exc:
         print(f"cr-agent scan: error: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # bad --platform, unreadable docker config, ...
+    except ValueError as exc:  # CredentialsError, bad --platform, unreadable docker config
         print(f"cr-agent scan: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,15 +6,17 @@ layer that introduced it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.catalogers.base import Cataloger, Distro, Package
 from cr_agent.image.inventory import build_inventory
-from cr_agent.image.layer import FileSelector, LayerContents, LayerReader, read_layer_stream
+from cr_agent.image.layer import FileSelector, LayerContents, LayerReader
 from cr_agent.layer_cache import LayerCache
 from cr_agent.registry.client import RegistryClient, ResolvedImage
 from cr_agent.registry.errors import NotFoundError, RegistryError
@@ -78,32 +80,74 @@ class ScanResult:
         return f"{prefix}{self.repository}"
 
 
+#: Layer work (hashing, inflating, tar walking) runs here: hashlib and isal release the GIL,
+#: so layers of one image (and concurrent scans) use more than one core, and the event loop
+#: stays free to serve requests while a 1 GB layer is read.
+_POOL: ThreadPoolExecutor | None = None
+#: compressed bytes handed to a worker at a time: big enough to make the hop cheap
+BATCH = 1 << 20
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="layer"
+        )
+    return _POOL
+
+
 async def _read_layer(
     client: RegistryClient,
     repository: str,
     desc: Descriptor,
-    diff_id: str,
+    diff_id: str | None,
     index: int,
+    label: str,
     selector: FileSelector,
     limits: ScanLimits,
     progress: Progress | None,
 ) -> LayerContents:
-    label = f"{index} ({diff_id[:19]})"
     reader = LayerReader(
         selector,
         label=label,
         max_layer_bytes=limits.max_layer_bytes,
         max_kept_bytes=limits.max_kept_bytes,
-        diff_id=diff_id if limits.verify_diff_ids else None,
+        diff_id=diff_id,
     )
-
-    def on_progress(n: int) -> None:
-        if progress is not None:
-            progress("layer_bytes", {"index": index, "bytes": n})
-
+    loop = asyncio.get_running_loop()
     try:
         async with client.open_blob(repository, desc.digest, desc.size) as stream:
-            return await read_layer_stream(stream.chunks(), reader, on_progress)
+
+            def work(data: bytes) -> None:
+                stream.update(data)
+                reader.feed(data)
+
+            pending: asyncio.Future[None] | None = None
+            batch: list[bytes] = []
+            batched = 0
+            async for chunk in stream.chunks(verify=False):
+                batch.append(chunk)
+                batched += len(chunk)
+                if progress is not None:
+                    progress("layer_bytes", {"index": index, "bytes": len(chunk)})
+                if batched < BATCH:
+                    continue
+                data = b"".join(batch)
+                batch.clear()
+                batched = 0
+                if pending is not None:
+                    await pending  # keep order; the next batch downloads meanwhile
+                if reader.failed:
+                    break
+                pending = loop.run_in_executor(_pool(), work, data)
+            if pending is not None:
+                await pending
+            if not reader.failed:
+                if batch:
+                    await loop.run_in_executor(_pool(), work, b"".join(batch))
+                stream.verify()
+            return await loop.run_in_executor(_pool(), reader.finish)
     except NotFoundError:
         if desc.urls or "nondistributable" in desc.media_type or "foreign" in desc.media_type:
             return LayerContents(
@@ -160,9 +204,13 @@ async def scan_image(
         desc = manifest.layers[info.index]
 
         async def loader() -> LayerContents:
+            # the diffID is checked only when the result goes into the cache, which is keyed
+            # by it: without a cache the verified compressed digest already vouches for the bytes
+            check = info.diff_id if cache is not None and limits.verify_diff_ids else None
+            label = f"{info.index} ({info.diff_id[:19]})"
             async with semaphore:
                 return await _read_layer(
-                    client, repository, desc, info.diff_id, info.index, selector, limits, progress
+                    client, repository, desc, check, info.index, label, selector, limits, progress
                 )
 
         if cache is not None:

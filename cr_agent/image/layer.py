@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cr_agent.catalogers.base import Cataloger
@@ -39,6 +39,8 @@ SERIAL_MAGIC = b"CRLAYER1"
 
 def normalise_path(name: str) -> str | None:
     """Path without leading ``/`` or ``./``; None when it climbs out with ``..``."""
+    if not name.startswith(("/", ".")) and "/." not in name and "//" not in name:
+        return name.rstrip("/")  # the common case: already clean
     parts = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -291,16 +293,3 @@ class LayerReader:
             if path.count("/") < MAX_DIR_DEPTH:
                 c.dirs.append(path)
             c.symlinks.pop(path, None)
-
-
-async def read_layer_stream(
-    chunks: object, reader: LayerReader, on_progress: Callable[[int], None] | None = None
-) -> LayerContents:
-    """Drive ``reader`` from an async iterator of compressed chunks."""
-    async for chunk in chunks:  # type: ignore[attr-defined]
-        reader.feed(chunk)
-        if on_progress is not None:
-            on_progress(len(chunk))
-        if reader.failed:
-            break
-    return reader.finish()

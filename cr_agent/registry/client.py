@@ -121,7 +121,13 @@ class BlobStream:
         self._hash = hashlib.new(algorithm)
         self.bytes_read = 0
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def update(self, chunk: bytes) -> None:
+        """Hash a chunk yourself (e.g. in a worker thread) after ``chunks(verify=False)``."""
+        self._hash.update(chunk)
+
+    async def chunks(self, *, verify: bool = True) -> AsyncIterator[bytes]:
+        """The blob's bytes. With ``verify=False`` the caller hashes each chunk with
+        :meth:`update` and calls :meth:`verify` at the end (so hashing can leave the loop)."""
         try:
             async for chunk in self._response.content.iter_chunked(self._chunk_size):
                 self.bytes_read += len(chunk)
@@ -130,7 +136,8 @@ class BlobStream:
                         f"blob {self.digest} is larger than the {self.size} bytes its descriptor says",
                         "blob",
                     )
-                self._hash.update(chunk)
+                if verify:
+                    self._hash.update(chunk)
                 yield chunk
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise RegistryUnreachable(
@@ -140,6 +147,11 @@ class BlobStream:
             raise RegistryUnreachable(
                 f"blob {self.digest}: read timed out after {self.bytes_read} bytes", "blob"
             ) from None
+        if verify:
+            self.verify()
+
+    def verify(self) -> None:
+        """Raise :class:`DigestMismatch` unless every byte arrived and hashes to the digest."""
         if self.size is not None and self.bytes_read != self.size:
             raise DigestMismatch(
                 f"blob {self.digest}: got {self.bytes_read} bytes, descriptor says {self.size}",

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from cr_agent.registry.auth import RegistryAuth
 from cr_agent.registry.reference import DOCKER_HUB
-from shared.credentials import decode_credentials
 from shared.logging import get_logger, register_secrets
 
 log = get_logger(__name__)
@@ -140,6 +139,8 @@ def _auth_entry(entry: Any) -> RegistryAuth | None:
 
 def auth_from_cr_credentials(blob: str) -> tuple[RegistryAuth, str | None]:
     """(auth, registryBase) from a ``CR_CREDENTIALS`` blob (username/password types)."""
+    from shared.credentials import decode_credentials  # pydantic: only when a blob is given
+
     creds = decode_credentials(blob)
     register_secrets(*creds.secret_values())
     return RegistryAuth(username=creds.username, password=creds.password), creds.registryBase

@@ -1,15 +1,28 @@
-"""SBOM writers for a :class:`cr_agent.scan.ScanResult`: CycloneDX 1.6, SPDX 2.3, our JSON."""
+"""SBOM writers for a :class:`cr_agent.scan.ScanResult`: CycloneDX 1.6, SPDX 2.3, our JSON.
 
-from cr_agent.sbom.cyclonedx import to_cyclonedx_json
-from cr_agent.sbom.native import native_document, to_native_json
-from cr_agent.sbom.purl import package_purl
-from cr_agent.sbom.spdx import spdx_document, to_spdx_json
+Names resolve lazily, so a command that writes one format imports only that writer.
+"""
 
-__all__ = [
-    "native_document",
-    "package_purl",
-    "spdx_document",
-    "to_cyclonedx_json",
-    "to_native_json",
-    "to_spdx_json",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "native_document": "native",
+    "to_native_json": "native",
+    "package_purl": "purl",
+    "spdx_document": "spdx",
+    "to_spdx_json": "spdx",
+    "to_cyclonedx_json": "cyclonedx",
+    "cyclonedx_document": "cyclonedx",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cr_agent.sbom' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cr_agent.sbom.{module}"), name)

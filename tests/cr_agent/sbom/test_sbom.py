@@ -123,6 +123,18 @@ def _result() -> ScanResult:
             layers[1].diff_id,
             layers[1].created_by,
         ),
+        PackageRecord(
+            Package("deb", "odd", "1", arch="amd64", licenses=("GPL-2+", "mit")),
+            1,
+            layers[1].diff_id,
+            None,
+        ),
+        PackageRecord(
+            Package("apk", "dual", "2-r0", arch="x86_64", licenses=("MIT OR Apache-2.0",)),
+            1,
+            layers[1].diff_id,
+            None,
+        ),
     ]
     return ScanResult(
         repository="library/app",
@@ -154,13 +166,23 @@ def test_cyclonedx_1_6_validates_and_carries_layers():
     assert props["crbroker:layer:index"] == "1"
     assert props["crbroker:layer:createdBy"] == "RUN apt-get install curl"
     assert any(c["type"] == "operating-system" and c["name"] == "debian" for c in doc["components"])
+    assert libs["odd"]["licenses"] == [{"license": {"name": "GPL-2+"}}, {"license": {"id": "MIT"}}]
+    assert libs["dual"]["licenses"] == [{"expression": "MIT OR Apache-2.0"}]
+    assert doc["dependencies"][0]["ref"] == doc["metadata"]["component"]["bom-ref"]
+
+
+def test_cyclonedx_without_distro_or_packages_is_valid():
+    result = _result()
+    result.distro = None
+    result.packages = []
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(to_cyclonedx_json(result)) is None
 
 
 def test_spdx_2_3_document():
     doc = json.loads(to_spdx_json(_result()))
     assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
     names = [p["name"] for p in doc["packages"]]
-    assert names == ["127.0.0.1:5000/library/app", "base-files", "curl"]
+    assert names == ["127.0.0.1:5000/library/app", "base-files", "curl", "odd", "dual"]
     curl = doc["packages"][2]
     assert curl["externalRefs"][0]["referenceLocator"].startswith("pkg:deb/debian/curl@")
     assert "layer 1" in curl["sourceInfo"]
