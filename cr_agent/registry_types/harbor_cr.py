@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import urllib.parse
 
+from cr_agent.registry.errors import NotFoundError, PermissionDenied
 from cr_agent.registry_types.base import (
     RegistryType,
     TagInfo,
@@ -76,8 +77,14 @@ class HarborRegistry(RegistryType):
             f"/api/v2.0/projects/{urllib.parse.quote(project, safe='')}"
             f"/repositories/{encoded}/artifacts"
         )
+        try:
+            artifacts = await self._all(api, path, {"with_tag": "true"})
+        except (NotFoundError, PermissionDenied):
+            # push times are an extra; without the API (or its permission) the registry's
+            # tag list and digests still answer
+            return None
         tags = []
-        for artifact in await self._all(api, path, {"with_tag": "true"}):
+        for artifact in artifacts:
             if not isinstance(artifact, dict):
                 continue
             for tag in artifact.get("tags") or []:
