@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import time
 import uuid
@@ -343,7 +344,7 @@ class ServerConnection:
         data, ack_id = protocol.send_event(name, *args, want_ack=True)
         assert ack_id is not None
         self._pending[ack_id] = future
-        future.add_done_callback(lambda f, i=ack_id: self._forget(protocol, i, f))
+        future.add_done_callback(functools.partial(self._forget, protocol, ack_id))
         try:
             await ws.send(data)
         except websockets.ConnectionClosed:

@@ -155,7 +155,7 @@ class Downstream:
                     data=body,
                     timeout=self.timeout,
                     proxy=proxy,
-                    ssl=self.settings.ssl_context if target.startswith("https:") else None,
+                    ssl=self.settings.ssl_context,
                     allow_redirects=False,
                 )
                 return DownstreamResponse.from_aiohttp(via_proxy)

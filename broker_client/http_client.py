@@ -147,9 +147,9 @@ class HttpResponse:
     async def _timed(self, awaitable: Any) -> bytes:
         try:
             if self._read_timeout is None:
-                return await awaitable  # type: ignore[no-any-return]
+                return await awaitable
             async with asyncio.timeout(self._read_timeout):
-                return await awaitable  # type: ignore[no-any-return]
+                return await awaitable
         except asyncio.IncompleteReadError:
             raise HttpProtocolError("connection closed in the middle of the response") from None
         except asyncio.LimitOverrunError:
@@ -372,7 +372,7 @@ def _framed(
     headers: list[tuple[str, str]],
     read_timeout: float | None,
 ) -> HttpResponse:
-    lowered = {}
+    lowered: dict[str, str] = {}
     for key, value in headers:
         lowered.setdefault(key.lower(), value)
     keep_alive = "close" not in lowered.get("connection", "").lower()

@@ -163,7 +163,7 @@ class ResponseSender:
             headers=headers,
             timeout=self.timeout,
             proxy=proxy,
-            ssl=self.settings.ssl_context if url.startswith("https:") else None,
+            ssl=self.settings.ssl_context,
         ) as resp:
             text = (await resp.read()).decode("utf-8", "replace")
             return resp.status, text[:500]

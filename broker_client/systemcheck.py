@@ -53,7 +53,7 @@ async def _check(
             headers=headers,
             timeout=timeout,
             proxy=settings.proxy_for(url),
-            ssl=settings.ssl_context if url.startswith("https:") else None,
+            ssl=settings.ssl_context,
         ) as resp:
             await resp.read()
             result["brokerClientValidationUrlStatusCode"] = resp.status
