@@ -3,8 +3,25 @@ several servers in one process)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Labelled:
+    """A metric whose labelled children are looked up once; ``labels()`` is on every request's path."""
+
+    def __init__(self, metric: Counter | Gauge | Histogram) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
 
 LATENCY_BUCKETS = (
     0.001,
@@ -31,42 +48,54 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.connections = Gauge(
-            "broker_server_connections",
-            "Open client sockets by transport and whether they identified",
-            ["transport", "state"],
-            registry=self.registry,
+        self.connections = Labelled(
+            Gauge(
+                "broker_server_connections",
+                "Open client sockets by transport and whether they identified",
+                ["transport", "state"],
+                registry=self.registry,
+            )
         )
-        self.connections_total = Counter(
-            "broker_server_connections_opened",
-            "Client sockets opened, by engine.io protocol version",
-            ["eio"],
-            registry=self.registry,
+        self.connections_total = Labelled(
+            Counter(
+                "broker_server_connections_opened",
+                "Client sockets opened, by engine.io protocol version",
+                ["eio"],
+                registry=self.registry,
+            )
         )
-        self.requests = Counter(
-            "broker_server_requests",
-            "Relayed requests by direction (to_client = /broker/*, to_upstream = client callbacks), mode and status",
-            ["direction", "mode", "status"],
-            registry=self.registry,
+        self.requests = Labelled(
+            Counter(
+                "broker_server_requests",
+                "Relayed requests by direction (to_client = /broker/*, to_upstream = client callbacks), mode and status",
+                ["direction", "mode", "status"],
+                registry=self.registry,
+            )
         )
-        self.bytes = Counter(
-            "broker_server_bytes",
-            "Body bytes relayed, by direction and kind (request/response)",
-            ["direction", "kind"],
-            registry=self.registry,
+        self.bytes = Labelled(
+            Counter(
+                "broker_server_bytes",
+                "Body bytes relayed, by direction and kind (request/response)",
+                ["direction", "kind"],
+                registry=self.registry,
+            )
         )
-        self.latency = Histogram(
-            "broker_server_request_duration_seconds",
-            "Time from receiving a relayed request to the start of its answer",
-            ["direction", "mode"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.latency = Labelled(
+            Histogram(
+                "broker_server_request_duration_seconds",
+                "Time from receiving a relayed request to the start of its answer",
+                ["direction", "mode"],
+                buckets=LATENCY_BUCKETS,
+                registry=self.registry,
+            )
         )
-        self.faults = Counter(
-            "broker_server_protocol_faults",
-            "Malformed input from peers, by where it arrived",
-            ["where"],
-            registry=self.registry,
+        self.faults = Labelled(
+            Counter(
+                "broker_server_protocol_faults",
+                "Malformed input from peers, by where it arrived",
+                ["where"],
+                registry=self.registry,
+            )
         )
 
     def render(self) -> bytes:

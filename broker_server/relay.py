@@ -343,7 +343,7 @@ class Relay:
             )
         server.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
         stream.finish()
-        return web.json_response({})
+        return web.Response(body=b"{}", content_type="application/json")
 
     async def _deliver(self, stream: PendingStream, item: Head | BodyChunk) -> bool:
         try:
