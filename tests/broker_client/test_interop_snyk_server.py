@@ -286,6 +286,35 @@ def test_service_channel_filters_reload_and_unknown_command(stack: Stack) -> Non
     assert status == 400
 
 
+def test_many_requests_in_flight_each_get_their_own_answer(stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        status, _h, body = get(stack.broker_url(f"/list/repo-{i}?page={i}"))
+        assert status == 200
+        return str(json.loads(body)["path_qs"])
+
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        answers = list(pool.map(one, range(200)))
+    assert answers == [f"/list/repo-{i}?page={i}" for i in range(200)]
+
+
+def test_large_request_body_reaches_the_agent_intact(stack: Stack) -> None:
+    payload = json.dumps({"image": "a:b", "blob": "x" * 3_000_000}).encode()
+    request = urllib.request.Request(
+        stack.broker_url("/scan"),
+        data=payload,
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        echoed = json.loads(resp.read())
+    assert (
+        hashlib.sha256(echoed["body"].encode()).hexdigest() == hashlib.sha256(payload).hexdigest()
+    )
+    assert echoed["headers"]["content-length"] == str(len(payload))
+
+
 def test_8_no_secret_value_in_any_log_line(stack: Stack) -> None:
     secrets: list[Any] = [stack.token, SECRET_USERNAME, SECRET_PASSWORD, SECRET_BASE]
     blob = get(
