@@ -182,6 +182,23 @@ def _rpm_based() -> SampleImage | None:
     return SampleImage("demo/rpm-based", "40", image, "fedora", rpm_expected())
 
 
+def many_packages_image(count: int, *, repository: str = "demo/many-packages") -> SampleImage:
+    """A Debian-like image with ``count`` packages: a large SBOM (about 1 KB per package)."""
+    debs = [DebPackage(f"lib-many-{i:05d}", f"{i % 7}.{i}-{i % 3 + 1}") for i in range(count)]
+    image = build_image(
+        [
+            Layer(
+                {
+                    "etc/os-release": os_release("debian", "12", codename="bookworm"),
+                    "var/lib/dpkg/status": dpkg_status(debs),
+                },
+                created_by="RUN apt-get install -y everything",
+            )
+        ]
+    )
+    return SampleImage(repository, str(count), image, "debian", {p.name: p.version for p in debs})
+
+
 def sample_images() -> list[SampleImage]:
     """Every sample image this checkout can build (the rpm one needs the committed fixture)."""
     images = [_debian_like(), _distroless(), _alpine_like()]

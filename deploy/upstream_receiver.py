@@ -2,7 +2,7 @@
 
 The broker server forwards the agent's callbacks here (its private accept rules point
 ``/api/*`` at this receiver). It records every request, puts split results back together
-(``chunk: {index, count, field}``), answers a repeated ``Idempotency-Key`` with 409 the way a
+(``chunk: {index, count, fields}``), answers a repeated ``Idempotency-Key`` with 409 the way a
 careful receiver would, and can write each SBOM to a directory. It runs an aiohttp app on
 127.0.0.1 in a background thread so synchronous callers (the demo, e2e tests, bench) can
 wait for results with plain timeouts.
@@ -99,11 +99,13 @@ class UpstreamReceiver:
             if len(parts) < int(chunk["count"]):
                 return
             ordered = [parts[i] for i in sorted(parts)]
-            field = chunk["field"]
+            # chunk.fields: every SBOM list sliced alike; body i holds slice i of each
+            names = chunk.get("fields") or [chunk["field"]]
             merged = dict(ordered[0])
             merged.pop("chunk", None)
             sbom = dict(merged["sbom"])
-            sbom[field] = [item for part in ordered for item in part["sbom"][field]]
+            for name in names:
+                sbom[name] = [item for part in ordered for item in part["sbom"].get(name, [])]
             merged["sbom"] = sbom
             obj = merged
         if self.output_dir is not None and isinstance(obj.get("sbom"), dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy import stack as st
-from deploy.sample_images import SampleImage, push_all, sample_images
+from deploy.sample_images import SampleImage, many_packages_image, push_all, sample_images
 from deploy.upstream_receiver import UpstreamReceiver
 from tests.support import snyk_broker
 from tests.support.registry import RunningRegistry, require_registry, running_registry
@@ -24,6 +24,8 @@ from tests.support.registry import RunningRegistry, require_registry, running_re
 #: distinctive values, so a leak anywhere can be found by plain search
 REGISTRY_USER = f"e2e-scanner-{secrets.token_hex(3)}"
 REGISTRY_PASSWORD = f"e2e-Pw-{secrets.token_hex(8)}"
+#: the agent's callback body limit in these tests (its minimum), so results get split
+CALLBACK_LIMIT = 64 * 1024
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Registry:
     running: RunningRegistry
     images: list[SampleImage]
     digests: dict[str, str]
+    big: SampleImage  # its SBOM is several times CALLBACK_LIMIT
 
     @property
     def cr_env(self) -> dict[str, str]:
@@ -47,8 +50,11 @@ def registry() -> Iterator[Registry]:
     require_registry()
     with running_registry("htpasswd", username=REGISTRY_USER, password=REGISTRY_PASSWORD) as reg:
         images = sample_images()
-        digests = push_all(images, reg.url, username=REGISTRY_USER, password=REGISTRY_PASSWORD)
-        yield Registry(reg, images, digests)
+        big = many_packages_image(300)
+        digests = push_all(
+            [*images, big], reg.url, username=REGISTRY_USER, password=REGISTRY_PASSWORD
+        )
+        yield Registry(reg, images, digests, big)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +73,9 @@ def receiver() -> Iterator[UpstreamReceiver]:
 
 @pytest.fixture(scope="session")
 def agent(e2e_dir: Path) -> Iterator[st.Service]:
-    service = st.start_agent(e2e_dir / "agent", max_active=2)
+    service = st.start_agent(
+        e2e_dir / "agent", max_active=2, env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT)}
+    )
     try:
         yield service
     finally:

@@ -16,7 +16,7 @@ from packageurl import PackageURL
 from deploy import stack as st
 from deploy.upstream_receiver import UpstreamReceiver
 from shared.credentials import build_credentials_json, decode_credentials, encode_credentials
-from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Broker, Registry
+from tests.e2e.conftest import CALLBACK_LIMIT, REGISTRY_PASSWORD, REGISTRY_USER, Broker, Registry
 
 pytestmark = [pytest.mark.interop, pytest.mark.registry, pytest.mark.timeout(120)]
 
@@ -85,6 +85,38 @@ def test_scan_through_the_broker_reaches_upstream(
     ]
     assert len({r.headers.get("idempotency-key") for r in callbacks}) == len(registry.images) + 1
     assert callbacks and all(r.headers.get("x-broker-token") == broker.token for r in callbacks)
+
+
+def test_large_result_arrives_split_and_whole(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    big = registry.big
+    job = st.request_scan(broker.server_url, broker.token, [big.reference])
+    done = receiver.wait_for_job(job, timeout=60)
+    assert done["succeeded"] == 1, done
+    bodies = [
+        r.body
+        for r in receiver.requests
+        if r.path == "/api/v2/import/result" and r.json().get("jobId") == job
+    ]
+    assert len(bodies) >= 3, "expected the SBOM to be split into several callbacks"
+    assert all(len(b) <= CALLBACK_LIMIT for b in bodies)
+    (result,) = receiver.job_results(job)
+    assert components(result) == big.packages
+
+
+def test_image_metadata_and_state_identifier(broker: Broker, registry: Registry) -> None:
+    sample = registry.images[0]
+    digest = registry.digests[sample.reference]
+    status, meta = broker.request("GET", f"/image-metadata/{sample.repository}/{sample.tag}")
+    assert status == 200, meta
+    assert isinstance(meta, dict)
+    assert meta["digest"] == digest
+    assert len(meta["layers"]) == len(sample.image.layer_digests)
+    status, state = broker.request("GET", f"/get-state-identifier?image={sample.reference}")
+    assert status == 200, state
+    assert isinstance(state, dict)
+    assert state["digest"] == digest and state["stateIdentifier"].startswith("sha256:")
 
 
 def test_credentials_in_the_body_via_broker_var_sub(
