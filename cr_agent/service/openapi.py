@@ -27,7 +27,7 @@ class Operation:
     summary: str
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
-    responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    responses: dict[int, tuple[str, Any]] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
     credentials: bool = True
     broker: bool = True  # reachable through the broker's accept filter
@@ -45,9 +45,13 @@ _CREDS_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
     504: ("the registry did not answer in time", m.ErrorResponse),
 }
 #: a failed check still answers with the steps, so every status carries ValidateResponse
-_VALIDATE: dict[int, tuple[str, type[BaseModel] | None]] = {
+_VALIDATE: dict[int, tuple[str, Any]] = {
     200: ("every step passed", m.ValidateResponse),
-    400: ("credentials missing, undecodable or of an unknown type", m.ValidateResponse),
+    400: (
+        "credentials missing, undecodable or of an unknown type (ValidateResponse), or an "
+        "unknown query parameter (ErrorResponse)",
+        (m.ValidateResponse, m.ErrorResponse),
+    ),
     401: ("the registry refused the credentials", m.ValidateResponse),
     403: ("listing not permitted", m.ValidateResponse),
     502: ("registry unreachable, TLS failure or registry error", m.ValidateResponse),
@@ -201,7 +205,8 @@ def build_document() -> dict[str, Any]:
     for op in OPERATIONS:
         if op.body is not None:
             models.add(op.body)
-        models.update(model for _, model in op.responses.values() if model is not None)
+        for _, model in op.responses.values():
+            models.update(model if isinstance(model, tuple) else [model] if model else [])
     ordered = sorted(models, key=lambda cls: cls.__name__)
     _, defs = models_json_schema([(cls, "validation") for cls in ordered], ref_template=REF)
     schemas = dict(sorted(defs.get("$defs", {}).items()))
@@ -239,7 +244,10 @@ def build_document() -> dict[str, Any]:
         responses: dict[str, Any] = {}
         for status, (desc, model) in sorted(op.responses.items()):
             resp: dict[str, Any] = {"description": desc}
-            if model is not None:
+            if isinstance(model, tuple):
+                refs = [{"$ref": REF.format(model=one.__name__)} for one in model]
+                resp["content"] = {"application/json": {"schema": {"anyOf": refs}}}
+            elif model is not None:
                 resp["content"] = {
                     "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}
                 }
