@@ -73,8 +73,11 @@ def receiver() -> Iterator[UpstreamReceiver]:
 
 @pytest.fixture(scope="session")
 def agent(e2e_dir: Path) -> Iterator[st.Service]:
+    # debug logging everywhere: the secret scan at the end then covers the chattiest logs
     service = st.start_agent(
-        e2e_dir / "agent", max_active=2, env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT)}
+        e2e_dir / "agent",
+        max_active=2,
+        env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT), "LOG_LEVEL": "debug"},
     )
     try:
         yield service
@@ -109,11 +112,15 @@ def broker(
     try:
         if flavour == "snyk-server":
             snyk_broker.require_snyk_broker()
-            snyk = snyk_broker.start_server(workdir, accept=st.server_accept(receiver.url))
+            snyk = snyk_broker.start_server(
+                workdir, accept=st.server_accept(receiver.url), log_level="debug"
+            )
             stoppers.append(snyk.stop)
             server_url, server_log = snyk.url, snyk.log_path
         else:
-            ours = st.start_broker_server(workdir, token=token, upstream_url=receiver.url)
+            ours = st.start_broker_server(
+                workdir, token=token, upstream_url=receiver.url, env={"LOG_LEVEL": "debug"}
+            )
             stoppers.append(ours.stop)
             server_url, server_log = ours.url, ours.process.log_path
         client = st.start_broker_client(
@@ -122,6 +129,7 @@ def broker(
             server_url=server_url,
             agent_url=agent.url,
             registry=registry.cr_env,
+            env={"LOG_LEVEL": "debug", "DEBUG": "true"},
         )
         stoppers.append(client.stop)
         st.wait_for_connection(server_url, token)
