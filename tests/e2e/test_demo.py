@@ -21,14 +21,15 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(120)]
 
 
-def demo(*args: str) -> subprocess.Popen[str]:
+def demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """The demo with its work directory under ``tmp_path`` (so leftovers are ours alone)."""
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.demo", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)},
     )
 
 
@@ -49,7 +50,7 @@ def leftovers(marker: str) -> list[str]:
 def test_demo_scans_every_sample_image_and_writes_sboms(tmp_path: Path) -> None:
     require_registry()
     out = tmp_path / "sboms"
-    proc = demo("--output", str(out))
+    proc = demo(tmp_path, "--output", str(out))
     stdout, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, stdout
     table = stdout.split("image ", 1)[1]
@@ -63,13 +64,13 @@ def test_demo_scans_every_sample_image_and_writes_sboms(tmp_path: Path) -> None:
         sbom = json.loads((out / name).read_text())
         assert {c["name"] for c in sbom["components"] if c.get("purl")} == set(sample.packages)
     assert str(out.resolve()) in stdout
-    assert not leftovers("crbroker-demo-")
+    assert not leftovers(str(tmp_path))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_demo_stops_everything_when_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
     require_registry()
-    proc = demo("--output", str(tmp_path / "sboms"))
+    proc = demo(tmp_path, "--output", str(tmp_path / "sboms"))
     assert proc.stdout is not None
     # wait until the services are being started, then interrupt
     deadline = time.monotonic() + 30
@@ -83,7 +84,7 @@ def test_demo_stops_everything_when_interrupted(tmp_path: Path, sig: signal.Sign
     assert proc.returncode == 130, seen + rest
     assert "interrupted" in rest
     time.sleep(0.2)
-    assert not leftovers("crbroker-demo-")
+    assert not leftovers(str(tmp_path))
 
 
 def test_demo_names_the_failing_step_and_exits_non_zero(tmp_path: Path) -> None:
@@ -93,9 +94,14 @@ def test_demo_names_the_failing_step_and_exits_non_zero(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/nonexistent", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
+        env={
+            "PATH": "/nonexistent",
+            "PYTHONPATH": str(REPO),
+            "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),
+        },
     )
     assert proc.returncode == 1
     assert "[1/6] checking prerequisites ... failed" in proc.stdout
     assert "missing htpasswd" in proc.stderr and "make deps" in proc.stderr
-    assert not leftovers("crbroker-demo-")
+    assert not leftovers(str(tmp_path))
