@@ -155,10 +155,11 @@ def _split_v3(text: str) -> list[str]:
             raise ProtocolError(
                 f"engine.io v3 payload: length prefix {wanted} is larger than the remaining body ({units})"
             )
-        if wanted == 0:
-            raise ProtocolError(f"engine.io v3 payload: zero-length packet at offset {pos}")
-        items.append(text[start:end])
+        if wanted:  # engine.io's v3 parser skips empty items ("0:")
+            items.append(text[start:end])
         pos = end
+    if not items:
+        raise ProtocolError("engine.io v3 payload holds no packet")
     return items
 
 

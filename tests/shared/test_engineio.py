@@ -133,3 +133,9 @@ def test_split_for_payload_always_takes_one():
     big = "4" + "x" * 100
     first, rest = split_for_payload([big, big, big], max_bytes=150)
     assert first == [big] and rest == [big, big]
+
+
+def test_v3_empty_items_are_skipped_like_engineio():
+    assert decode_payload("0:2:4a", eio=3) == [Packet(PacketType.MESSAGE, "a")]
+    with pytest.raises(ProtocolError, match="no packet"):
+        decode_payload("0:", eio=3)
