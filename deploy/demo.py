@@ -160,6 +160,17 @@ def run(output_dir: Path, keep_logs: bool) -> int:
                         f"{seconds:.2f}",
                     )
                 )
+        # the point of the broker: the scanning service never holds registry credentials
+        from shared.credentials import build_credentials_json, encode_credentials
+
+        blob = encode_credentials(
+            build_credentials_json(
+                "generic-cr", base=registry.url, username=username, password=password
+            )
+        ).strip()
+        seen = receiver.all_bytes()
+        if any(s.encode() in seen for s in (password, f"{username}:{password}", blob)):
+            raise DemoFailed("the registry password reached the upstream receiver")
         print()
         print(_table(rows))
         print()
@@ -167,6 +178,10 @@ def run(output_dir: Path, keep_logs: bool) -> int:
         print(f"CycloneDX SBOMs written to {where}/:")
         for path in sorted(receiver.written.values()):
             print(f"  {path.name}")
+        print(
+            f"The upstream receiver got {len(receiver.requests)} callbacks and no registry "
+            "credentials."
+        )
         print(
             "Path of each scan: broker server /broker/<token>/scan -> broker client (adds "
             "CR_CREDENTIALS) -> agent -> registry; results: agent -> broker client "
