@@ -25,8 +25,12 @@ def main() -> None:
         "broker server starting",
         port=settings.PORT,
         tokens=len(tokens),
-        accept_rules=settings.ACCEPT is not None,
+        accept_rules=settings.ACCEPT or ("default" if rules is not None else None),
     )
+    if rules is None:
+        log.warning(
+            "no accept rules (ACCEPT / UPSTREAM_URL unset): every client callback is refused"
+        )
     web.run_app(
         app,
         loop=_new_loop(),

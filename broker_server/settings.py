@@ -22,6 +22,8 @@ from shared.protocol_error import ProtocolError
 from shared.var_substitution import VariableSource
 
 _FALSE = {"", "0", "false", "no", "off"}
+#: used when ACCEPT is not set but UPSTREAM_URL is: the agent's callbacks go to UPSTREAM_URL
+DEFAULT_ACCEPT = Path(__file__).with_name("default_accept.json")
 
 
 class SettingsError(ValueError):
@@ -37,7 +39,8 @@ class Settings(BaseSettings):
     #: crbroker: interface to bind (snyk-broker binds all interfaces)
     BROKER_SERVER_HOST: str = "0.0.0.0"
     #: the server's own accept rules: private = where client callbacks may go, public = what
-    #: callers of /broker/<token>/* may ask for (no public list = everything allowed)
+    #: callers of /broker/<token>/* may ask for (no public list = everything allowed);
+    #: unset: default_accept.json when UPSTREAM_URL is set, else every callback is refused
     ACCEPT: str | None = None
     #: crbroker: comma-separated tokens this server admits
     BROKER_TOKENS: str | None = None
@@ -147,11 +150,18 @@ def load_settings(
         raise SettingsError(_one_line(exc)) from None
     tokens = settings.tokens()
     rules: AcceptRules | None = None
-    if settings.ACCEPT:
+    source = settings.ACCEPT or (str(DEFAULT_ACCEPT) if settings.UPSTREAM_URL else None)
+    if source:
         try:
-            rules = load_rules(Path(settings.ACCEPT))
+            rules = load_rules(Path(source))
         except AcceptRulesError as exc:
             raise SettingsError(f"ACCEPT: {exc}") from None
+        if not settings.UPSTREAM_URL and any(
+            "${UPSTREAM_URL}" in (rule.origin or "") for rule in rules.private
+        ):
+            raise SettingsError(
+                "UPSTREAM_URL: required, the accept rules send callbacks to ${UPSTREAM_URL}"
+            )
     return settings, rules, tokens
 
 

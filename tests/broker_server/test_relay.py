@@ -384,3 +384,53 @@ async def test_slow_caller_slows_the_client_post_down(make_server):
     assert len(first) + len(rest) == total_blocks << 20
     await asyncio.wait_for(post_done.wait(), 5)
     await peer.close()
+
+
+async def test_upstream_url_with_default_rules_forwards_callbacks(make_server, backends):
+    srv = await make_server(UPSTREAM_URL=backends.upstream_url)
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    before = len(backends.upstream.seen)
+    request = {"url": "/api/v2/import/done", "method": "POST", "headers": {}, "body": b"{}"}
+    ack_id = await peer.send_event("request", request, want_ack=True)
+    ack = await peer.wait_for(AckReceived, lambda e: e.ack.ack_id == ack_id)
+    assert ack.ack.args[0]["status"] == 201
+    assert backends.upstream.seen[before]["path_qs"] == "/api/v2/import/done"
+    await peer.close()
+
+
+async def test_polling_only_client_serves_requests(make_server):
+    """A client that never upgrades gets requests in poll answers and acks by POST."""
+    from shared.broker_protocol import BrokerConnection
+    from shared.engineio import OpenHandshake, encode_packet
+    from tests.broker_server.peer import identify_payload, polling_get, polling_post
+
+    srv = await make_server()
+    base = f"{srv.url}/primus/{TOKEN}/?EIO=4&transport=polling&b64=1"
+    conn = BrokerConnection("client")
+    async with aiohttp.ClientSession() as http:
+        packets = await polling_get(http, base, 4)
+        sid = OpenHandshake.from_json(packets[0].data).sid
+        url = f"{base}&sid={sid}"
+        identify, _ = conn.send_event("identify", identify_payload(TOKEN))
+        assert (await polling_post(http, url, [identify], 4))[0] == 200
+        await wait_ready(srv)
+        caller = asyncio.create_task(
+            http.get(f"{srv.url}/broker/{TOKEN}/list", headers={"x-broker-ws-response": "1"})
+        )
+        request = None
+        for _ in range(5):
+            for packet in await polling_get(http, url, 4):
+                for event in conn.receive(encode_packet(packet)):
+                    if isinstance(event, EventReceived) and event.event.name == "request":
+                        request = event
+            if request is not None:
+                break
+        assert request is not None
+        ack = conn.send_ack(
+            request.event.ack_id, {"status": 200, "headers": {}, "body": "via polling"}
+        )
+        assert (await polling_post(http, url, [ack], 4))[0] == 200
+        resp = await asyncio.wait_for(caller, 5)
+        assert resp.status == 200 and await resp.text() == "via polling"
+        resp.release()

@@ -76,3 +76,20 @@ def test_token_registry_lookup():
 def test_settings_error_is_one_line():
     with pytest.raises(SettingsError, match=r"^PORT: "):
         load_settings({"BROKER_TOKENS": GOOD, "PORT": "70000"})
+
+
+def test_upstream_url_alone_brings_default_callback_rules():
+    _, rules, _ = load_settings({"BROKER_TOKENS": GOOD, "UPSTREAM_URL": "http://127.0.0.1:9100/"})
+    assert rules is not None
+    rule = rules.match_private("POST", "/api/v2/import/done")
+    assert rule is not None and rule.origin == "${UPSTREAM_URL}"
+    assert rules.match_private("GET", "/api/v2/import/done") is None
+
+
+def test_rules_naming_upstream_url_need_it(tmp_path):
+    accept = tmp_path / "accept.json"
+    accept.write_text(
+        '{"private":[{"method":"POST","path":"/x","origin":"${UPSTREAM_URL}"}],"public":[]}'
+    )
+    with pytest.raises(SettingsError, match=r"^UPSTREAM_URL: required"):
+        load_settings({"BROKER_TOKENS": GOOD, "ACCEPT": str(accept)})
