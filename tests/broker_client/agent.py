@@ -81,6 +81,18 @@ def agent_app(recorder: Recorder) -> web.Application:
         ok = request.headers.get("authorization") in allowed
         return web.json_response({"ok": ok}, status=200 if ok else 401)
 
+    async def broken(request: web.Request) -> web.StreamResponse:
+        # declares the full size, sends half of it, then drops the connection
+        await recorder.record(request)
+        size = int(request.match_info["size"])
+        response = web.StreamResponse(headers={"content-type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        await response.write(big_body(size // 2))
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     async def slow(request: web.Request) -> web.Response:
         import asyncio
 
@@ -96,6 +108,7 @@ def agent_app(recorder: Recorder) -> web.Application:
     app.router.add_get("/list/small", small)
     app.router.add_get("/validate", validate)
     app.router.add_get("/list/slow/{ms:\\d+}", slow)
+    app.router.add_get("/list/broken/{size:\\d+}", broken)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 

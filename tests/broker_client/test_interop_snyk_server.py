@@ -315,6 +315,23 @@ def test_large_request_body_reaches_the_agent_intact(stack: Stack) -> None:
     assert echoed["headers"]["content-length"] == str(len(payload))
 
 
+def test_agent_dropping_mid_body_never_yields_a_complete_looking_answer(stack: Stack) -> None:
+    size = 4_000_000
+    received = 0
+    declared: str | None = None
+    try:
+        with urllib.request.urlopen(stack.broker_url(f"/list/broken/{size}"), timeout=30) as resp:
+            declared = resp.headers.get("content-length")
+            while chunk := resp.read(65536):
+                received += len(chunk)
+    except (http.client.IncompleteRead, ConnectionError, urllib.error.URLError):
+        pass  # the caller saw the failure as an error
+    assert received < size
+    # a truncated body may only end "cleanly" when its declared length exposes the truncation
+    assert declared == str(size) or received == 0, (declared, received)
+    assert "posting the response to the server failed" in stack.client.process.log_text()
+
+
 def test_8_no_secret_value_in_any_log_line(stack: Stack) -> None:
     secrets: list[Any] = [stack.token, SECRET_USERNAME, SECRET_PASSWORD, SECRET_BASE]
     blob = get(
