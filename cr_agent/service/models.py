@@ -148,7 +148,7 @@ class TagsResponse(Strict):
 class PageResponse(Strict):
     repository: str | None = Field(None, description="set when tags of a repository are listed")
     items: list[str]
-    nextCursor: str | None
+    nextCursor: str | None = Field(None, description="absent on the last page")
 
 
 class TagMetadata(Strict):

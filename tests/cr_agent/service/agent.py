@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -14,6 +17,32 @@ from cr_agent.service.app import create_app
 from cr_agent.service.settings import load_settings
 from shared.credentials import build_credentials_json, encode_credentials
 from tests.support.registry import RunningRegistry
+
+DOCUMENT = json.loads((Path(__file__).resolve().parents[3] / "docs" / "openapi.json").read_text())
+_TEMPLATES = sorted(
+    (
+        (re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "(.*)", re.escape(t)) + "$"), t)
+        for t in DOCUMENT["paths"]
+    ),
+    key=lambda pair: -len(pair[1]),
+)
+
+
+def check_against_openapi(method: str, path: str, status: int, body: Any) -> None:
+    """Every answer a test sees must match the schema docs/openapi.json gives for it."""
+    bare = path.split("?", 1)[0]
+    template = next((t for regex, t in _TEMPLATES if regex.match(bare)), None)
+    if template is None:
+        return  # no such route: the 404 is the middleware's, not an operation's
+    operation = DOCUMENT["paths"][template].get(method.lower())
+    assert operation is not None, f"{method} {template} is not documented"
+    response = operation["responses"].get(str(status))
+    assert response is not None, f"{method} {template} answered {status}, which is not documented"
+    schema = {
+        **response["content"]["application/json"]["schema"],
+        "components": DOCUMENT["components"],
+    }
+    jsonschema.Draft202012Validator(schema).validate(body)
 
 
 class Agent:
@@ -34,12 +63,16 @@ class Agent:
         if creds is not None:
             headers["Authorization"] = creds
         async with self.http.get(self.url + path, headers=headers, **kw) as resp:
-            return resp.status, await resp.json(content_type=None)
+            body = await resp.json(content_type=None)
+        check_against_openapi("GET", path, resp.status, body)
+        return resp.status, body
 
     async def post(self, path: str, body: Any, creds: str | None = None) -> tuple[int, Any]:
         headers = {"Authorization": creds} if creds is not None else {}
         async with self.http.post(self.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.json(content_type=None)
+            answer = await resp.json(content_type=None)
+        check_against_openapi("POST", path, resp.status, answer)
+        return resp.status, answer
 
 
 AgentFactory = Callable[..., Awaitable[Agent]]
