@@ -90,6 +90,7 @@ class ClientSession:
         self.last_received = time.monotonic()
         self.last_client_ping = time.monotonic()
         self.opened_at = time.time()
+        self.opened_monotonic = time.monotonic()
         self.faults_in_a_row = 0
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -235,6 +236,11 @@ class ClientSession:
                 if self.ready and time.monotonic() - self.last_received > idle_limit:
                     # Primus' server timeout: an identified spark that sends nothing is dead
                     await self.close(f"no data from the client for {idle_limit:g}s")
+                    return
+                if self.identity is None and time.monotonic() - self.opened_monotonic > idle_limit:
+                    # a socket that never identifies would keep its token answering 503
+                    await self.notify("error", f"no identify within {idle_limit:g}s")
+                    await self.close(f"no identify within {idle_limit:g}s", server_close=True)
                     return
         except asyncio.CancelledError:
             pass

@@ -336,3 +336,13 @@ async def test_garbage_polling_payload_gets_error_notification(make_server):
 async def test_noop_and_identify_event_types_are_core_events():
     # guards the imports the peer relies on (ClientIdentified is server-side only)
     assert ClientIdentified and Noop
+
+
+async def test_socket_that_never_identifies_is_closed(make_server):
+    srv = await make_server(
+        SOCKET_PING_INTERVAL="200", SOCKET_PING_TIMEOUT="300", PRIMUS_TIMEOUT="600"
+    )
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    await peer.wait_for(ServerClose, within=5)
+    await peer.wait_closed()
+    assert "no identify within" in peer.notifications()[0]["message"]
