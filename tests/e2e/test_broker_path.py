@@ -138,6 +138,47 @@ def test_credentials_in_the_body_via_broker_var_sub(
     assert components(result) == sample.packages
 
 
+def test_missing_image_is_reported_through_the_callbacks(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    good = registry.images[0]
+    job = st.request_scan(
+        broker.server_url, broker.token, [good.reference, "demo/does-not-exist:1"]
+    )
+    done = receiver.wait_for_job(job, timeout=60)
+    assert (done["status"], done["succeeded"], done["failed"]) == ("done", 1, 1)
+    results = {r["image"]: r for r in receiver.job_results(job)}
+    assert results[good.reference]["status"] == "success"
+    failed = results["demo/does-not-exist:1"]
+    assert failed["status"] == "error" and "sbom" not in failed
+    assert failed["error"]["code"] and failed["error"]["message"]
+
+
+def test_discover_v1_callback_path(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    sample = registry.images[1]
+    status, answer = broker.request(
+        "POST", "/discover", body=st.scan_body([sample.reference], request_id="discover-e2e")
+    )
+    assert status == 202, answer
+    assert isinstance(answer, dict)
+    job = answer["jobId"]
+    path = "/api/v1/recurring-tests/dependencies"
+
+    def arrived() -> list[dict[str, Any]]:
+        return [
+            r.json()
+            for r in list(receiver.requests)
+            if r.path == path and r.json().get("jobId") == job
+        ]
+
+    receiver.wait_until(lambda: bool(arrived()), 60, f"{path} callback of job {job}")
+    (result,) = arrived()
+    assert result["status"] == "success" and result["requestId"] == "discover-e2e"
+    assert components(result) == sample.packages
+
+
 def test_without_credentials_the_agent_refuses(broker: Broker) -> None:
     status, body = broker.request("GET", "/list", credentials=False)
     assert status in (400, 401), body
