@@ -41,6 +41,14 @@ class Packet:
     type: PacketType
     data: str | bytes | None = None
 
+    def __post_init__(self) -> None:
+        # accept a plain int too, so Packet(4, "x") compares equal to Packet(PacketType.MESSAGE, "x")
+        if not isinstance(self.type, PacketType):
+            try:
+                object.__setattr__(self, "type", PacketType(self.type))
+            except ValueError:
+                raise ProtocolError(f"unknown engine.io packet type {self.type!r}") from None
+
 
 def encode_packet(packet: Packet, eio: int = 4) -> str | bytes:
     """Encode one packet for a websocket frame: text packets as ``<digit><data>``.

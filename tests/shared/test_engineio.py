@@ -139,3 +139,9 @@ def test_v3_empty_items_are_skipped_like_engineio():
     assert decode_payload("0:2:4a", eio=3) == [Packet(PacketType.MESSAGE, "a")]
     with pytest.raises(ProtocolError, match="no packet"):
         decode_payload("0:", eio=3)
+
+
+def test_packet_accepts_int_type():
+    assert Packet(4, "x") == Packet(PacketType.MESSAGE, "x")
+    with pytest.raises(ProtocolError, match="unknown engine"):
+        Packet(9)
