@@ -7,6 +7,8 @@ and the server's accept rules to the upstream receiver.
 from __future__ import annotations
 
 import base64
+import json
+import urllib.request
 import uuid
 from typing import Any
 
@@ -34,6 +36,15 @@ def components(result: dict[str, Any]) -> dict[str, str]:
         version = component["version"]
         found[component["name"]] = f"{epoch}:{version}" if epoch not in (None, "0") else version
     return found
+
+
+def test_client_systemcheck_validates_the_registry_through_the_agent(broker: Broker) -> None:
+    # broker client -> agent /systemcheck (with CR_CREDENTIALS) -> authenticate + list
+    with urllib.request.urlopen(f"{broker.client.url}/systemcheck", timeout=30) as resp:
+        assert resp.status == 200
+        checks = json.loads(resp.read())
+    assert checks and all(c["ok"] for c in checks), checks
+    assert REGISTRY_PASSWORD not in json.dumps(checks)
 
 
 def test_list_repositories(broker: Broker, registry: Registry) -> None:
