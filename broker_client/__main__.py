@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, rules = load_settings()
     except SettingsError as exc:
-        print(f"broker-client: invalid configuration: {exc}", file=sys.stderr)
+        # one line, whatever the underlying parser wrote (YAML errors span several lines)
+        message = " ".join(str(exc).split())
+        print(f"broker-client: invalid configuration: {message}", file=sys.stderr)
         return 2
     register_secrets(*settings.secret_values())
     configure_logging(settings.LOG_LEVEL, service="broker-client", debug=settings.debug)

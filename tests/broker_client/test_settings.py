@@ -212,3 +212,13 @@ def test_cli_exits_2_with_one_line_and_no_traceback(env: dict[str, str], needle:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_cli_multi_line_parser_errors_still_print_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "accept.yaml"
+    bad.write_text("private:\n  - path: [unclosed\n    method: GET\n")
+    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **BASE, "ACCEPT": str(bad)}
+    result = subprocess.run([str(CLIENT_BIN)], env=full, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ACCEPT:" in lines[0], result.stderr
