@@ -2,10 +2,12 @@
 
 Pulls go to ``registry-1.docker.io`` with a token from ``auth.docker.io`` (the registry
 client follows the Bearer challenge with the Basic credentials). Docker Hub has no
-``/v2/_catalog``; repositories and tag push times come from the Hub API: log in with
-``POST /v2/users/login`` for a JWT, then ``GET /v2/repositories/{namespace}/`` and
-``GET /v2/repositories/{namespace}/{name}/tags`` (``count``/``next``/``results`` pages).
-The namespace is ``namespace`` from the credentials, else the username.
+``/v2/_catalog``; repositories and tag push times come from the Hub API: a short-lived JWT
+from ``POST /v2/auth/token`` (``identifier``/``secret``; a password, personal or
+organisation access token), falling back to the deprecated ``POST /v2/users/login`` where
+the new route is missing, then ``GET /v2/namespaces/{namespace}/repositories`` and
+``GET /v2/namespaces/{namespace}/repositories/{name}/tags`` (``count``/``next``/``results``
+pages). The namespace is ``namespace`` from the credentials, else the username.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from cr_agent.registry.errors import AuthenticationError
+from cr_agent.registry.errors import AuthenticationError, NotFoundError
 from cr_agent.registry_types.base import (
     RegistryType,
     TagInfo,
@@ -61,13 +63,23 @@ class DockerHub(RegistryType):
     async def _api(self, creds: RegistryCredentials, ctx: TypeContext) -> VendorApi:
         base = extra_value(creds, "apiBase") or HUB_API
         login = VendorApi(ctx, normalise_base(base, field_name="apiBase"), {}, vendor="Docker Hub")
-        data, _ = await login.request(
-            "POST",
-            "/v2/users/login",
-            json_body={"username": creds.username, "password": creds.password},
-            step="authenticate",
-        )
-        token = data.get("token") if isinstance(data, dict) else None
+        try:
+            data, _ = await login.request(
+                "POST",
+                "/v2/auth/token",
+                json_body={"identifier": creds.username, "secret": creds.password},
+                step="authenticate",
+            )
+        except NotFoundError:
+            data, _ = await login.request(
+                "POST",
+                "/v2/users/login",
+                json_body={"username": creds.username, "password": creds.password},
+                step="authenticate",
+            )
+        token = None
+        if isinstance(data, dict):
+            token = data.get("access_token") or data.get("token")
         if not isinstance(token, str) or not token:
             raise AuthenticationError("Docker Hub login answered without a token", "authenticate")
         register_secrets(token)
@@ -80,7 +92,7 @@ class DockerHub(RegistryType):
         namespace = self.namespace(creds)
         names: list[str] = []
         async for page in api.pages_by_next_field(
-            f"/v2/repositories/{namespace}/", {"page_size": "100"}
+            f"/v2/namespaces/{namespace}/repositories", {"page_size": "100"}
         ):
             for repo in page.get("results") or []:
                 if isinstance(repo, dict) and repo.get("name"):
@@ -89,10 +101,12 @@ class DockerHub(RegistryType):
 
     async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
         api = await self._api(creds, ctx)
-        path = repository if "/" in repository else f"library/{repository}"
+        namespace, _, name = (
+            repository if "/" in repository else f"library/{repository}"
+        ).partition("/")
         tags: list[TagInfo] = []
         async for page in api.pages_by_next_field(
-            f"/v2/repositories/{path}/tags", {"page_size": "100"}
+            f"/v2/namespaces/{namespace}/repositories/{name}/tags", {"page_size": "100"}
         ):
             for tag in page.get("results") or []:
                 if isinstance(tag, dict) and tag.get("name"):

@@ -1,9 +1,11 @@
 """Docker Hub's hub API (docs.docker.com/reference/api/hub).
 
-``POST /v2/users/login`` with ``{username, password}`` answers ``{token}`` (401 with
-``detail`` otherwise); ``GET /v2/repositories/{namespace}/`` and
-``GET /v2/repositories/{namespace}/{repository}/tags`` answer ``{count, next, previous,
-results}`` pages (``page``, ``page_size``) for a ``Bearer`` token.
+``POST /v2/auth/token`` with ``{identifier, secret}`` answers ``{access_token}`` (401 with
+``detail``/``message`` otherwise); the deprecated ``POST /v2/users/login`` with
+``{username, password}`` answers ``{token}``. ``GET /v2/namespaces/{namespace}/repositories``
+and ``GET /v2/namespaces/{namespace}/repositories/{repository}/tags`` (and the older
+``/v2/repositories/...`` forms) answer ``{count, next, previous, results}`` pages (``page``,
+``page_size``) for a ``Bearer`` token. ``new_auth=False`` plays a Hub without the new route.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from aiohttp import web
 from tests.fakes.vendor_server import FakeServer, page_of
 
 
-def fake_docker_hub(username: str, password: str, repos: dict[str, dict[str, str]]) -> FakeServer:
+def fake_docker_hub(
+    username: str, password: str, repos: dict[str, dict[str, str]], *, new_auth: bool = True
+) -> FakeServer:
     """``repos``: {"namespace/name": {tag: digest}}."""
     tokens: set[str] = set()
 
@@ -27,6 +31,19 @@ def fake_docker_hub(username: str, password: str, repos: dict[str, dict[str, str
         token = secrets.token_urlsafe(24)
         tokens.add(token)
         return web.json_response({"token": token})
+
+    async def auth_token(request: web.Request) -> web.Response:
+        if not new_auth:
+            return web.json_response({"detail": "Not found"}, status=404)
+        body = await request.json()
+        if body.get("identifier") != username or body.get("secret") != password:
+            return web.json_response(
+                {"errinfo": {}, "detail": "invalid credentials", "message": "unauthorized"},
+                status=401,
+            )
+        token = secrets.token_urlsafe(24)
+        tokens.add(token)
+        return web.json_response({"access_token": token})
 
     def authorised(request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -84,7 +101,10 @@ def fake_docker_hub(username: str, password: str, repos: dict[str, dict[str, str
         return paged(request, items)
 
     app = web.Application()
+    app.router.add_post("/v2/auth/token", auth_token)
     app.router.add_post("/v2/users/login", login)
+    app.router.add_get("/v2/namespaces/{namespace}/repositories", repositories)
+    app.router.add_get("/v2/namespaces/{namespace}/repositories/{name}/tags", tags)
     app.router.add_get("/v2/repositories/{namespace}/", repositories)
     app.router.add_get("/v2/repositories/{namespace}/{name}/tags", tags)
     return FakeServer(app)

@@ -134,11 +134,24 @@ async def test_docker_hub_logs_in_and_pages_through_the_namespace(
     status, body = await agent.get("/list", creds)
     assert status == 200, body
     assert body["repositories"] == sorted(k for k in repos if k.startswith("acme/"))
-    assert any(r.startswith("POST /v2/users/login") for r in fake.requests)
+    assert any(r.startswith("POST /v2/auth/token") for r in fake.requests)
+    assert any(r.startswith("GET /v2/namespaces/acme/repositories") for r in fake.requests)
 
     status, body = await agent.get("/list-with-metadata/acme/r001", creds)
     assert status == 200, body
     assert body["tags"] == [{"tag": "latest", "digest": D1, "pushedAt": "2024-05-01T12:00:00Z"}]
+
+
+async def test_docker_hub_falls_back_to_the_deprecated_login(
+    agent: Agent, started: list[FakeServer]
+) -> None:
+    fake = await start(
+        started, fake_docker_hub("acme", "pw-1234", {"acme/one": {"1": D1}}, new_auth=False)
+    )
+    creds = blob(type="docker-hub", username="acme", password="pw-1234", apiBase=fake.url)
+    status, body = await agent.get("/list", creds)
+    assert status == 200 and body["repositories"] == ["acme/one"]
+    assert any(r.startswith("POST /v2/users/login") for r in fake.requests)
 
 
 async def test_docker_hub_wrong_password_fails_at_authenticate(

@@ -11,6 +11,7 @@ import pytest
 
 from cr_agent.service.app import STATE
 from cr_agent.service.image_scanner import RegistryImageScanner
+from cr_agent.service.models import DoneCallback, ResultCallback
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.fakes.callback_receiver import CallbackReceiver
@@ -54,6 +55,9 @@ async def test_scan_answers_202_then_posts_cyclonedx_result_and_done(
     [done] = await receiver.wait_for(DONE)
     [result] = receiver.on(RESULT)
     body = result.json()
+    # the callbacks are exactly what docs/openapi.json describes (unknown fields refused)
+    ResultCallback.model_validate(body)
+    DoneCallback.model_validate(done.json())
     assert body["status"] == "success"
     assert body["digest"] == digest
     assert body["format"] == "cyclonedx-json"
@@ -261,6 +265,8 @@ async def test_large_results_are_split_under_the_body_limit_never_truncated(
     assert len(parts) > 1
     assert all(len(p.body) <= limit for p in parts)
     bodies = sorted((p.json() for p in parts), key=lambda b: b["chunk"]["index"])
+    for b in bodies:
+        ResultCallback.model_validate(b)
     assert {b["chunk"]["count"] for b in bodies} == {len(parts)}
     assert len({b["resultId"] for b in bodies}) == 1
     assert len({p.headers["Idempotency-Key"] for p in parts}) == len(parts)
