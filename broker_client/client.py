@@ -23,7 +23,7 @@ from broker_client.downstream import Downstream
 from broker_client.http_client import HttpClient, HttpProtocolError
 from broker_client.local_listener import LocalListener
 from broker_client.response_sender import ResponseSender
-from broker_client.settings import CLIENT_VERSION, Settings
+from broker_client.settings import CLIENT_VERSION, Settings, load_accept_rules
 from shared.accept_rules import AcceptRules
 from shared.emitter import Event
 from shared.logging import get_logger
@@ -65,7 +65,7 @@ class BrokerClient:
         fast = HttpClient(s.ssl_context)
         user_agent = f"Snyk Broker Client {self.version}"
         self.downstream = Downstream(
-            s, self.rules, self.variables, downstream_session, fast, user_agent
+            s, lambda: self.rules, self.variables, downstream_session, fast, user_agent
         )
         self.sender = ResponseSender(s, upstream_session, fast, s.BROKER_TOKEN, self.version)
         self.connections = [
@@ -80,7 +80,12 @@ class BrokerClient:
             for role in ROLES
         ]
         listener = LocalListener(
-            s, lambda: self.rules, self.connections, downstream_session, self.version
+            s,
+            lambda: self.rules,
+            self.connections,
+            downstream_session,
+            self.version,
+            reload_rules=self.reload_rules,
         )
         runner = web.AppRunner(listener.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -125,6 +130,16 @@ class BrokerClient:
             await downstream_session.close()
             await upstream_session.close()
             log.info("broker client stopped")
+
+    def reload_rules(self) -> AcceptRules:
+        """Re-read ``ACCEPT`` (``POST /filters``); on error the old rules stay in force."""
+        self.rules = load_accept_rules(self.settings)
+        log.info(
+            "accept rules reloaded",
+            private_rules=len(self.rules.private),
+            public_rules=len(self.rules.public),
+        )
+        return self.rules
 
     def _listener_tls(self) -> ssl.SSLContext | None:
         if not (self.settings.HTTPS_CERT and self.settings.HTTPS_KEY):

@@ -82,7 +82,7 @@ class Downstream:
     def __init__(
         self,
         settings: Settings,
-        rules: AcceptRules,
+        rules: Callable[[], AcceptRules],
         variables: VariableSource,
         session: aiohttp.ClientSession,
         fast: HttpClient,
@@ -101,7 +101,9 @@ class Downstream:
         )
 
     async def call(self, request: BrokerRequest) -> DownstreamResponse | ErrorAnswer:
-        rule = self.rules.match_private(request.method, request.url, request.headers, request.body)
+        rule = self.rules().match_private(
+            request.method, request.url, request.headers, request.body
+        )
         if rule is None or not rule.origin:
             log.warning(
                 "request blocked by accept rules",

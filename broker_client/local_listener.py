@@ -17,7 +17,7 @@ from aiohttp import web
 from broker_client import error_answers
 from broker_client.connection import ConnectionLost, OutboxFull, ServerConnection
 from broker_client.header_hygiene import HOP_BY_HOP, relay_headers
-from broker_client.settings import Settings
+from broker_client.settings import Settings, SettingsError
 from broker_client.systemcheck import run_systemcheck
 from shared.accept_rules import AcceptRules
 from shared.logging import get_logger
@@ -33,8 +33,11 @@ class LocalListener:
         connections: list[ServerConnection],
         session: aiohttp.ClientSession,
         version: str,
+        *,
+        reload_rules: Callable[[], AcceptRules] | None = None,
     ) -> None:
         self.settings = settings
+        self.reload_rules = reload_rules
         self.rules = rules
         self.connections = connections
         self.session = session
@@ -44,6 +47,9 @@ class LocalListener:
         self.app.router.add_get(s.BROKER_HEALTHCHECK_PATH, self.healthcheck)
         self.app.router.add_get(s.BROKER_SYSTEMCHECK_PATH, self.systemcheck)
         self.app.router.add_get("/filters", self.filters)
+        self.app.router.add_post("/filters", self.reload_filters)
+        self.app.router.add_get("/health/checks", self.health_checks)
+        self.app.router.add_get("/health/checks/{check_id}", self.health_checks)
         self.app.router.add_route("*", "/{tail:.*}", self.relay)
 
     async def healthcheck(self, _request: web.Request) -> web.Response:
@@ -66,6 +72,41 @@ class LocalListener:
 
     async def filters(self, _request: web.Request) -> web.Response:
         return web.json_response(dict(self.rules().document))
+
+    async def reload_filters(self, _request: web.Request) -> web.Response:
+        if self.reload_rules is None:
+            return _error(501, "NOT_IMPLEMENTED", "filters cannot be reloaded here")
+        try:
+            rules = self.reload_rules()
+        except SettingsError as exc:
+            # the old rules stay in force; the caller learns why the new ones were refused
+            return _error(400, "INVALID_FILTERS", str(exc))
+        return web.json_response(dict(rules.document))
+
+    async def health_checks(self, request: web.Request) -> web.Response:
+        """snyk-broker's preflight check of the broker server, run now."""
+        wanted = request.match_info.get("check_id")
+        if wanted not in (None, "broker-server-status"):
+            return _error(404, "NOT_FOUND", f"no health check named {wanted!r}")
+        url = f"{self.settings.BROKER_SERVER_URL}/healthcheck"
+        check: dict[str, Any] = {"id": "broker-server-status", "name": "Broker Server Healthcheck"}
+        try:
+            async with self.session.get(
+                url,
+                timeout=aiohttp.ClientTimeout(total=5),
+                proxy=self.settings.proxy_for(url),
+                ssl=self.settings.ssl_context,
+            ) as resp:
+                await resp.read()
+                ok = 200 <= resp.status < 300
+                check.update(
+                    status="passing" if ok else "error",
+                    output=f"HTTP GET {url}: {resp.status} {resp.reason}",
+                )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            check.update(status="error", output=f"HTTP GET {url}: {type(exc).__name__}")
+        status = 200 if check["status"] == "passing" else 500
+        return web.json_response(check if wanted else [check], status=status)
 
     async def relay(self, request: web.Request) -> web.Response:
         limit = self.settings.BROKER_CLIENT_MAX_REQUEST_BODY

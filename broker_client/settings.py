@@ -335,7 +335,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, A
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     settings.CR_CREDENTIALS = _credentials(settings)
-    rules = _accept_rules(settings)
+    rules = load_accept_rules(settings)
     if settings.CR_AGENT_URL is None and any(
         "${CR_AGENT_URL}" in (rule.origin or "") for rule in rules.private
     ):
@@ -397,7 +397,8 @@ def _raise(message: str) -> Any:
     raise SettingsError(message)
 
 
-def _accept_rules(settings: Settings) -> AcceptRules:
+def load_accept_rules(settings: Settings) -> AcceptRules:
+    """The rules ``ACCEPT`` names (file path or http(s) URL), else the shipped CRA rules."""
     source = settings.ACCEPT or str(DEFAULT_ACCEPT)
     try:
         if source.startswith(("http://", "https://")):

@@ -175,6 +175,40 @@ def test_systemcheck_without_validation_url_is_500(apps: Apps, workdir: Path) ->
     assert status == 500 and body[0]["ok"] is False and body[0]["maskedCredentials"] is None
 
 
+def test_health_checks_report_the_unreachable_server(lonely: OurClient) -> None:
+    status, body = call(f"{lonely.url}/health/checks")
+    assert status == 500
+    assert body[0]["id"] == "broker-server-status" and body[0]["status"] == "error"
+    status, single = call(f"{lonely.url}/health/checks/broker-server-status")
+    assert status == 500 and single["id"] == "broker-server-status"
+    assert call(f"{lonely.url}/health/checks/nope")[0] == 404
+
+
+def test_post_filters_reloads_the_accept_file(apps: Apps, workdir: Path) -> None:
+    accept = workdir / "reloadable.json"
+    accept.write_text(json.dumps({"private": [], "public": [{"method": "POST", "path": "/first"}]}))
+    client = start_our_client(
+        workdir,
+        server_url=f"http://127.0.0.1:{free_port()}",
+        agent_url=apps.agent_url,
+        extra={"ACCEPT": str(accept)},
+    )
+    try:
+        accept.write_text(
+            json.dumps({"private": [], "public": [{"method": "POST", "path": "/second"}]})
+        )
+        status, body = call(f"{client.url}/filters", data=b"", method="POST")
+        assert status == 200 and body["public"][0]["path"] == "/second"
+        assert call(f"{client.url}/filters")[1]["public"][0]["path"] == "/second"
+        assert call(f"{client.url}/first", data=b"{}", method="POST")[0] == 401  # old rule gone
+        accept.write_text("{ not json: [")
+        status, body = call(f"{client.url}/filters", data=b"", method="POST")
+        assert status == 400 and body["code"] == "INVALID_FILTERS" and "ACCEPT:" in body["message"]
+        assert call(f"{client.url}/filters")[1]["public"][0]["path"] == "/second"  # kept
+    finally:
+        client.stop()
+
+
 def test_no_secret_in_the_logs_of_these_clients(lonely: OurClient, workdir: Path) -> None:
     logs = sorted(workdir.glob("our-client-*.log"))
     assert logs
