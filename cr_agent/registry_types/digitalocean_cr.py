@@ -11,7 +11,7 @@ manifest's tags and ``updated_at``. Repositories are ``<registry>/<name>``.
 from __future__ import annotations
 
 import urllib.parse
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cr_agent.registry.errors import RegistryError
 from cr_agent.registry_types.base import (
@@ -55,8 +55,8 @@ class DigitalOceanRegistry(RegistryType):
             raise RegistryError("DigitalOcean API named no registry for this token", "list")
         return name
 
-    async def _pages(self, api: VendorApi, path: str) -> list[dict]:  # type: ignore[type-arg]
-        out: list[dict] = []  # type: ignore[type-arg]
+    async def _pages(self, api: VendorApi, path: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         url: str | None = path
         params: dict[str, str] | None = {"per_page": "100"}
         for _ in range(MAX_PAGES):
@@ -68,7 +68,9 @@ class DigitalOceanRegistry(RegistryType):
             url, params = (nxt if isinstance(nxt, str) and nxt else None), None
         return out
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         api = self._api(creds, ctx)
         registry = await self.registry_name(creds, api)
         names = []
@@ -78,7 +80,9 @@ class DigitalOceanRegistry(RegistryType):
                     names.append(f"{repo.get('registry_name') or registry}/{repo['name']}")
         return names
 
-    async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
         api = self._api(creds, ctx)
         registry = await self.registry_name(creds, api)
         name = repository.removeprefix(f"{registry}/")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from cr_agent.registry.errors import AuthenticationError, NotFoundError
+from cr_agent.registry.errors import AuthenticationError, NotFoundError, RegistryError
 from cr_agent.registry_types.base import (
     RegistryType,
     TagInfo,
@@ -87,7 +87,9 @@ class DockerHub(RegistryType):
             ctx, login.base_url, {"Authorization": f"Bearer {token}"}, vendor="Docker Hub"
         )
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         api = await self._api(creds, ctx)
         namespace = self.namespace(creds)
         names: list[str] = []
@@ -99,7 +101,9 @@ class DockerHub(RegistryType):
                     names.append(f"{repo.get('namespace') or namespace}/{repo['name']}")
         return names
 
-    async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
         api = await self._api(creds, ctx)
         namespace, _, name = (
             repository if "/" in repository else f"library/{repository}"

@@ -134,7 +134,7 @@ class EcrRegistry(RegistryType):
         cache = self._cache(ctx)
         hit = cache.get(key)
         if hit is not None and hit.fresh():
-            return hit.value  # type: ignore[no-any-return]
+            return hit.value
         assert creds.extra and creds.extra.region and creds.roleArn
         region = creds.extra.region
         params: dict[str, Any] = {"RoleArn": creds.roleArn, "RoleSessionName": ROLE_SESSION_NAME}
@@ -143,7 +143,7 @@ class EcrRegistry(RegistryType):
 
         def assume() -> dict[str, Any]:
             sts = self._client("sts", ctx, region, None)
-            return sts.assume_role(**params)  # type: ignore[no-any-return]
+            return sts.assume_role(**params)
 
         answer = await _aws_call(assume, step="assume-role", ctx=ctx)
         role = answer["Credentials"]
@@ -151,7 +151,7 @@ class EcrRegistry(RegistryType):
         expires = role["Expiration"].timestamp()
         cache[key] = _Cached(value=role, expires_at=expires)
         log.info("assumed ECR role", account=account_of(creds.roleArn), region=region)
-        return role  # type: ignore[no-any-return]
+        return role
 
     async def _ecr_call(
         self, creds: RegistryCredentials, ctx: TypeContext, fn: Any, step: str
@@ -171,7 +171,7 @@ class EcrRegistry(RegistryType):
         cache = self._cache(ctx)
         hit = cache.get(key)
         if hit is not None and hit.fresh():
-            return hit.value  # type: ignore[no-any-return]
+            return hit.value
         answer = await self._ecr_call(
             creds, ctx, lambda ecr: ecr.get_authorization_token(), "authenticate"
         )
@@ -201,7 +201,9 @@ class EcrRegistry(RegistryType):
             auth=RegistryAuth(username="AWS", password=token.password),
         )
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         def describe(ecr: Any) -> list[str]:
             names: list[str] = []
             for page in ecr.get_paginator("describe_repositories").paginate():
@@ -210,7 +212,9 @@ class EcrRegistry(RegistryType):
 
         return await self._ecr_call(creds, ctx, describe, "list")
 
-    async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
         def describe(ecr: Any) -> list[TagInfo]:
             tags: list[TagInfo] = []
             pages = ecr.get_paginator("describe_images").paginate(repositoryName=repository)

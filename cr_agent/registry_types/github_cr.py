@@ -13,6 +13,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import ClassVar
 
+from cr_agent.registry.errors import RegistryError
 from cr_agent.registry_types.base import (
     RegistryType,
     TagInfo,
@@ -51,7 +52,9 @@ class GitHubRegistry(RegistryType):
         org = extra_value(creds, "organization") or extra_value(creds, "namespace")
         return f"/orgs/{urllib.parse.quote(org, safe='')}" if org else "/user"
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         api = self._api(creds, ctx)
         names: list[str] = []
         params = {"package_type": "container", "per_page": "100"}
@@ -62,7 +65,9 @@ class GitHubRegistry(RegistryType):
                     names.append(f"{owner}/{pkg['name']}".lower())
         return names
 
-    async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
         api = self._api(creds, ctx)
         package = repository.split("/", 1)[1] if "/" in repository else repository
         path = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import ClassVar
 
-from cr_agent.registry.errors import NotFoundError, PermissionDenied
+from cr_agent.registry.errors import NotFoundError, PermissionDenied, RegistryError
 from cr_agent.registry_types.base import RegistryType, TypeContext, extra_value, normalise_base
 from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import CredentialsError, RegistryCredentials
@@ -43,7 +43,9 @@ class GitLabRegistry(RegistryType):
             ctx, self.api_base(creds), {"PRIVATE-TOKEN": creds.password or ""}, vendor="GitLab"
         )
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         api = self._api(creds, ctx)
         params = {"per_page": "100"}
         group = extra_value(creds, "group")

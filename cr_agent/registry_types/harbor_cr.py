@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
+from typing import Any
 
-from cr_agent.registry.errors import NotFoundError, PermissionDenied
+from cr_agent.registry.errors import NotFoundError, PermissionDenied, RegistryError
 from cr_agent.registry_types.base import (
     RegistryType,
     TagInfo,
@@ -42,8 +43,10 @@ class HarborRegistry(RegistryType):
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         return VendorApi(ctx, base, headers, vendor="Harbor")
 
-    async def _all(self, api: VendorApi, path: str, params: dict[str, str] | None = None) -> list:  # type: ignore[type-arg]
-        items: list = []  # type: ignore[type-arg]
+    async def _all(
+        self, api: VendorApi, path: str, params: dict[str, str] | None = None
+    ) -> list[Any]:
+        items: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
             query = {"page": str(page), "page_size": str(PAGE_SIZE), **(params or {})}
             data = await api.get_json(path, query)
@@ -53,7 +56,9 @@ class HarborRegistry(RegistryType):
                 break
         return items
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         api = self._api(creds, ctx)
         names = []
         for project in await self._all(api, "/api/v2.0/projects"):
@@ -66,7 +71,9 @@ class HarborRegistry(RegistryType):
                     names.append(repo["name"])
         return names
 
-    async def tag_metadata(self, creds, ctx, repository):  # type: ignore[no-untyped-def]
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
         if "/" not in repository:
             return None
         api = self._api(creds, ctx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import ClassVar
 
+from cr_agent.registry.errors import RegistryError
 from cr_agent.registry_types.base import RegistryType, TypeContext, extra_value, normalise_base
 from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
 from shared.credentials import RegistryCredentials
@@ -32,7 +33,9 @@ class QuayRegistry(RegistryType):
             ctx, base, {"Authorization": f"Bearer {creds.password or ''}"}, vendor="Quay"
         )
 
-    async def list_repositories_via_api(self, creds, ctx, catalog_error):  # type: ignore[no-untyped-def]
+    async def list_repositories_via_api(
+        self, creds: RegistryCredentials, ctx: TypeContext, catalog_error: RegistryError | None
+    ) -> list[str] | None:
         namespace = extra_value(creds, "namespace") or (creds.username or "").split("+", 1)[0]
         if not namespace:
             return None
