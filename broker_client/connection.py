@@ -137,6 +137,9 @@ class ServerConnection:
                 await self._session()
             except (OSError, TimeoutError, websockets.WebSocketException, ProtocolError) as exc:
                 self._log.warning("socket connection failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception:
+                # a bug in one session must not end the client: log it and connect again
+                self._log.exception("socket session crashed")
             if self.server_closed:
                 self._log.error("server closed the connection on purpose; not reconnecting")
                 return
