@@ -293,3 +293,24 @@ async def test_history_alignment_skips_empty_layers(plain_registry, unique_repo)
     async with _client(plain_registry) as client:
         resolved = await client.resolve_image(unique_repo, "v1")
     assert resolved.config.layer_history() == ["RUN one", "RUN two"]
+
+
+async def test_silent_server_times_out_instead_of_hanging():
+    # accepts the connection, never answers: the read timeout and bounded retries end it
+    async def swallow(reader, writer):
+        await reader.read(65536)
+        await asyncio.sleep(30)
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RegistryClient(
+            f"http://127.0.0.1:{port}", timeout=0.3, retries=2, backoff=0.01
+        ) as c:
+            start = time.monotonic()
+            with pytest.raises(RegistryUnreachable, match="after 2 attempts"):
+                await c.ping()
+            assert time.monotonic() - start < 5
+    finally:
+        server.close()
