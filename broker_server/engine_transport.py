@@ -98,8 +98,16 @@ class EngineTransport:
                 except TimeoutError:
                     transport = request.transport
                     if transport is None or transport.is_closing():
+                        # as engine.io: a pending poll whose connection went away ends the
+                        # session, so requests stop being routed to a client that is gone
+                        session.polling_active = False
+                        await session.close("poll connection closed prematurely")
                         return web.Response(status=499)
             packets = session.take_outbox()
+        except asyncio.CancelledError:
+            # the server cancels handlers of lost connections (when configured to): same case
+            session.spawn_close("poll connection closed prematurely")
+            raise
         finally:
             session.polling_active = False
         if not packets:

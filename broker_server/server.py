@@ -38,6 +38,8 @@ class BrokerServer:
         self.streams = StreamRegistry(settings.CACHE_EXPIRY)
         self.metrics = ServerMetrics()
         self.sessions: dict[str, ClientSession] = {}
+        #: tasks not owned by a session or a request (kept referenced until done)
+        self.background: set[asyncio.Task[None]] = set()
         self.engine = EngineTransport(self)
         self.relay = Relay(self)
         self.upstream = UpstreamForwarder(self)

@@ -193,6 +193,12 @@ class ClientSession:
             **self.server.tokens.describe(self.token),
         )
 
+    def spawn_close(self, reason: str) -> None:
+        """Close from a context that cannot await (a cancelled handler)."""
+        task = asyncio.get_running_loop().create_task(self.close(reason))
+        self.server.background.add(task)
+        task.add_done_callback(self.server.background.discard)
+
     async def notify(self, level: str, message: str) -> None:
         data, _ = self.conn.send_event("notification", {"level": level, "message": message})
         await self.send(data)

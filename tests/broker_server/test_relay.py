@@ -434,3 +434,29 @@ async def test_polling_only_client_serves_requests(make_server):
         resp = await asyncio.wait_for(caller, 5)
         assert resp.status == 200 and await resp.text() == "via polling"
         resp.release()
+
+
+async def test_polling_client_gone_mid_poll_is_dropped(make_server):
+    from shared.broker_protocol import BrokerConnection
+    from shared.engineio import OpenHandshake
+    from tests.broker_server.peer import identify_payload, polling_get, polling_post
+
+    srv = await make_server()
+    base = f"{srv.url}/primus/{TOKEN}/?EIO=4&transport=polling&b64=1"
+    conn = BrokerConnection("client")
+    async with aiohttp.ClientSession() as http:
+        sid = OpenHandshake.from_json((await polling_get(http, base, 4))[0].data).sid
+        identify, _ = conn.send_event("identify", identify_payload(TOKEN))
+        await polling_post(http, f"{base}&sid={sid}", [identify], 4)
+        await wait_ready(srv)
+    # a poll left pending by a client that then disappears
+    doomed = aiohttp.ClientSession()
+    pending = asyncio.create_task(polling_get(doomed, f"{base}&sid={sid}", 4))
+    await asyncio.sleep(0.2)
+    pending.cancel()
+    await doomed.close()
+    for _ in range(60):
+        if srv.server.pool.select(TOKEN) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert srv.server.pool.select(TOKEN) is None
