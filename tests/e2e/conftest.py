@@ -97,7 +97,10 @@ class Broker:
         return st.broker_request(self.server_url, self.token, method, path, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module", params=["snyk-server", "our-server"])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("snyk-server", marks=pytest.mark.interop), "our-server"],
+)
 def broker(
     request: pytest.FixtureRequest,
     registry: Registry,

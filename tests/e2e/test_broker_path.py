@@ -20,7 +20,7 @@ from deploy.upstream_receiver import UpstreamReceiver
 from shared.credentials import build_credentials_json, decode_credentials, encode_credentials
 from tests.e2e.conftest import CALLBACK_LIMIT, REGISTRY_PASSWORD, REGISTRY_USER, Broker, Registry
 
-pytestmark = [pytest.mark.interop, pytest.mark.registry, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.registry, pytest.mark.timeout(120)]
 
 
 def components(result: dict[str, Any]) -> dict[str, str]:

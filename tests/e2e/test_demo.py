@@ -53,18 +53,21 @@ def test_demo_scans_every_sample_image_and_writes_sboms(tmp_path: Path) -> None:
     proc = demo(tmp_path, "--output", str(out))
     stdout, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, stdout
-    table = stdout.split("image ", 1)[1]
+    rows = {
+        line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("demo/")
+    }
     for sample in sample_images():
-        row = next(line for line in table.splitlines() if line.startswith(sample.reference))
-        _ref, distro, _version, packages, seconds = row.split()
-        assert distro == sample.distro_id
-        assert int(packages) == len(sample.packages)
-        assert float(seconds) < 60
+        assert sample.reference in rows, stdout
+        _ref, distro, _version, packages, seconds = rows[sample.reference]
+        assert distro == sample.distro_id, stdout
+        assert int(packages) == len(sample.packages), stdout
+        assert float(seconds) < 60, stdout
         name = sample.reference.replace("/", "_").replace(":", "_") + ".cdx.json"
         sbom = json.loads((out / name).read_text())
         assert {c["name"] for c in sbom["components"] if c.get("purl")} == set(sample.packages)
     assert str(out.resolve()) in stdout
-    assert not leftovers(str(tmp_path))
+    left = leftovers(str(tmp_path))
+    assert not left, f"{left}\n{stdout}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
