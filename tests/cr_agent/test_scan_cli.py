@@ -135,3 +135,46 @@ def test_bad_reference_and_platform(tmp_path):
     assert proc.returncode == 1 and "invalid repository name" in proc.stderr
     proc = _run(["127.0.0.1:1/x:tag", "--platform", "linux", "--no-cache"], tmp_path=tmp_path)
     assert proc.returncode == 1 and "platform 'linux' is not os/arch" in proc.stderr
+
+
+def test_progress_only_when_stdout_is_a_terminal(plain_registry, unique_repo, tmp_path):
+    import pty
+
+    push(plain_registry.url, unique_repo, _image(), tag="v1")
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("CR_CREDENTIALS", "DOCKER_CONFIG")}
+    env["HOME"] = str(tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cr_agent",
+            "scan",
+            f"{plain_registry.host}/{unique_repo}:v1",
+            "--plain-http",
+            "--no-cache",
+            "--output",
+            str(tmp_path / "out.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert proc.returncode == 0
+    assert "layers 1/1" in proc.stderr  # the status line, shown because stdout is a terminal
+    quiet = _run(
+        [
+            f"{plain_registry.host}/{unique_repo}:v1",
+            "--plain-http",
+            "--no-cache",
+            "--output",
+            str(tmp_path / "o2.json"),
+        ],
+        tmp_path=tmp_path,
+    )
+    assert quiet.returncode == 0 and "layers" not in quiet.stderr
