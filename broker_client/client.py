@@ -187,7 +187,10 @@ class BrokerClient:
             )
         status = answer.status
         if request.wants_stream and handle is None:
-            await self.sender.stream(request, connection.role, answer)
+            if connection.server_receives_post_streams:
+                await self.sender.stream(request, connection.role, answer)
+            else:
+                await self.sender.stream_over_socket(request, connection, answer)
         elif handle is not None:
             try:
                 payload = await self.sender.ack_payload(request, answer)

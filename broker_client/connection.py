@@ -188,6 +188,23 @@ class ServerConnection:
             future.cancel()
             raise
 
+    async def send_event(self, name: str, *args: Any) -> None:
+        """Send an event that wants no ack; :class:`ConnectionLost` when the socket is down."""
+        ws, protocol = self._ws, self._protocol
+        if not self.is_open or ws is None or protocol is None:
+            raise ConnectionLost(f"{self.role} socket is not connected")
+        data, _ = protocol.send_event(name, *args)
+        try:
+            await ws.send(data)
+        except websockets.ConnectionClosed:
+            raise ConnectionLost(f"{self.role} socket closed while sending") from None
+        self.wire("sent", data)
+
+    @property
+    def server_receives_post_streams(self) -> bool:
+        """The server said it accepts ``POST /response-data`` (else: legacy ``chunk`` events)."""
+        return "receive-post-streams" in self.server_capabilities
+
     def wire(self, direction: str, data: str | bytes) -> None:
         """DEBUG: wire-level detail (truncated; the redaction processor still applies)."""
         if self.settings.debug:
@@ -254,6 +271,7 @@ class ServerConnection:
             close_timeout=2,
         ) as ws:
             protocol = bp.BrokerConnection("client", max_message_bytes=MAX_MESSAGE)
+            self.server_capabilities = []
             first = await asyncio.wait_for(ws.recv(), timeout=connect_timeout)
             self.wire("received", first)
             opened = [e for e in protocol.receive(first) if isinstance(e, bp.Opened)]

@@ -16,6 +16,7 @@ import aiohttp
 
 from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
+from broker_client.connection import ConnectionLost, ServerConnection
 from broker_client.downstream import DownstreamResponse
 from broker_client.error_answers import ErrorAnswer
 from broker_client.http_client import HttpClient, HttpProtocolError
@@ -28,6 +29,8 @@ log = get_logger("broker_client.response_sender")
 #: Bodies up to this size with a known length are sent in one piece (cheaper than chunking).
 SMALL_BODY = 256 * 1024
 CHUNK = 256 * 1024
+#: Body bytes per legacy ``chunk`` event (each is one websocket message).
+LEGACY_CHUNK = 64 * 1024
 CONNECT_RETRIES = 3
 RETRY_PAUSE = 0.5
 #: Connection set-up failures: nothing was sent yet, so the POST may be tried again.
@@ -182,6 +185,44 @@ class ResponseSender:
         if errors:
             headers["snyk-broker-retry-errors"] = ",".join(errors)
         return headers
+
+    # ------------------------------------------------------------------ legacy socket path
+
+    async def stream_over_socket(
+        self,
+        request: BrokerRequest,
+        connection: ServerConnection,
+        answer: DownstreamResponse | ErrorAnswer,
+    ) -> None:
+        """``chunk`` events, for a server that does not advertise ``receive-post-streams``."""
+        sid = request.streaming_id
+        log.info(
+            "server did not advertise receive-post-streams; answering with chunk events",
+            request_id=request.request_id,
+        )
+        try:
+            if isinstance(answer, ErrorAnswer):
+                head = {"status": answer.status, "headers": answer.headers}
+                await connection.send_event("chunk", sid, "", False, head)
+                await connection.send_event("chunk", sid, answer.body_bytes().decode(), True)
+                return
+            await connection.send_event(
+                "chunk", sid, "", False, {"status": answer.status, "headers": answer.headers}
+            )
+            try:
+                async for chunk in answer.chunks(LEGACY_CHUNK):
+                    await connection.send_event("chunk", sid, chunk, False)
+            except (TimeoutError, OSError, aiohttp.ClientError, HttpProtocolError) as exc:
+                await connection.send_event("chunk", sid, str(exc), True, {"status": 500})
+                return
+            await connection.send_event("chunk", sid, "", True)
+        except ConnectionLost as exc:
+            log.error(
+                "socket lost while streaming chunks", error=str(exc), request_id=request.request_id
+            )
+        finally:
+            if isinstance(answer, DownstreamResponse):
+                answer.close()
 
     # ------------------------------------------------------------------ ack path
 

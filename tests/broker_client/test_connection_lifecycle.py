@@ -20,8 +20,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from broker_client.settings import CLIENT_VERSION
 from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
+from tests.broker_client.agent import big_sha256
 from tests.broker_client.conftest import Apps, start_our_client
 from tests.support.processes import free_port
+
+LEGACY_SIZE = 300_000
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Peer:
     engine_pongs: int = 0
     primus_pongs: list[str] = field(default_factory=list)
     client_pings: int = 0
+    chunk_sets: list[list[list[Any]]] = field(default_factory=list)
 
 
 async def script(peer: Peer, ws: ServerConnection) -> None:
@@ -49,7 +53,8 @@ async def script(peer: Peer, ws: ServerConnection) -> None:
             )
         )
     )
-    identify, _ = conn.send_event("identify", {"capabilities": ["receive-post-streams"]})
+    capabilities = [] if peer.mode == "legacy" else ["receive-post-streams"]
+    identify, _ = conn.send_event("identify", {"capabilities": capabilities})
     await ws.send(identify)
     await ws.send("4{this is not EJSON")  # must be logged and skipped
     await ws.send(conn.engine_ping())
@@ -75,6 +80,23 @@ async def script(peer: Peer, ws: ServerConnection) -> None:
                 peer.client_pings += 1
                 if peer.mode != "mute":
                     await ws.send(conn.pong_for(event))
+    if peer.mode == "legacy":
+        request, _ = conn.send_event(
+            "request",
+            {
+                "url": f"/list/big/{LEGACY_SIZE}",
+                "method": "GET",
+                "headers": {},
+                "streamingID": "sid-1",
+            },
+        )
+        await ws.send(request)
+        chunks: list[list[Any]] = []
+        while not (chunks and chunks[-1][2] is True):
+            for event in conn.receive(await asyncio.wait_for(ws.recv(), timeout=10)):
+                if isinstance(event, bp.EventReceived) and event.event.name == "chunk":
+                    chunks.append(list(event.event.args))
+        peer.chunk_sets.append(chunks)  # one answer per socket (primary and secondary)
     if peer.mode == "server-close":
         await ws.send(conn.server_close())
     if peer.mode == "mute":
@@ -204,3 +226,20 @@ def test_missing_primus_pong_makes_the_client_reconnect(
         client.stop()
     assert scripted.peer.client_pings >= 2
     assert "no primus pong in time" in client.process.log_text()
+
+
+@pytest.mark.parametrize("scripted", ["legacy"], indirect=True)
+def test_server_without_post_streams_gets_chunk_events(
+    scripted: ScriptedServer, apps: Apps, tmp_path: Path
+) -> None:
+    client = start_our_client(tmp_path, server_url=scripted.url, agent_url=apps.agent_url)
+    try:
+        assert wait_until(lambda: len(scripted.peer.chunk_sets) >= 1, 15)
+    finally:
+        client.stop()
+    chunks = scripted.peer.chunk_sets[0]
+    first = chunks[0]
+    assert first[0] == "sid-1" and first[2] is False and first[3]["status"] == 200
+    body = b"".join(c[1] for c in chunks[1:] if isinstance(c[1], bytes))
+    assert hashlib.sha256(body).hexdigest() == big_sha256(LEGACY_SIZE)
+    assert chunks[-1][1:3] == ["", True]
