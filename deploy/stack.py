@@ -22,10 +22,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tests.support.processes import ServerProcess, free_port, wait_for_http
 
@@ -83,23 +85,39 @@ class Service:
 class StartFailed(RuntimeError):
     """A service did not come up; the message names it and quotes its log."""
 
+    def __init__(self, message: str, *, exited: bool) -> None:
+        super().__init__(message)
+        self.exited = exited
 
-def _start(
-    name: str,
-    argv: list[str],
-    env: dict[str, str],
-    workdir: Path,
-    port: int,
-    ready_url: str,
-    *,
-    ok: Sequence[int] = (200,),
-    timeout: float = 30.0,
-) -> Service:
+
+#: (argv, environment) of a service listening on the given port
+Spec = Callable[[int], tuple[list[str], dict[str, str]]]
+
+
+def _listens(process: ServerProcess, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while process.alive() and time.monotonic() < deadline:
+        try:
+            connections = psutil.Process(process.pid).net_connections("tcp")
+        except psutil.Error:
+            return False
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_once(name: str, spec: Spec, workdir: Path, port: int, timeout: float) -> Service:
+    argv, env = spec(port)
     process = ServerProcess(argv, env=env, cwd=workdir, log_path=workdir / f"{name}.log")
     process.start()
     service = Service(name, port, process)
+    ready_url = f"{service.url}/healthcheck"
     try:
-        wait_for_http(ready_url, timeout=timeout, ok=ok)
+        wait_for_http(ready_url, timeout=timeout)
+        # free_port is a race: whoever answered must be our process, listening on the port
+        if not _listens(process, port, timeout):
+            raise TimeoutError
     except BaseException as exc:  # Ctrl-C while waiting must not leave the child behind
         if not isinstance(exc, TimeoutError):
             service.stop()
@@ -108,8 +126,23 @@ def _start(
         exited = not process.alive()
         service.stop()
         state = "exited" if exited else f"did not answer {ready_url} within {timeout:g}s"
-        raise StartFailed(f"{name} {state}; last log lines:\n{tail}") from None
+        raise StartFailed(f"{name} {state}; last log lines:\n{tail}", exited=exited) from None
     return service
+
+
+def _start(
+    name: str, spec: Spec, workdir: Path, port: int | None, *, timeout: float = 30.0
+) -> Service:
+    """Start on ``port``, or on a free port, trying another one if that was taken meanwhile."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    attempts = 1 if port else 3
+    for attempt in range(attempts):
+        try:
+            return _start_once(name, spec, workdir, port or free_port(), timeout)
+        except StartFailed as exc:
+            if not exc.exited or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def start_agent(
@@ -120,28 +153,21 @@ def start_agent(
     env: Mapping[str, str] | None = None,
 ) -> Service:
     """``cr-agent serve`` on 127.0.0.1; it holds no registry secret (they come per request)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    full = _base_env(
-        {
-            "SNYK_PORT": str(port),
-            "HOST": "127.0.0.1",
-            "SPOOL_DIR": str(workdir / "agent-spool"),
-            "MAX_ACTIVE_OPERATIONS": str(max_active),
-            "CALLBACK_RETRY_SECONDS": "2",
-            "LOG_LEVEL": "info",
-            **(env or {}),
-        }
-    )
-    url = f"http://127.0.0.1:{port}"
-    return _start(
-        "cr-agent",
-        [*command("cr-agent", "cr_agent"), "serve"],
-        full,
-        workdir,
-        port,
-        f"{url}/healthcheck",
-    )
+
+    def spec(port: int) -> tuple[list[str], dict[str, str]]:
+        return [*command("cr-agent", "cr_agent"), "serve"], _base_env(
+            {
+                "SNYK_PORT": str(port),
+                "HOST": "127.0.0.1",
+                "SPOOL_DIR": str(workdir / "agent-spool"),
+                "MAX_ACTIVE_OPERATIONS": str(max_active),
+                "CALLBACK_RETRY_SECONDS": "2",
+                "LOG_LEVEL": "info",
+                **(env or {}),
+            }
+        )
+
+    return _start("cr-agent", spec, workdir, port)
 
 
 def start_broker_server(
@@ -154,29 +180,23 @@ def start_broker_server(
 ) -> Service:
     """Our ``broker-server``, admitting ``token``, passing callbacks on to ``upstream_url``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     accept = workdir / "server-accept.json"
     accept.write_text(json.dumps(server_accept(upstream_url), indent=2))
-    full = _base_env(
-        {
-            "PORT": str(port),
-            "BROKER_SERVER_HOST": "127.0.0.1",
-            "BROKER_TOKENS": token,
-            "ACCEPT": str(accept),
-            "UPSTREAM_URL": upstream_url,
-            "LOG_LEVEL": "info",
-            **(env or {}),
-        }
-    )
-    url = f"http://127.0.0.1:{port}"
-    return _start(
-        "broker-server",
-        command("broker-server", "broker_server"),
-        full,
-        workdir,
-        port,
-        f"{url}/healthcheck",
-    )
+
+    def spec(port: int) -> tuple[list[str], dict[str, str]]:
+        return command("broker-server", "broker_server"), _base_env(
+            {
+                "PORT": str(port),
+                "BROKER_SERVER_HOST": "127.0.0.1",
+                "BROKER_TOKENS": token,
+                "ACCEPT": str(accept),
+                "UPSTREAM_URL": upstream_url,
+                "LOG_LEVEL": "info",
+                **(env or {}),
+            }
+        )
+
+    return _start("broker-server", spec, workdir, port)
 
 
 def start_broker_client(
@@ -189,38 +209,33 @@ def start_broker_client(
     port: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Service:
-    """Our ``broker-client`` (CRA flavour); ``registry`` holds CR_TYPE, CR_BASE, CR_USERNAME, ..."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    full = _base_env(
-        {
-            "BROKER_TOKEN": token,
-            "BROKER_SERVER_URL": server_url,
-            "BROKER_CLIENT_URL": url,
-            "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
-            "PORT": str(port),
-            "CR_AGENT_URL": agent_url,
-            "BROKER_CLIENT_VALIDATION_URL": f"{agent_url}/systemcheck",
-            "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
-            "LOG_LEVEL": "info",
-            **registry,
-            **(env or {}),
-        }
-    )
-    # /healthcheck is 200 once a socket to the server is open
-    return _start(
-        "broker-client",
-        command("broker-client", "broker_client"),
-        full,
-        workdir,
-        port,
-        f"{url}/healthcheck",
-    )
+    """Our ``broker-client`` (CRA flavour); ``registry`` holds CR_TYPE, CR_BASE, CR_USERNAME, ...
+
+    Ready when ``/healthcheck`` answers 200, i.e. once a socket to the server is open.
+    """
+
+    def spec(port: int) -> tuple[list[str], dict[str, str]]:
+        return command("broker-client", "broker_client"), _base_env(
+            {
+                "BROKER_TOKEN": token,
+                "BROKER_SERVER_URL": server_url,
+                "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
+                "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
+                "PORT": str(port),
+                "CR_AGENT_URL": agent_url,
+                "BROKER_CLIENT_VALIDATION_URL": f"{agent_url}/systemcheck",
+                "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
+                "LOG_LEVEL": "info",
+                **registry,
+                **(env or {}),
+            }
+        )
+
+    return _start("broker-client", spec, workdir, port)
 
 
 def wait_for_connection(
-    server_url: str, token: str, *, clients: int = 1, timeout: float = 20.0
+    server_url: str, token: str, *, clients: int = 1, timeout: float = 30.0
 ) -> None:
     """Block until the server lists ``clients`` identified sockets for ``token``."""
     deadline = time.monotonic() + timeout
