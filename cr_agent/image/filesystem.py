@@ -20,53 +20,65 @@ class SymlinkLoop(ValueError):
     pass
 
 
-def _under(path: str, prefix: str) -> bool:
-    return not prefix or path == prefix or path.startswith(prefix + "/")
-
-
 class ImageFilesystem:
     def __init__(self, max_hops: int = MAX_HOPS) -> None:
         self.files: dict[str, bytes] = {}
         self.symlinks: dict[str, str] = {}
         self.max_hops = max_hops
         self.warnings: list[str] = []
+        # rebuilt when symlinks change or file names appear/disappear (see _candidate_links)
         self._reverse: dict[str, list[str]] | None = None
 
     # ------------------------------------------------------------------ merging
 
-    def _remove_tree(self, prefix: str, *, keep_self: bool = False) -> None:
+    def _remove_trees(self, roots: set[str], *, keep_roots: bool = False) -> None:
+        """Drop every entry at or under one of ``roots`` (one pass, however many roots)."""
+        if not roots:
+            return
         for table in (self.files, self.symlinks):
-            doomed = [p for p in table if _under(p, prefix) and not (keep_self and p == prefix)]
-            for p in doomed:
-                del table[p]
+            doomed = []
+            for path in table:
+                if path in roots:
+                    if not keep_roots:
+                        doomed.append(path)
+                    continue
+                parent = path
+                while "/" in parent:
+                    parent = parent.rpartition("/")[0]
+                    if parent in roots:
+                        doomed.append(path)
+                        break
+            for path in doomed:
+                del table[path]
+            if doomed:
+                self._reverse = None
 
     def apply(self, layer: LayerContents) -> None:
         """Merge one layer on top (OCI rules: its whiteouts hide only lower layers' files)."""
-        if layer.symlinks or layer.whiteouts or layer.opaque_dirs or layer.dirs:
-            self._reverse = None
-        for directory in layer.opaque_dirs:
-            self._remove_tree(directory, keep_self=True)
-            self.symlinks.pop(directory, None)
-            self.files.pop(directory, None)
-        for path in layer.whiteouts:
-            self._remove_tree(path)
+        if layer.opaque_dirs:
+            self._remove_trees(set(layer.opaque_dirs), keep_roots=True)
+        self._remove_trees(set(layer.whiteouts))
         for directory in layer.dirs:
             # a real directory replaces a lower symlink or file of the same name
-            self.symlinks.pop(directory, None)
-            self.files.pop(directory, None)
+            if self.symlinks.pop(directory, None) is not None:
+                self._reverse = None
+            if self.files.pop(directory, None) is not None:
+                self._reverse = None
         for path, target in layer.symlinks.items():
             self.files.pop(path, None)
             self.symlinks[path] = target
+        if layer.symlinks:
+            self._reverse = None
         for path, data in layer.files.items():
-            self.symlinks.pop(path, None)
+            if self.symlinks.pop(path, None) is not None or path not in self.files:
+                self._reverse = None
             self.files[path] = data
         for path, target in layer.hardlinks.items():
             data = layer.files.get(target, self.files.get(target))
             if data is not None:
-                self.symlinks.pop(path, None)
+                if self.symlinks.pop(path, None) is not None or path not in self.files:
+                    self._reverse = None
                 self.files[path] = data
-        if layer.symlinks or layer.files:
-            self._reverse = None
 
     # ------------------------------------------------------------------ resolution
 
@@ -100,13 +112,42 @@ class ImageFilesystem:
             pending.extend(reversed(parts))
         return "/".join(resolved)
 
-    def _reverse_index(self) -> dict[str, list[str]]:
-        """resolved target -> symlinks that lead there."""
+    def _candidate_links(self, wants: Callable[[str], bool]) -> list[str]:
+        """Symlinks that can possibly lead to a kept file.
+
+        A link resolves to a path whose last component is its target's last component (or,
+        through a chain, another link's name). Only links whose target ends in a name that a
+        kept file's path contains, or in another candidate's name, or in "."/"..", can alias a
+        kept file; the thousands of ``libfoo.so -> libfoo.so.1`` links are skipped without
+        being resolved.
+        """
+        names: set[str] = set()
+        for path in self.files:
+            names.update(path.split("/"))
+        by_last: dict[str, list[str]] = defaultdict(list)
+        for link, target in self.symlinks.items():
+            last = target.rstrip("/").rpartition("/")[2]
+            by_last[last].append(link)
+        # a wanted path that is itself a link is always resolved, so a loop there is reported
+        chosen: set[str] = {link for link in self.symlinks if wants(link)}
+        frontier = [n for n in names | {"", ".", ".."} if n in by_last]
+        while frontier:
+            name = frontier.pop()
+            for link in by_last.pop(name, ()):
+                if link not in chosen:
+                    chosen.add(link)
+                    base = link.rpartition("/")[2]
+                    if base in by_last:
+                        frontier.append(base)
+        return sorted(chosen)
+
+    def _reverse_index(self, wants: Callable[[str], bool]) -> dict[str, list[str]]:
+        """resolved target -> symlinks that lead there (only links that can matter)."""
         if self._reverse is not None:
             return self._reverse
         reverse: dict[str, list[str]] = defaultdict(list)
         loops = 0
-        for link in self.symlinks:
+        for link in self._candidate_links(wants):
             try:
                 target = self.resolve(link)
             except SymlinkLoop as exc:
@@ -128,7 +169,7 @@ class ImageFilesystem:
         out = {p: d for p, d in self.files.items() if wants(p)}
         if not self.symlinks:
             return out
-        reverse = self._reverse_index()
+        reverse = self._reverse_index(wants)
         if not reverse:
             return out
         for real, data in self.files.items():

@@ -110,3 +110,28 @@ def test_memo_shares_results_and_reader_bugs_become_warnings():
     assert reader.calls == 1
     inv = build_inventory([layer(files={"pkgs/list": b"boom"})], [reader], memo=memo)
     assert inv.packages == [] and inv.warnings == ["list: reader failed: RuntimeError: reader bug"]
+
+
+def test_many_symlinks_and_whiteouts_stay_cheap():
+    # a Debian-like image: thousands of .so links per layer, hundreds of removals
+    import time
+
+    layers = []
+    for n in range(6):
+        links = {
+            f"usr/lib/x86_64-linux-gnu/lib{n}-{i}.so": f"lib{n}-{i}.so.1" for i in range(10000)
+        }
+        links["lib"] = "usr/lib"
+        layers.append(
+            layer(
+                files={"pkgs/list": f"a=1 layer{n}=1".encode()},
+                symlinks=links,
+                whiteouts=[f"usr/lib/x86_64-linux-gnu/lib{n - 1}-{i}.so" for i in range(1000)],
+                dirs=["usr", "usr/lib", "var/lib"],
+            )
+        )
+    start = time.perf_counter()
+    inv = build_inventory(layers, [ListCataloger()], memo=CatalogMemo())
+    elapsed = time.perf_counter() - start
+    assert {p.package.name for p in inv.packages} == {"a", "layer5"}
+    assert elapsed < 2.0, f"merge took {elapsed:.2f}s"
