@@ -64,6 +64,16 @@ class TypeContext:
         return True
 
 
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time as vendor APIs write it (``Z`` or an offset); None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def normalise_base(value: str, *, field_name: str = "registryBase") -> str:
     """``host[:port][/path]`` or a URL -> ``scheme://host[:port][/path]`` (https unless written).
 

@@ -20,8 +20,8 @@ from cr_agent.registry_types.base import (
     TypeContext,
     extra_value,
     normalise_base,
+    parse_time,
 )
-from cr_agent.registry_types.docker_hub import parse_time
 from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
 from shared.credentials import CredentialsError, RegistryCredentials
 

@@ -12,7 +12,6 @@ pages). The namespace is ``namespace`` from the credentials, else the username.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
 from cr_agent.registry.errors import AuthenticationError, NotFoundError, RegistryError
@@ -22,6 +21,7 @@ from cr_agent.registry_types.base import (
     TypeContext,
     extra_value,
     normalise_base,
+    parse_time,
 )
 from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import CredentialsError, RegistryCredentials
@@ -30,15 +30,6 @@ from shared.logging import register_secrets
 HUB_API = "https://hub.docker.com"
 #: what people write for Docker Hub; the distribution API is served elsewhere
 HUB_ALIASES = ("docker.io", "index.docker.io", "hub.docker.com", "registry.hub.docker.com")
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class DockerHub(RegistryType):

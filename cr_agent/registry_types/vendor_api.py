@@ -64,6 +64,7 @@ class VendorApi:
         *,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
+        form: Mapping[str, str] | None = None,
         step: str = "list",
     ) -> tuple[Any, Mapping[str, str]]:
         """One call; returns (decoded JSON, response headers)."""
@@ -76,6 +77,7 @@ class VendorApi:
                     url,
                     params=params,
                     json=json_body,
+                    data=form,
                     headers=self.headers,
                     ssl=self.ctx.ssl_context(),
                     allow_redirects=True,

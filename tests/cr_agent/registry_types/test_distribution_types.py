@@ -112,3 +112,26 @@ async def test_artifactory_repository_path_base(
     finally:
         await receiver.stop()
         await proxy.stop()
+
+
+async def test_gcr_path_in_registry_base_scopes_the_listing(
+    make_agent: AgentFactory, google_registry: RunningRegistry, unique_repo: str
+) -> None:
+    await push_image(google_registry, unique_repo, "1", debian_image(1))
+    await push_image(google_registry, "elsewhere/img", "1", debian_image(1))
+    creds = encode_credentials(
+        build_credentials_json(
+            "gcr",
+            base=f"{google_registry.url}/{unique_repo.split('/')[0]}",
+            username="_json_key",
+            password=google_registry.password,
+        )
+    )
+    agent = await make_agent()
+    status, body = await agent.get("/list", creds)
+    assert status == 200, body
+    assert unique_repo in body["repositories"]
+    assert "elsewhere/img" not in body["repositories"]
+    # the path is a scope, not a URL prefix: pulls still address /v2/<project>/<image>
+    status, body = await agent.get(f"/list/{unique_repo}", creds)
+    assert status == 200 and body["tags"] == ["1"]

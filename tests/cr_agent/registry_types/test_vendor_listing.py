@@ -7,6 +7,7 @@ from the same fake where the vendor couples the two (Harbor, Quay).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -244,3 +245,53 @@ async def test_quay_falls_back_to_the_api_when_the_catalog_is_missing(
     status, body = await agent.get("/list", creds)
     assert status == 200, body
     assert body["repositories"] == ["acme/a", "acme/b", "acme/c"]
+
+
+async def test_artifact_registry_lists_through_its_api_with_a_token_from_the_key(
+    agent: Agent, started: list[FakeServer]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.fakes.google import fake_google
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = "scanner@my-project.iam.gserviceaccount.com"
+    images = {"app": {D1: ["1.0", "latest"], D2: ["0.9"]}, "tools/cli": {D2: ["v2"]}}
+    fake = await start(
+        started,
+        fake_google(private.public_key(), email, "europe-west1", "my-project", "my-repo", images),
+    )
+    key = {
+        "type": "service_account",
+        "project_id": "my-project",
+        "private_key_id": "abc123",
+        "private_key": private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "client_email": email,
+        "token_uri": f"{fake.url}/token",
+    }
+    creds = blob(
+        type="google-artifact-cr",
+        username="_json_key",
+        password=json.dumps(key),
+        registryBase=f"{fake.url}/my-project/my-repo",
+        apiBase=fake.url,
+        location="europe-west1",
+    )
+    status, body = await agent.get("/list", creds)
+    assert status == 200, body
+    assert body["repositories"] == ["my-project/my-repo/app", "my-project/my-repo/tools/cli"]
+
+    status, body = await agent.get("/list-with-metadata/my-project/my-repo/app", creds)
+    assert status == 200, body
+    assert [(t["tag"], t["digest"]) for t in body["tags"]] == [
+        ("0.9", D2),
+        ("1.0", D1),
+        ("latest", D1),
+    ]
+    assert body["tags"][1]["pushedAt"].startswith("2024-08-01T10:00:00")
+    assert sum(1 for r in fake.requests if r.startswith("POST /token")) == 1  # token cached
