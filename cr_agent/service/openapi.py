@@ -271,10 +271,14 @@ def build_document() -> dict[str, Any]:
                 "JSON body. The blob decodes to {type, username, password, registryBase} or, "
                 "for ecr, {type, roleArn, extra: {region, externalId}}. Optional fields: "
                 "'apiBase' (the vendor API for docker-hub, github-cr, gitlab-cr, "
-                "digitalocean-cr, harbor-cr, quay-cr), 'namespace'/'organization'/'group'/"
-                "'registryName' (what the vendor listing covers); for ecr a 'registryBase' "
-                "overrides the token's proxyEndpoint. Unknown request fields are rejected. "
-                "Errors are {error: {code, message, field, step}}."
+                "digitalocean-cr, harbor-cr, quay-cr, google-artifact-cr), 'namespace'/"
+                "'organization'/'group'/'registryName'/'location' (what the vendor listing "
+                "covers); for gcr and google-artifact-cr a path in registryBase is a listing "
+                "scope (project[/repository]); for ecr a 'registryBase' overrides the token's "
+                "proxyEndpoint. registryBase may carry a scheme; plain http:// is used only "
+                "when written. Unknown request fields are rejected. Errors are "
+                "{error: {code, message, field, step}}; a job's results go to "
+                "<callbackUrl><callbackApiPrefix>/v2/import/result and its end to .../done."
             ),
         },
         "paths": paths,
