@@ -7,6 +7,7 @@ Names marked "crbroker" are our own additions (snyk-broker has no variable for t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -280,8 +281,6 @@ class Settings(BaseSettings):
 
     def validation_credentials(self) -> list[str | None]:
         """Authorization values for systemcheck, snyk's order; ``[None]`` = one unauthenticated check."""
-        import base64
-
         if self.BROKER_CLIENT_VALIDATION_AUTHORIZATION_HEADER_POOL:
             return [
                 v.strip()
@@ -389,12 +388,10 @@ def _credentials(settings: Settings) -> str | None:
         )
     except CredentialsError as exc:
         message = str(exc)
-        return _raise(message if message.startswith("CR_") else f"CR_TYPE: {message}")
+        raise SettingsError(
+            message if message.startswith("CR_") else f"CR_TYPE: {message}"
+        ) from None
     return encode_credentials(obj)
-
-
-def _raise(message: str) -> Any:
-    raise SettingsError(message)
 
 
 def load_accept_rules(settings: Settings) -> AcceptRules:
