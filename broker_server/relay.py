@@ -45,6 +45,10 @@ HOP_HEADERS = frozenset(
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
+class ClientGone(Exception):
+    """The chosen client disconnected before it started answering."""
+
+
 def failure(
     status: int, kind: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -155,12 +159,27 @@ class Relay:
         }
         if body:
             payload["body"] = body
-        stream_mode = (
-            "x-broker-ws-response" not in headers and "post-streams" in session.capabilities
-        )
-        if stream_mode:
-            return await self._streamed(request, token, session, payload, started)
-        return await self._acked(session, payload, started)
+        # a GET/HEAD whose client vanished before answering is safe to send to the next client
+        attempts = 2 if request.method in ("GET", "HEAD") else 1
+        for attempt in range(attempts):
+            if attempt:
+                retry = await self._client_for(token)
+                if isinstance(retry, web.Response):
+                    return self._count(retry, "none")
+                session = retry
+                log.info("retrying on another client after a disconnect", method=request.method)
+            stream_mode = (
+                "x-broker-ws-response" not in headers and "post-streams" in session.capabilities
+            )
+            try:
+                if stream_mode:
+                    payload["streamingID"] = ""
+                    return await self._streamed(request, token, session, payload, started)
+                return await self._acked(session, payload, started)
+            except ClientGone as exc:
+                gone = exc
+        mode = "stream" if stream_mode else "ack"
+        return self._count(failure(502, "client-disconnected", str(gone)), mode)
 
     def _count(self, response: web.StreamResponse, mode: str) -> web.StreamResponse:
         self.server.metrics.requests.labels("to_client", mode, str(response.status)).inc()
@@ -201,10 +220,8 @@ class Relay:
                 failure(504, "timeout", f"no answer from the broker client within {timeout:g}s"),
                 "ack",
             )
-        except SessionClosed:
-            return self._count(
-                failure(502, "client-disconnected", "the broker client disconnected"), "ack"
-            )
+        except SessionClosed as exc:
+            raise ClientGone(f"the broker client disconnected: {exc}") from None
         self.server.metrics.latency.labels("to_client", "ack").observe(
             time.perf_counter() - started
         )
@@ -260,6 +277,8 @@ class Relay:
                     )
                 await stream.done
         except StreamFailed as exc:
+            if stream.response is None and not stream.attached and stream.session.closed:
+                raise ClientGone(str(exc)) from None
             if stream.response is None:
                 return self._count(failure(502, "stream-failed", str(exc)), "stream")
             # the head is out; the only honest signal left is a cut connection

@@ -460,3 +460,50 @@ async def test_polling_client_gone_mid_poll_is_dropped(make_server):
             break
         await asyncio.sleep(0.05)
     assert srv.server.pool.select(TOKEN) is None
+
+
+async def test_get_is_retried_on_the_other_client_when_the_chosen_one_vanishes(make_server):
+    srv = await make_server()
+    older = await ready_peer(srv.url, role="primary", client_id="old")
+    await wait_ready(srv)
+    newer = await WsPeer(srv.url, TOKEN, role="primary").connect()
+
+    async def vanish(peer: WsPeer, received: EventReceived) -> None:
+        await peer.close()  # takes the request, never answers
+
+    newer.handler = vanish
+    await newer.identify(client_id="new")
+    for _ in range(100):
+        chosen = srv.server.pool.select(TOKEN)
+        if chosen is not None and chosen.identity.metadata.client_id == "new":
+            break
+        await asyncio.sleep(0.02)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/broker/{TOKEN}/list/x") as resp:
+            assert resp.status == 200
+            assert await resp.text() == "primary:GET /list/x"
+    await older.close()
+
+
+async def test_post_is_not_retried_when_the_client_vanishes(make_server):
+    srv = await make_server()
+    older = await ready_peer(srv.url, role="primary", client_id="old")
+    await wait_ready(srv)
+    newer = await WsPeer(srv.url, TOKEN, role="primary").connect()
+
+    async def vanish(peer: WsPeer, received: EventReceived) -> None:
+        await peer.close()
+
+    newer.handler = vanish
+    await newer.identify(client_id="new")
+    for _ in range(100):
+        chosen = srv.server.pool.select(TOKEN)
+        if chosen is not None and chosen.identity.metadata.client_id == "new":
+            break
+        await asyncio.sleep(0.02)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{srv.url}/broker/{TOKEN}/scan", data=b"{}") as resp:
+            assert resp.status == 502
+            assert resp.headers["x-broker-failure"] == "client-disconnected"
+    assert not any(isinstance(e, EventReceived) and e.event.name == "request" for e in older.events)
+    await older.close()
