@@ -9,6 +9,7 @@ bomb stops at the limit instead of filling memory.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import zstandard
 
@@ -20,6 +21,7 @@ except ImportError:  # pragma: no cover - isal is a dependency, but keep working
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PIECE = 1 << 20
+_ZLIB_ERROR: Any = _zlib.error
 
 
 class DecompressionError(ValueError):
@@ -56,9 +58,9 @@ class Decompressor:
         self.kind: str | None = None
         self.total_out = 0
         self._head = b""
-        self._gz: object | None = None
+        self._gz: Any = None  # isal_zlib (or zlib) Decompress object
         self._gz_done = False
-        self._zstd: object | None = None
+        self._zstd: Any = None  # zstandard stream writer
 
     def _emit(self, data: bytes) -> None:
         if not data:
@@ -83,7 +85,9 @@ class Decompressor:
             self._gz = _zlib.decompressobj(wbits=31)
         elif kind == "zstd":
             self._zstd = zstandard.ZstdDecompressor().stream_writer(
-                _ZstdSink(self), write_size=PIECE, write_return_read=True
+                _ZstdSink(self),  # type: ignore[arg-type]  # only write() is used
+                write_size=PIECE,
+                write_return_read=True,
             )
 
     def _feed(self, chunk: bytes) -> None:
@@ -91,7 +95,7 @@ class Decompressor:
             self._emit(chunk)
         elif self.kind == "zstd":
             try:
-                self._zstd.write(chunk)  # type: ignore[attr-defined]
+                self._zstd.write(chunk)
             except zstandard.ZstdError as exc:
                 raise DecompressionError(f"zstd stream is damaged: {exc}") from None
         else:
@@ -109,15 +113,15 @@ class Decompressor:
                 else:
                     return
             try:
-                out = d.decompress(data, PIECE)  # type: ignore[attr-defined]
-            except _zlib.error as exc:
+                out = d.decompress(data, PIECE)
+            except _ZLIB_ERROR as exc:
                 raise DecompressionError(f"gzip stream is damaged: {exc}") from None
             self._emit(out)
-            if d.eof:  # type: ignore[attr-defined]
+            if d.eof:
                 self._gz_done = True
-                data = d.unused_data  # type: ignore[attr-defined]
+                data = d.unused_data
             else:
-                data = d.unconsumed_tail  # type: ignore[attr-defined]
+                data = d.unconsumed_tail
 
     def finish(self) -> None:
         """Flush; raises :class:`DecompressionError` when the stream ended early."""
@@ -132,6 +136,6 @@ class Decompressor:
             )
         if self.kind == "zstd":
             try:
-                self._zstd.flush()  # type: ignore[attr-defined]
+                self._zstd.flush()
             except zstandard.ZstdError as exc:
                 raise DecompressionError(f"zstd stream is damaged: {exc}") from None

@@ -74,11 +74,11 @@ class ImageFilesystem:
                 self._reverse = None
             self.files[path] = data
         for path, target in layer.hardlinks.items():
-            data = layer.files.get(target, self.files.get(target))
-            if data is not None:
+            linked = layer.files.get(target, self.files.get(target))
+            if linked is not None:
                 if self.symlinks.pop(path, None) is not None or path not in self.files:
                     self._reverse = None
-                self.files[path] = data
+                self.files[path] = linked
 
     # ------------------------------------------------------------------ resolution
 

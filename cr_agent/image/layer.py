@@ -277,18 +277,18 @@ class LayerReader:
             c.files.pop(path, None)
             c.symlinks[path] = entry.linkname
         elif entry.kind == HARDLINK:
-            target = normalise_path(entry.linkname.lstrip("/"))
-            if target is None:
+            link_target = normalise_path(entry.linkname.lstrip("/"))
+            if link_target is None:
                 self._warn(
                     "dotdot",
                     f"hard link {path!r} -> {entry.linkname!r} climbs out of the root; ignored",
                 )
                 return
             if self.selector.cap(path) is not None:
-                if target in c.files:
-                    c.files[path] = c.files[target]
+                if link_target in c.files:
+                    c.files[path] = c.files[link_target]
                 else:
-                    c.hardlinks[path] = target
+                    c.hardlinks[path] = link_target
         elif entry.kind == DIRECTORY:
             if path.count("/") < MAX_DIR_DEPTH:
                 c.dirs.append(path)

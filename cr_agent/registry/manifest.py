@@ -114,15 +114,16 @@ class ImageConfig:
         If the history does not account for every layer (tools that write none, or a broken
         config), the layers without an entry get None rather than a wrong command.
         """
-        commands = [h.created_by for h in self.history if not h.empty_layer]
+        commands: list[str | None] = [h.created_by for h in self.history if not h.empty_layer]
         if len(commands) != len(self.diff_ids):
             # align from the top when counts differ: base images squashed without history
             # usually lose the lowest entries, not the ones the user wrote last
             if len(commands) > len(self.diff_ids):
                 commands = commands[-len(self.diff_ids) :] if self.diff_ids else []
             else:
-                commands = [None] * (len(self.diff_ids) - len(commands)) + commands  # type: ignore[list-item]
-        return list(commands)
+                missing: list[str | None] = [None] * (len(self.diff_ids) - len(commands))
+                commands = missing + commands
+        return commands
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
