@@ -314,3 +314,14 @@ async def test_silent_server_times_out_instead_of_hanging():
             assert time.monotonic() - start < 5
     finally:
         server.close()
+
+
+async def test_tags_list_when_the_registry_ignores_n(plain_registry, unique_repo):
+    # docker-registry answers tags/list in one page whatever n says, without a Link header
+    image = _image()
+    for tag in ("a", "b", "c", "d", "e"):
+        await _push(plain_registry, unique_repo, image, tag=tag)
+    async with _client(plain_registry) as client:
+        assert sorted(await client.list_tags(unique_repo, page_size=2)) == ["a", "b", "c", "d", "e"]
+        with pytest.raises(NotFoundError):
+            await client.list_tags(unique_repo + "-missing")
