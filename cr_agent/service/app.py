@@ -279,6 +279,15 @@ def _submit(kind: str) -> Handler:
                 field="callbackUrl",
             )
         assert state.jobs is not None
+        waiting = state.jobs.pending_images()
+        if waiting + len(body.images) > state.settings.MAX_QUEUED_IMAGES:
+            raise ApiError(
+                503,
+                "busy",
+                f"{waiting} images are already waiting (MAX_QUEUED_IMAGES="
+                f"{state.settings.MAX_QUEUED_IMAGES}); send this scan again later",
+                field="images",
+            )
         job = state.jobs.submit(kind, body, creds, callback)  # type: ignore[arg-type]
         accepted = m.ScanAccepted(
             jobId=job.id, status="queued", images=len(body.images), statusPath=f"/scan/{job.id}"

@@ -110,6 +110,12 @@ class JobManager:
     def queued(self) -> int:
         return sum(1 for j in self.jobs.values() if j.status in ("queued", "running"))
 
+    def pending_images(self) -> int:
+        """Images accepted but not yet scanned, over all jobs."""
+        return sum(
+            1 for j in self.jobs.values() for s in j.images if s.status in ("queued", "running")
+        )
+
     def submit(
         self,
         kind: Literal["scan", "discover"],

@@ -57,6 +57,12 @@ _VALIDATE: dict[int, tuple[str, Any]] = {
     502: ("registry unreachable, TLS failure or registry error", m.ValidateResponse),
     504: ("the registry did not answer in time", m.ValidateResponse),
 }
+_SUBMIT: dict[int, tuple[str, Any]] = {
+    202: ("accepted; results follow through the callbacks", m.ScanAccepted),
+    400: _CREDS_ERRORS[400],
+    413: ("body too large", m.ErrorResponse),
+    503: ("too many images waiting (MAX_QUEUED_IMAGES); send again later", m.ErrorResponse),
+}
 _REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -147,7 +153,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/scan",
         "Scan images; results go to <callback>/api/v2/import/result, the end to .../done",
         body=m.ScanRequest,
-        responses={202: ("accepted", m.ScanAccepted), 400: _CREDS_ERRORS[400]},
+        responses=_SUBMIT,
         callbacks=True,
     ),
     Operation(
@@ -155,7 +161,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/discover",
         "Scan images (v1); results go to <callback>/api/v1/recurring-tests/dependencies",
         body=m.ScanRequest,
-        responses={202: ("accepted", m.ScanAccepted), 400: _CREDS_ERRORS[400]},
+        responses=_SUBMIT,
         callbacks=True,
     ),
     Operation(

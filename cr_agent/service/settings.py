@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
     #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
     REQUEST_TIMEOUT: float = Field(120.0, gt=0)
+    #: crbroker: images waiting or scanning at most; more is answered 503 (come back later)
+    MAX_QUEUED_IMAGES: int = Field(10000, ge=1)
     #: crbroker: finished jobs kept for GET /scan/<id>
     JOB_HISTORY: int = Field(1000, ge=1)
     #: boto3's own variable; moto in tests

@@ -358,3 +358,19 @@ async def test_shutdown_spools_what_a_running_job_still_owes(
         assert done.json()["jobId"] == accepted["jobId"] and done.json()["status"] == "failed"
     finally:
         await receiver.stop()
+
+
+async def test_too_many_waiting_images_is_a_503_not_a_growing_queue(
+    make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    probe = await make_agent()
+    agent = await make_agent(
+        scanner=StalledScanner(probe.app[STATE].type_context, 1 << 30), MAX_QUEUED_IMAGES=3
+    )
+    creds = creds_for(plain_registry)
+    body = {"images": [f"{unique_repo}:a", f"{unique_repo}:b"], "callbackUrl": "http://127.0.0.1:9"}
+    status, _ = await agent.post("/scan", body, creds)
+    assert status == 202
+    status, answer = await agent.post("/scan", body, creds)
+    assert status == 503
+    assert answer["error"]["code"] == "busy" and "MAX_QUEUED_IMAGES" in answer["error"]["message"]
