@@ -382,3 +382,55 @@ def test_layer_cache_is_bounded(tmp_path):
 
 def test_default_catalogers_are_used():
     assert {c.name for c in default_catalogers()} >= {"dpkg", "apk"}
+
+
+def _host_dpkg() -> tuple[set[tuple[str, str, str]], bytes, bytes]:
+    """What dpkg itself says is installed here, and the files it says it from."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dpkg-query") is None or not os.path.exists("/var/lib/dpkg/status"):
+        pytest.skip("not a Debian system")
+    out = subprocess.run(
+        [
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${db:Status-Want} ${db:Status-Status} ${Package} ${Version} ${Architecture}\n",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    expected = {
+        (name, version, arch)
+        for want, status, name, version, arch in (line.split() for line in out.splitlines())
+        if want in ("install", "hold") and status == "installed"
+    }
+    with open("/var/lib/dpkg/status", "rb") as fh:
+        status_file = fh.read()
+    with open("/usr/lib/os-release", "rb") as fh:
+        release = fh.read()
+    return expected, status_file, release
+
+
+async def test_this_machines_real_dpkg_database(plain_registry, unique_repo):
+    # the dpkg status and os-release of the Debian system the tests run on, as dpkg wrote them
+    expected, status_file, release = await asyncio.to_thread(_host_dpkg)
+    image = build_image(
+        [
+            Layer(
+                {
+                    "usr/lib/os-release": release,
+                    "etc/os-release": Symlink("../usr/lib/os-release"),
+                    "var/lib/dpkg/status": status_file,
+                },
+                created_by="ADD rootfs /",
+            ),
+        ]
+    )
+    result = await _scan(plain_registry, unique_repo, image)
+    found = {(r.package.name, r.package.full_version, r.package.arch) for r in result.packages}
+    assert found == expected
+    assert result.distro is not None and result.distro.id == "debian"
