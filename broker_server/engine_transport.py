@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from broker_server.relay import read_body
 from shared.engineio import encode_payload
 from shared.logging import get_logger
 
@@ -122,9 +123,9 @@ class EngineTransport:
         limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
         if request.content_length is not None and request.content_length > limit:
             return await self._oversized(session, request.content_length, limit)
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return await self._oversized(session, len(body), limit)
+        body = await read_body(request, limit)
+        if body is None:
+            return await self._oversized(session, None, limit)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -134,13 +135,15 @@ class EngineTransport:
         await session.handle(events)
         return web.Response(text="ok", content_type="text/html")
 
-    async def _oversized(self, session: ClientSession, size: int, limit: int) -> web.Response:
+    async def _oversized(
+        self, session: ClientSession, size: int | None, limit: int
+    ) -> web.Response:
         self.server.metrics.faults.labels("oversized").inc()
+        what = f"payload of {size} bytes" if size is not None else "payload"
         log.warning("client message too large", size=size, limit=limit, **session.describe())
-        await session.close(f"message of {size} bytes exceeds maxPayload {limit}")
+        await session.close(f"{what} exceeds maxPayload {limit}")
         return web.json_response(
-            {"code": 3, "message": f"payload of {size} bytes exceeds the limit of {limit} bytes"},
-            status=413,
+            {"code": 3, "message": f"{what} exceeds the limit of {limit} bytes"}, status=413
         )
 
     # -- websocket ------------------------------------------------------------------------

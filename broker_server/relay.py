@@ -45,6 +45,18 @@ HOP_HEADERS = frozenset(
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class ClientGone(Exception):
     """The chosen client disconnected before it started answering."""
 
@@ -121,8 +133,8 @@ class Relay:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
+        body = await read_body(request, limit)
+        if body is None:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )

@@ -56,6 +56,18 @@ def _body(value: Any) -> bytes | None:
     return json.dumps(value).encode("utf-8")
 
 
+async def _read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole answer body, or None once it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class UpstreamForwarder:
     def __init__(self, server: BrokerServer) -> None:
         self.server = server
@@ -127,8 +139,8 @@ class UpstreamForwarder:
             async with self._http().request(
                 method, target, headers=out, data=body, timeout=timeout
             ) as resp:
-                data = await resp.content.read(limit + 1)
-                if len(data) > limit:
+                data = await _read_limited(resp.content, limit)
+                if data is None:
                     return _error(
                         502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
                     )

@@ -507,3 +507,87 @@ async def test_post_is_not_retried_when_the_client_vanishes(make_server):
             assert resp.headers["x-broker-failure"] == "client-disconnected"
     assert not any(isinstance(e, EventReceived) and e.event.name == "request" for e in older.events)
     await older.close()
+
+
+async def test_large_bodies_arrive_whole(make_server):
+    """A /broker body and a polling payload that span many TCP reads are read completely."""
+    from shared.broker_protocol import BrokerConnection
+    from shared.engineio import OpenHandshake
+    from tests.broker_server.peer import identify_payload, polling_get, polling_post
+
+    srv = await make_server()
+    peer = await ready_peer(srv.url)
+    await wait_ready(srv)
+    body = bytes(range(256)) * 8192  # 2 MiB
+
+    async def chunks():
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+            await asyncio.sleep(0)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{srv.url}/broker/{TOKEN}/scan", data=chunks()) as resp:
+            assert resp.status == 200
+        (request,) = [
+            e.event.args[0]
+            for e in peer.events
+            if isinstance(e, EventReceived) and e.event.name == "request"
+        ]
+        assert request["body"] == body
+
+        base = f"{srv.url}/primus/{OTHER_TOKEN}/?EIO=4&transport=polling&b64=1"
+        sid = OpenHandshake.from_json((await polling_get(http, base, 4))[0].data).sid
+        conn = BrokerConnection("client")
+        big = identify_payload(OTHER_TOKEN)
+        big["metadata"]["filters"]["private"] = [
+            {"method": "GET", "path": f"/p{i}/*"} for i in range(20000)
+        ]
+        identify, _ = conn.send_event("identify", big)
+        assert len(identify) > 500_000
+        assert await polling_post(http, f"{base}&sid={sid}", [identify], 4) == (200, "ok")
+        await wait_ready(srv, OTHER_TOKEN)
+        assert (
+            len(srv.server.pool.select(OTHER_TOKEN).identity.metadata.filters["private"]) == 20000
+        )
+    await peer.close()
+
+
+async def test_large_upstream_answer_comes_back_whole_and_oversized_is_refused(make_server):
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    big = "r" * (6 << 20)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        size = int(request.match_info["size"])
+        response = web.StreamResponse(headers={"content-type": "text/plain"})
+        await response.prepare(request)
+        for start in range(0, size, 65536):
+            await response.write(big[start : min(start + 65536, size)].encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/v2/size/{size}", answer)
+    upstream = TestServer(app, host="127.0.0.1")
+    await upstream.start_server()
+    try:
+        srv = await make_server(
+            accept=upstream_accept(f"http://127.0.0.1:{upstream.port}"),
+            SOCKET_MAX_RESPONSE_LENGTH=str(4 << 20),
+        )
+        peer = await ready_peer(srv.url)
+        await wait_ready(srv)
+        for size, status in ((3 << 20, 200), (5 << 20, 502)):
+            request = {"url": f"/api/v2/size/{size}", "method": "POST", "headers": {}, "body": b""}
+            ack_id = await peer.send_event("request", request, want_ack=True)
+            ack = await peer.wait_for(AckReceived, lambda e, i=ack_id: e.ack.ack_id == i)
+            reply = ack.ack.args[0]
+            assert reply["status"] == status
+            if status == 200:
+                assert reply["body"] == big[:size]
+            else:
+                assert "BODY_TOO_LARGE" in reply["body"]
+        await peer.close()
+    finally:
+        await upstream.close()
