@@ -202,3 +202,14 @@ def test_native_json_has_layer_attribution():
     }
     assert doc["warnings"] == ["dpkg: something odd"]
     assert doc["distro"]["id"] == "debian"
+
+
+def test_spdx_document_passes_spdx_tools_validation(tmp_path):
+    parse_anything = pytest.importorskip("spdx_tools.spdx.parser.parse_anything")
+    validator = pytest.importorskip("spdx_tools.spdx.validation.document_validator")
+    path = tmp_path / "doc.spdx.json"
+    path.write_text(to_spdx_json(_result()))
+    document = parse_anything.parse_file(str(path))
+    messages = validator.validate_full_spdx_document(document)
+    assert [m.validation_message for m in messages] == []
+    assert len(document.packages) == 5
