@@ -8,7 +8,6 @@ them) while everything else comes from the real registry.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -129,6 +128,3 @@ class TamperProxy:
             await runner.cleanup()
         if self._session is not None:
             await self._session.close()
-
-
-OnRequest = Callable[[web.Request], None]
