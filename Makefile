@@ -51,6 +51,7 @@ demo: deps
 bench: deps
 	$(PY) bench/tunnel.py
 	$(PY) bench/scan.py
+	$(PY) bench/agent.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
