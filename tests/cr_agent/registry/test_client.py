@@ -325,3 +325,16 @@ async def test_tags_list_when_the_registry_ignores_n(plain_registry, unique_repo
         assert sorted(await client.list_tags(unique_repo, page_size=2)) == ["a", "b", "c", "d", "e"]
         with pytest.raises(NotFoundError):
             await client.list_tags(unique_repo + "-missing")
+
+
+async def test_anonymous_bearer_token_for_public_pulls(unique_repo):
+    # Docker Hub style: no credentials, the realm still issues a pull token
+    realm = TokenRealm(users={"pusher": "pw"}, anonymous_pull=True)
+    with running_registry("token", username="pusher", password="pw", realm=realm) as registry:
+        image = _image()
+        await _push(registry, unique_repo, image)
+        async with RegistryClient(registry.url) as client:
+            assert (await client.ping()).scheme == "bearer"
+            assert (await client.resolve_image(unique_repo, "v1")).digest == image.digest
+        anonymous = [r for r in realm.requests if r.user is None and r.method == "GET"]
+        assert anonymous and anonymous[-1].scopes == [f"repository:{unique_repo}:pull"]
