@@ -321,9 +321,14 @@ async def openapi(request: web.Request) -> web.Response:
 def _scanner(state: AgentState) -> ImageScanner:
     if state.scanner_override is not None:
         return state.scanner_override
+    from cr_agent.layer_cache import LayerCache
     from cr_agent.service.image_scanner import RegistryImageScanner
 
-    return RegistryImageScanner(state.type_context, state.settings.MAX_IMAGE_SIZE_IN_BYTES)
+    settings = state.settings
+    cache = None
+    if settings.LAYER_CACHE_DIR is not None:
+        cache = LayerCache(settings.LAYER_CACHE_DIR, max_bytes=settings.LAYER_CACHE_BYTES)
+    return RegistryImageScanner(state.type_context, settings.MAX_IMAGE_SIZE_IN_BYTES, cache)
 
 
 async def _startup(app: web.Application) -> None:

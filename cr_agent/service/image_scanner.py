@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.registry_types import registry_type
 from cr_agent.registry_types.base import TypeContext
@@ -18,11 +18,20 @@ from cr_agent.service.jobs import ScanOutcome
 from cr_agent.service.registry_session import RegistrySession
 from shared.credentials import RegistryCredentials
 
+if TYPE_CHECKING:
+    from cr_agent.layer_cache import LayerCache
+
 
 class RegistryImageScanner:
-    def __init__(self, context: Callable[[], TypeContext], max_image_bytes: int) -> None:
+    def __init__(
+        self,
+        context: Callable[[], TypeContext],
+        max_image_bytes: int,
+        cache: LayerCache | None = None,
+    ) -> None:
         self.context = context
         self.max_image_bytes = max_image_bytes
+        self.cache = cache
 
     async def scan(
         self, creds: RegistryCredentials, image: str, *, platform: str, sbom_format: str
@@ -47,6 +56,7 @@ class RegistryImageScanner:
                 resolved.digest,
                 platform=str(resolved.platform),
                 limits=ScanLimits(max_image_bytes=self.max_image_bytes),
+                cache=self.cache,
             )
         writer = {
             "cyclonedx-json": sbom.to_cyclonedx_json,

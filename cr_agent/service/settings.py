@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
     #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
     REQUEST_TIMEOUT: float = Field(120.0, gt=0)
+    #: crbroker: on-disk cache of per-layer results (base layers read once); unset = no cache
+    LAYER_CACHE_DIR: Path | None = None
+    LAYER_CACHE_BYTES: int = Field(2 * GIB, ge=1024 * 1024)
     #: crbroker: images waiting or scanning at most; more is answered 503 (come back later)
     MAX_QUEUED_IMAGES: int = Field(10000, ge=1)
     #: crbroker: finished jobs kept for GET /scan/<id>

@@ -374,3 +374,25 @@ async def test_too_many_waiting_images_is_a_503_not_a_growing_queue(
     status, answer = await agent.post("/scan", body, creds)
     assert status == 503
     assert answer["error"]["code"] == "busy" and "MAX_QUEUED_IMAGES" in answer["error"]["message"]
+
+
+async def test_layer_cache_serves_a_rescan(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+    tmp_path: Path,
+) -> None:
+    agent = await make_agent(LAYER_CACHE_DIR=tmp_path / "layers")
+    await push_image(plain_registry, unique_repo, "1", debian_image(4))
+    creds = creds_for(plain_registry)
+    for round_ in (1, 2):
+        await agent.post(
+            "/scan", {"images": [f"{unique_repo}:1"], "callbackUrl": receiver.url}, creds
+        )
+        await receiver.wait_for(DONE, round_)
+    first, second = (r.json() for r in receiver.on(RESULT))
+    assert first["packageCount"] == second["packageCount"] == 4
+    assert component_names(first) == component_names(second)
+    scanner = agent.app[STATE].jobs.scanner
+    assert scanner.cache is not None and scanner.cache.hits >= 2
