@@ -88,6 +88,8 @@ class EngineTransport:
     # -- polling ---------------------------------------------------------------------------
 
     async def _poll(self, request: web.Request, session: ClientSession) -> web.Response:
+        if session.ws is not None:
+            return engine_error(3, "this session was upgraded to a websocket; polling has ended")
         if session.polling_active:
             await session.close("overlapping polling requests")
             return engine_error(3, "overlapping GET on a polling session")
