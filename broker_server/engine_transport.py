@@ -125,7 +125,7 @@ class EngineTransport:
         limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
         if request.content_length is not None and request.content_length > limit:
             return await self._oversized(session, request.content_length, limit)
-        body = await read_body(request, limit)
+        body = await read_body(request.content, limit)
         if body is None:
             return await self._oversized(session, None, limit)
         try:

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from broker_server.session import ClientSession, SessionClosed
 from broker_server.streams import PendingStream, StreamFailed
@@ -45,11 +45,14 @@ HOP_HEADERS = frozenset(
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it exceeds ``limit`` bytes."""
+async def read_body(content: StreamReader, limit: int) -> bytes | None:
+    """A whole HTTP body, or None as soon as it exceeds ``limit`` bytes.
+
+    (``StreamReader.read(n)`` returns only what is buffered, so it cannot be used for this.)
+    """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > limit:
             return None
@@ -133,7 +136,7 @@ class Relay:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )
-        body = await read_body(request, limit)
+        body = await read_body(request.content, limit)
         if body is None:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from broker_server.relay import HOP_HEADERS, answer_headers
+from broker_server.relay import HOP_HEADERS, answer_headers, read_body
 from shared.accept_rules import auth_header, expand_origin
 from shared.logging import get_logger
 from shared.redaction import mask_token
@@ -54,18 +54,6 @@ def _body(value: Any) -> bytes | None:
         except (TypeError, ValueError):
             return None
     return json.dumps(value).encode("utf-8")
-
-
-async def _read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole answer body, or None once it exceeds ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class UpstreamForwarder:
@@ -139,7 +127,7 @@ class UpstreamForwarder:
             async with self._http().request(
                 method, target, headers=out, data=body, timeout=timeout
             ) as resp:
-                data = await _read_limited(resp.content, limit)
+                data = await read_body(resp.content, limit)
                 if data is None:
                     return _error(
                         502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
