@@ -308,7 +308,7 @@ async def job_status(request: web.Request) -> web.Response:
             "no job with that id (finished jobs are kept for a while)",
             field="jobId",
         )
-    return _json(job.view())
+    return _json(job.view(pending=state.spool.count_for(job.id)))
 
 
 async def openapi(request: web.Request) -> web.Response:

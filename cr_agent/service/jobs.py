@@ -74,7 +74,7 @@ class Job:
     #: results scanned but not yet handed to the sender (delivered or spooled)
     unsent: dict[int, ScanOutcome | None] = field(default_factory=dict)
 
-    def view(self) -> JobStatus:
+    def view(self, pending: int = 0) -> JobStatus:
         return JobStatus(
             jobId=self.id,
             kind=self.kind,
@@ -85,6 +85,7 @@ class Job:
             images=list(self.images),
             callbacksDelivered=self.delivered,
             callbacksSpooled=self.spooled,
+            callbacksPending=pending,
         )
 
 

@@ -227,8 +227,9 @@ class JobStatus(Strict):
     createdAt: datetime
     finishedAt: datetime | None = None
     images: list[ImageStatus]
-    callbacksDelivered: int
-    callbacksSpooled: int
+    callbacksDelivered: int = Field(..., description="delivered at the first try (with retries)")
+    callbacksSpooled: int = Field(..., description="sent to the spool at some point")
+    callbacksPending: int = Field(..., description="still in the spool, waiting to be delivered")
 
 
 # --------------------------------------------------------------------------- callbacks

@@ -54,8 +54,8 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, delivery: Delivery) -> Path:
-        safe_key = "".join(c for c in delivery.idempotency_key if c.isalnum() or c in "-_.")
-        return self.directory / f"{delivery.seq:020d}-{safe_key}.json"
+        safe_key = _safe(delivery.idempotency_key)
+        return self.directory / f"{delivery.seq:020d}-{_safe(delivery.job_id)}--{safe_key}.json"
 
     def put(self, delivery: Delivery) -> Path:
         path = self._path(delivery)
@@ -81,5 +81,10 @@ class Spool:
     def count(self) -> int:
         return sum(1 for _ in self.directory.glob("*.json"))
 
-    def job_has_pending(self, job_id: str) -> bool:
-        return any(d.job_id == job_id for d in self.pending())
+    def count_for(self, job_id: str) -> int:
+        """Deliveries of one job still waiting (from the file names; no file is read)."""
+        return sum(1 for _ in self.directory.glob(f"*-{_safe(job_id)}--*.json"))
+
+
+def _safe(text: str) -> str:
+    return "".join(c for c in text if c.isalnum() or c in "-_.")

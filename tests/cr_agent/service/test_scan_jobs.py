@@ -200,6 +200,7 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
             break
         await asyncio.sleep(0.1)
     assert job["callbacksSpooled"] == 2 and job["callbacksDelivered"] == 0
+    assert job["callbacksPending"] == 2
     spooled = sorted((tmp_path / "spool").glob("*.json"))
     assert len(spooled) == 2
     assert all("password" not in p.read_text() for p in spooled)
@@ -216,6 +217,8 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
                 break
             await asyncio.sleep(0.1)
         assert not list((tmp_path / "spool").glob("*.json"))
+        _, job = await agent.get(accepted["statusPath"])
+        assert job["callbacksPending"] == 0
     finally:
         await receiver.stop()
 
