@@ -223,6 +223,8 @@ class RegistryClient:
                 ),
                 headers={"User-Agent": USER_AGENT},
                 auto_decompress=False,
+                # HTTP(S)_PROXY / NO_PROXY from the environment, as docker and skopeo honour them
+                trust_env=True,
             )
         return self
 

@@ -27,8 +27,9 @@ class Misbehaviour:
 
 
 class TamperProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, prefix: str = "") -> None:
         self.upstream = upstream.rstrip("/")
+        self.prefix = prefix.rstrip("/")  # served under a path prefix, as Artifactory does
         self.failures: list[Misbehaviour] = []
         self.corrupt_blobs = False
         self.redirect_blobs_to: str | None = None  # another origin serving /storage/...
@@ -67,6 +68,10 @@ class TamperProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.path_qs
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return web.Response(status=404, text="outside the prefix")
+            path = path[len(self.prefix) :]
         self.seen.append((request.method, request.path, request.headers.get("Authorization")))
         for rule in self.failures:
             if (

@@ -338,3 +338,32 @@ async def test_anonymous_bearer_token_for_public_pulls(unique_repo):
             assert (await client.resolve_image(unique_repo, "v1")).digest == image.digest
         anonymous = [r for r in realm.requests if r.user is None and r.method == "GET"]
         assert anonymous and anonymous[-1].scopes == [f"repository:{unique_repo}:pull"]
+
+
+async def test_registry_under_a_path_prefix(plain_registry, unique_repo):
+    image = _image()
+    await _push(plain_registry, unique_repo, image)
+    prefixed = await TamperProxy(plain_registry.url, prefix="/artifactory/api/docker/repo").start()
+    try:
+        async with RegistryClient(prefixed.url + "/artifactory/api/docker/repo") as client:
+            assert (await client.ping()).status == 200
+            assert await client.list_tags(unique_repo) == ["v1"]
+            assert (await client.resolve_image(unique_repo, "v1")).digest == image.digest
+    finally:
+        await prefixed.stop()
+
+
+async def test_http_proxy_from_the_environment(plain_registry, unique_repo, monkeypatch):
+    # the registry's name does not resolve; only the proxy named in HTTP_PROXY can reach it
+    image = _image()
+    await _push(plain_registry, unique_repo, image)
+    forward = await TamperProxy(plain_registry.url).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", forward.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with RegistryClient("http://registry.invalid:5000", retries=1) as client:
+            assert (await client.resolve_image(unique_repo, "v1")).digest == image.digest
+        assert any(p.endswith("/manifests/v1") for _, p, _ in forward.seen)
+    finally:
+        await forward.stop()
