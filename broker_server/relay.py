@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -163,7 +164,10 @@ class Relay:
         session = await self._client_for(token)
         if isinstance(session, web.Response):
             return self._count(session, "none")
-        request_id = headers.get("snyk-request-id") or str(uuid.uuid4())
+        # only unique, not secret (the streaming id is the secret one): no urandom call per request
+        request_id = headers.get("snyk-request-id") or str(
+            uuid.UUID(int=random.getrandbits(128), version=4)
+        )
         headers["snyk-request-id"] = request_id
         payload: dict[str, Any] = {
             "url": url,
@@ -278,22 +282,23 @@ class Relay:
         payload["streamingID"] = stream.id
         await session.request_streamed(payload)
         timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+
+        def expire() -> None:
+            # only an answer that has not started can time out; a started one runs to its end
+            if not stream.attached:
+                server.streams.discard(stream, f"timeout: no answer within {timeout:g}s")
+
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:
             try:
-                await asyncio.wait_for(asyncio.shield(stream.done), timeout)
-            except TimeoutError:
-                if not stream.attached:
-                    server.streams.discard(stream, "timed out")
-                    return self._count(
-                        failure(
-                            504, "timeout", f"no answer from the broker client within {timeout:g}s"
-                        ),
-                        "stream",
-                    )
-                await stream.done
+                await asyncio.shield(stream.done)
+            finally:
+                timer.cancel()
         except StreamFailed as exc:
             if stream.response is None and not stream.attached and stream.session.closed:
                 raise ClientGone(str(exc)) from None
+            if stream.response is None and str(exc).startswith("timeout:"):
+                return self._count(failure(504, "timeout", str(exc)), "stream")
             if stream.response is None:
                 return self._count(failure(502, "stream-failed", str(exc)), "stream")
             # the head is out; the only honest signal left is a cut connection

@@ -591,3 +591,24 @@ async def test_large_upstream_answer_comes_back_whole_and_oversized_is_refused(m
         await peer.close()
     finally:
         await upstream.close()
+
+
+async def test_stream_timeout_gives_504_and_the_late_answer_404(make_server):
+    srv = await make_server(BROKER_WEBSERVER_REQUEST_TIMEOUT="300")
+    peer = await WsPeer(srv.url, TOKEN).connect()
+    held: list[EventReceived] = []
+    arrived = asyncio.Event()
+
+    async def hold(peer: WsPeer, received: EventReceived) -> None:
+        held.append(received)
+        arrived.set()
+
+    peer.handler = hold
+    await peer.identify()
+    await wait_ready(srv)
+    async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+        assert resp.status == 504
+        assert "no answer within" in (await resp.json())["message"]
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert await answer_by_stream(peer, held[0], body=b"late") == 404
+    await peer.close()
