@@ -222,11 +222,11 @@ async def list_paginated(request: web.Request) -> web.Response:
 
 
 async def list_with_metadata(request: web.Request) -> web.Response:
-    parse_query(request, m.NoQuery)
+    query = parse_query(request, m.TagMetadataQuery)
     repo = request.match_info["repository"]
 
     async def work(s: RegistrySession) -> m.TagsWithMetadataResponse:
-        tags = await s.tags_with_metadata(repo)
+        tags = await s.tags_with_metadata(repo, created=query.created, platform=query.platform)
         return m.TagsWithMetadataResponse(
             repository=s.repository_name(repo), tags=tags, count=len(tags)
         )

@@ -39,6 +39,15 @@ class PageQuery(Strict):
     )
 
 
+class TagMetadataQuery(Strict):
+    created: bool = Field(
+        False,
+        description="also read each image's config for its 'created' time (one manifest and "
+        "config fetch per tag); useful where the registry has no push times",
+    )
+    platform: str = Field("linux/amd64", pattern=r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+
+
 class PlatformQuery(Strict):
     platform: str = Field(
         "linux/amd64",

@@ -119,7 +119,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/list-with-metadata/{repository}",
         "Tags with digest and push time",
-        query=m.NoQuery,
+        query=m.TagMetadataQuery,
         path_params=_REPO,
         responses={200: ("tags", m.TagsWithMetadataResponse), **_CREDS_ERRORS},
     ),

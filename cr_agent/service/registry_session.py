@@ -20,7 +20,12 @@ from typing import Any
 import aiohttp
 
 from cr_agent.registry.client import USER_AGENT, RegistryClient, ResolvedImage
-from cr_agent.registry.errors import InvalidReference, NotFoundError, PermissionDenied
+from cr_agent.registry.errors import (
+    InvalidReference,
+    NotFoundError,
+    PermissionDenied,
+    UnsupportedManifest,
+)
 from cr_agent.registry.manifest import ImageIndex
 from cr_agent.registry.reference import ImageReference
 from cr_agent.registry_types import RegistryType
@@ -138,26 +143,46 @@ class RegistrySession:
     async def list_tags(self, repository: str) -> list[str]:
         return await self.client.list_tags(self.repository_name(repository))
 
-    async def tags_with_metadata(self, repository: str) -> list[TagMetadata]:
+    async def tags_with_metadata(
+        self, repository: str, *, created: bool = False, platform: str = "linux/amd64"
+    ) -> list[TagMetadata]:
+        """Tags with digests, push times where the registry type knows them, and (asked
+        for with ``created``) each image's config ``created`` time as a stand-in."""
         repo = self.repository_name(repository)
         known = await self.kind.tag_metadata(self.creds, self.ctx, repo)
         if known is not None:
-            return sorted(
-                (TagMetadata(tag=t.tag, digest=t.digest, pushedAt=t.pushed_at) for t in known),
-                key=lambda t: t.tag,
-            )
-        tags = await self.client.list_tags(repo)
+            tags = [TagMetadata(tag=t.tag, digest=t.digest, pushedAt=t.pushed_at) for t in known]
+        else:
+            names = await self.client.list_tags(repo)
+            tags = await self._bounded(names, lambda tag: self._head(repo, tag))
+        if created:
+            tags = await self._bounded(tags, lambda t: self._with_created(repo, t, platform))
+        return sorted(tags, key=lambda t: t.tag)
+
+    async def _bounded(self, items: list[Any], work: Any) -> list[Any]:
         limit = asyncio.Semaphore(HEAD_CONCURRENCY)
 
-        async def one(tag: str) -> TagMetadata:
+        async def one(item: Any) -> Any:
             async with limit:
-                try:
-                    head = await self.client.head_manifest(repo, tag)
-                except NotFoundError:
-                    return TagMetadata(tag=tag)  # deleted between listing and asking
-                return TagMetadata(tag=tag, digest=head.digest)
+                return await work(item)
 
-        return sorted(await asyncio.gather(*(one(t) for t in tags)), key=lambda t: t.tag)
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    async def _head(self, repo: str, tag: str) -> TagMetadata:
+        try:
+            head = await self.client.head_manifest(repo, tag)
+        except NotFoundError:
+            return TagMetadata(tag=tag)  # deleted between listing and asking
+        return TagMetadata(tag=tag, digest=head.digest)
+
+    async def _with_created(self, repo: str, meta: TagMetadata, platform: str) -> TagMetadata:
+        try:
+            resolved = await self.client.resolve_image(repo, meta.digest or meta.tag, platform)
+        except (NotFoundError, UnsupportedManifest):
+            return meta  # gone, or not an image for this platform: nothing to add
+        return meta.model_copy(
+            update={"created": _time(_config_json(resolved.config.raw).get("created"))}
+        )
 
     async def resolve(self, image: str, platform: str) -> tuple[ImageReference, ResolvedImage]:
         ref = self.parse_image(image)

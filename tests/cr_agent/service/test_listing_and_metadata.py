@@ -38,6 +38,12 @@ async def test_list_with_metadata_gives_each_tags_digest(
     assert [(t["tag"], t["digest"]) for t in body["tags"]] == [("a", first), ("b", second)]
     # the distribution API has no push time; the field is absent rather than invented
     assert all("pushedAt" not in t for t in body["tags"])
+    status, body = await agent.get(
+        f"/list-with-metadata/{unique_repo}?created=true", creds_for(plain_registry)
+    )
+    assert status == 200, body
+    # the test images' configs say they were created 2024-01-01 (tests.support.images)
+    assert [t["created"] for t in body["tags"]] == ["2024-01-01T00:00:00Z"] * 2
 
 
 async def test_list_paginated_pages_through_tags_with_a_cursor(
