@@ -325,6 +325,72 @@ def _htpasswd_line(username: str, password: str) -> str:
     return out.stdout.strip() + "\n"
 
 
+def _wait_ready(process: ServerProcess, port: int, *, tls: bool, timeout: float) -> bool:
+    """True once the registry answers; False as soon as it exits or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            return False
+        try:
+            if tls:
+                wait_for_port(port, timeout=0.5)
+            else:
+                wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=0.5)
+            return True
+        except TimeoutError:
+            continue
+    return False
+
+
+def _launch(
+    root: Path,
+    port: int,
+    auth: str,
+    username: str,
+    password: str,
+    realm: TokenRealm | None,
+    tls: bool,
+) -> ServerProcess:
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root / "storage")},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
+    }
+    if auth == "htpasswd":
+        (root / "htpasswd").write_text(_htpasswd_line(username, password))
+        config["auth"] = {"htpasswd": {"realm": "crbroker-test", "path": str(root / "htpasswd")}}
+    elif auth == "token":
+        assert realm is not None
+        (root / "token-cert.pem").write_bytes(realm.cert_pem())
+        config["auth"] = {
+            "token": {
+                "realm": realm.url,
+                "service": realm.service,
+                "issuer": realm.issuer,
+                "rootcertbundle": str(root / "token-cert.pem"),
+            }
+        }
+    if tls:
+        if not (root / "tls-cert.pem").exists():
+            cert, key = self_signed_server_cert()
+            (root / "tls-cert.pem").write_bytes(cert)
+            (root / "tls-key.pem").write_bytes(key)
+        config["http"]["tls"] = {
+            "certificate": str(root / "tls-cert.pem"),
+            "key": str(root / "tls-key.pem"),
+        }
+    (root / "config.yml").write_text(yaml.safe_dump(config))
+    return ServerProcess(
+        [REGISTRY_BINARY, "serve", str(root / "config.yml")],
+        log_path=root / "registry.log",
+    ).start()
+
+
 def start_registry(
     auth: str = "none",
     *,
@@ -344,62 +410,33 @@ def start_registry(
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="crb-registry-")) if workdir is None else workdir
     (root / "storage").mkdir(parents=True, exist_ok=True)
-    port = free_port()
     password = password or secrets.token_urlsafe(12)
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {
-            "filesystem": {"rootdirectory": str(root / "storage")},
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-        },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
-    }
-    if auth == "htpasswd":
-        (root / "htpasswd").write_text(_htpasswd_line(username, password))
-        config["auth"] = {"htpasswd": {"realm": "crbroker-test", "path": str(root / "htpasswd")}}
-    elif auth == "token":
+    if auth == "token":
         if realm is None:
             realm = TokenRealm(users={username: password})
         if not realm.port:
             realm.start()
-        (root / "token-cert.pem").write_bytes(realm.cert_pem())
-        config["auth"] = {
-            "token": {
-                "realm": realm.url,
-                "service": realm.service,
-                "issuer": realm.issuer,
-                "rootcertbundle": str(root / "token-cert.pem"),
-            }
-        }
-    if tls:
-        cert, key = self_signed_server_cert()
-        (root / "tls-cert.pem").write_bytes(cert)
-        (root / "tls-key.pem").write_bytes(key)
-        config["http"]["tls"] = {
-            "certificate": str(root / "tls-cert.pem"),
-            "key": str(root / "tls-key.pem"),
-        }
-    (root / "config.yml").write_text(yaml.safe_dump(config))
-    process = ServerProcess(
-        [REGISTRY_BINARY, "serve", str(root / "config.yml")],
-        log_path=root / "registry.log",
-    )
-    process.start()
-    try:
-        if tls:
-            wait_for_port(port, timeout=30)
-        else:
-            wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=30)
-    except BaseException as exc:  # also Ctrl-C while waiting: never leave the registry behind
+    # Several engineers' tests pick free ports at once: if another process takes ours between
+    # free_port() and the registry's bind, start again on a new port instead of timing out.
+    for attempt in range(3):
+        port = free_port()
+        process = _launch(root, port, auth, username, password, realm, tls)
+        try:
+            ready = _wait_ready(process, port, tls=tls, timeout=30)
+        except BaseException:  # also Ctrl-C while waiting: never leave the registry behind
+            process.stop()
+            if realm is not None:
+                realm.stop()
+            raise
+        if ready:
+            break
         log = process.log_text()
         process.stop()
+        if "address already in use" in log and attempt < 2:
+            continue
         if realm is not None:
             realm.stop()
-        if not isinstance(exc, TimeoutError):
-            raise
-        raise TimeoutError(f"docker-registry did not start: {log[-2000:]}") from None
+        raise TimeoutError(f"docker-registry did not start: {log[-2000:]}")
     return RunningRegistry(
         port=port,
         workdir=root,
