@@ -100,9 +100,10 @@ class TarReader:
         self._buf = bytearray()  # partial header, or kept data of the current entry
         self._state = "header"
         self._entry: TarEntry | None = None
-        self._remaining = 0  # data bytes of the current entry still to come
+        self._remaining = 0  # kept data bytes of the current entry still to come
         self._padding = 0
-        self._keep = False
+        self._skip = 0  # bytes to pass over (unwanted data and/or padding)
+        self._skip_padding = 0  # how much of _skip is padding after the entry
         self._meta_kind: bytes | None = None
         self._pax: dict[str, str] = {}
         self._long_name: str | None = None
@@ -115,9 +116,22 @@ class TarReader:
         view = memoryview(data)
         pos, n = 0, len(view)
         while pos < n and not self.ended:
-            if self._state == "header":
-                need = BLOCK - len(self._buf)
-                take = min(need, n - pos)
+            state = self._state
+            if state == "skip":  # data nobody wants, and padding: just count it
+                take = min(self._skip, n - pos)
+                pos += take
+                self.offset += take
+                self._skip -= take
+                if self._skip == 0:
+                    self._state = "header"
+            elif state == "header":
+                if not self._buf and n - pos >= BLOCK:
+                    block = view[pos : pos + BLOCK].tobytes()
+                    pos += BLOCK
+                    self.offset += BLOCK
+                    self._header(block)
+                    continue
+                take = min(BLOCK - len(self._buf), n - pos)
                 self._buf += view[pos : pos + take]
                 pos += take
                 self.offset += take
@@ -125,22 +139,14 @@ class TarReader:
                     block = bytes(self._buf)
                     self._buf.clear()
                     self._header(block)
-            elif self._state == "data":
+            else:  # "data": an entry (or extended header) whose bytes are kept
                 take = min(self._remaining, n - pos)
-                if self._keep:
-                    self._buf += view[pos : pos + take]
+                self._buf += view[pos : pos + take]
                 pos += take
                 self.offset += take
                 self._remaining -= take
                 if self._remaining == 0:
                     self._finish_data()
-            else:  # padding
-                take = min(self._padding, n - pos)
-                pos += take
-                self.offset += take
-                self._padding -= take
-                if self._padding == 0:
-                    self._state = "header"
 
     def _header(self, block: bytes) -> None:
         start = self.offset - BLOCK
@@ -195,35 +201,47 @@ class TarReader:
 
     def _begin_data(self, entry: TarEntry | None, size: int, keep: bool) -> None:
         self._entry = entry
-        self._keep = keep
-        self._remaining = size
         self._padding = (-size) % BLOCK
-        if size == 0:
-            self._finish_data()
-        else:
-            self._state = "data"
+        if keep:
+            self._remaining = size
+            if size == 0:
+                self._finish_data()
+            else:
+                self._state = "data"
+            return
+        assert entry is not None  # extended headers are always kept
+        self._on_entry(entry, None)
+        self._entry = None
+        self._skip = size + self._padding
+        self._skip_padding = self._padding
+        self._state = "skip" if self._skip else "header"
 
     def _finish_data(self) -> None:
-        data = bytes(self._buf) if self._keep else None
+        data = bytes(self._buf)
         self._buf.clear()
         if self._entry is None:  # an extended header's payload
-            payload = data or b""
             if self._meta_kind == b"x":
-                self._pax.update(_parse_pax(payload))
+                self._pax.update(_parse_pax(data))
             elif self._meta_kind == b"L":
-                self._long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                self._long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif self._meta_kind == b"K":
-                self._long_link = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                self._long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             self._meta_kind = None
         else:
             self._on_entry(self._entry, data)
         self._entry = None
-        self._state = "padding" if self._padding else "header"
+        self._skip = self._skip_padding = self._padding
+        self._state = "skip" if self._skip else "header"
 
     def close(self) -> None:
         """Raise :class:`TarError` when the stream stopped inside an entry."""
         if self.ended:
             return
-        if self._state == "data" or (self._state == "header" and self._buf):
+        inside = (
+            self._state == "data"
+            or (self._state == "header" and self._buf)
+            or (self._state == "skip" and self._skip > self._skip_padding)
+        )
+        if inside:
             raise TarError(f"tar stream truncated at offset {self.offset} (inside an entry)")
         # some writers omit the end-of-archive blocks; ending on an entry boundary is accepted
