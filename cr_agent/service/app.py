@@ -408,7 +408,8 @@ def _server_ssl(settings: Settings) -> ssl.SSLContext | None:
 async def serve(settings: Settings, *, ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then finish cleanly (jobs cancelled, spool kept)."""
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # requests are time-bounded anyway; do not let one hold a SIGTERM for aiohttp's 60 s
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.HOST, settings.port, ssl_context=_server_ssl(settings))
     await site.start()

@@ -179,3 +179,59 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
                 time.sleep(0.2)
     finally:
         server.stop()
+
+
+def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from shared.credentials import build_credentials_json, encode_credentials
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(hang.accept()[0]), daemon=True).start()
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "cr_agent", "serve"],
+        env=agent_env(tmp_path, SNYK_PORT=str(port), REGISTRY_TIMEOUT="120", REQUEST_TIMEOUT="300"),
+        cwd=ROOT,
+        log_path=tmp_path / "agent.log",
+    )
+    server.start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
+        creds = encode_credentials(
+            build_credentials_json(
+                "generic-cr",
+                base=f"http://127.0.0.1:{hang.getsockname()[1]}",
+                username="u",
+                password="p",
+            )
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/list", headers={"Authorization": creds}
+        )
+
+        def ask() -> None:
+            try:
+                urllib.request.urlopen(request, timeout=60).close()
+            except OSError:
+                pass  # the agent going away mid-request is the point of this test
+
+        threading.Thread(target=ask, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert accepted, "the agent never reached the hanging registry"
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.proc is not None
+        assert server.proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 12
+    finally:
+        server.stop()
+        hang.close()
+        for conn in accepted:
+            conn.close()
