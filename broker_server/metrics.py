@@ -89,6 +89,14 @@ class ServerMetrics:
                 registry=self.registry,
             )
         )
+        self.heartbeats = Labelled(
+            Counter(
+                "broker_server_heartbeats",
+                "Heartbeats received: engine.io pongs/pings and Primus pings",
+                ["kind"],
+                registry=self.registry,
+            )
+        )
         self.faults = Labelled(
             Counter(
                 "broker_server_protocol_faults",

@@ -269,14 +269,17 @@ class ClientSession:
                     await self._probe(via)
                 case EnginePing():
                     self.last_client_ping = time.monotonic()
+                    self.server.metrics.heartbeats.labels("engine_ping").inc()
                     await self.send(self.conn.pong_for(event))
                 case EnginePong():
+                    self.server.metrics.heartbeats.labels("engine_pong").inc()
                     self.pong_event.set()
                 case Upgraded():
                     await self._upgraded(via)
                 case Noop() | PrimusPong() | ServerClose():
                     pass
                 case PrimusPing():
+                    self.server.metrics.heartbeats.labels("primus_ping").inc()
                     await self.send(self.conn.pong_for(event))
                 case PrimusIdQuery():
                     await self.send(self.conn.send_data(primus.id_text(self.sid)))
