@@ -27,6 +27,7 @@ from cr_agent.service import models as m
 from cr_agent.service.callbacks import CallbackSender
 from cr_agent.service.errors import REASONS, ApiError, classify
 from cr_agent.service.jobs import ImageScanner, JobManager
+from cr_agent.service.metrics import CONTENT_TYPE_LATEST, AgentMetrics
 from cr_agent.service.openapi import VERSION, build_document
 from cr_agent.service.registry_session import RegistrySession
 from cr_agent.service.request_input import parse_body, parse_query, request_credentials
@@ -54,6 +55,7 @@ class AgentState:
         self.spool = Spool(settings.SPOOL_DIR)
         self.sender: CallbackSender | None = None
         self.jobs: JobManager | None = None
+        self.metrics = AgentMetrics()
 
     def type_context(self) -> TypeContext:
         assert self.http is not None
@@ -105,6 +107,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status=response.status,
         ms=round((time.monotonic() - started) * 1000, 1),
     )
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[STATE].metrics.requests.labels(route=route, status=str(response.status)).inc()
     return response
 
 
@@ -311,6 +316,11 @@ async def job_status(request: web.Request) -> web.Response:
     return _json(job.view(pending=state.spool.count_for(job.id)))
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = _state(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(build_document())
 
@@ -342,6 +352,7 @@ async def _startup(app: web.Application) -> None:
     state.sender = CallbackSender(
         state.http,
         state.spool,
+        metrics=state.metrics,
         attempts=settings.CALLBACK_ATTEMPTS,
         retry_seconds=settings.CALLBACK_RETRY_SECONDS,
         timeout=settings.REGISTRY_TIMEOUT,
@@ -354,7 +365,14 @@ async def _startup(app: web.Application) -> None:
         max_active=settings.MAX_ACTIVE_OPERATIONS,
         max_body=settings.MAX_CALLBACK_BODY_BYTES,
         history=settings.JOB_HISTORY,
+        metrics=state.metrics,
     )
+    jobs, spool = state.jobs, state.spool
+    state.metrics.gauge("cr_agent_active_operations", "Scans running now", lambda: jobs.active)
+    state.metrics.gauge(
+        "cr_agent_pending_images", "Images accepted, not yet scanned", jobs.pending_images
+    )
+    state.metrics.gauge("cr_agent_spooled_callbacks", "Callbacks waiting in the spool", spool.count)
     pending = state.spool.count()
     if pending:
         log.info("spooled callbacks found; retrying them", count=pending)
@@ -390,6 +408,7 @@ def create_app(settings: Settings, *, scanner: ImageScanner | None = None) -> we
     r.add_post("/scan", _submit("scan"))
     r.add_post("/discover", _submit("discover"))
     r.add_get(r"/scan/{job_id}", job_status)
+    r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     return app
 

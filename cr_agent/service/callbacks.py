@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from cr_agent.service.metrics import AgentMetrics
 from cr_agent.service.spool import Delivery, Spool
 from shared.logging import get_logger
 
@@ -101,7 +102,9 @@ class CallbackSender:
         retry_seconds: float = 30.0,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | bool = True,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.session = session
         self.spool = spool
         self.attempts = attempts
@@ -162,6 +165,7 @@ class CallbackSender:
             self._spool(delivery, str(exc))
             return False
         self.delivered += 1
+        self._count("delivered")
         log.info(
             "callback delivered", kind=delivery.kind, job=delivery.job_id, path=_path(delivery.url)
         )
@@ -170,6 +174,7 @@ class CallbackSender:
     def _spool(self, delivery: Delivery, reason: str) -> None:
         delivery.last_error = reason
         self.spool.put(delivery)
+        self._count("spooled")
         log.warning(
             "callback spooled for retry",
             kind=delivery.kind,
@@ -197,9 +202,14 @@ class CallbackSender:
                 continue
             self.spool.remove(delivery)
             self.delivered += 1
+            self._count("drained")
             done += 1
             log.info("spooled callback delivered", kind=delivery.kind, job=delivery.job_id)
         return done
+
+    def _count(self, fate: str) -> None:
+        if self.metrics is not None:
+            self.metrics.callbacks.labels(fate=fate).inc()
 
     def start(self) -> None:
         if self._drainer is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 from cr_agent.service.callbacks import CallbackSender, CallbackTooLarge, result_bodies
 from cr_agent.service.errors import classify
+from cr_agent.service.metrics import AgentMetrics
 from cr_agent.service.models import (
     DoneCallback,
     ErrorDetail,
@@ -98,7 +100,9 @@ class JobManager:
         max_active: int,
         max_body: int,
         history: int = 1000,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.scanner = scanner
         self.sender = sender
         self.max_body = max_body
@@ -174,6 +178,7 @@ class JobManager:
         async with self.semaphore:
             self.active += 1
             job.images[index] = ImageStatus(image=image, status="running")
+            started = time.monotonic()
             try:
                 outcome = await self.scanner.scan(
                     job.creds,
@@ -190,6 +195,9 @@ class JobManager:
                 outcome = None
             finally:
                 self.active -= 1
+            if self.metrics is not None:
+                self.metrics.scans.labels(outcome="succeeded" if outcome else "failed").inc()
+                self.metrics.scan_seconds.observe(time.monotonic() - started)
         if outcome is not None:
             job.images[index] = ImageStatus(
                 image=image,

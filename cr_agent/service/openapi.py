@@ -176,6 +176,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/metrics",
+        "Prometheus metrics (local operators; not in the broker's accept filter)",
+        responses={200: ("Prometheus text exposition format", "text/plain")},
+        credentials=False,
+        broker=False,
+    ),
+    Operation(
+        "get",
         "/openapi.json",
         "This document",
         responses={200: ("OpenAPI 3 document", None)},
@@ -212,7 +220,10 @@ def build_document() -> dict[str, Any]:
         if op.body is not None:
             models.add(op.body)
         for _, model in op.responses.values():
-            models.update(model if isinstance(model, tuple) else [model] if model else [])
+            if isinstance(model, tuple):
+                models.update(model)
+            elif isinstance(model, type):
+                models.add(model)
     ordered = sorted(models, key=lambda cls: cls.__name__)
     _, defs = models_json_schema([(cls, "validation") for cls in ordered], ref_template=REF)
     schemas = dict(sorted(defs.get("$defs", {}).items()))
@@ -250,7 +261,9 @@ def build_document() -> dict[str, Any]:
         responses: dict[str, Any] = {}
         for status, (desc, model) in sorted(op.responses.items()):
             resp: dict[str, Any] = {"description": desc}
-            if isinstance(model, tuple):
+            if model == "text/plain":
+                resp["content"] = {"text/plain": {"schema": {"type": "string"}}}
+            elif isinstance(model, tuple):
                 refs = [{"$ref": REF.format(model=one.__name__)} for one in model]
                 resp["content"] = {"application/json": {"schema": {"anyOf": refs}}}
             elif model is not None:

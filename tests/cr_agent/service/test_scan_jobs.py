@@ -399,3 +399,25 @@ async def test_layer_cache_serves_a_rescan(
     assert component_names(first) == component_names(second)
     scanner = agent.app[STATE].jobs.scanner
     assert scanner.cache is not None and scanner.cache.hits >= 2
+
+
+async def test_metrics_count_scans_callbacks_and_requests(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str, receiver: CallbackReceiver
+) -> None:
+    await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    creds = creds_for(plain_registry)
+    await agent.post(
+        "/scan",
+        {"images": [f"{unique_repo}:1", f"{unique_repo}:gone"], "callbackUrl": receiver.url},
+        creds,
+    )
+    await receiver.wait_for(DONE)
+    async with agent.http.get(agent.url + "/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    assert 'cr_agent_scans_total{outcome="succeeded"} 1.0' in text
+    assert 'cr_agent_scans_total{outcome="failed"} 1.0' in text
+    assert 'cr_agent_callbacks_total{fate="delivered"} 3.0' in text  # two results, one done
+    assert 'cr_agent_requests_total{route="/scan",status="202"} 1.0' in text
+    assert "cr_agent_spooled_callbacks 0.0" in text
