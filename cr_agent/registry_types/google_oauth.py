@@ -50,7 +50,7 @@ def parse_key(secret: str) -> dict[str, Any]:
     if missing:
         raise CredentialsError(f"service-account key lacks {', '.join(missing)}")
     register_secrets(key["private_key"], key.get("private_key_id"))
-    return key  # type: ignore[no-any-return]
+    return key
 
 
 def _b64url(data: bytes) -> str:
@@ -87,7 +87,7 @@ async def access_token(secret: str, ctx: TypeContext, scope: str = CLOUD_PLATFOR
     cache_key = (hashlib.sha256(secret.encode()).hexdigest(), scope)
     hit = cache.get(cache_key)
     if hit is not None and time.time() < hit[1] - REFRESH_MARGIN:
-        return hit[0]  # type: ignore[no-any-return]
+        return hit[0]
     token_uri = key.get("token_uri") or DEFAULT_TOKEN_URI
     assertion = sign_assertion(key, scope)
     register_secrets(assertion)
