@@ -16,10 +16,12 @@ import signal
 import ssl
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from cr_agent.registry_types.base import TypeContext
@@ -38,6 +40,8 @@ from shared.logging import configure_logging, get_logger
 log = get_logger(__name__)
 
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+
+REQUEST_ID_HEADER = "X-Request-Id"
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 
@@ -85,6 +89,31 @@ def _json(model: Any, status: int = 200) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
+    # one id per request in every log line it causes (a scan job started here keeps it too)
+    request_id = _request_id(request.headers.get(REQUEST_ID_HEADER))
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        response = await _answer(request, handler)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[STATE].metrics.requests.labels(route=route, status=str(response.status)).inc()
+    return response
+
+
+def _request_id(given: str | None) -> str:
+    if given and len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -100,16 +129,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if status >= 500 and detail.code == "internal":
             log.error("request failed", method=request.method, path=request.path, error=repr(exc))
         response = _json(m.ErrorResponse(error=detail), status)
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        ms=round((time.monotonic() - started) * 1000, 1),
-    )
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    request.app[STATE].metrics.requests.labels(route=route, status=str(response.status)).inc()
     return response
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+import structlog
+
 from cr_agent.service.callbacks import CallbackSender, CallbackTooLarge, result_bodies
 from cr_agent.service.errors import classify
 from cr_agent.service.metrics import AgentMetrics
@@ -154,6 +156,8 @@ class JobManager:
         return f"{job.callback_base}{job.request.callbackApiPrefix}{path}"
 
     async def _run(self, job: Job) -> None:
+        # the task runs in a copy of the submitting request's context: request_id stays
+        structlog.contextvars.bind_contextvars(job=job.id)
         try:
             job.status = "running"
             await asyncio.gather(*(self._scan_one(job, i) for i in range(len(job.images))))

@@ -220,3 +220,13 @@ async def test_large_bodies_are_read_whole_and_validated(agent: Agent) -> None:
         agent.url + "/scan", data=b"[" + b"1," * 1_500_000 + b"1]", headers={"Authorization": creds}
     ) as resp:
         assert resp.status == 413
+
+
+async def test_every_answer_carries_a_request_id(agent: Agent) -> None:
+    async with agent.http.get(
+        agent.url + "/healthcheck", headers={"X-Request-Id": "abc-123"}
+    ) as resp:
+        assert resp.headers["X-Request-Id"] == "abc-123"
+    async with agent.http.get(agent.url + "/list", headers={"X-Request-Id": "bad id; x=1"}) as resp:
+        generated = resp.headers["X-Request-Id"]
+        assert resp.status == 400 and generated != "bad id; x=1" and len(generated) == 16

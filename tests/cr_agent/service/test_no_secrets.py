@@ -91,6 +91,13 @@ async def test_secrets_never_reach_answers_or_logs(
     logs = captured_logs.getvalue()
     events = [json.loads(line).get("event") for line in logs.splitlines() if line.startswith("{")]
     assert "request" in events and "registry http" in events  # DEBUG captured the wire level
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert all("request_id" in line for line in lines if line.get("event") == "request")
+    assert any(
+        "job" in line and "request_id" in line
+        for line in lines
+        if line.get("event") == "job finished"
+    )
     everything = logs + "\n".join(answers) + "".join(r.body.decode() for r in receiver.received)
     basic = base64.b64encode(f"scanner:{password}".encode()).decode()
     for secret in (password, wrong_password, good, bad, basic):
