@@ -95,7 +95,12 @@ class EngineTransport:
             return engine_error(3, "overlapping GET on a polling session")
         session.polling_active = True
         try:
-            while not session.outbox and not session.closed and session.ws is None:
+            while (
+                not session.outbox
+                and not session.closed
+                and session.ws is None
+                and not session.upgrading
+            ):
                 try:
                     await asyncio.wait_for(session.outbox_event.wait(), 1.0)
                 except TimeoutError:
@@ -200,6 +205,7 @@ class EngineTransport:
                 await session.close(reason)
             elif session.upgrade_ws is ws:
                 session.upgrade_ws = None  # upgrade abandoned; polling goes on
+                session.upgrading = False
 
 
 def new_sid() -> str:

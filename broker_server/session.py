@@ -82,6 +82,7 @@ class ClientSession:
         self.ws: web.WebSocketResponse | None = None
         self.upgrade_ws: web.WebSocketResponse | None = None
         self.polling_active = False
+        self.upgrading = False
         self.closed = False
         self.close_reason: str | None = None
         self.identity: ClientIdentified | None = None
@@ -314,8 +315,11 @@ class ClientSession:
             await self.send(self.conn.pong_for(EnginePing("probe")))
             return
         await via.send_str(self.conn.pong_for(EnginePing("probe")))
+        # the client now pauses polling: it waits for its pending poll to return. Wake a poll
+        # that is waiting here, and (as engine.io does) answer a poll that is still on its way
+        # with a noop at once, else the upgrade would wait for the next ping.
+        self.upgrading = True
         if self.polling_active and not self.outbox:
-            # wake the pending poll so the client can pause polling and finish the upgrade
             self.outbox.append(self.conn.noop())
             self.outbox_event.set()
 
@@ -325,6 +329,7 @@ class ClientSession:
             return
         self.ws = via
         self.upgrade_ws = None
+        self.upgrading = False
         self.transport = "websocket"
         self.server.refresh_connection_metrics()
         pending = [p for p in self.take_outbox() if p != self.conn.noop()]

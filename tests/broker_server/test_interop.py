@@ -81,7 +81,14 @@ def agent_paths(backends: Backends) -> list[str]:
 
 
 def test_client_is_listed_with_version_and_filters(stack: Stack):
-    status, body = call_json(f"{stack.server.url}/connection-status/{TOKEN}")
+    # the real client identifies while still polling; the upgrade follows a moment later
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = call_json(f"{stack.server.url}/connection-status/{TOKEN}")
+        upgraded = all(c["transport"] == "websocket" for c in body.get("clients", []))
+        if (status == 200 and upgraded) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert status == 200
     assert len(body["clients"]) == 2
     assert {c["role"] for c in body["clients"]} == {"primary", "secondary"}

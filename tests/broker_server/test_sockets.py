@@ -346,3 +346,21 @@ async def test_socket_that_never_identifies_is_closed(make_server):
     await peer.wait_for(ServerClose, within=5)
     await peer.wait_closed()
     assert "no identify within" in peer.notifications()[0]["message"]
+
+
+async def test_poll_arriving_after_the_probe_returns_at_once(make_server):
+    """The client's GET may still be on its way when the probe is answered: it must not wait."""
+    srv = await make_server()
+    base = f"{srv.url}/primus/{TOKEN}/?EIO=4&transport=polling&b64=1"
+    async with aiohttp.ClientSession() as http:
+        packets = await polling_get(http, base, 4)
+        sid = OpenHandshake.from_json(packets[0].data).sid
+        ws = await http.ws_connect(f"{srv.url}/primus/{TOKEN}/?EIO=4&transport=websocket&sid={sid}")
+        await ws.send_str("2probe")
+        assert (await ws.receive_str()) == "3probe"
+        released = await asyncio.wait_for(polling_get(http, f"{base}&sid={sid}", 4), 2)
+        assert [p.type for p in released] == [PacketType.NOOP]
+        await ws.send_str("5")
+        await ws.send_str('4"primus::ping::9"')
+        assert (await ws.receive_str()) == '4"primus::pong::9"'
+        await ws.close()
