@@ -297,7 +297,8 @@ def build_document() -> dict[str, Any]:
                 "proxyEndpoint. registryBase may carry a scheme; plain http:// is used only "
                 "when written. Unknown request fields are rejected. Errors are "
                 "{error: {code, message, field, step}}; a job's results go to "
-                "<callbackUrl><callbackApiPrefix>/v2/import/result and its end to .../done."
+                "<callbackUrl><callbackApiPrefix>/v2/import/result and its end to .../done. "
+                "Every answer carries X-Request-Id (the caller's, if it sent a sane one)."
             ),
         },
         "paths": paths,

@@ -105,11 +105,7 @@ class RegistrySession:
         """``repository[:tag][@digest]`` (a leading registry host must be this registry's)."""
         default = "docker.io" if self.kind.name == "docker-hub" else (self.host or "registry")
         ref = ImageReference.parse(text, default_registry=default)
-        if ref.registry not in (
-            default,
-            self.host,
-            "docker.io" if self.kind.name == "docker-hub" else default,
-        ):
+        if _bare_host(ref.registry) not in {_bare_host(default), _bare_host(self.host or "")}:
             raise InvalidReference(
                 f"image {text!r} names registry {ref.registry}, but the credentials are for {self.host}"
             )
@@ -272,6 +268,14 @@ def _http_trace() -> aiohttp.TraceConfig:
     trace.on_request_end.append(end)
     trace.on_request_exception.append(failed)
     return trace
+
+
+def _bare_host(host: str) -> str:
+    """``host[:port]`` without the default HTTPS/HTTP port, lower-case, for comparing."""
+    host = host.lower()
+    for default_port in (":443", ":80"):
+        host = host.removesuffix(default_port)
+    return host
 
 
 def _config_json(raw: bytes) -> dict[str, Any]:

@@ -153,3 +153,19 @@ async def test_token_registry_lists_through_bearer_challenge(
     status, body = await agent.get(f"/list/{unique_repo}", creds_for(token_registry))
     assert status == 200, body
     assert body["tags"] == ["1"]
+
+
+async def test_images_may_name_this_registry_but_no_other(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    digest = await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    creds = creds_for(plain_registry)
+    status, body = await agent.get(
+        f"/get-state-identifier?image={plain_registry.host}/{unique_repo}:1", creds
+    )
+    assert status == 200 and body["digest"] == digest
+    status, body = await agent.get(
+        f"/get-state-identifier?image=other.example.com/{unique_repo}:1", creds
+    )
+    assert status == 400
+    assert body["error"]["field"] == "image" and "other.example.com" in body["error"]["message"]
