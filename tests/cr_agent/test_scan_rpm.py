@@ -144,3 +144,46 @@ async def test_corrupt_rpmdb_page_is_a_reader_warning(plain_registry, unique_rep
         result = await asyncio.wait_for(scan_image(client, unique_repo, "latest"), 30)
     assert any(w.startswith("rpm: ") for w in result.warnings), result.warnings
     assert {r.package.name for r in result.packages} <= {p[0] for p in expected_packages()}
+
+
+async def test_azure_linux_rpmmanifest(plain_registry, unique_repo):
+    # distroless Azure Linux: no rpmdb, rpm -qa output written at build time
+    rows = [
+        ("filesystem", "1.1", "20.azl3", "(none)", "x86_64"),
+        ("glibc", "2.38", "8.azl3", "(none)", "x86_64"),
+        ("openssl-libs", "3.3.2", "1.azl3", "1", "x86_64"),
+    ]
+    lines = [
+        f"{n}\t{v}-{r}\t1700000000\t1690000000\tMicrosoft Corporation\t{e}\t1234\t{a}\t"
+        f"{0 if e == '(none)' else e}\t{n}-{v}-{r}.src.rpm"
+        for n, v, r, e, a in rows
+    ]
+    image = build_image(
+        [
+            Layer(
+                {
+                    "etc/os-release": os_release("azurelinux", "3.0"),
+                    "var/lib/rpmmanifest/container-manifest-2": (
+                        "\n".join(lines[:2]) + "\n"
+                    ).encode(),
+                },
+                created_by="ADD distroless-base /",
+            ),
+            Layer(
+                {"var/lib/rpmmanifest/container-manifest-2": ("\n".join(lines) + "\n").encode()},
+                created_by="RUN tdnf install openssl-libs",
+            ),
+        ]
+    )
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    async with RegistryClient(plain_registry.url) as client:
+        result = await scan_image(client, unique_repo, "latest")
+    found = {
+        (r.package.name, r.package.version, r.package.release, r.package.epoch, r.layer_index)
+        for r in result.packages
+    }
+    assert found == {
+        ("filesystem", "1.1", "20.azl3", None, 0),
+        ("glibc", "2.38", "8.azl3", None, 0),
+        ("openssl-libs", "3.3.2", "1.azl3", 1, 1),
+    }
