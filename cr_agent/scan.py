@@ -231,7 +231,10 @@ async def scan_image(
     except BaseExceptionGroup as group_error:
         raise _first_error(group_error) from None
     read = [c for c in contents if c is not None]
-    inventory = build_inventory(read, readers)
+    # readers parse whole databases: keep that off the event loop too
+    inventory = await asyncio.get_running_loop().run_in_executor(
+        _pool(), build_inventory, read, readers
+    )
     warnings = [w for c in read for w in c.warnings] + inventory.warnings
     records = [
         PackageRecord(

@@ -9,6 +9,7 @@ is dropped, and if it comes back later it belongs to the layer that brought it b
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class CatalogMemo:
     def __init__(self, max_entries: int = 256) -> None:
         self._entries: OrderedDict[tuple[str, str, str], CatalogResult] = OrderedDict()
         self.max_entries = max_entries
+        self._lock = threading.Lock()  # scans build inventories in worker threads
 
     @staticmethod
     def _fingerprint(files: dict[str, bytes]) -> str:
@@ -53,18 +55,20 @@ class CatalogMemo:
 
     def run(self, cataloger: Cataloger, files: dict[str, bytes]) -> CatalogResult:
         key = (cataloger.name, cataloger.version, self._fingerprint(files))
-        hit = self._entries.get(key)
-        if hit is not None:
-            self._entries.move_to_end(key)
-            return hit
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
         try:
             result = cataloger.catalog(files)
         except Exception as exc:  # a reader bug must not sink the whole scan
             log.warning("cataloger_failed", cataloger=cataloger.name, error=repr(exc))
             result = CatalogResult(warnings=[f"reader failed: {type(exc).__name__}: {exc}"])
-        self._entries[key] = result
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = result
+            if len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
         return result
 
 
