@@ -434,3 +434,32 @@ async def test_this_machines_real_dpkg_database(plain_registry, unique_repo):
     found = {(r.package.name, r.package.full_version, r.package.arch) for r in result.packages}
     assert found == expected
     assert result.distro is not None and result.distro.id == "debian"
+
+
+async def test_event_loop_stays_responsive_during_a_big_layer(plain_registry, unique_repo):
+    # layer work runs in worker threads: a service on the same loop keeps answering
+    rng_files = {f"opt/blob{i}": os.urandom(1 << 20) for i in range(48)}
+    image = build_image(
+        [Layer({"var/lib/dpkg/status": dpkg_status([DebPackage("x", "1")]), **rng_files})]
+    )
+    await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    async with RegistryClient(plain_registry.url) as client:
+        result = await scan_image(client, unique_repo, "latest")
+    done.set()
+    await tick
+    assert packages(result) == {("deb", "x", "1", 0)}
+    assert result.layers[0].size > 48 << 20
+    assert max(gaps) < 0.5, f"event loop stalled for {max(gaps):.2f}s"
