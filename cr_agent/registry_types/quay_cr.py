@@ -4,16 +4,30 @@ Robot accounts (``org+robot``) and users pull with Basic credentials and may lis
 ``/v2/_catalog``. Where the catalog is refused, repositories come from Quay's API with the
 password used as an OAuth bearer token: ``GET /api/v1/repository?namespace=<ns>`` (following
 ``next_page``); the namespace is ``namespace`` from the credentials, else the part of the
-username before ``+``.
+username before ``+``. Tags with digests and push times come from
+``GET /api/v1/repository/{ns}/{name}/tag/?onlyActiveTags=true`` (``start_ts``, paged with
+``page`` / ``has_additional``).
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from datetime import UTC, datetime
 from typing import ClassVar
 
-from cr_agent.registry.errors import RegistryError
-from cr_agent.registry_types.base import RegistryType, TypeContext, extra_value, normalise_base
+from cr_agent.registry.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDenied,
+    RegistryError,
+)
+from cr_agent.registry_types.base import (
+    RegistryType,
+    TagInfo,
+    TypeContext,
+    extra_value,
+    normalise_base,
+)
 from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
 from shared.credentials import RegistryCredentials
 
@@ -52,6 +66,33 @@ class QuayRegistry(RegistryType):
                 break
             params = {"namespace": namespace, "next_page": token}
         return names
+
+    async def tag_metadata(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[TagInfo] | None:
+        api = self._api(creds, ctx)
+        tags: list[TagInfo] = []
+        for page in range(1, MAX_PAGES + 1):
+            params = {"onlyActiveTags": "true", "limit": "100", "page": str(page)}
+            try:
+                data = await api.get_json(f"/api/v1/repository/{repository}/tag/", params)
+            except (NotFoundError, PermissionDenied, AuthenticationError):
+                return None  # no API (or not for this token): the registry's tag list answers
+            for tag in (data or {}).get("tags") or []:
+                if not isinstance(tag, dict) or not tag.get("name"):
+                    continue
+                started = tag.get("start_ts")
+                pushed = (
+                    datetime.fromtimestamp(started, UTC)
+                    if isinstance(started, int | float)
+                    else None
+                )
+                tags.append(
+                    TagInfo(tag=tag["name"], digest=tag.get("manifest_digest"), pushed_at=pushed)
+                )
+            if not (data or {}).get("has_additional"):
+                break
+        return tags
 
 
 TYPE = QuayRegistry()

@@ -240,11 +240,17 @@ async def test_quay_falls_back_to_the_api_when_the_catalog_is_missing(
     agent: Agent, started: list[FakeServer]
 ) -> None:
     token = secrets.token_urlsafe(20)
-    fake = await start(started, fake_quay(token, ["acme/a", "acme/b", "acme/c", "other/z"]))
+    tags = {"acme/a": {f"v{i:03d}": D1 if i % 2 else D2 for i in range(120)}}
+    fake = await start(started, fake_quay(token, ["acme/a", "acme/b", "acme/c", "other/z"], tags))
     creds = blob(type="quay-cr", username="acme+robot", password=token, registryBase=fake.url)
     status, body = await agent.get("/list", creds)
     assert status == 200, body
     assert body["repositories"] == ["acme/a", "acme/b", "acme/c"]
+
+    status, body = await agent.get("/list-with-metadata/acme/a", creds)
+    assert status == 200, body
+    assert body["count"] == 120  # two pages of 100
+    assert body["tags"][0] == {"tag": "v000", "digest": D2, "pushedAt": "2024-06-01T10:00:00Z"}
 
 
 async def test_artifact_registry_lists_through_its_api_with_a_token_from_the_key(
