@@ -1,5 +1,10 @@
+import json
 import math
+import shutil
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +83,63 @@ def test_str_subclass_keys_and_values_encode():
 def test_non_string_key_is_refused():
     with pytest.raises(ProtocolError, match="keys must be strings"):
         dumps({1: "x"})
+
+
+# --- cross-checks against npm ejson 2.2.x, the parser snyk-broker's Primus uses ----------------
+
+NODE_MODULES = Path(__file__).resolve().parents[2] / ".cache" / "snyk-broker" / "node_modules"
+
+
+def node(script: str) -> Any:
+    if shutil.which("node") is None or not (NODE_MODULES / "ejson").is_dir():
+        pytest.skip("node or the snyk-broker npm install (ejson) is not available")
+    result = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=30, cwd=NODE_MODULES
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.interop
+def test_node_ejson_reads_what_we_write():
+    when = datetime(2026, 11, 25, 1, 2, 3, 456000, tzinfo=UTC)
+    ours = dumps(
+        {
+            "body": b"\x00\xff\x10",
+            "when": when,
+            "user": {"$date": 5},
+            "dollar": {"$foo": 1, "bar": 2},
+            "list": [1, "a", None],
+        }
+    )
+    seen = node(
+        "const EJSON = require('./ejson');"
+        f"const v = EJSON.parse({json.dumps(ours)});"
+        "console.log(JSON.stringify({binary: v.body instanceof Uint8Array, body: Array.from(v.body),"
+        " when: v.when.getTime(), user: v.user, dollar: v.dollar, list: v.list}));"
+    )
+    assert seen == {
+        "binary": True,
+        "body": [0, 255, 16],
+        "when": 1795568523456,
+        "user": {"$date": 5},
+        "dollar": {"$foo": 1, "bar": 2},
+        "list": [1, "a", None],
+    }
+
+
+@pytest.mark.interop
+def test_we_read_what_node_ejson_writes():
+    text = node(
+        "const EJSON = require('./ejson');"
+        "console.log(JSON.stringify(EJSON.stringify({body: Buffer.from([0, 255, 1]),"
+        " when: new Date(1795568523456), user: {$date: 5}, gone: undefined, inf: Infinity,"
+        " nested: [{$binary: 'not binary'}]})));"
+    )
+    value = loads(text)
+    assert value["body"] == b"\x00\xff\x01"
+    assert value["when"] == datetime(2026, 11, 25, 1, 2, 3, 456000, tzinfo=UTC)
+    assert value["user"] == {"$date": 5}
+    assert "gone" not in value
+    assert value["inf"] == math.inf
+    assert value["nested"] == [{"$binary": "not binary"}]

@@ -1,3 +1,9 @@
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from shared.engineio import (
@@ -145,3 +151,70 @@ def test_packet_accepts_int_type():
     assert Packet(4, "x") == Packet(PacketType.MESSAGE, "x")
     with pytest.raises(ProtocolError, match="unknown engine"):
         Packet(9)
+
+
+# --- cross-checks against the JavaScript parsers the real snyk-broker runs -------------------
+
+NODE_MODULES = Path(__file__).resolve().parents[2] / ".cache" / "snyk-broker" / "node_modules"
+
+
+def node(script: str) -> Any:
+    """Run ``script`` with node (modules of the snyk-broker install); its stdout is JSON."""
+    if shutil.which("node") is None or not (NODE_MODULES / "engine.io").is_dir():
+        pytest.skip("node or the snyk-broker npm install (engine.io) is not available")
+    result = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=30, cwd=NODE_MODULES
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.interop
+def test_v4_payload_matches_engineio_parser():
+    theirs = node(
+        r"""
+        const p = require('./engine.io-parser');
+        p.encodePayload([{type: 'message', data: 'a'}, {type: 'message', data: Buffer.from([255, 0])},
+                         {type: 'ping'}, {type: 'message', data: 'h\u00e9 \ud83d\ude00'}],
+                        (s) => console.log(JSON.stringify(s)));
+        """
+    )
+    ours = encode_payload(
+        [
+            Packet(PacketType.MESSAGE, "a"),
+            Packet(PacketType.MESSAGE, b"\xff\x00"),
+            Packet(PacketType.PING),
+            Packet(PacketType.MESSAGE, "hé 😀"),
+        ]
+    )
+    assert ours == theirs
+    decoded = node(
+        "const p = require('./engine.io-parser');"
+        f"console.log(JSON.stringify(p.decodePayload({json.dumps(ours)}, 'nodebuffer')"
+        ".map(x => [x.type, Buffer.isBuffer(x.data) ? Array.from(x.data) : x.data])));"
+    )
+    assert decoded == [
+        ["message", "a"],
+        ["message", [255, 0]],
+        ["ping", None],
+        ["message", "hé 😀"],
+    ]
+
+
+@pytest.mark.interop
+def test_v3_payload_matches_engineio_parser_v3():
+    theirs = node(
+        r"""
+        const p = require('./engine.io/build/parser-v3');
+        p.encodePayload([{type: 'message', data: 'h\u00e9llo \ud83d\ude00'}, {type: 'pong', data: 'probe'},
+                         {type: 'message', data: Buffer.from([1, 2])}], false,
+                        (s) => console.log(JSON.stringify(s)));
+        """
+    )
+    packets = [
+        Packet(PacketType.MESSAGE, "héllo 😀"),
+        Packet(PacketType.PONG, "probe"),
+        Packet(PacketType.MESSAGE, b"\x01\x02"),
+    ]
+    assert encode_payload(packets, eio=3) == theirs
+    assert decode_payload(theirs, eio=3) == packets
