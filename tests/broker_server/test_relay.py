@@ -612,3 +612,25 @@ async def test_stream_timeout_gives_504_and_the_late_answer_404(make_server):
     await asyncio.wait_for(arrived.wait(), 5)
     assert await answer_by_stream(peer, held[0], body=b"late") == 404
     await peer.close()
+
+
+async def test_same_client_id_and_role_replaces_the_old_entry(make_server):
+    srv = await make_server()
+    first = await ready_peer(srv.url, role="primary", client_id="same")
+    await wait_ready(srv)
+    second = await ready_peer(srv.url, role="primary", client_id="same")
+    third = await ready_peer(srv.url, role="secondary", client_id="same")
+    for _ in range(100):
+        if len(srv.server.pool.sessions(TOKEN)) == 2:
+            break
+        await asyncio.sleep(0.02)
+    entries = srv.server.pool.sessions(TOKEN)
+    assert [s.role for s in entries] == ["secondary", "primary"]
+    assert all(s.identity.metadata.client_id == "same" for s in entries)
+    # the replaced socket is still open but no longer receives traffic
+    assert not first.closed
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{srv.url}/connection-status/{TOKEN}") as resp:
+            assert len((await resp.json())["clients"]) == 2
+    for peer in (first, second, third):
+        await peer.close()
