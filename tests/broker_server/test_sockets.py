@@ -364,3 +364,16 @@ async def test_poll_arriving_after_the_probe_returns_at_once(make_server):
         await ws.send_str('4"primus::ping::9"')
         assert (await ws.receive_str()) == '4"primus::pong::9"'
         await ws.close()
+
+
+async def test_a_flood_of_garbage_ends_that_socket_only(make_server):
+    srv = await make_server()
+    bystander = await connected(srv.url, role="secondary")
+    peer = await connected(srv.url, role="primary")
+    for _ in range(25):
+        await peer.send_raw("4{garbage")
+    await peer.wait_for(ServerClose)
+    await peer.wait_closed()
+    await bystander.ping(8)
+    await bystander.wait_for(PrimusPong)
+    await bystander.close()
