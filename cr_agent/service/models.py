@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SbomFormat = Literal["cyclonedx-json", "spdx-json", "native-json"]
 JobState = Literal["queued", "running", "delivering", "done", "failed"]
@@ -95,6 +95,12 @@ class ScanRequest(Strict):
     context: dict[str, str | int | bool | None] | None = Field(
         None, description="opaque values echoed in every callback (org, integration, ...)"
     )
+
+    @field_validator("credentials", "callbackUrl", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: object) -> object:
+        # the broker substitutes an unknown ${VAR} with "": fall back as if it were not sent
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 # --------------------------------------------------------------------------- responses

@@ -421,3 +421,19 @@ async def test_metrics_count_scans_callbacks_and_requests(
     assert 'cr_agent_callbacks_total{fate="delivered"} 3.0' in text  # two results, one done
     assert 'cr_agent_requests_total{route="/scan",status="202"} 1.0' in text
     assert "cr_agent_spooled_callbacks 0.0" in text
+
+
+async def test_empty_substituted_fields_fall_back_to_header_and_settings(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    unique_repo: str,
+    receiver: CallbackReceiver,
+) -> None:
+    # what the broker client sends when ${VAR} names nothing it knows: empty strings
+    agent = await make_agent(BROKER_CLIENT_URL=receiver.url)
+    await push_image(plain_registry, unique_repo, "1", debian_image(1))
+    body = {"images": [f"{unique_repo}:1"], "credentials": "", "callbackUrl": " "}
+    status, answer = await agent.post("/scan", body, creds_for(plain_registry))
+    assert status == 202, answer
+    await receiver.wait_for(DONE)
+    assert receiver.on(RESULT)[0].json()["status"] == "success"
