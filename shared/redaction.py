@@ -26,6 +26,21 @@ SENSITIVE_KEYS = re.compile(
 
 #: Shortest value worth registering; shorter ones would redact ordinary words.
 MIN_SECRET_LENGTH = 4
+
+#: Fixed usernames that registries document publicly. They are never secret, and redacting
+#: them would hide the one word an error message needs ("username must be _json_key").
+PUBLIC_VALUES = frozenset(
+    {
+        "_json_key",
+        "_json_key_base64",
+        "oauth2accesstoken",
+        "aws",
+        "00000000-0000-0000-0000-000000000000",
+        "_token",
+        "x-access-token",
+        "gitlab-ci-token",
+    }
+)
 REDACTED = "[REDACTED]"
 
 
@@ -62,7 +77,7 @@ class SecretRegistry:
         """Register secret values, with their common encodings."""
         new: set[str] = set()
         for value in values:
-            if not value or len(value) < MIN_SECRET_LENGTH:
+            if not value or len(value) < MIN_SECRET_LENGTH or value.lower() in PUBLIC_VALUES:
                 continue
             for form in _encodings(value):
                 if len(form) >= MIN_SECRET_LENGTH:

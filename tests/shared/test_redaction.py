@@ -66,3 +66,11 @@ def test_token_masks():
 def test_unknown_level_is_named():
     with pytest.raises(ValueError, match="verbose"):
         configure_logging("verbose", service="t")
+
+
+def test_documented_public_usernames_are_never_redacted(log_stream):
+    register_secrets("_json_key", "oauth2accesstoken", "real-password-42")
+    get_logger("t").info("username must be _json_key or oauth2accesstoken", pw="real-password-42")
+    text = log_stream.getvalue()
+    assert "_json_key or oauth2accesstoken" in text
+    assert "real-password-42" not in text
