@@ -115,6 +115,11 @@ def repository_scope(repository: str, actions: str = "pull") -> str:
 CATALOG_SCOPE = "registry:catalog:*"
 
 
+def clock() -> float:
+    """Monotonic seconds for token lifetimes (one place, so tests can move time)."""
+    return time.monotonic()
+
+
 @dataclass
 class Token:
     value: str
@@ -124,7 +129,7 @@ class Token:
 
     def fresh(self, now: float | None = None) -> bool:
         """Still usable, with a margin so a token never expires mid-request."""
-        now = time.monotonic() if now is None else now
+        now = clock() if now is None else now
         margin = min(30.0, self.lifetime * 0.2)
         return now < self.expires_at - margin
 
@@ -148,7 +153,7 @@ def token_from_response(body: object, scopes: list[str], now: float | None = Non
     register_secrets(value)
     if isinstance(body.get("refresh_token"), str):
         register_secrets(body["refresh_token"])
-    now = time.monotonic() if now is None else now
+    now = clock() if now is None else now
     return Token(value, frozenset(scopes), now + lifetime, lifetime)
 
 

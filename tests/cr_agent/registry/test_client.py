@@ -367,3 +367,21 @@ async def test_http_proxy_from_the_environment(plain_registry, unique_repo, monk
         assert any(p.endswith("/manifests/v1") for _, p, _ in forward.seen)
     finally:
         await forward.stop()
+
+
+async def test_token_is_refreshed_before_it_expires(token_registry, unique_repo, monkeypatch):
+    import cr_agent.registry.auth as auth_module
+
+    await _push(token_registry, unique_repo, _image())
+    realm = token_registry.realm
+    clock = [time.monotonic()]
+    monkeypatch.setattr(auth_module, "clock", lambda: clock[0])
+    async with _client(token_registry) as client:
+        await client.get_manifest(unique_repo, "v1")
+        first = len(realm.requests)
+        clock[0] += realm.expires_in - 60  # well inside the lifetime: cached token reused
+        await client.get_manifest(unique_repo, "v1")
+        assert len(realm.requests) == first
+        clock[0] += 45  # within the refresh margin before expiry: a new token, no 401 first
+        await client.get_manifest(unique_repo, "v1")
+        assert len(realm.requests) == first + 1
