@@ -8,8 +8,10 @@ three-line test.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from shared.logging import register_secrets
 
@@ -106,6 +108,33 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
             current = Challenge(token.lower(), {})
             challenges.append(current)
     return challenges
+
+
+def realm_refusal(realm: str, registry_base: str, *, insecure: bool = False) -> str | None:
+    """Why credentials must not go to this token realm, or None when they may.
+
+    Refused: a realm that is not http(s); plain http when the registry itself is https (unless
+    the registry was marked insecure); and, as go-containerregistry does, a loopback,
+    link-local or unspecified address that is not the registry's own host (a hostile registry
+    could otherwise aim our credentials at a metadata service).
+    """
+    parts = urlsplit(realm)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"token realm {realm!r} is not an http(s) URL"
+    registry = urlsplit(registry_base)
+    if parts.scheme == "http" and registry.scheme == "https" and not insecure:
+        return (
+            f"token realm {parts.scheme}://{parts.netloc}{parts.path} is plain http while the "
+            "registry is https; refusing to send credentials"
+        )
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return None  # a name: resolved by the resolver like any registry host
+    special = address.is_loopback or address.is_link_local or address.is_unspecified
+    if special and parts.hostname != registry.hostname:
+        return f"token realm {parts.netloc} is a local or link-local address; refusing"
+    return None
 
 
 def repository_scope(repository: str, actions: str = "pull") -> str:

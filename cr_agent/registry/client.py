@@ -28,6 +28,7 @@ from cr_agent.registry.auth import (
     RegistryAuth,
     TokenCache,
     parse_www_authenticate,
+    realm_refusal,
     repository_scope,
     token_from_response,
     widen_scopes,
@@ -345,19 +346,9 @@ class RegistryClient:
             cached = self._tokens.get(realm, service, scopes)
             if cached is not None:
                 return cached
-            realm_parts = urlsplit(realm)
-            if realm_parts.scheme not in ("http", "https"):
-                raise AuthenticationError(f"token realm {realm!r} is not an http(s) URL", "token")
-            if (
-                realm_parts.scheme == "http"
-                and not self.base_url.startswith("http://")
-                and not self.insecure
-            ):
-                raise AuthenticationError(
-                    f"token realm {self._display(realm)} is plain http while the registry is https; "
-                    "refusing to send credentials",
-                    "token",
-                )
+            refusal = realm_refusal(realm, self.base_url, insecure=self.insecure)
+            if refusal is not None:
+                raise AuthenticationError(refusal, "token")
             resp = None
             if self.auth.identity_token:
                 form = {

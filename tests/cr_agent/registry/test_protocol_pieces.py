@@ -227,3 +227,16 @@ def test_history_alignment_when_counts_differ():
     assert cfg.layer_history() == [None, "RUN b"]
     with pytest.raises(ManifestError, match="diff_ids"):
         parse_config(b'{"rootfs": {}}', "c")
+
+
+def test_realm_refusals():
+    from cr_agent.registry.auth import realm_refusal
+
+    assert realm_refusal("https://auth.docker.io/token", "https://registry-1.docker.io") is None
+    assert "plain http" in realm_refusal("http://auth.example/token", "https://reg.example")
+    assert realm_refusal("http://auth.example/token", "https://reg.example", insecure=True) is None
+    assert "link-local" in realm_refusal("http://169.254.169.254/latest", "http://reg.example")
+    assert "link-local" in realm_refusal("https://127.0.0.1/token", "https://reg.example")
+    # a registry on loopback may have its realm on loopback (tests, local mirrors)
+    assert realm_refusal("http://127.0.0.1:5001/token", "http://127.0.0.1:5000") is None
+    assert "not an http(s) URL" in realm_refusal("file:///etc/passwd", "https://reg.example")
