@@ -1,6 +1,6 @@
 """Scanner benchmark: our cr-agent against syft and trivy on the same images, same registry.
 
-    .venv/bin/python bench/scan.py [--big-mb 400] [--tags 200] [--skip-syft-tags]
+    .venv/bin/python bench/scan.py [--big-mb 400] [--tags 200] [--rounds 3] [--syft-tags]
 
 Starts Debian's docker-registry on 127.0.0.1, builds and pushes the images in code
 (tests/support/images.py), then runs each tool as its own process per image and records wall
