@@ -12,6 +12,7 @@ _EXPORTS = {
     "native_document": "native",
     "to_native_json": "native",
     "package_purl": "purl",
+    "purl_string": "purl",
     "spdx_document": "spdx",
     "to_spdx_json": "spdx",
     "to_cyclonedx_json": "cyclonedx",

@@ -17,7 +17,7 @@ import json
 import uuid
 from typing import Any
 
-from cr_agent.sbom.purl import package_purl
+from cr_agent.sbom.purl import package_purl, purl_string
 from cr_agent.scan import ScanResult
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
@@ -97,7 +97,7 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
     for number, record in enumerate(result.packages):
         package = record.package
         purl = package_purl(package, result.distro)
-        purl_text = purl.to_string()
+        purl_text = purl_string(package, result.distro)
         props = [
             _prop("crbroker:package:type", package.type),
             _prop("crbroker:layer:index", str(record.layer_index)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cr_agent.sbom.purl import package_purl
+from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
 SCHEMA = "crbroker.scan/v1"
@@ -58,7 +58,7 @@ def native_document(result: ScanResult) -> dict[str, Any]:
                 "sourceVersion": r.package.source_version,
                 "licenses": list(r.package.licenses),
                 "database": r.package.database,
-                "purl": package_purl(r.package, distro).to_string(),
+                "purl": purl_string(r.package, distro),
                 "layer": {
                     "index": r.layer_index,
                     "diffId": r.layer_diff_id,

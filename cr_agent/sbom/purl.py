@@ -7,10 +7,14 @@
 - rpm: ``pkg:rpm/<distro>/<name>@<version>-<release>?arch=..&epoch=..&upstream=<srpm>&distro=..``
   with ``rhel`` written ``redhat`` and ``opensuse-*`` written ``opensuse``.
 
-Qualifiers come out in the canonical (sorted) order packageurl-python writes.
+Qualifiers come out as syft writes them (anchore/packageurl-go keeps the given order): the
+package's own qualifiers sorted by key, then ``distro`` last; values escape ``@`` and ``+``.
+packageurl-python builds the type/namespace/name@version part and parses the result back.
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from packageurl import PackageURL
 
@@ -70,3 +74,21 @@ def package_purl(package: Package, distro: Distro | None) -> PackageURL:
         version=version,
         qualifiers=qualifiers or None,
     )
+
+
+def _escape(value: str) -> str:
+    return quote(value, safe=":/-._~")
+
+
+def purl_string(package: Package, distro: Distro | None) -> str:
+    """The purl text in syft's qualifier order (see the module docstring)."""
+    purl = package_purl(package, distro)
+    qualifiers = dict(purl.qualifiers or {})
+    distro_value = qualifiers.pop("distro", None)
+    base = PackageURL(
+        type=purl.type, namespace=purl.namespace, name=purl.name, version=purl.version
+    ).to_string()
+    pairs = [f"{key}={_escape(qualifiers[key])}" for key in sorted(qualifiers)]
+    if distro_value:
+        pairs.append(f"distro={_escape(distro_value)}")
+    return f"{base}?{'&'.join(pairs)}" if pairs else base

@@ -8,7 +8,7 @@ import re
 import uuid
 from typing import Any
 
-from cr_agent.sbom.purl import package_purl
+from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
 TOOL = "crbroker-cr-agent-0.1.0"
@@ -47,7 +47,7 @@ def spdx_document(result: ScanResult, *, created: dt.datetime | None = None) -> 
     ]
     for number, record in enumerate(result.packages):
         package = record.package
-        purl = package_purl(package, result.distro).to_string()
+        purl = purl_string(package, result.distro)
         spdx_id = _spdx_id(f"Package-{package.type}-{package.name}-{number}")
         entry: dict[str, Any] = {
             "SPDXID": spdx_id,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cr_agent.registry import RegistryClient
-from cr_agent.sbom import package_purl
+from cr_agent.sbom import purl_string
 from cr_agent.scan import scan_image
 from tests.support.images import Layer, Symlink, build_image, os_release, push
 
@@ -67,9 +67,9 @@ async def test_rpm_database_formats(plain_registry, unique_repo, kind):
     assert {r.layer_index for r in result.packages} == {1}
     assert not [w for w in result.warnings if w.startswith("rpm")], result.warnings
     hello = next(r.package for r in result.packages if r.package.name == "hello-tool")
-    assert package_purl(hello, result.distro).to_string() == (
-        "pkg:rpm/fedora/hello-tool@1.2.3-4.fx1?arch=x86_64&distro=fedora-40&epoch=2"
-        "&upstream=hello-tool-1.2.3-4.fx1.src.rpm"
+    assert purl_string(hello, result.distro) == (
+        "pkg:rpm/fedora/hello-tool@1.2.3-4.fx1?arch=x86_64&epoch=2"
+        "&upstream=hello-tool-1.2.3-4.fx1.src.rpm&distro=fedora-40"
     )
 
 
@@ -108,8 +108,8 @@ async def test_suse_ndb_database(plain_registry, unique_repo):
     assert found == expected
     assert {r.layer_index for r in result.packages} == {1}
     glibc = next(r.package for r in result.packages if r.package.name == "glibc")
-    assert package_purl(glibc, result.distro).to_string() == (
-        "pkg:rpm/sles/glibc@2.31-9.3.2?arch=x86_64&distro=sles-15.3&upstream=glibc-2.31-9.3.2.src.rpm"
+    assert purl_string(glibc, result.distro) == (
+        "pkg:rpm/sles/glibc@2.31-9.3.2?arch=x86_64&upstream=glibc-2.31-9.3.2.src.rpm&distro=sles-15.3"
     )
 
 

@@ -7,9 +7,10 @@ import json
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 
 from cr_agent.catalogers.base import Distro, Package
-from cr_agent.sbom import package_purl, to_cyclonedx_json, to_native_json, to_spdx_json
+from cr_agent.sbom import purl_string, to_cyclonedx_json, to_native_json, to_spdx_json
 from cr_agent.scan import LayerInfo, PackageRecord, ScanResult
 
 DEBIAN = Distro("debian", "12", "Debian GNU/Linux 12 (bookworm)")
@@ -42,7 +43,7 @@ RHEL = Distro("rhel", "9.3")
                 source_version="1.5.2-6+deb12u1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&distro=debian-12&upstream=pam",
+            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&upstream=pam&distro=debian-12",
         ),
         (
             Package(
@@ -55,12 +56,12 @@ RHEL = Distro("rhel", "9.3")
                 source_version="2:6.2.1+dfsg1-1.1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12&upstream=gmp",
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp&distro=debian-12",
         ),
         (
             Package("apk", "musl", "1.2.4-r2", arch="x86_64", source_name="musl"),
             ALPINE,
-            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1&upstream=musl",
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&upstream=musl&distro=alpine-3.19.1",
         ),
         (
             Package(
@@ -73,8 +74,22 @@ RHEL = Distro("rhel", "9.3")
                 extra=(("sourcerpm", "openssl-3.0.7-25.el9_3.src.rpm"),),
             ),
             RHEL,
-            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rhel-9.3&epoch=1"
-            "&upstream=openssl-3.0.7-25.el9_3.src.rpm",
+            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&epoch=1"
+            "&upstream=openssl-3.0.7-25.el9_3.src.rpm&distro=rhel-9.3",
+        ),
+        (
+            Package(
+                "deb",
+                "libgmp10",
+                "6.2.1+dfsg1-1.1",
+                epoch=2,
+                arch="amd64",
+                source_name="gmp",
+                source_version="2:6.2.1+dfsg1-1",
+            ),
+            DEBIAN,
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp%402:6.2.1%2Bdfsg1-1"
+            "&distro=debian-12",
         ),
         (
             Package("rpm", "bash", "5.1.8", release="6.el9", arch="x86_64"),
@@ -84,7 +99,10 @@ RHEL = Distro("rhel", "9.3")
     ],
 )
 def test_purls_in_syft_form(package, distro, expected):
-    assert package_purl(package, distro).to_string() == expected
+    # syft order: the package's qualifiers sorted, distro last; parses back to the same values
+    assert purl_string(package, distro) == expected
+    parsed = PackageURL.from_string(expected)
+    assert (parsed.name, parsed.qualifiers.get("arch")) == (package.name, package.arch)
 
 
 def _result() -> ScanResult:
