@@ -356,7 +356,15 @@ def _scanner(state: AgentState) -> ImageScanner:
     settings = state.settings
     cache = None
     if settings.LAYER_CACHE_DIR is not None:
-        cache = LayerCache(settings.LAYER_CACHE_DIR, max_bytes=settings.LAYER_CACHE_BYTES)
+        try:
+            cache = LayerCache(settings.LAYER_CACHE_DIR, max_bytes=settings.LAYER_CACHE_BYTES)
+        except OSError as exc:
+            # a read-only or foreign directory costs the cache, not the service
+            log.warning(
+                "layer cache unavailable, scanning without it",
+                directory=str(settings.LAYER_CACHE_DIR),
+                error=str(exc),
+            )
     return RegistryImageScanner(state.type_context, settings.MAX_IMAGE_SIZE_IN_BYTES, cache)
 
 

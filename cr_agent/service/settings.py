@@ -21,6 +21,7 @@ from shared.logging import parse_level
 DEFAULT_PORT = 8081
 GIB = 1024**3
 _FALSE = {"0", "false", "no", "off"}
+_OFF = {"off", "none", "false", "0", "no"}
 
 
 class SettingsError(ValueError):
@@ -60,8 +61,9 @@ class Settings(BaseSettings):
     REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
     #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
     REQUEST_TIMEOUT: float = Field(120.0, gt=0)
-    #: crbroker: on-disk cache of per-layer results (base layers read once); unset = no cache
-    LAYER_CACHE_DIR: Path | None = None
+    #: crbroker: on-disk cache of per-layer results, so a base layer shared by many images is
+    #: downloaded and read once; "off" turns it off
+    LAYER_CACHE_DIR: Path | None = Path("/tmp/cr-agent-layer-cache")
     LAYER_CACHE_BYTES: int = Field(2 * GIB, ge=1024 * 1024)
     #: crbroker: images waiting or scanning at most; more is answered 503 (come back later)
     MAX_QUEUED_IMAGES: int = Field(10000, ge=1)
@@ -69,6 +71,13 @@ class Settings(BaseSettings):
     JOB_HISTORY: int = Field(1000, ge=1)
     #: boto3's own variable; moto in tests
     AWS_ENDPOINT_URL: str | None = None
+
+    @field_validator("LAYER_CACHE_DIR", mode="before")
+    @classmethod
+    def _cache_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
+        return value
 
     @field_validator("LOG_LEVEL")
     @classmethod

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cr_agent.service.settings import DEFAULT_PORT, SettingsError, load_settings
-from tests.support.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import ServerProcess, free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -235,3 +235,10 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
         hang.close()
         for conn in accepted:
             conn.close()
+
+
+def test_layer_cache_is_on_by_default_and_off_turns_it_off() -> None:
+    from cr_agent.service.settings import load_settings
+
+    assert load_settings({}).LAYER_CACHE_DIR is not None
+    assert load_settings({"LAYER_CACHE_DIR": "off"}).LAYER_CACHE_DIR is None
