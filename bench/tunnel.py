@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
+from deploy.processes import ServerProcess, free_port, wait_for_http, wait_for_port  # noqa: E402
 from tests.broker_client.agent import big_sha256  # noqa: E402
 from tests.support import snyk_broker  # noqa: E402
-from tests.support.processes import ServerProcess, free_port, wait_for_http, wait_for_port  # noqa: E402
 
 BIG = 60_000_000
 LEVELS = (1, 8, 64)

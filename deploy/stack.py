@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from tests.support.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import ServerProcess, free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,9 +63,14 @@ def _base_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class Service:
+    """One started process listening on ``127.0.0.1:port``, with the environment it was given."""
+
     name: str
     port: int
     process: ServerProcess
+    env: dict[str, str] = field(default_factory=dict)
+    #: ``/healthcheck`` statuses that count as "up"
+    ready: tuple[int, ...] = (200,)
 
     @property
     def url(self) -> str:
@@ -75,11 +80,29 @@ class Service:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def token(self) -> str:
+        """The broker token a client was started with (empty for other services)."""
+        return self.env.get("BROKER_TOKEN", "")
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_text()[-chars:]
+
     def stop(self) -> None:
         self.process.stop()
 
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.process.log_text()[-chars:]
+    def restart(self, *, timeout: float = 30.0) -> None:
+        """Stop and start again on the same port; returns once ``/healthcheck`` answers."""
+        self.process.stop()
+        self.process.start()
+        wait_for_http(f"{self.url}/healthcheck", timeout=timeout, ok=self.ready)
 
 
 class StartFailed(RuntimeError):
@@ -107,14 +130,32 @@ def _listens(process: ServerProcess, port: int, timeout: float) -> bool:
     return False
 
 
-def _start_once(name: str, spec: Spec, workdir: Path, port: int, timeout: float) -> Service:
+@dataclass(frozen=True)
+class Startup:
+    """How long to wait for a service and what counts as up.
+
+    ``ready`` are the ``/healthcheck`` statuses to wait for; ``wait=False`` returns at once;
+    ``log`` names the log file in the work directory (``{name}`` and ``{port}`` filled in).
+    """
+
+    timeout: float = 30.0
+    ready: tuple[int, ...] = (200,)
+    wait: bool = True
+    log: str = "{name}.log"
+
+
+def _start_once(name: str, spec: Spec, workdir: Path, port: int, startup: Startup) -> Service:
     argv, env = spec(port)
-    process = ServerProcess(argv, env=env, cwd=workdir, log_path=workdir / f"{name}.log")
+    log_path = workdir / startup.log.format(name=name, port=port)
+    process = ServerProcess(argv, env=env, cwd=workdir, log_path=log_path)
     process.start()
-    service = Service(name, port, process)
+    service = Service(name, port, process, env, startup.ready)
+    if not startup.wait:
+        return service
     ready_url = f"{service.url}/healthcheck"
+    timeout = startup.timeout
     try:
-        wait_for_http(ready_url, timeout=timeout)
+        wait_for_http(ready_url, timeout=timeout, ok=startup.ready)
         # free_port is a race: whoever answered must be our process, listening on the port
         if not _listens(process, port, timeout):
             raise TimeoutError
@@ -131,14 +172,14 @@ def _start_once(name: str, spec: Spec, workdir: Path, port: int, timeout: float)
 
 
 def _start(
-    name: str, spec: Spec, workdir: Path, port: int | None, *, timeout: float = 30.0
+    name: str, spec: Spec, workdir: Path, port: int | None, startup: Startup | None = None
 ) -> Service:
     """Start on ``port``, or on a free port, trying another one if that was taken meanwhile."""
     workdir.mkdir(parents=True, exist_ok=True)
     attempts = 1 if port else 3
     for attempt in range(attempts):
         try:
-            return _start_once(name, spec, workdir, port or free_port(), timeout)
+            return _start_once(name, spec, workdir, port or free_port(), startup or Startup())
         except StartFailed as exc:
             if not exc.exited or attempt == attempts - 1:
                 raise
@@ -173,30 +214,37 @@ def start_agent(
 def start_broker_server(
     workdir: Path,
     *,
-    token: str,
-    upstream_url: str,
+    token: str | None,
+    upstream_url: str | None = None,
+    accept: Mapping[str, Any] | None = None,
     port: int | None = None,
     env: Mapping[str, str] | None = None,
+    startup: Startup | None = None,
 ) -> Service:
-    """Our ``broker-server``, admitting ``token``, passing callbacks on to ``upstream_url``."""
+    """Our ``broker-server``, admitting ``token`` (a comma list; None: given in ``env``),
+    passing callbacks on to ``upstream_url``; rules ``accept``, else :func:`server_accept`."""
+    if accept is None:
+        if upstream_url is None:
+            raise ValueError("start_broker_server needs upstream_url or accept")
+        accept = server_accept(upstream_url)
     workdir.mkdir(parents=True, exist_ok=True)
-    accept = workdir / "server-accept.json"
-    accept.write_text(json.dumps(server_accept(upstream_url), indent=2))
+    accept_path = workdir / "server-accept.json"
+    accept_path.write_text(json.dumps(accept, indent=2))
+    optional = {"BROKER_TOKENS": token, "UPSTREAM_URL": upstream_url}
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
         return command("broker-server", "broker_server"), _base_env(
             {
                 "PORT": str(port),
                 "BROKER_SERVER_HOST": "127.0.0.1",
-                "BROKER_TOKENS": token,
-                "ACCEPT": str(accept),
-                "UPSTREAM_URL": upstream_url,
+                **{k: v for k, v in optional.items() if v is not None},
+                "ACCEPT": str(accept_path),
                 "LOG_LEVEL": "info",
                 **(env or {}),
             }
         )
 
-    return _start("broker-server", spec, workdir, port)
+    return _start("broker-server", spec, workdir, port, startup)
 
 
 def start_broker_client(
@@ -208,11 +256,19 @@ def start_broker_client(
     registry: Mapping[str, str],
     port: int | None = None,
     env: Mapping[str, str] | None = None,
+    validation_path: str | None = "/systemcheck",
+    startup: Startup | None = None,
 ) -> Service:
     """Our ``broker-client`` (CRA flavour); ``registry`` holds CR_TYPE, CR_BASE, CR_USERNAME, ...
 
     Ready when ``/healthcheck`` answers 200, i.e. once a socket to the server is open.
+    ``/systemcheck`` checks credentials against ``validation_path`` on the agent (None: unset).
     """
+    validation = (
+        {}
+        if validation_path is None
+        else {"BROKER_CLIENT_VALIDATION_URL": f"{agent_url}{validation_path}"}
+    )
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
         return command("broker-client", "broker_client"), _base_env(
@@ -223,7 +279,7 @@ def start_broker_client(
                 "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
                 "PORT": str(port),
                 "CR_AGENT_URL": agent_url,
-                "BROKER_CLIENT_VALIDATION_URL": f"{agent_url}/systemcheck",
+                **validation,
                 "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
                 "LOG_LEVEL": "info",
                 **registry,
@@ -231,7 +287,7 @@ def start_broker_client(
             }
         )
 
-    return _start("broker-client", spec, workdir, port)
+    return _start("broker-client", spec, workdir, port, startup)
 
 
 def wait_for_connection(

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from deploy.processes import ServerProcess, free_port, wait_for_http
 from shared.credentials import build_credentials_json, encode_credentials
 from tests.broker_client.agent import VALID_AUTH_KEY, Recorder, agent_app, start, upstream_app
-from tests.support.processes import ServerProcess, free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_BIN = Path(sys.executable).with_name("broker-client")

@@ -18,11 +18,11 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from broker_client.settings import CLIENT_VERSION
+from deploy.processes import free_port
 from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
 from tests.broker_client.agent import big_sha256
 from tests.broker_client.conftest import Apps, start_our_client
-from tests.support.processes import free_port
 
 LEGACY_SIZE = 300_000
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.processes import free_port
 from tests.broker_client.conftest import Apps, OurClient, start_our_client
 from tests.support import snyk_broker
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.interop
 

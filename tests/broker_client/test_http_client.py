@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from broker_client.http_client import BodyTooLarge, HttpClient, HttpProtocolError
+from deploy.processes import free_port
 from tests.broker_client.agent import Recorder, agent_app, big_sha256, start
-from tests.support.processes import free_port
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from deploy.processes import free_port
 from tests.broker_client.conftest import (
     SECRET_BLOB,
     SECRET_PASSWORD,
@@ -23,7 +24,6 @@ from tests.broker_client.conftest import (
     start_our_client,
 )
 from tests.broker_client.log_scan import find_secrets
-from tests.support.processes import free_port
 
 LIMIT = 1_000_000
 

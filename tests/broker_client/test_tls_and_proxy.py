@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.processes import free_port, wait_for_http
 from tests.broker_client.conftest import Apps, start_our_client
 from tests.broker_client.connect_proxy import ConnectProxy
 from tests.support import snyk_broker
-from tests.support.processes import free_port, wait_for_http
 
 pytestmark = pytest.mark.interop
 

@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from broker_server.server import SERVER_KEY, BrokerServer, build_app
 from broker_server.settings import load_settings
+from deploy.processes import ServerProcess, free_port, wait_for_http
 from tests.broker_client.agent import Recorder, agent_app, start, upstream_app
-from tests.support.processes import ServerProcess, free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"

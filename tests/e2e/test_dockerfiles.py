@@ -23,8 +23,8 @@ from broker_client.settings import Settings as ClientSettings
 from cr_agent.service.settings import DEFAULT_PORT as AGENT_PORT
 from cr_agent.service.settings import Settings as AgentSettings
 from deploy import stack as st
+from deploy.processes import free_port
 from deploy.upstream_receiver import UpstreamReceiver
-from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

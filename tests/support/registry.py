@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.processes import ServerProcess, free_port, wait_for_http, wait_for_port
+from deploy.processes import ServerProcess, free_port, wait_for_http, wait_for_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_SERVICE = "crbroker-test-registry"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import ServerProcess, free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = REPO.parent / "shared" / "reference" / "snyk-broker"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from tests.support.processes import free_port
+from deploy.processes import free_port
 
 
 @dataclass

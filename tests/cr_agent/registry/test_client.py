@@ -260,7 +260,7 @@ async def test_pagination_link_to_another_host_is_refused(plain_registry, proxy,
 
 
 async def test_unreachable_registry():
-    from tests.support.processes import free_port
+    from deploy.processes import free_port
 
     async with RegistryClient(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01) as c:
         with pytest.raises(RegistryUnreachable, match="ping"):

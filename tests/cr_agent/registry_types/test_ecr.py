@@ -19,10 +19,10 @@ from moto.server import ThreadedMotoServer
 
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry
+from deploy.processes import free_port
 from shared.credentials import decode_credentials, encode_credentials
 from tests.cr_agent.service.agent import AgentFactory
 from tests.cr_agent.service.images import debian_image, push_image
-from tests.support.processes import free_port
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry

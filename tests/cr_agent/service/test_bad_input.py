@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from deploy.processes import free_port
 from shared.credentials import KNOWN_TYPES, build_credentials_json, encode_credentials
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
-from tests.support.processes import free_port
 from tests.support.registry import RunningRegistry
 
 

@@ -12,10 +12,10 @@ import pytest
 from cr_agent.service.app import STATE
 from cr_agent.service.image_scanner import RegistryImageScanner
 from cr_agent.service.models import DoneCallback, ResultCallback
+from deploy.processes import free_port
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.fakes.callback_receiver import CallbackReceiver
-from tests.support.processes import free_port
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
