@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
-from deploy.processes import ServerProcess, free_port, wait_for_http, wait_for_port  # noqa: E402
+from deploy import stack as st  # noqa: E402
+from deploy.processes import ServerProcess, free_port, wait_for_port  # noqa: E402
 from tests.broker_client.agent import big_sha256  # noqa: E402
 from tests.support import snyk_broker  # noqa: E402
 
@@ -66,74 +67,29 @@ def snyk_server(workdir: Path, upstream_url: str) -> Running:
 
 
 def crbroker_server(workdir: Path, upstream_url: str) -> Running:
-    """Our broker server (``python -m broker_server``) with the same rules as the snyk server."""
-    import json
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    accept = workdir / "server-accept.json"
-    accept.write_text(json.dumps(snyk_broker.server_accept(upstream_url)))
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO),
-        "PORT": str(port),
-        "BROKER_SERVER_HOST": "127.0.0.1",
-        "ACCEPT": str(accept),
-        "BROKER_TOKEN_FILE": str(workdir / "tokens"),
-        "LOG_LEVEL": "warning",
-    }
-    process = ServerProcess(
-        [sys.executable, "-m", "broker_server"],
-        env=env,
-        cwd=REPO,
-        log_path=workdir / "crbroker-server.log",
-    ).start()
-    wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
-    return Proc(process, port)
+    """Our broker server with the same rules as the snyk server; tokens from ``workdir/tokens``."""
+    return st.start_broker_server(
+        workdir,
+        token=None,
+        accept=snyk_broker.server_accept(upstream_url),
+        env={"BROKER_TOKEN_FILE": str(workdir / "tokens"), "LOG_LEVEL": "warning"},
+        startup=st.Startup(log="crbroker-server.log"),
+    )
 
 
 # --------------------------------------------------------------------------- clients
 
 
-@dataclass
-class Proc:
-    process: ServerProcess
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
 def crbroker_client(workdir: Path, server_url: str, token: str, agent_url: str) -> Running:
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO),
-        "BROKER_TOKEN": token,
-        "BROKER_SERVER_URL": server_url,
-        "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
-        "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
-        "PORT": str(port),
-        "CR_AGENT_URL": agent_url,
-        "CR_TYPE": "docker-hub",
-        "CR_USERNAME": "bench",
-        "CR_PASSWORD": "bench-password",
-        "LOG_LEVEL": "info",
-    }
-    binary = Path(sys.executable).with_name("broker-client")
-    process = ServerProcess(
-        [str(binary)], env=env, log_path=workdir / "crbroker-client.log"
-    ).start()
-    wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
-    return Proc(process, port)
+    return st.start_broker_client(
+        workdir,
+        token=token,
+        server_url=server_url,
+        agent_url=agent_url,
+        registry={"CR_TYPE": "docker-hub", "CR_USERNAME": "bench", "CR_PASSWORD": "bench-password"},
+        validation_path=None,
+        startup=st.Startup(log="crbroker-client.log"),
+    )
 
 
 def snyk_client(workdir: Path, server_url: str, token: str, agent_url: str) -> Running:

@@ -4,22 +4,22 @@ the real snyk-broker server, and our client as a real subprocess."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy import stack as st
+from deploy.processes import free_port
 from shared.credentials import build_credentials_json, encode_credentials
 from tests.broker_client.agent import VALID_AUTH_KEY, Recorder, agent_app, start, upstream_app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = st.REPO
 CLIENT_BIN = Path(sys.executable).with_name("broker-client")
 
 #: Distinctive secret values: the log scan looks for each of them (and their encodings).
@@ -91,48 +91,16 @@ def apps() -> Iterator[Apps]:
         background.close()
 
 
-@dataclass
-class OurClient:
-    process: ServerProcess
-    port: int
-    token: str
-    env: dict[str, str] = field(default_factory=dict)
+#: our broker client as a running subprocess (``.token``, ``.process``, ``.url``, ...)
+OurClient = st.Service
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
-def client_env(
-    *, token: str, server_url: str, agent_url: str, port: int, extra: dict[str, str] | None = None
-) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "PYTHONPATH": str(REPO),
-        "BROKER_TOKEN": token,
-        "BROKER_SERVER_URL": server_url,
-        "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
-        "BROKER_CLIENT_LISTEN_HOST": "127.0.0.1",
-        "PORT": str(port),
-        "CR_AGENT_URL": agent_url,
-        "CR_TYPE": "docker-hub",
-        "CR_USERNAME": SECRET_USERNAME,
-        "CR_PASSWORD": SECRET_PASSWORD,
-        "CR_BASE": SECRET_BASE,
-        "LOG_LEVEL": "debug",
-        "DEBUG": "true",
-        "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
-    }
-    env.update(extra or {})
-    return env
+#: the registry settings our test clients carry (the log scan looks for these secrets)
+REGISTRY_ENV = {
+    "CR_TYPE": "docker-hub",
+    "CR_USERNAME": SECRET_USERNAME,
+    "CR_PASSWORD": SECRET_PASSWORD,
+    "CR_BASE": SECRET_BASE,
+}
 
 
 def start_our_client(
@@ -144,20 +112,15 @@ def start_our_client(
     extra: dict[str, str] | None = None,
     wait: bool = True,
 ) -> OurClient:
-    port = free_port()
-    token = token or str(uuid.uuid4())
-    env = client_env(
-        token=token, server_url=server_url, agent_url=agent_url, port=port, extra=extra
+    """Our broker client with debug logs; by default returns once ``/healthcheck`` answers
+    at all (200 connected or 500 not yet), since many tests give it no reachable server."""
+    return st.start_broker_client(
+        workdir,
+        token=token or str(uuid.uuid4()),
+        server_url=server_url,
+        agent_url=agent_url,
+        registry=REGISTRY_ENV,
+        env={"LOG_LEVEL": "debug", "DEBUG": "true", **(extra or {})},
+        validation_path=None,
+        startup=st.Startup(timeout=20, ready=(200, 500), wait=wait, log="our-client-{port}.log"),
     )
-    process = ServerProcess([str(CLIENT_BIN)], env=env, log_path=workdir / f"our-client-{port}.log")
-    process.start()
-    client = OurClient(process, port, token, env)
-    if wait:
-        try:
-            wait_for_http(f"{client.url}/healthcheck", timeout=20, ok=(200, 500))
-        except TimeoutError:
-            client.stop()
-            raise TimeoutError(
-                f"broker-client did not start: {process.log_text()[-2000:]}"
-            ) from None
-    return client

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -20,10 +18,10 @@ from aiohttp.test_utils import TestServer
 
 from broker_server.server import SERVER_KEY, BrokerServer, build_app
 from broker_server.settings import load_settings
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy import stack as st
+from deploy.processes import free_port
 from tests.broker_client.agent import Recorder, agent_app, start, upstream_app
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
 OTHER_TOKEN = "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
 
@@ -125,58 +123,18 @@ def backends() -> Iterator[Backends]:
         background.close()
 
 
-@dataclass
-class OurServer:
-    process: ServerProcess
-    port: int
-    env: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def restart(self) -> None:
-        self.process.stop()
-        self.process.start()
-        wait_for_http(f"{self.url}/healthcheck", timeout=20)
+#: our broker server as a running subprocess (``.url``, ``.restart()``, ``.log_text()``, ...)
+OurServer = st.Service
 
 
 def start_our_server(
     workdir: Path, *, accept: dict[str, Any], tokens: str = TOKEN, **extra: str
 ) -> OurServer:
-    """``python -m broker_server`` on a free loopback port; returns once /healthcheck answers."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    accept_path = workdir / "our-server-accept.json"
-    accept_path.write_text(json.dumps(accept))
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "PYTHONPATH": str(REPO),
-        "PORT": str(port),
-        "BROKER_SERVER_HOST": "127.0.0.1",
-        "BROKER_TOKENS": tokens,
-        "ACCEPT": str(accept_path),
-        "LOG_LEVEL": "debug",
-        **extra,
-    }
-    process = ServerProcess(
-        [sys.executable, "-m", "broker_server"],
-        env=env,
-        cwd=REPO,
-        log_path=workdir / f"our-server-{port}.log",
+    """Our ``broker-server`` on a free loopback port; returns once /healthcheck answers."""
+    return st.start_broker_server(
+        workdir,
+        token=tokens,
+        accept=accept,
+        env={"LOG_LEVEL": "debug", **extra},
+        startup=st.Startup(timeout=20, log="our-server-{port}.log"),
     )
-    process.start()
-    server = OurServer(process, port, env)
-    try:
-        wait_for_http(f"{server.url}/healthcheck", timeout=20)
-    except TimeoutError:
-        server.stop()
-        raise TimeoutError(f"broker-server did not start: {process.log_text()[-2000:]}") from None
-    return server

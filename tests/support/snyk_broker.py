@@ -16,11 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.stack import Service
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = REPO.parent / "shared" / "reference" / "snyk-broker"
@@ -104,31 +105,12 @@ def _write_accept(workdir: Path, name: str, accept: Mapping[str, Any] | Path | s
 
 
 @dataclass
-class SnykBroker:
-    """One running snyk-broker process (server or client)."""
-
-    role: str
-    port: int
-    process: ServerProcess
-    env: dict[str, str] = field(default_factory=dict)
+class SnykBroker(Service):
+    """One running snyk-broker process; its ``name`` is the role, "server" or "client"."""
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.process.log_path
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def stop(self) -> None:
-        self.process.stop()
+    def role(self) -> str:
+        return self.name
 
     def restart(self, *, timeout: float = 30.0) -> None:
         """Stop and start again on the same port with the same settings."""
