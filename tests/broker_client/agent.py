@@ -6,14 +6,18 @@ or as a subprocess (``python -m tests.broker_client.agent PORT``, for the benchm
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from deploy.processes import free_port
 
 BLOCK = random.Random(1234).randbytes(1 << 20)  # 1 MiB of fixed pseudo-random bytes
 CHUNK = 256 * 1024
@@ -156,6 +160,29 @@ def main() -> None:
 class _Discard(list):  # type: ignore[type-arg]
     def append(self, _item: Any) -> None:
         pass
+
+
+class BackgroundApps:
+    """aiohttp apps served from a thread with its own event loop (tests stay synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runners: list[web.AppRunner] = []
+
+    def serve(self, app: web.Application, port: int | None = None) -> int:
+        port = port or free_port()
+        runner = asyncio.run_coroutine_threadsafe(start(app, port), self.loop).result(10)
+        self.runners.append(runner)
+        return port
+
+    def close(self) -> None:
+        for runner in self.runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 if __name__ == "__main__":

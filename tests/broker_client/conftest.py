@@ -3,9 +3,7 @@ the real snyk-broker server, and our client as a real subprocess."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,9 +13,14 @@ import pytest
 from aiohttp import web
 
 from deploy import stack as st
-from deploy.processes import free_port
 from shared.credentials import build_credentials_json, encode_credentials
-from tests.broker_client.agent import VALID_AUTH_KEY, Recorder, agent_app, start, upstream_app
+from tests.broker_client.agent import (
+    VALID_AUTH_KEY,
+    BackgroundApps,
+    Recorder,
+    agent_app,
+    upstream_app,
+)
 
 REPO = st.REPO
 CLIENT_BIN = Path(sys.executable).with_name("broker-client")
@@ -34,29 +37,6 @@ SECRET_BLOB = encode_credentials(
 )
 #: Authorization values the agent's /validate (systemcheck target) accepts.
 VALID_AUTH = ("good-cred-1", "good-cred-3", SECRET_BLOB)
-
-
-class BackgroundApps:
-    """aiohttp apps served from a thread with its own event loop (tests stay synchronous)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.runners: list[web.AppRunner] = []
-
-    def serve(self, app: web.Application) -> int:
-        port = free_port()
-        runner = asyncio.run_coroutine_threadsafe(start(app, port), self.loop).result(10)
-        self.runners.append(runner)
-        return port
-
-    def close(self) -> None:
-        for runner in self.runners:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @dataclass

@@ -4,23 +4,20 @@ upstream API in a background event loop."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broker_server.server import SERVER_KEY, BrokerServer, build_app
 from broker_server.settings import load_settings
 from deploy import stack as st
 from deploy.processes import free_port
-from tests.broker_client.agent import Recorder, agent_app, start, upstream_app
+from tests.broker_client.agent import BackgroundApps, Recorder, agent_app, upstream_app
 
 TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
 OTHER_TOKEN = "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
@@ -66,29 +63,6 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     yield factory
     for test_server in started:
         await test_server.close()
-
-
-class BackgroundApps:
-    """aiohttp apps served from a thread with its own event loop (for synchronous tests)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.runners: list[web.AppRunner] = []
-
-    def serve(self, app: web.Application, port: int | None = None) -> int:
-        port = port or free_port()
-        runner = asyncio.run_coroutine_threadsafe(start(app, port), self.loop).result(10)
-        self.runners.append(runner)
-        return port
-
-    def close(self) -> None:
-        for runner in self.runners:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @dataclass
