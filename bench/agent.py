@@ -161,8 +161,13 @@ def brokered(
             "CR_USERNAME": "bench",
             "CR_PASSWORD": "bench-password",
         }
+        # the direct path has no layer cache, so the agent runs without one too
         with st.Stack(
-            workdir, upstream_url=receiver.url, registry=registry, max_active=concurrency
+            workdir,
+            upstream_url=receiver.url,
+            registry=registry,
+            max_active=concurrency,
+            agent_env={"LAYER_CACHE_DIR": "off"},
         ) as stack:
             warm = st.request_scan(stack.server.url, stack.token, [refs[0]])
             receiver.wait_for_job(warm, timeout=120)

@@ -201,6 +201,8 @@ def start_agent(
                 "SNYK_PORT": str(port),
                 "HOST": "127.0.0.1",
                 "SPOOL_DIR": str(workdir / "agent-spool"),
+                # each stack its own layer cache: no state shared between runs
+                "LAYER_CACHE_DIR": str(workdir / "agent-layer-cache"),
                 "MAX_ACTIVE_OPERATIONS": str(max_active),
                 "CALLBACK_RETRY_SECONDS": "2",
                 "LOG_LEVEL": "info",
