@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -33,3 +34,17 @@ def find_secrets(paths: Iterable[Path], secrets: Iterable[str]) -> list[str]:
                         f"{path.name}:{number}: contains a form of a secret ({form[:3]}...)"
                     )
     return hits
+
+
+def wait_for_log(read: Callable[[], str], *needles: str, timeout: float = 10.0) -> str:
+    """The log text once it holds every needle (or at the deadline, for the caller to assert).
+
+    A process logs an exchange after it has answered, so a test that has just seen the answer
+    may read the log a moment too early.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        if all(needle in text for needle in needles) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)

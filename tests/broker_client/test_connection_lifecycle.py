@@ -23,6 +23,7 @@ from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
 from tests.broker_client.agent import big_sha256
 from tests.broker_client.conftest import Apps, start_our_client
+from tests.broker_client.log_scan import wait_for_log
 
 LEGACY_SIZE = 300_000
 
@@ -191,7 +192,7 @@ def test_identify_headers_heartbeats_and_reconnect_after_a_drop(
     assert meta["clientConfig"]["brokerClientId"] == meta["clientId"]
     # the malformed frame was skipped: pings after it were still answered
     assert peer.engine_pongs >= 1 and "4242" in peer.primus_pongs
-    log = client.process.log_text()
+    log = wait_for_log(client.process.log_text, "protocol fault", "reconnecting")
     assert "protocol fault" in log and "reconnecting" in log
 
 
@@ -205,7 +206,7 @@ def test_no_reconnect_after_primus_server_close(
         time.sleep(3)  # back-off would have reconnected within ~1 s
         assert len(scripted.peer.paths) == 2
         assert client.process.alive()
-        assert "not reconnecting" in client.process.log_text()
+        assert "not reconnecting" in wait_for_log(client.process.log_text, "not reconnecting")
     finally:
         client.stop()
 

@@ -32,7 +32,7 @@ from tests.broker_client.conftest import (
     OurClient,
     start_our_client,
 )
-from tests.broker_client.log_scan import find_secrets
+from tests.broker_client.log_scan import find_secrets, wait_for_log
 from tests.support import snyk_broker
 
 pytestmark = pytest.mark.interop
@@ -181,7 +181,10 @@ def test_4_ws_response_header_uses_the_ack_path(stack: Stack) -> None:
     assert json.loads(body)["path_qs"] == "/healthcheck"
     # only the ack path puts this marker into the answer's headers
     assert headers.get("x-broker-ws-response") == "true"
-    log = stack.client.process.log_text()
+    # the client logs the exchange after it has sent the ack
+    log = wait_for_log(
+        stack.client.process.log_text, '"url": "/healthcheck"', '"medium": "websocket"'
+    )
     assert '"url": "/healthcheck"' in log and '"medium": "websocket"' in log
 
 
@@ -329,7 +332,8 @@ def test_agent_dropping_mid_body_never_yields_a_complete_looking_answer(stack: S
     assert received < size
     # a truncated body may only end "cleanly" when its declared length exposes the truncation
     assert declared == str(size) or received == 0, (declared, received)
-    assert "posting the response to the server failed" in stack.client.process.log_text()
+    failed = "posting the response to the server failed"
+    assert failed in wait_for_log(stack.client.process.log_text, failed)
 
 
 def test_8_no_secret_value_in_any_log_line(stack: Stack) -> None:
