@@ -20,12 +20,12 @@ from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
 from broker_client.connection import AckHandle, ServerConnection
 from broker_client.downstream import Downstream
-from broker_client.http_client import HttpClient, HttpProtocolError
 from broker_client.local_listener import LocalListener
 from broker_client.response_sender import ResponseSender
 from broker_client.settings import CLIENT_VERSION, Settings, load_accept_rules
 from shared.accept_rules import AcceptRules
 from shared.emitter import Event
+from shared.http_client import HttpClient, HttpProtocolError
 from shared.logging import get_logger
 from shared.protocol_error import ProtocolError
 from shared.redaction import hash_token, mask_token

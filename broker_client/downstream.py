@@ -22,9 +22,9 @@ from broker_client import error_answers
 from broker_client.broker_request import BrokerRequest
 from broker_client.error_answers import ErrorAnswer
 from broker_client.header_hygiene import downstream_headers, response_headers
-from broker_client.http_client import HttpClient, HttpProtocolError, HttpResponse
 from broker_client.settings import Settings
 from shared.accept_rules import AcceptRules, auth_header, expand_origin
+from shared.http_client import HttpClient, HttpProtocolError, HttpResponse
 from shared.logging import get_logger
 from shared.var_substitution import VariableSource, substitute_body, substitute_headers
 

@@ -19,8 +19,8 @@ from broker_client.broker_request import BrokerRequest
 from broker_client.connection import ConnectionLost, ServerConnection
 from broker_client.downstream import DownstreamResponse
 from broker_client.error_answers import ErrorAnswer
-from broker_client.http_client import HttpClient, HttpProtocolError
 from broker_client.settings import Settings
+from shared.http_client import HttpClient, HttpProtocolError
 from shared.logging import get_logger
 from shared.response_stream import CONTENT_TYPE, encode_head
 

@@ -129,6 +129,8 @@ async def _scan(args: argparse.Namespace) -> str:
         ca_file=args.ca_file,
         insecure=args.insecure,
         timeout=args.timeout,
+        # a one-shot process: the lean transport spares it aiohttp's import (see transport.py)
+        transport="stream",
     ) as client:
         try:
             result = await scan_image(

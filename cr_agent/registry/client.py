@@ -1,10 +1,13 @@
-"""Async client for the OCI distribution API (aiohttp).
+"""Async client for the OCI distribution API.
 
 One :class:`RegistryClient` talks to one registry. It pings ``/v2/``, answers Basic and
 Bearer challenges (tokens cached per scope, refreshed before expiry, scopes widened when a
 challenge asks for more), lists repositories and tags with ``Link`` pagination, fetches and
 verifies manifests and configs, and streams blobs while hashing them. Redirects are followed
 by hand so the registry's ``Authorization`` header never leaves the registry's origin.
+
+The bytes move through a :mod:`~cr_agent.registry.transport`: aiohttp by default (the agent
+service), or the lean ``stream`` transport that the one-shot ``cr-agent scan`` command uses.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from cr_agent.registry.auth import (
@@ -61,6 +63,15 @@ from cr_agent.registry.manifest import (
 )
 from cr_agent.registry.pagination import MAX_PAGE_SIZE, next_link, same_origin
 from cr_agent.registry.rate_limit import RateLimit, parse_rate_limit, parse_retry_after
+from cr_agent.registry.transport import (
+    BodyInterrupted,
+    CertificateRejected,
+    ConnectFailed,
+    Response,
+    TlsFailed,
+    Transport,
+    make_transport,
+)
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -69,7 +80,8 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 MAX_INDEX_DEPTH = 4
-USER_AGENT = "crbroker-cr-agent/0.1"
+#: the transport a client uses when none is named (the tests switch it to run both)
+DEFAULT_TRANSPORT = "aiohttp"
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,7 @@ class _Retryable(Exception):
 class BlobStream:
     """Chunks of one blob; the digest (and size, when known) are checked as the bytes pass."""
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, digest: str, size: int | None, chunk_size: int
-    ) -> None:
+    def __init__(self, response: Response, digest: str, size: int | None, chunk_size: int) -> None:
         self._response = response
         self.digest = digest
         self.size = size
@@ -130,7 +140,7 @@ class BlobStream:
         """The blob's bytes. With ``verify=False`` the caller hashes each chunk with
         :meth:`update` and calls :meth:`verify` at the end (so hashing can leave the loop)."""
         try:
-            async for chunk in self._response.content.iter_chunked(self._chunk_size):
+            async for chunk in self._response.chunks(self._chunk_size):
                 self.bytes_read += len(chunk)
                 if self.size is not None and self.bytes_read > self.size:
                     raise DigestMismatch(
@@ -140,13 +150,9 @@ class BlobStream:
                 if verify:
                     self._hash.update(chunk)
                 yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        except BodyInterrupted as exc:
             raise RegistryUnreachable(
-                f"blob {self.digest}: connection lost after {self.bytes_read} bytes ({exc})", "blob"
-            ) from None
-        except TimeoutError:
-            raise RegistryUnreachable(
-                f"blob {self.digest}: read timed out after {self.bytes_read} bytes", "blob"
+                f"blob {self.digest}: {exc} after {self.bytes_read} bytes", "blob"
             ) from None
         if verify:
             self.verify()
@@ -175,7 +181,8 @@ class RegistryClient:
         *,
         ca_file: str | None = None,
         insecure: bool = False,
-        session: aiohttp.ClientSession | None = None,
+        session: Any = None,
+        transport: str | None = None,
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.5,
@@ -196,9 +203,10 @@ class RegistryClient:
         self.max_retry_wait = max_retry_wait
         self.chunk_size = chunk_size
         self.rate_limit: RateLimit | None = None
-        self._session = session
-        self._own_session = session is None
-        self._ssl: ssl.SSLContext | bool = True
+        self._session = session  # an aiohttp.ClientSession shared by the agent service
+        self._transport_kind = transport or DEFAULT_TRANSPORT
+        self._http: Transport | None = None
+        self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
             ctx = ssl.create_default_context()
             if ca_file:
@@ -214,18 +222,9 @@ class RegistryClient:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> RegistryClient:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.timeout,
-                    sock_connect=self.timeout,
-                    sock_read=self.timeout,
-                ),
-                headers={"User-Agent": USER_AGENT},
-                auto_decompress=False,
-                # HTTP(S)_PROXY / NO_PROXY from the environment, as docker and skopeo honour them
-                trust_env=True,
+        if self._http is None:
+            self._http = make_transport(
+                self._transport_kind, self._ssl, self.timeout, session=self._session
             )
         return self
 
@@ -233,9 +232,9 @@ class RegistryClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     @property
     def host(self) -> str:
@@ -258,11 +257,12 @@ class RegistryClient:
         url: str,
         *,
         headers: dict[str, str],
-        data: Any = None,
+        data: bytes | None = None,
         step: str,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """One request with retries on 408/429/5xx and network errors; redirects not followed."""
-        assert self._session is not None, "use RegistryClient as an async context manager"
+        http = self._http
+        assert http is not None, "use RegistryClient as an async context manager"
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.retries),
@@ -272,30 +272,19 @@ class RegistryClient:
             ):
                 with attempt:
                     try:
-                        resp = await self._session.request(
-                            method,
-                            url,
-                            headers=headers,
-                            data=data,
-                            allow_redirects=False,
-                            ssl=self._ssl,
-                        )
-                    except aiohttp.ClientConnectorCertificateError as exc:
+                        resp = await http.request(method, url, headers=headers, body=data)
+                    except CertificateRejected as exc:
                         raise TlsError(
                             f"{step}: TLS certificate of {urlsplit(url).netloc} not trusted "
-                            f"({exc.certificate_error}); give a CA bundle or use the insecure switch",
+                            f"({exc.detail}); give a CA bundle or use the insecure switch",
                             step,
                         ) from None
-                    except aiohttp.ClientSSLError as exc:
+                    except TlsFailed as exc:
                         raise TlsError(
                             f"{step}: TLS handshake with {urlsplit(url).netloc} failed: {exc}", step
                         ) from None
-                    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                        raise _Retryable(
-                            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                            None,
-                            None,
-                        ) from None
+                    except ConnectFailed as exc:
+                        raise _Retryable(str(exc), None, None) from None
                     limit = parse_rate_limit(resp.headers)
                     if limit is not None:
                         self.rate_limit = limit
@@ -363,7 +352,7 @@ class RegistryClient:
                     "POST",
                     realm,
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
-                    data=urlencode(form),
+                    data=urlencode(form).encode(),
                     step="token",
                 )
                 if resp.status in (404, 405):
@@ -378,7 +367,7 @@ class RegistryClient:
                 if basic:
                     headers["Authorization"] = basic
                 resp = await self._raw("GET", url, headers=headers, step="token")
-            async with resp:
+            try:
                 if resp.status in (401, 403):
                     raise AuthenticationError(
                         f"token realm {self._display(realm)} refused the credentials "
@@ -394,7 +383,9 @@ class RegistryClient:
                         "token",
                         resp.status,
                     )
-                body = await resp.content.read(1 << 20)
+                body = await self._read(resp, "token", 1 << 20)
+            finally:
+                resp.release()
             try:
                 token = token_from_response(json.loads(body), scopes)
             except ValueError as exc:
@@ -412,7 +403,7 @@ class RegistryClient:
         scope: str | None,
         step: str,
         headers: dict[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """A request with auth, challenge handling and same-origin-only credentials on redirects."""
         url = path_or_url if "://" in path_or_url else self._url(path_or_url)
         extra = dict(headers or {})
@@ -493,9 +484,16 @@ class RegistryClient:
             401,
         )
 
-    async def _json(self, resp: aiohttp.ClientResponse, step: str, limit: int) -> Any:
-        async with resp:
-            body = await resp.content.read(limit + 1)
+    async def _read(self, resp: Response, step: str, limit: int) -> bytes:
+        try:
+            return await resp.read(limit)
+        except BodyInterrupted as exc:
+            raise RegistryUnreachable(f"{step}: {exc}", step, resp.status) from None
+        finally:
+            resp.release()
+
+    async def _json(self, resp: Response, step: str, limit: int) -> Any:
+        body = await self._read(resp, step, limit)
         if len(body) > limit:
             raise RegistryError(f"{step}: response larger than {limit} bytes", step, resp.status)
         try:
@@ -503,7 +501,7 @@ class RegistryClient:
         except ValueError:
             raise RegistryError(f"{step}: response is not valid JSON", step, resp.status) from None
 
-    def _not_found(self, resp: aiohttp.ClientResponse, step: str, what: str) -> None:
+    def _not_found(self, resp: Response, step: str, what: str) -> None:
         if resp.status == 404:
             resp.release()
             raise NotFoundError(f"{step}: {what} not found", step, 404)
@@ -630,8 +628,7 @@ class RegistryClient:
         )
         content_type = resp.headers.get("Content-Type")
         header_digest = resp.headers.get("Docker-Content-Digest")
-        async with resp:
-            body = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+        body = await self._read(resp, "manifest", MAX_MANIFEST_BYTES)
         if len(body) > MAX_MANIFEST_BYTES:
             raise ManifestError(
                 f"manifest {repository}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes",

@@ -25,6 +25,9 @@ from tests.cr_agent.registry.tamper_proxy import Misbehaviour, TamperProxy
 from tests.support.images import EmptyStep, Layer, build_image, build_index, push
 from tests.support.registry import TokenRealm, running_registry
 
+# every test here runs over both HTTP transports (aiohttp and stream): see conftest.py
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def _image(arch: str = "amd64", variant: str | None = None, **kw):
     return build_image(

@@ -1,13 +1,14 @@
-"""A small keep-alive HTTP/1.1 client for the two hot paths of every relayed request.
+"""A small keep-alive HTTP/1.1 client on asyncio streams, for paths where aiohttp costs too much.
 
-Each request through the broker makes two HTTP calls from the client (the agent, then
+Two users. The broker client: each request through the broker makes two HTTP calls from the client (the agent, then
 ``POST /response-data``). aiohttp's general-purpose client costs about 75 µs of CPU per call
 on the benchmark machine; this one does what those two calls need and nothing else: direct
 connections (http or https with our CA settings), a per-origin pool of idle connections,
 request bodies as bytes or an async iterator (chunked), and responses framed by
-Content-Length, chunked encoding or connection close, read incrementally.
+Content-Length, chunked encoding or connection close, read incrementally. The ``cr-agent scan`` command: its registry transport
+(:mod:`cr_agent.registry.stream_transport`) spares a one-shot process aiohttp's import.
 
-Requests that must go through a proxy keep using aiohttp (see :mod:`broker_client.http_transport`).
+Requests that must go through a proxy keep using aiohttp in both users.
 """
 
 from __future__ import annotations
