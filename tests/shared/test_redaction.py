@@ -6,7 +6,14 @@ import logging
 import pytest
 
 from shared.logging import configure_logging, get_logger, register_secrets
-from shared.redaction import SECRETS, hash_token, mask_credentials, mask_token
+from shared.redaction import (
+    SECRETS,
+    SecretRegistry,
+    hash_token,
+    is_sensitive_key,
+    mask_credentials,
+    mask_token,
+)
 
 
 @pytest.fixture
@@ -74,3 +81,36 @@ def test_documented_public_usernames_are_never_redacted(log_stream):
     text = log_stream.getvalue()
     assert "_json_key or oauth2accesstoken" in text
     assert "real-password-42" not in text
+
+
+def test_secrets_added_after_a_scrub_are_redacted_by_the_next_one() -> None:
+    registry = SecretRegistry()
+    assert registry.scrub("nothing registered yet") == "nothing registered yet"
+    registry.add("first-secret-1")
+    assert registry.scrub("a first-secret-1 b") == "a [REDACTED] b"
+    registry.add("second-secret-2")
+    assert registry.scrub("first-secret-1 second-secret-2") == "[REDACTED] [REDACTED]"
+    registry.clear()
+    assert registry.scrub("first-secret-1") == "first-secret-1"
+
+
+def test_a_secret_containing_another_is_replaced_whole() -> None:
+    registry = SecretRegistry()
+    registry.add("inner-value", "outer-inner-value-tail")
+    assert registry.scrub("x outer-inner-value-tail y") == "x [REDACTED] y"
+
+
+@pytest.mark.parametrize(
+    ("key", "sensitive"),
+    [
+        ("Authorization", True),
+        ("x-broker-token", True),
+        ("private_key", True),
+        ("client-secret", True),
+        ("token_type", False),
+        ("tokens", False),
+        ("username", False),
+    ],
+)
+def test_sensitive_key_names(key: str, sensitive: bool) -> None:
+    assert is_sensitive_key(key) is sensitive
