@@ -79,6 +79,8 @@ class ApkCataloger:
     version = "1"
     max_file_size = 64 * 1024 * 1024
 
+    path_prefixes = DB_PATHS
+
     def wants(self, path: str) -> bool:
         return path in DB_PATHS
 

@@ -66,7 +66,12 @@ class CatalogResult:
 
 @runtime_checkable
 class Cataloger(Protocol):
-    """A package-database reader plug-in."""
+    """A package-database reader plug-in.
+
+    A reader may also set ``path_prefixes: tuple[str, ...]``, strings that every path it
+    wants starts with; the layer engine then turns other tar entries away without calling
+    :meth:`wants`. Without it, :meth:`wants` is asked about every entry.
+    """
 
     #: short unique name, e.g. "dpkg", "apk", "rpm", "os-release"
     name: str

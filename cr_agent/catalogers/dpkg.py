@@ -114,6 +114,8 @@ class DpkgCataloger:
     version = "1"
     max_file_size = 64 * 1024 * 1024
 
+    path_prefixes = (STATUS_PATH, DOC_PREFIX)  # STATUS_PATH also starts status.d/
+
     def wants(self, path: str) -> bool:
         if path == STATUS_PATH:
             return True

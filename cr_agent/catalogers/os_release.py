@@ -235,6 +235,7 @@ class OsReleaseCataloger:
     max_file_size = 1024 * 1024
 
     _paths = frozenset((*OS_RELEASE_PATHS, *FALLBACK_PATHS))
+    path_prefixes = tuple(sorted(_paths))
 
     def wants(self, path: str) -> bool:
         return path in self._paths

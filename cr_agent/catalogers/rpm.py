@@ -91,6 +91,7 @@ class RpmCataloger:
     max_file_size = 512 * 1024 * 1024
 
     _paths = frozenset(DB_PATHS + WAL_PATHS)
+    path_prefixes = DB_PATHS + WAL_PATHS
 
     def wants(self, path: str) -> bool:
         return path in self._paths

@@ -76,6 +76,8 @@ class RpmManifestCataloger:
     max_file_size = 512 * 1024 * 1024  # as the rpm cataloger's, so rpmdbs are not refused here
     _manifest_limit = 64 * 1024 * 1024
 
+    path_prefixes = (MANIFEST_PATH, *RPMDB_PATHS)
+
     def wants(self, path: str) -> bool:
         return path == MANIFEST_PATH or path in RPMDB_PATHS
 

@@ -57,21 +57,35 @@ class FileSelector:
     def __init__(self, catalogers: Sequence[Cataloger], max_file_size: int) -> None:
         self.catalogers = list(catalogers)
         self.max_file_size = max_file_size
+        # Thousands of tar entries per layer, almost none wanted: when every reader says where
+        # its paths start, one C-level startswith turns the others away without asking each
+        # reader (and the usr-merge alias) in Python.
+        hints = [getattr(c, "path_prefixes", None) for c in self.catalogers]
+        self._prefixes: tuple[str, ...] | None = (
+            None if any(h is None for h in hints) else tuple(p for h in hints for p in h)
+        )
 
     def cap(self, path: str) -> int | None:
         """Largest size any cataloger accepts for ``path`` (capped), or None if unwanted."""
+        prefixes = self._prefixes
+        if (
+            prefixes is not None
+            and not path.startswith(prefixes)
+            and not (path.startswith(USR_MERGE) and path.startswith(prefixes, 4))
+        ):
+            return None
         best: int | None = None
         for cataloger in self.catalogers:
             if cataloger.wants(path):
                 size = min(cataloger.max_file_size, self.max_file_size)
                 best = size if best is None else max(best, size)
-        if best is None:
-            for prefix in USR_MERGE:
-                if path.startswith(prefix):
-                    return self.cap(path[4:])
+        if best is None and path.startswith(USR_MERGE):
+            return self.cap(path[4:])  # every USR_MERGE prefix is "usr/" + a root directory
         return best
 
     def wants(self, path: str) -> bool:
+        if self._prefixes is not None and not path.startswith(self._prefixes):
+            return False
         return any(c.wants(path) for c in self.catalogers)
 
     def cache_token(self) -> str:
@@ -166,6 +180,7 @@ class LayerReader:
         self._decompressor = Decompressor(self._on_tar_bytes, limit=max_layer_bytes)
         self._diff_id = diff_id
         self._diff_hash = hashlib.sha256() if diff_id and diff_id.startswith("sha256:") else None
+        self._selected: tuple[str, str | None] = ("", "")  # (tar name, its normalise_path)
         self.failed = False
 
     # -- warnings, at most a few per kind so a hostile layer cannot flood the result
@@ -227,6 +242,7 @@ class LayerReader:
 
     def _select(self, entry: TarEntry) -> bool:
         path = normalise_path(entry.name)
+        self._selected = (entry.name, path)  # _entry, called next, needs it again
         if path is None:
             return False
         cap = self.selector.cap(path)
@@ -252,7 +268,9 @@ class LayerReader:
             self._warn(
                 "absolute", f"tar entry {raw!r} has an absolute name; read relative to the root"
             )
-        path = normalise_path(raw)
+        name, path = self._selected
+        if name is not raw:
+            path = normalise_path(raw)
         if path is None:
             self._warn("dotdot", f"tar entry {raw!r} climbs out of the root with '..'; ignored")
             return

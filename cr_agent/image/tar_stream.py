@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from zlib import adler32
 
 BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)
 
 REGULAR = "file"
 HARDLINK = "hardlink"
@@ -50,17 +52,32 @@ def _octal(field: bytes, what: str, offset: int) -> int:
         if field[0] & 0x40:
             raise TarError(f"negative {what} in tar header at offset {offset}")
         return value
-    text = field.split(b"\0", 1)[0].strip(b" \0")
-    if not text:
-        return 0
+    text = field.partition(b"\0")[0]
     try:
-        return int(text, 8)
+        return int(text, 8)  # int() itself ignores the spaces some writers pad with
     except ValueError:
+        text = text.strip(b" ")
+        if not text:
+            return 0
         raise TarError(f"bad {what} field {text[:20]!r} in tar header at offset {offset}") from None
 
 
 def _text(field: bytes) -> str:
-    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    return field.partition(b"\0")[0].decode("utf-8", "surrogateescape")
+
+
+def _byte_sum(block: bytes) -> int:
+    """Sum of a header's 512 bytes, counting the checksum field as spaces.
+
+    Adler-32's first half is the byte sum modulo 65521; over 256 bytes (at most 65280) it is
+    the exact sum, and zlib computes it in C instead of a Python loop over 512 ints.
+    """
+    return (
+        (adler32(block[:256], 0) & 0xFFFF)
+        + (adler32(block[256:], 0) & 0xFFFF)
+        - sum(block[148:156])
+        + 8 * 32
+    )
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
@@ -149,33 +166,38 @@ class TarReader:
                     self._finish_data()
 
     def _header(self, block: bytes) -> None:
+        # Runs once per tar entry, holding the GIL: numbers are parsed inline (the slow path,
+        # _octal, handles base-256, padding and errors) and empty fields are not decoded.
         start = self.offset - BLOCK
-        if block == b"\0" * BLOCK:
+        if block == ZERO_BLOCK:
             self.ended = True  # end-of-archive; trailing zero blocks and padding are ignored
             return
-        stored = _octal(block[148:156], "checksum", start)
-        computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
-        if stored != computed:
+        try:
+            stored = int(block[148:156].partition(b"\0")[0], 8)
+        except ValueError:
+            stored = _octal(block[148:156], "checksum", start)
+        if stored != _byte_sum(block):
             signed = sum((b - 256 if b > 127 else b) for b in block[:148] + b" " * 8 + block[156:])
             if stored != signed:
                 raise TarError(
                     f"tar header checksum mismatch at offset {start} (not a tar stream?)"
                 )
         typeflag = block[156:157]
-        size = _octal(block[124:136], "size", start)
+        try:
+            size = int(block[124:136].partition(b"\0")[0], 8)
+        except ValueError:
+            size = _octal(block[124:136], "size", start)
         if typeflag in (b"x", b"g", b"L", b"K"):
             if size > self.MAX_META:
                 raise TarError(f"extended tar header of {size} bytes at offset {start}")
             self._meta_kind = typeflag
             self._begin_data(None, size, keep=True)
             return
-        name = _text(block[0:100])
-        magic = block[257:263]
-        if magic == b"ustar\0":  # POSIX ustar: prefix field
+        name = block[:100].partition(b"\0")[0].decode("utf-8", "surrogateescape")
+        if block[345] and block[257:263] == b"ustar\0":  # POSIX ustar: prefix field
             prefix = _text(block[345:500])
-            if prefix:
-                name = f"{prefix}/{name}"
-        linkname = _text(block[157:257])
+            name = f"{prefix}/{name}"
+        linkname = _text(block[157:257]) if block[157] else ""
         if self._long_name is not None:
             name, self._long_name = self._long_name, None
         if self._long_link is not None:
@@ -192,7 +214,10 @@ class TarReader:
         kind = _KINDS.get(typeflag, OTHER)
         if typeflag in (b"1", b"2", b"3", b"4", b"5", b"6"):
             size = 0  # links, devices, dirs and fifos carry no data whatever the header says
-        mode = _octal(block[100:108], "mode", start)
+        try:
+            mode = int(block[100:108].partition(b"\0")[0], 8)
+        except ValueError:
+            mode = _octal(block[100:108], "mode", start)
         entry = TarEntry(name, kind, size, linkname, mode)
         self.entries += 1
         keep = kind == REGULAR and self._select(entry)

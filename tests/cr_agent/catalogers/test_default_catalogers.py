@@ -50,3 +50,40 @@ def test_each_cataloger_reads_its_own_files() -> None:
     assert results["apk"].packages == []
     assert results["rpmmanifest"].packages == []  # stands aside: a real rpmdb is present
     assert all(r.distro is None for n, r in results.items() if n != "os-release")
+
+
+#: paths each default reader wants, and near misses around them
+PATH_SAMPLES = [
+    *IMAGE_FILES,
+    "etc/os-release.d/x",
+    "etc/alpine-release",
+    "etc/redhat-release",
+    "etc/system-release-cpe",
+    "etc/lsb-release",
+    "usr/lib/os-release",
+    "lib/apk/db/installed",
+    "usr/lib/apk/db/installed",
+    "lib/apk/db/triggers",
+    "var/lib/dpkg/status-old",
+    "var/lib/dpkg/status.d/base",
+    "var/lib/dpkg/status.d/base.md5sums",
+    "usr/share/doc/curl/copyright",
+    "usr/share/doc/curl/x/copyright",
+    "var/lib/rpm/Packages",
+    "var/lib/rpm/Packages.db",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite-wal",
+    "usr/share/rpm/Packages",
+    "var/lib/rpmmanifest/container-manifest-2",
+    "var/lib/rpmmanifest/container-manifest-1",
+]
+
+
+def test_path_prefixes_cover_every_wanted_path() -> None:
+    """The layer engine skips entries outside ``path_prefixes`` without asking ``wants``: a
+    prefix list that missed a wanted path would silently lose that reader's input."""
+    for cataloger in default_catalogers():
+        prefixes = cataloger.path_prefixes  # type: ignore[attr-defined]
+        wanted = [p for p in PATH_SAMPLES if cataloger.wants(p)]
+        assert wanted, cataloger.name
+        assert all(p.startswith(prefixes) for p in wanted), cataloger.name

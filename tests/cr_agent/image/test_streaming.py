@@ -198,3 +198,35 @@ def test_normalise_path():
     assert normalise_path("./a//b/./c") == "a/b/c"
     assert normalise_path("/abs/x") == "abs/x"
     assert normalise_path("a/../b") is None
+
+
+def test_selector_prefix_hint_changes_nothing():
+    """Readers' ``path_prefixes`` only make the selector faster: same answers, including
+    merged-/usr aliases, as asking every reader; a reader without the hint is always asked."""
+    from cr_agent.catalogers import default_catalogers
+    from tests.cr_agent.catalogers.test_default_catalogers import PATH_SAMPLES
+
+    class NoHint:  # default readers with the hint hidden
+        def __init__(self, inner):
+            self.inner = inner
+            self.name, self.version = inner.name, inner.version
+            self.max_file_size = inner.max_file_size
+
+        def wants(self, path):
+            return self.inner.wants(path)
+
+    fast = FileSelector(default_catalogers(), 1 << 20)
+    slow = FileSelector([NoHint(c) for c in default_catalogers()], 1 << 20)
+    paths = PATH_SAMPLES + ["usr/" + p for p in PATH_SAMPLES] + ["usr/lib/os-release.x", "x"]
+    assert any(fast.cap(p) is not None for p in paths)
+    assert [fast.cap(p) for p in paths] == [slow.cap(p) for p in paths]
+    assert [fast.wants(p) for p in paths] == [slow.wants(p) for p in paths]
+    assert FileSelector([*default_catalogers(), WantEtc()], 1 << 20).cap("etc/passwd") == 1000
+
+
+def test_header_byte_sum_is_the_plain_sum():
+    """The adler32-based header sum equals the textbook loop, high bytes included."""
+    from cr_agent.image.tar_stream import _byte_sum
+
+    for block in [bytes(512), b"\xff" * 512, os.urandom(512), os.urandom(512)]:
+        assert _byte_sum(block) == sum(block[:148]) + 8 * 32 + sum(block[156:])
