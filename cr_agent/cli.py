@@ -106,7 +106,6 @@ class _Progress:
 
 
 async def _scan(args: argparse.Namespace) -> str:
-    from cr_agent.layer_cache import LayerCache
     from cr_agent.scan import scan_image
 
     ref = ImageReference.parse(args.image)
@@ -115,6 +114,8 @@ async def _scan(args: argparse.Namespace) -> str:
     auth = _auth(args, ref)
     cache = None
     if not args.no_cache:
+        from cr_agent.layer_cache import LayerCache
+
         directory = args.cache_dir or Path.home() / ".cache" / "crbroker" / "layers"
         cache = LayerCache(directory, max_bytes=args.cache_size)
     progress = _Progress() if sys.stdout.isatty() else None

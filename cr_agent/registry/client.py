@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
 from cr_agent.registry.auth import (
     CATALOG_SCOPE,
     Challenge,
@@ -245,12 +243,6 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ low-level HTTP
 
-    def _wait(self, state: Any) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.wait is not None:
-            return min(exc.wait, self.max_retry_wait)
-        return min(self.backoff * (2 ** (state.attempt_number - 1)), self.max_retry_wait)
-
     async def _raw(
         self,
         method: str,
@@ -261,41 +253,28 @@ class RegistryClient:
         step: str,
     ) -> Response:
         """One request with retries on 408/429/5xx and network errors; redirects not followed."""
-        http = self._http
-        assert http is not None, "use RegistryClient as an async context manager"
         try:
+            try:
+                return await self._attempt(method, url, headers, data, step)
+            except _Retryable as exc:
+                if self.retries <= 1:
+                    raise
+                first = exc
+            # The retry policy (tenacity) is loaded only once a request has failed: a one-shot
+            # `cr-agent scan` that meets no failure never pays for its import.
+            from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+            await asyncio.sleep(self._delay(first, 1))
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.retries),
-                wait=self._wait,
+                stop=stop_after_attempt(self.retries - 1),
+                wait=lambda state: self._delay(
+                    state.outcome.exception() if state.outcome else None, state.attempt_number + 1
+                ),
                 retry=retry_if_exception_type(_Retryable),
                 reraise=True,
             ):
                 with attempt:
-                    try:
-                        resp = await http.request(method, url, headers=headers, body=data)
-                    except CertificateRejected as exc:
-                        raise TlsError(
-                            f"{step}: TLS certificate of {urlsplit(url).netloc} not trusted "
-                            f"({exc.detail}); give a CA bundle or use the insecure switch",
-                            step,
-                        ) from None
-                    except TlsFailed as exc:
-                        raise TlsError(
-                            f"{step}: TLS handshake with {urlsplit(url).netloc} failed: {exc}", step
-                        ) from None
-                    except ConnectFailed as exc:
-                        raise _Retryable(str(exc), None, None) from None
-                    limit = parse_rate_limit(resp.headers)
-                    if limit is not None:
-                        self.rate_limit = limit
-                    if resp.status in RETRY_STATUSES:
-                        wait = parse_retry_after(
-                            resp.headers.get("Retry-After"), cap=self.max_retry_wait
-                        )
-                        resp.release()
-                        log.info("registry_retry", step=step, status=resp.status, wait=wait)
-                        raise _Retryable(f"HTTP {resp.status}", resp.status, wait)
-                    return resp
+                    return await self._attempt(method, url, headers, data, step)
         except _Retryable as exc:
             what = "rate limited (429)" if exc.status == 429 else exc.detail
             raise RegistryUnreachable(
@@ -304,6 +283,42 @@ class RegistryClient:
                 exc.status,
             ) from None
         raise AssertionError("unreachable")
+
+    def _delay(self, failure: BaseException | None, attempts: int) -> float:
+        """Seconds to wait after ``attempts`` failed tries: the server's Retry-After, or
+        exponential back-off, never more than ``max_retry_wait``."""
+        if isinstance(failure, _Retryable) and failure.wait is not None:
+            return min(failure.wait, self.max_retry_wait)
+        return min(self.backoff * (2 ** (attempts - 1)), self.max_retry_wait)
+
+    async def _attempt(
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None, step: str
+    ) -> Response:
+        http = self._http
+        assert http is not None, "use RegistryClient as an async context manager"
+        try:
+            resp = await http.request(method, url, headers=headers, body=data)
+        except CertificateRejected as exc:
+            raise TlsError(
+                f"{step}: TLS certificate of {urlsplit(url).netloc} not trusted "
+                f"({exc.detail}); give a CA bundle or use the insecure switch",
+                step,
+            ) from None
+        except TlsFailed as exc:
+            raise TlsError(
+                f"{step}: TLS handshake with {urlsplit(url).netloc} failed: {exc}", step
+            ) from None
+        except ConnectFailed as exc:
+            raise _Retryable(str(exc), None, None) from None
+        limit = parse_rate_limit(resp.headers)
+        if limit is not None:
+            self.rate_limit = limit
+        if resp.status in RETRY_STATUSES:
+            wait = parse_retry_after(resp.headers.get("Retry-After"), cap=self.max_retry_wait)
+            resp.release()
+            log.info("registry_retry", step=step, status=resp.status, wait=wait)
+            raise _Retryable(f"HTTP {resp.status}", resp.status, wait)
+        return resp
 
     def _display(self, url: str) -> str:
         parts = urlsplit(url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +48,8 @@ def parse_retry_after(value: str | None, *, cap: float = 300.0) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # HTTP dates are rare here; spare every process the email package
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
