@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: subcommand -> "module:function" taking argv (the rest of the command line) and returning an exit code
@@ -10,6 +11,8 @@ COMMANDS = {
     "scan": "cr_agent.cli:main",
     "serve": "cr_agent.service.app:main_serve",
 }
+#: one-shot subcommands whose process ends as soon as their output is out (see :func:`run`)
+ONE_SHOT = frozenset({"scan"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,5 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     return int(getattr(importlib.import_module(module), func)(args[1:]) or 0)
 
 
+def run() -> None:
+    """The console script. A one-shot command has written and closed its output when ``main``
+    returns; tearing the interpreter down (finalising ~250 modules, joining idle worker
+    threads) would add about 15 ms to every scan, so the process ends at once instead."""
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] in ONE_SHOT:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a reader that went away, or a closed stream
+                code = code or 1
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
