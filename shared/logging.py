@@ -198,13 +198,14 @@ class LazyLogger:
     Anything else (``name``, ``isEnabledFor``, ...) is answered by the real logger.
     """
 
-    __slots__ = ("_context", "_name", "_stdlib")
+    __slots__ = ("_context", "_name", "_proxy", "_stdlib")
 
     def __init__(self, name: str | None, context: dict[str, Any] | None = None) -> None:
         self._name = name
         self._context: dict[str, Any] = context if context is not None else {}
         # the logger structlog's LoggerFactory would wrap: root for None, as there
         self._stdlib = logging.getLogger(name)
+        self._proxy: Any = None
 
     def _enabled(self, level: int) -> bool:
         # never configured: structlog's own default (print every level) applies, as before
@@ -212,12 +213,15 @@ class LazyLogger:
 
     def _bound(self) -> Any:
         _configure_structlog()
-        import structlog
+        proxy = self._proxy
+        if proxy is None:
+            import structlog
 
-        # Built afresh for each line that is written, as structlog's own proxy does with
-        # cache_logger_on_first_use=False, so a later structlog.configure (a reconfiguration,
-        # structlog.testing.capture_logs) reaches every logger.
-        return structlog.stdlib.get_logger(self._name).bind(**self._context)
+            # structlog's own lazy proxy binds a fresh logger from the current configuration
+            # on every call (cache_logger_on_first_use=False), so a later structlog.configure
+            # (a reconfiguration, structlog.testing.capture_logs) still reaches this logger
+            proxy = self._proxy = structlog.stdlib.get_logger(self._name, **self._context)
+        return proxy
 
     debug = _level_method(logging.DEBUG, "debug")
     info = _level_method(logging.INFO, "info")

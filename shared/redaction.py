@@ -15,7 +15,7 @@ import hashlib
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 #: Header and field names whose values are always replaced, whatever they hold (a pattern,
@@ -146,14 +146,14 @@ SECRETS = SecretRegistry()
 
 
 @functools.cache
-def _sensitive_keys() -> re.Pattern[str]:
+def _sensitive_key_search() -> Callable[[str], re.Match[str] | None]:
     # compiled on the first line logged (~0.3 ms on this machine), not at import
-    return re.compile(SENSITIVE_KEY_NAMES, re.IGNORECASE)
+    return re.compile(SENSITIVE_KEY_NAMES, re.IGNORECASE).search
 
 
 def is_sensitive_key(key: str) -> bool:
     """Whether a header or field called ``key`` holds a value that is always replaced."""
-    return _sensitive_keys().search(key) is not None
+    return _sensitive_key_search()(key) is not None
 
 
 def redact_value(value: Any, registry: SecretRegistry = SECRETS, _depth: int = 0) -> Any:
@@ -166,8 +166,9 @@ def redact_value(value: Any, registry: SecretRegistry = SECRETS, _depth: int = 0
         return registry.scrub(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
+        sensitive = _sensitive_key_search()
         for key, item in value.items():
-            if isinstance(key, str) and is_sensitive_key(key) and item:
+            if isinstance(key, str) and sensitive(key) and item:
                 out[key] = REDACTED
             else:
                 out[key] = redact_value(item, registry, _depth + 1)
@@ -183,9 +184,10 @@ def redaction_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: scrub secrets from every key of the event."""
+    sensitive = _sensitive_key_search()
     for key in list(event_dict):
         item = event_dict[key]
-        if key != "event" and is_sensitive_key(key) and item:
+        if key != "event" and sensitive(key) and item:
             event_dict[key] = REDACTED
         else:
             event_dict[key] = redact_value(item)
