@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -80,6 +79,8 @@ class LayerCache:
         if len(data) > self.max_bytes:
             return
         path = self._path(key)
+        import tempfile  # only a cache that writes needs it; a cache hit spares the import
+
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:

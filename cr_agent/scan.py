@@ -11,17 +11,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.catalogers.base import Cataloger, Distro, Package
 from cr_agent.image.inventory import build_inventory
 from cr_agent.image.layer import FileSelector, LayerContents, LayerReader
-from cr_agent.layer_cache import LayerCache
 from cr_agent.registry.client import RegistryClient, ResolvedImage
 from cr_agent.registry.errors import NotFoundError, RegistryError
 from cr_agent.registry.manifest import Descriptor
 from shared.logging import get_logger
+
+if TYPE_CHECKING:  # the cache module (and its tempfile import) loads only when a cache is used
+    from cr_agent.layer_cache import LayerCache
 
 log = get_logger(__name__)
 
@@ -214,7 +216,7 @@ async def scan_image(
                 )
 
         if cache is not None:
-            result, hit = await cache.get_or_load(LayerCache.key(info.diff_id, token), loader)
+            result, hit = await cache.get_or_load(cache.key(info.diff_id, token), loader)
         else:
             result, hit = await loader(), False
         info.from_cache = hit

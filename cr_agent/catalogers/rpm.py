@@ -15,10 +15,6 @@ from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.reader_guard import guarded
-from cr_agent.catalogers.rpm_bdb import is_bdb_hash, read_bdb_blobs
-from cr_agent.catalogers.rpm_header import HeaderError, package_from_header
-from cr_agent.catalogers.rpm_ndb import is_ndb, read_ndb_blobs
-from cr_agent.catalogers.rpm_sqlite import is_sqlite, read_sqlite_blobs
 from cr_agent.catalogers.warning_limit import WarningLog
 
 DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm", "usr/share/rpm")
@@ -37,6 +33,12 @@ _NOT_SOFTWARE = frozenset({"gpg-pubkey"})
 
 def sniff(data: bytes) -> tuple[str, BlobReader] | None:
     """(format name, blob reader) for the database in ``data``, or None if unknown."""
+    # The format readers are imported only when an image has an rpmdb: a dpkg or apk image's
+    # scan (and every process start) skips their import.
+    from cr_agent.catalogers.rpm_bdb import is_bdb_hash, read_bdb_blobs
+    from cr_agent.catalogers.rpm_ndb import is_ndb, read_ndb_blobs
+    from cr_agent.catalogers.rpm_sqlite import is_sqlite, read_sqlite_blobs
+
     if is_sqlite(data):
         return "sqlite", read_sqlite_blobs
     if is_ndb(data):
@@ -51,6 +53,9 @@ def read_rpmdb(data: bytes, path: str, wal: bytes | None = None) -> CatalogResul
 
     ``wal`` is the content of an SQLite database's ``-wal`` file, if the image has one.
     """
+    from cr_agent.catalogers.rpm_header import HeaderError, package_from_header
+    from cr_agent.catalogers.rpm_sqlite import read_sqlite_blobs
+
     result = CatalogResult()
     found = sniff(data)
     if found is None:

@@ -10,11 +10,14 @@ directory and opened as files, so SQLite itself replays the committed part of th
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
+
+# sqlite3 (with datetime), tempfile and pathlib cost ~5 ms to import; they are imported in the
+# functions below, so a scan that finds no SQLite rpmdb (every dpkg or apk image) never pays.
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _WAL_VERSION_OFFSET = 18  # file format write/read version bytes; 2 means WAL
@@ -40,6 +43,8 @@ def _rows_in_memory(data: bytes) -> list[Any]:
     if 2 in data[_WAL_VERSION_OFFSET : _WAL_VERSION_OFFSET + 2]:
         image = bytearray(data)  # copy only when the header must change
         image[_WAL_VERSION_OFFSET : _WAL_VERSION_OFFSET + 2] = b"\x01\x01"
+    import sqlite3
+
     conn = sqlite3.connect(":memory:")
     conn.text_factory = bytes  # a damaged column type must not become a decoding error
     try:
@@ -52,6 +57,10 @@ def _rows_in_memory(data: bytes) -> list[Any]:
 
 
 def _rows_with_wal(data: bytes, wal: bytes) -> list[Any]:
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
     with tempfile.TemporaryDirectory(prefix="cr-agent-rpmdb-") as tmp:
         db = Path(tmp) / "rpmdb.sqlite"
         db.write_bytes(data)
@@ -74,6 +83,8 @@ def read_sqlite_blobs(
         return [], [f"{path}: not an SQLite database (no 'SQLite format 3' header)"]
     if len(data) < 100:
         return [], [f"{path}: SQLite file truncated to {len(data)} bytes"]
+    import sqlite3
+
     try:
         rows = _rows_with_wal(data, wal) if wal else _rows_in_memory(data)
     except (sqlite3.Error, ValueError, OverflowError) as exc:

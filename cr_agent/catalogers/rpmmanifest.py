@@ -14,7 +14,6 @@ from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import decode_text
 from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.rpm import DB_PATHS as RPMDB_PATHS
-from cr_agent.catalogers.rpm_header import split_source_rpm
 from cr_agent.catalogers.warning_limit import WarningLog, limit_warnings
 
 MANIFEST_PATH = "var/lib/rpmmanifest/container-manifest-2"
@@ -27,6 +26,8 @@ def _epoch(text: str) -> int | None:
 
 def parse_manifest(data: bytes, path: str) -> CatalogResult:
     """Packages from a container-manifest-2 file; malformed lines become warnings."""
+    from cr_agent.catalogers.rpm_header import split_source_rpm  # only Mariner images need it
+
     result = CatalogResult()
     warnings: list[str] = WarningLog(path)
     text = decode_text(data, path, warnings)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import zstandard
-
 try:  # isal inflates 2-3x faster than zlib; zlib has the same API
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency, but keep working without it
@@ -61,6 +59,7 @@ class Decompressor:
         self._gz: Any = None  # isal_zlib (or zlib) Decompress object
         self._gz_done = False
         self._zstd: Any = None  # zstandard stream writer
+        self._zstd_error: type[Exception] = Exception  # zstandard.ZstdError once imported
 
     def _emit(self, data: bytes) -> None:
         if not data:
@@ -84,6 +83,10 @@ class Decompressor:
         if kind == "gzip":
             self._gz = _zlib.decompressobj(wbits=31)
         elif kind == "zstd":
+            # imported on the first zstd layer: most images are gzip, and the import is ~2 ms
+            import zstandard
+
+            self._zstd_error = zstandard.ZstdError
             self._zstd = zstandard.ZstdDecompressor().stream_writer(
                 _ZstdSink(self),  # type: ignore[arg-type]  # only write() is used
                 write_size=PIECE,
@@ -96,7 +99,7 @@ class Decompressor:
         elif self.kind == "zstd":
             try:
                 self._zstd.write(chunk)
-            except zstandard.ZstdError as exc:
+            except self._zstd_error as exc:
                 raise DecompressionError(f"zstd stream is damaged: {exc}") from None
         else:
             self._feed_gzip(chunk)
@@ -137,5 +140,5 @@ class Decompressor:
         if self.kind == "zstd":
             try:
                 self._zstd.flush()
-            except zstandard.ZstdError as exc:
+            except self._zstd_error as exc:
                 raise DecompressionError(f"zstd stream is damaged: {exc}") from None
