@@ -219,3 +219,18 @@ def test_other_attributes_come_from_the_real_structlog_logger(restore_root: None
     log = get_logger("t.attrs")
     assert log.name == "t.attrs"
     assert log.isEnabledFor(logging.ERROR) and not log.isEnabledFor(logging.INFO)
+
+
+def test_capture_logs_after_configure_sees_the_lines_when_structlog_is_loaded(
+    restore_root: None,
+) -> None:
+    # imported before configure_logging, as the services import structlog themselves
+    import structlog.testing
+
+    stream = io.StringIO()
+    configure_logging("info", service="t", stream=stream)
+    with structlog.testing.capture_logs() as captured:
+        get_logger("t.capture").info("captured", n=1)
+    assert captured == [{"event": "captured", "n": 1, "log_level": "info"}]
+    get_logger("t.capture").info("written")
+    assert [line["event"] for line in json_lines(stream.getvalue())] == ["written"]
