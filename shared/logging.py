@@ -108,7 +108,12 @@ def _shared_processors(service: str) -> list[Processor]:
 
 
 def _configure_structlog() -> None:
-    """Apply the configuration :func:`configure_logging` left pending, if there is one."""
+    """Apply the configuration :func:`configure_logging` left pending, if there is one.
+
+    Pending only when nothing had imported structlog at that call, so nothing can have
+    configured structlog before it; a direct ``structlog.configure`` made between that call
+    and the first line is the one case this overrides.
+    """
     if _config.pending is None:
         return
     with _config.lock:
@@ -264,7 +269,10 @@ class LazyLogger:
 
 
 def get_logger(name: str | None = None) -> LazyLogger:
-    """A structlog logger; every event it emits passes the redaction processor."""
+    """A structlog logger; every event it emits passes the redaction processor.
+
+    structlog itself is loaded on the first line that passes the configured level.
+    """
     return LazyLogger(name)
 
 
