@@ -13,6 +13,7 @@ _EXPORTS = {
     "to_native_json": "native",
     "package_purl": "purl",
     "purl_string": "purl",
+    "purl_and_version": "purl",
     "spdx_document": "spdx",
     "to_spdx_json": "spdx",
     "to_cyclonedx_json": "cyclonedx",

@@ -17,7 +17,8 @@ import json
 import uuid
 from typing import Any
 
-from cr_agent.sbom.purl import package_purl, purl_string
+from cr_agent.sbom.json_text import indented_json
+from cr_agent.sbom.purl import purl_and_version
 from cr_agent.scan import ScanResult
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
@@ -96,8 +97,7 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
         components.append(os_component)
     for number, record in enumerate(result.packages):
         package = record.package
-        purl = package_purl(package, result.distro)
-        purl_text = purl_string(package, result.distro)
+        purl_text, purl_version = purl_and_version(package, result.distro)
         props = [
             _prop("crbroker:package:type", package.type),
             _prop("crbroker:layer:index", str(record.layer_index)),
@@ -115,7 +115,7 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
             "type": "library",
             "bom-ref": f"pkg:{number}:{purl_text}",
             "name": package.name,
-            "version": purl.version or package.full_version,
+            "version": purl_version or package.full_version,
             "purl": purl_text,
         }
         licenses = _licenses(package.licenses)
@@ -156,4 +156,4 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
 
 
 def to_cyclonedx_json(result: ScanResult) -> str:
-    return json.dumps(cyclonedx_document(result), indent=2, ensure_ascii=False)
+    return indented_json(cyclonedx_document(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
@@ -73,4 +74,6 @@ def native_document(result: ScanResult) -> dict[str, Any]:
 
 
 def to_native_json(result: ScanResult, *, indent: int | None = 2) -> str:
+    if indent == 2:
+        return indented_json(native_document(result))
     return json.dumps(native_document(result), indent=indent, ensure_ascii=False)

@@ -39,7 +39,8 @@ def distro_qualifier(distro: Distro | None) -> str | None:
     return f"{distro.id}-{distro.version_id}" if distro.version_id else distro.id
 
 
-def package_purl(package: Package, distro: Distro | None) -> PackageURL:
+def _parts(package: Package, distro: Distro | None) -> tuple[str, dict[str, str]]:
+    """The purl version and qualifiers (``distro`` included) for one package."""
     qualifiers: dict[str, str] = {}
     if package.arch:
         qualifiers["arch"] = package.arch
@@ -67,6 +68,11 @@ def package_purl(package: Package, distro: Distro | None) -> PackageURL:
         version = package.full_version
         if package.source_name:
             qualifiers["upstream"] = package.source_name
+    return version, qualifiers
+
+
+def package_purl(package: Package, distro: Distro | None) -> PackageURL:
+    version, qualifiers = _parts(package, distro)
     return PackageURL(
         type=package.type,
         namespace=_namespace(package, distro),
@@ -80,15 +86,30 @@ def _escape(value: str) -> str:
     return quote(value, safe=":/-._~")
 
 
+def purl_and_version(package: Package, distro: Distro | None) -> tuple[str, str | None]:
+    """The purl text in syft's qualifier order (see the module docstring) and the purl's
+    version as packageurl-python normalises it (None when empty).
+
+    One PackageURL (without qualifiers) per package: the qualifiers are written here, and
+    packageurl-python would only sort them and drop blank values, which this does too.
+    """
+    version, qualifiers = _parts(package, distro)
+    base = PackageURL(
+        type=package.type,
+        namespace=_namespace(package, distro),
+        name=package.name,
+        version=version,
+    )
+    distro_value = qualifiers.pop("distro", None)
+    pairs = [
+        f"{key}={_escape(value)}" for key, value in sorted(qualifiers.items()) if value.strip()
+    ]
+    if distro_value and distro_value.strip():
+        pairs.append(f"distro={_escape(distro_value)}")
+    text = base.to_string()
+    return (f"{text}?{'&'.join(pairs)}" if pairs else text), base.version
+
+
 def purl_string(package: Package, distro: Distro | None) -> str:
     """The purl text in syft's qualifier order (see the module docstring)."""
-    purl = package_purl(package, distro)
-    qualifiers = dict(purl.qualifiers or {})
-    distro_value = qualifiers.pop("distro", None)
-    base = PackageURL(
-        type=purl.type, namespace=purl.namespace, name=purl.name, version=purl.version
-    ).to_string()
-    pairs = [f"{key}={_escape(qualifiers[key])}" for key in sorted(qualifiers)]
-    if distro_value:
-        pairs.append(f"distro={_escape(distro_value)}")
-    return f"{base}?{'&'.join(pairs)}" if pairs else base
+    return purl_and_version(package, distro)[0]

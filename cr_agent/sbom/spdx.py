@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from typing import Any
 
+from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
@@ -103,4 +103,4 @@ def spdx_document(result: ScanResult, *, created: dt.datetime | None = None) -> 
 
 
 def to_spdx_json(result: ScanResult) -> str:
-    return json.dumps(spdx_document(result), indent=2, ensure_ascii=False)
+    return indented_json(spdx_document(result))

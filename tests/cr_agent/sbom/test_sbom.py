@@ -231,3 +231,42 @@ def test_spdx_document_passes_spdx_tools_validation(tmp_path):
     messages = validator.validate_full_spdx_document(document)
     assert [m.validation_message for m in messages] == []
     assert len(document.packages) == 5
+
+
+def test_indented_json_is_what_json_dumps_writes():
+    """The fast writer's text equals json.dumps(indent=2, ensure_ascii=False) byte for byte,
+    also where orjson refuses (a lone surrogate from a badly encoded name, a huge int)."""
+    from cr_agent.sbom.json_text import indented_json
+
+    tricky = "".join(chr(i) for i in range(256)) + "\u2028\u2029\ufeff\U0001f600"
+    documents = [
+        {"a": tricky, "b": [], "c": {}, "d": [1, -2, True, False, None, {"e": [[]]}]},
+        {"bad": "name\udcff", "big": 1 << 70},
+        [],
+        {"n": 0.1},
+    ]
+    for document in documents:
+        assert indented_json(document) == json.dumps(document, indent=2, ensure_ascii=False)
+    for writer in (to_cyclonedx_json, to_spdx_json, to_native_json):
+        text = writer(_result())
+        assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+
+
+def test_purl_and_version_match_packageurl():
+    """One PackageURL per package gives the same text and version as packageurl-python's
+    own qualifier handling (blank values dropped, keys sorted)."""
+    from cr_agent.sbom.purl import package_purl, purl_and_version
+
+    packages = [
+        Package("deb", "curl", " 7.88 ", arch=" ", source_name="x", source_version="1"),
+        Package("rpm", "bash", "5.1", epoch=0, release="1", extra=(("sourcerpm", " "),)),
+        Package("apk", "musl", "1.2.4-r2", arch="x86_64", source_name="musl"),
+    ]
+    for package in packages:
+        full = package_purl(package, DEBIAN)
+        text, version = purl_and_version(package, DEBIAN)
+        assert version == full.version
+        assert (
+            PackageURL.from_string(text).to_dict()
+            == PackageURL.from_string(full.to_string()).to_dict()
+        )
