@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from cr_agent.registry.client import USER_AGENT, RegistryClient, ResolvedImage
+from cr_agent.registry.client import RegistryClient, ResolvedImage
 from cr_agent.registry.errors import (
     InvalidReference,
     NotFoundError,
@@ -28,6 +28,7 @@ from cr_agent.registry.errors import (
 )
 from cr_agent.registry.manifest import ImageIndex
 from cr_agent.registry.reference import ImageReference
+from cr_agent.registry.transport import USER_AGENT
 from cr_agent.registry_types import RegistryType
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.service.models import (
