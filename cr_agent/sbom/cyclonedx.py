@@ -11,15 +11,17 @@ whole scan of a typical image — so it is not used for writing.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_and_version
+from cr_agent.sbom.stamps import random_uuid, utc_timestamp
 from cr_agent.scan import ScanResult
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 TOOL = {"type": "application", "name": "crbroker-cr-agent", "version": "0.1.0"}
@@ -81,7 +83,6 @@ def _prop(name: str, value: str) -> dict[str, str]:
 
 
 def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    now = now or dt.datetime.now(dt.UTC)
     image_ref = f"image:{result.digest}"
     components: list[dict[str, Any]] = []
     if result.distro is not None:
@@ -127,10 +128,10 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
         "$schema": SCHEMA,
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
-        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "serialNumber": f"urn:uuid:{random_uuid()}",
         "version": 1,
         "metadata": {
-            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timestamp": utc_timestamp(now),
             "tools": {"components": [TOOL]},
             "component": {
                 "type": "container",

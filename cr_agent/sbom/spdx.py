@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
+from cr_agent.sbom.stamps import random_uuid, utc_timestamp
 from cr_agent.scan import ScanResult
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 TOOL = "crbroker-cr-agent-0.1.0"
 _ID_SAFE = re.compile(r"[^A-Za-z0-9.-]")
@@ -20,7 +22,6 @@ def _spdx_id(text: str) -> str:
 
 
 def spdx_document(result: ScanResult, *, created: dt.datetime | None = None) -> dict[str, Any]:
-    created = created or dt.datetime.now(dt.UTC)
     root_id = _spdx_id(f"Image-{result.digest.replace(':', '-')}")
     packages: list[dict[str, Any]] = [
         {
@@ -92,9 +93,9 @@ def spdx_document(result: ScanResult, *, created: dt.datetime | None = None) -> 
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": result.image_name + "@" + result.digest,
-        "documentNamespace": f"https://crbroker.invalid/spdx/{result.digest.replace(':', '-')}-{uuid.uuid4()}",
+        "documentNamespace": f"https://crbroker.invalid/spdx/{result.digest.replace(':', '-')}-{random_uuid()}",
         "creationInfo": {
-            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": utc_timestamp(created),
             "creators": [f"Tool: {TOOL}"],
         },
         "packages": packages,

@@ -235,15 +235,17 @@ def test_spdx_document_passes_spdx_tools_validation(tmp_path):
 
 def test_indented_json_is_what_json_dumps_writes():
     """The fast writer's text equals json.dumps(indent=2, ensure_ascii=False) byte for byte,
-    also where orjson refuses (a lone surrogate from a badly encoded name, a huge int)."""
+    for every JSON type, and where it hands over to json (non-finite floats, int keys)."""
     from cr_agent.sbom.json_text import indented_json
 
     tricky = "".join(chr(i) for i in range(256)) + "\u2028\u2029\ufeff\U0001f600"
     documents = [
         {"a": tricky, "b": [], "c": {}, "d": [1, -2, True, False, None, {"e": [[]]}]},
-        {"bad": "name\udcff", "big": 1 << 70},
+        {"bad": "name\udcff", "big": 1 << 70, "t": ("x", 1), "f": [0.1, -2.5e300, 1e-7]},
         [],
-        {"n": 0.1},
+        "text",
+        {"nan": float("nan"), "inf": [float("inf")]},
+        {1: "int key"},
     ]
     for document in documents:
         assert indented_json(document) == json.dumps(document, indent=2, ensure_ascii=False)
@@ -270,3 +272,21 @@ def test_purl_and_version_match_packageurl():
             PackageURL.from_string(text).to_dict()
             == PackageURL.from_string(full.to_string()).to_dict()
         )
+
+
+def test_document_stamps_are_uuid4_and_utc_time():
+    import datetime as dt
+    import time
+    import uuid
+
+    from cr_agent.sbom.stamps import random_uuid, utc_timestamp
+
+    texts = {random_uuid() for _ in range(200)}
+    assert len(texts) == 200
+    for text in texts:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert utc_timestamp(dt.datetime(2024, 5, 1, 12, 0, 7, tzinfo=dt.UTC)) == "2024-05-01T12:00:07Z"
+    before = time.time()
+    stamp = dt.datetime.strptime(utc_timestamp(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    assert before - 2 <= stamp.timestamp() <= time.time() + 1
