@@ -21,6 +21,7 @@ from cr_agent.catalogers.warning_limit import limit_warnings
 STATUS_PATH = "var/lib/dpkg/status"
 STATUS_D_PREFIX = "var/lib/dpkg/status.d/"
 DOC_PREFIX = "usr/share/doc/"
+LICENCE_MEMO_LIMIT = 4096
 
 _SOURCE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.+~_-]*)(?:\s*\(([^()]*)\))?")
 _EPOCH = re.compile(r"([0-9]+):(.+)")
@@ -116,6 +117,12 @@ class DpkgCataloger:
 
     path_prefixes = (STATUS_PATH, DOC_PREFIX)  # STATUS_PATH also starts status.d/
 
+    def __init__(self) -> None:
+        # Licences per (path, copyright file bytes): a scan catalogs the image again after
+        # each layer that touches dpkg's files, and the copyright files rarely change between
+        # those runs (a Debian base has ~100 of them, ~10 us each to parse).
+        self._licence_memo: dict[tuple[str, bytes], tuple[tuple[str, ...], list[str]]] = {}
+
     def wants(self, path: str) -> bool:
         if path == STATUS_PATH:
             return True
@@ -169,10 +176,22 @@ class DpkgCataloger:
             if data is None:
                 return package
             # Multi-Arch: same packages of several architectures share one doc directory.
-            nothing: tuple[tuple[str, ...], list[str]] = ((), [])
-            licenses, found_warnings = guarded(
-                self.name, path, partial(licenses_from_copyright, data, path), nothing, warnings
-            )
+            memo_key = (path, data)
+            found = self._licence_memo.get(memo_key)
+            if found is None:
+                nothing: tuple[tuple[str, ...], list[str]] = ((), [])
+                found = guarded(
+                    self.name,
+                    path,
+                    partial(licenses_from_copyright, data, path),
+                    nothing,
+                    warnings,
+                )
+                if found is not nothing:  # a reader failure is reported on every run
+                    if len(self._licence_memo) >= LICENCE_MEMO_LIMIT:
+                        self._licence_memo.clear()  # an instance reused for many images
+                    self._licence_memo[memo_key] = found
+            licenses, found_warnings = found
             warnings.extend(found_warnings)
             cache[path] = licenses
         if not cache[path]:
