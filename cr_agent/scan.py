@@ -90,6 +90,34 @@ _POOL: ThreadPoolExecutor | None = None
 BATCH = 1 << 20
 
 
+#: see :func:`_prime_allocator`
+ALLOCATOR_PRIME = (4 << 20) - (64 << 10)
+_primed = False
+
+
+def _prime_allocator() -> None:
+    """Let glibc keep a few MB of freed heap instead of returning it to the kernel at once.
+
+    Layer chunks and inflated pieces (1 MB each, tens of MB per image) are allocated and
+    freed continuously; with glibc's start-up thresholds each freed megabyte is given back
+    (brk shrink, munmap) and the next one page-faults it in again: ~8000 faults, ~8 ms on a
+    15 MB image. glibc raises its mmap threshold to the size of any freed mmap'd block (and
+    the trim threshold to twice that); one untouched calloc'd block of ~4 MB, freed at once,
+    moves both there, as the pipeline's own first 1 MB blocks would later, only sooner.
+    Peak memory grows by ~3 MB. Done once per process, and only on glibc.
+    """
+    global _primed
+    if _primed:
+        return
+    _primed = True
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return
+    except (ValueError, OSError):
+        return
+    bytes(ALLOCATOR_PRIME)  # calloc: a fresh mmap, no page touched, freed right away
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
@@ -179,6 +207,7 @@ async def scan_image(
     """Scan one image; registry trouble raises :class:`RegistryError` subclasses, damaged
     layers and unreadable databases become warnings in the result."""
     started = time.monotonic()
+    _prime_allocator()
     limits = limits or ScanLimits()
     readers = list(catalogers) if catalogers is not None else default_catalogers()
     selector = FileSelector(readers, limits.max_file_bytes)
