@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
@@ -196,4 +195,4 @@ class DpkgCataloger:
             cache[path] = licenses
         if not cache[path]:
             return package
-        return replace(package, licenses=cache[path])
+        return package._replace(licenses=cache[path])
