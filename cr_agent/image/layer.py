@@ -60,10 +60,14 @@ class FileSelector:
         # Thousands of tar entries per layer, almost none wanted: when every reader says where
         # its paths start, one C-level startswith turns the others away without asking each
         # reader (and the usr-merge alias) in Python.
-        hints = [getattr(c, "path_prefixes", None) for c in self.catalogers]
-        self._prefixes: tuple[str, ...] | None = (
-            None if any(h is None for h in hints) else tuple(p for h in hints for p in h)
-        )
+        prefixes: list[str] | None = []
+        for cataloger in self.catalogers:
+            hint: tuple[str, ...] | None = getattr(cataloger, "path_prefixes", None)
+            if hint is None or prefixes is None:
+                prefixes = None
+            else:
+                prefixes.extend(hint)
+        self._prefixes = None if prefixes is None else tuple(prefixes)
 
     def cap(self, path: str) -> int | None:
         """Largest size any cataloger accepts for ``path`` (capped), or None if unwanted."""
