@@ -11,6 +11,7 @@ import base64
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from shared.logging import register_secrets
@@ -46,8 +47,7 @@ class RegistryAuth:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass
     scheme: str  # lower-case: "basic", "bearer"
     params: dict[str, str]
 

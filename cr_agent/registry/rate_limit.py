@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RateLimit:
+class RateLimit(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass
     limit: int | None
     remaining: int | None
     window_seconds: int | None
