@@ -20,7 +20,6 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 MAX_HEAD = 256 * 1024  # also the stream buffer size
@@ -31,11 +30,15 @@ class HttpProtocolError(ValueError):
     """The peer's answer is not valid HTTP/1.1; the message says what is wrong."""
 
 
-@dataclass
 class _Conn:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    idle_since: float = 0.0
+    # plain slotted classes here, not dataclasses: a one-shot `cr-agent scan` pays for every
+    # class defined at import, and dataclass generation costs several times more
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
 
     def usable(self) -> bool:
         return (
@@ -52,23 +55,56 @@ class _Conn:
 Origin = tuple[str, str, int]
 
 
-@dataclass
 class HttpResponse:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    content_length: int | None
-    _client: HttpClient
-    _origin: Origin
-    _conn: _Conn | None
-    _chunked: bool
-    _until_close: bool
-    _keep_alive: bool
-    _read_timeout: float | None
-    _remaining: int = 0
-    _chunk_left: int = 0
-    _done: bool = False
-    _buffer: list[bytes] = field(default_factory=list)
+    """One answer: status and headers at once, the body read on demand."""
+
+    __slots__ = (
+        "_chunk_left",
+        "_chunked",
+        "_client",
+        "_conn",
+        "_done",
+        "_keep_alive",
+        "_origin",
+        "_read_timeout",
+        "_remaining",
+        "_until_close",
+        "content_length",
+        "headers",
+        "reason",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        content_length: int | None,
+        client: HttpClient,
+        origin: Origin,
+        conn: _Conn | None,
+        chunked: bool,
+        until_close: bool,
+        keep_alive: bool,
+        read_timeout: float | None,
+        remaining: int = 0,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.content_length = content_length
+        self._client = client
+        self._origin = origin
+        self._conn = conn
+        self._chunked = chunked
+        self._until_close = until_close
+        self._keep_alive = keep_alive
+        self._read_timeout = read_timeout
+        self._remaining = remaining
+        self._chunk_left = 0
+        self._done = False
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -392,14 +428,14 @@ def _framed(
         reason=reason,
         headers=headers,
         content_length=0 if no_body else length,
-        _client=client,
-        _origin=origin,
-        _conn=conn,
-        _chunked=chunked and not no_body,
-        _until_close=not no_body and not chunked and length is None,
-        _keep_alive=keep_alive,
-        _read_timeout=read_timeout,
-        _remaining=0 if no_body else (length or 0),
+        client=client,
+        origin=origin,
+        conn=conn,
+        chunked=chunked and not no_body,
+        until_close=not no_body and not chunked and length is None,
+        keep_alive=keep_alive,
+        read_timeout=read_timeout,
+        remaining=0 if no_body else (length or 0),
     )
     if no_body or (length == 0 and not chunked):
         response._done = True
