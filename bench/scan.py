@@ -439,7 +439,7 @@ def main() -> int:
                         shutil.rmtree(cache, ignore_errors=True)
                         runs[tool].append((m, count_components(out)))
                         print(
-                            f"{image.name:24} {tool:6} {m.wall:7.2f}s {m.peak_mb:7.1f} MB rc={m.rc} "
+                            f"{image.name:24} {tool:6} {m.wall:7.3f}s {m.peak_mb:7.1f} MB rc={m.rc} "
                             f"pkgs={runs[tool][-1][1]}" + (f" ERR {m.err!r}" if m.rc else ""),
                             file=sys.stderr,
                         )
@@ -522,9 +522,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for name, size, tool, m, found, expected, walls in rows:
         status = "" if m.rc == 0 else f" (exit {m.rc})"
-        runs_text = " ".join(f"{w:.2f}" for w in walls)
+        runs_text = " ".join(f"{w:.3f}" for w in walls)
         print(
-            f"| {name} | {size / 1e6:.0f} MB | {tool} | {m.wall:.2f}{status} | {runs_text} | {m.peak_mb:.0f} | {found} / {expected} |"
+            f"| {name} | {size / 1e6:.0f} MB | {tool} | {m.wall:.3f}{status} | {runs_text} | {m.peak_mb:.0f} | {found} / {expected} |"
         )
     print()
     print(
