@@ -35,13 +35,17 @@ def request_line_problem(method: str, url: str) -> str | None:
         found = _CONTROL.search(text)
         if found:
             return f"control character {found.group()!r} in the request {what}"
-    path = url.split("?", 1)[0].split("#", 1)[0]
+    path, _, query = url.partition("?")
     found = _ENCODED_CONTROL.search(url)
     if found:
         return f"percent-encoded control character {found.group()} in the request URL"
     decoded = _decode(path)
     if decoded is None:
         return "path is not valid percent-encoded UTF-8"
+    for text in (decoded, _decode(query) or ""):
+        found = _CONTROL.search(text)
+        if found:
+            return f"multiply percent-encoded control character {found.group()!r} in the URL"
     for segment in decoded.split("/"):
         if ";" in segment and segment.split(";", 1)[0] in (".", ".."):
             return f"path parameter on a dot segment ({segment!r})"
