@@ -38,7 +38,7 @@ def test_defaults_follow_snyk_broker() -> None:
     assert (settings.SOCKET_PING_INTERVAL, settings.SOCKET_PONG_TIMEOUT) == (25000, 10000)
     assert settings.SOCKET_MAX_RESPONSE_LENGTH == 20971520
     assert settings.BROKER_TOKEN == BASE["BROKER_TOKEN"].lower()  # the server lower-cases it
-    assert len(rules.private) == 10 and len(rules.public) == 8  # the shipped CRA rules
+    assert len(rules.private) == 11 and len(rules.public) == 8  # the shipped CRA rules
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,19 @@ def test_image_metadata_and_state_identifier(broker: Broker, registry: Registry)
     assert state["digest"] == digest and state["stateIdentifier"].startswith("sha256:")
 
 
+def test_status_path_the_agent_advertises_is_allowed(broker: Broker, registry: Registry) -> None:
+    """Issue 10 item 6: ``statusPath`` from POST /scan answers through the shipped filter."""
+    status, answer = broker.request(
+        "POST", "/scan", body=st.scan_body([registry.images[0].reference])
+    )
+    assert status == 202, answer
+    assert isinstance(answer, dict)
+    status, job = broker.request("GET", answer["statusPath"])
+    assert status == 200, job
+    assert isinstance(job, dict)
+    assert job["jobId"] == answer["jobId"]
+
+
 def test_credentials_in_the_body_via_broker_var_sub(
     broker: Broker, registry: Registry, receiver: UpstreamReceiver
 ) -> None:
