@@ -227,6 +227,13 @@ def test_wire_version_is_semver_at_or_above_the_recommended_minimum() -> None:
         ({"BROKER_TOKEN": ""}, "BROKER_TOKEN"),
         ({"PORT": "x"}, "PORT"),
         ({"CR_TYPE": "ecr"}, "CR_ROLE_ARN"),
+        # issue 10 item 11: no registry, an unknown type, generic-cr without its address
+        ({}, "CR_TYPE: required (or CR_CREDENTIALS)"),
+        ({"CR_TYPE": "quay"}, "CR_TYPE: unknown registry type 'quay'"),
+        (
+            {"CR_TYPE": "generic-cr", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+            "CR_BASE required when CR_TYPE=generic-cr",
+        ),
     ],
 )
 def test_cli_exits_2_with_one_line_and_no_traceback(env: dict[str, str], needle: str) -> None:
