@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import ssl
 import urllib.parse
 import urllib.request
@@ -21,7 +22,6 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import __version__
 from shared.accept_rules import AcceptRules, AcceptRulesError, load_rules
 from shared.credentials import (
     KNOWN_TYPES,
@@ -38,6 +38,7 @@ from shared.var_substitution import (
     SubstitutionAllowList,
     VariableSource,
 )
+from shared.version import package_version
 
 DEFAULT_ACCEPT = Path(__file__).with_name("accept") / "container-registry-agent.json"
 
@@ -47,7 +48,7 @@ PROTOCOL_VERSION = "5.22.14"
 #: MINIMAL_SUPPORTED 4.100.0 / RECOMMENDED 4.182.0 / SERVICE_ENABLED 4.209.0), equal in
 #: precedence to the release we are compatible with; build metadata (ignored by semver
 #: ordering, unlike a pre-release tag, which would sort *below* 5.22.14) names our build.
-CLIENT_VERSION = f"{PROTOCOL_VERSION}+crbroker.{__version__}"
+CLIENT_VERSION = f"{PROTOCOL_VERSION}+crbroker.{re.sub(r'[^0-9A-Za-z.-]', '-', package_version())}"
 
 _FALSE = {"", "0", "false", "no", "off"}
 
