@@ -52,8 +52,13 @@ class BrokerClient:
 
     async def run(self) -> None:
         s = self.settings
+        agent_connections = s.BROKER_DOWNSTREAM_MAX_CONNECTIONS
         downstream_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(
+                limit=max(256, agent_connections),
+                limit_per_host=agent_connections,
+                keepalive_timeout=60,
+            ),
             auto_decompress=False,  # bytes pass through untouched, with their content-encoding
             trust_env=False,  # proxies are chosen per URL from our settings
             skip_auto_headers=("User-Agent",),
@@ -63,9 +68,12 @@ class BrokerClient:
             trust_env=False,
         )
         fast = HttpClient(s.ssl_context)
+        # its own pool for the agent, bounded: a burst from the server queues here rather than
+        # opening thousands of sockets to the agent
+        to_agent = HttpClient(s.ssl_context, max_connections_per_origin=agent_connections)
         user_agent = f"Snyk Broker Client {self.version}"
         self.downstream = Downstream(
-            s, lambda: self.rules, self.variables, downstream_session, fast, user_agent
+            s, lambda: self.rules, self.variables, downstream_session, to_agent, user_agent
         )
         self.sender = ResponseSender(s, upstream_session, fast, s.BROKER_TOKEN, self.version)
         self.connections = [
@@ -127,6 +135,7 @@ class BrokerClient:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await runner.cleanup()
             await fast.close()
+            await to_agent.close()
             await downstream_session.close()
             await upstream_session.close()
             log.info("broker client stopped")

@@ -30,12 +30,13 @@ from cr_agent.service.callbacks import CallbackSender
 from cr_agent.service.errors import REASONS, ApiError, classify
 from cr_agent.service.jobs import ImageScanner, JobManager
 from cr_agent.service.metrics import CONTENT_TYPE_LATEST, AgentMetrics
-from cr_agent.service.openapi import VERSION, build_document
+from cr_agent.service.openapi import build_document
 from cr_agent.service.registry_session import RegistrySession
 from cr_agent.service.request_input import parse_body, parse_query, request_credentials
 from cr_agent.service.settings import Settings, SettingsError, load_settings
 from cr_agent.service.spool import Spool
 from shared.logging import configure_logging, get_logger
+from shared.version import package_version
 
 log = get_logger(__name__)
 
@@ -156,7 +157,7 @@ async def healthcheck(request: web.Request) -> web.Response:
     return _json(
         m.HealthResponse(
             ok=True,
-            version=VERSION,
+            version=package_version(),
             activeOperations=jobs.active if jobs else 0,
             maxActiveOperations=state.settings.MAX_ACTIVE_OPERATIONS,
             queuedJobs=jobs.queued() if jobs else 0,

@@ -76,7 +76,7 @@ async def test_rpm_database_formats(plain_registry, unique_repo, kind):
 async def test_suse_ndb_database(plain_registry, unique_repo):
     db_path = SUSE_NDB / "Packages.db"
     if not db_path.exists():
-        pytest.skip(f"{db_path} absent (shared reference data)")
+        pytest.skip(f"needs ../shared beside the clone: {db_path} (reference rpmdb) is absent")
     data = db_path.read_bytes()
     expected = set()
     for line in (SUSE_NDB / "expected.tsv").read_text().splitlines():

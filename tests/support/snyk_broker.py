@@ -1,9 +1,15 @@
 """Run the real snyk-broker 5.22.14 (npm) server or client on loopback for interop tests.
 
-The npm tarball lacks ``config.default.json``; it is copied from the reference folder into
-``.cache/snyk-broker/`` (an ancestor of ``node_modules``, git-ignored) at run time. Tests that
-need the real broker call :func:`require_snyk_broker`, which skips with a reason when the
-reference folder or the npm install is missing.
+Everything comes from the npm install (``make npm``), so a clone of the repository alone runs
+these tests: the stock container-registry-agent filter is the package's
+``dist/client-templates/container-registry-agent/accept.json.sample``. The npm tarball lacks
+``config.default.json``, which the broker refuses to start without (it looks for one in an
+ancestor of its own directory); :func:`prepare` writes one into ``.cache/snyk-broker/``
+(git-ignored): the upstream repository's file from ``../shared/reference`` when that folder is
+beside the clone, else an empty object, with which the classic server and client run alike
+(every default the tests rely on is in the code or set by the tests). Tests that need the real
+broker call :func:`require_snyk_broker`, which skips with a reason when the npm install is
+missing.
 """
 
 from __future__ import annotations
@@ -24,9 +30,14 @@ from deploy.processes import ServerProcess, free_port, wait_for_http
 from deploy.stack import Service
 
 REPO = Path(__file__).resolve().parents[2]
+#: optional: the upstream repository's config.default.json, used when present
 REFERENCE_DIR = REPO.parent / "shared" / "reference" / "snyk-broker"
 CACHE_DIR = REPO / ".cache" / "snyk-broker"
 BROKER_BIN = CACHE_DIR / "node_modules" / ".bin" / "broker"
+PACKAGE_DIR = CACHE_DIR / "node_modules" / "snyk-broker"
+STOCK_CRA_ACCEPT = (
+    PACKAGE_DIR / "dist" / "client-templates" / "container-registry-agent" / "accept.json.sample"
+)
 #: What the npm client reports; the package itself has no version (protocol reference, section 9).
 SNYK_CLIENT_VERSION = "5.22.14"
 
@@ -40,8 +51,6 @@ _QUIET_ENV = {
 
 def missing_reason() -> str | None:
     """Why the real snyk-broker cannot run here, or None when it can."""
-    if not (REFERENCE_DIR / "config.default.json").is_file():
-        return f"snyk-broker reference data not found at {REFERENCE_DIR}"
     if not BROKER_BIN.exists():
         return f"snyk-broker npm install not found at {BROKER_BIN} (run `make npm`)"
     if shutil.which("node") is None:
@@ -61,18 +70,24 @@ def require_snyk_broker() -> Path:
 
 
 def prepare() -> None:
-    """Copy config.default.json next to node_modules (idempotent; the copy is not committed)."""
+    """Put a config.default.json next to node_modules (idempotent; not committed)."""
     target = CACHE_DIR / "config.default.json"
     source = REFERENCE_DIR / "config.default.json"
-    if not target.exists() or target.read_bytes() != source.read_bytes():
+    if source.is_file():
+        content = source.read_bytes()
+    elif target.is_file():
+        return  # the reference copy or an earlier empty one: either runs
+    else:
+        content = b"{}\n"
+    if not target.exists() or target.read_bytes() != content:
         tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
+        tmp.write_bytes(content)
         tmp.replace(target)
 
 
-def reference_accept_path() -> Path:
-    """The stock container-registry-agent filter from the reference folder (read-only)."""
-    return REFERENCE_DIR / "container-registry-agent.accept.json"
+def stock_accept_path() -> Path:
+    """The stock container-registry-agent filter, as the npm package ships it (read-only)."""
+    return STOCK_CRA_ACCEPT
 
 
 def server_accept(upstream_origin: str) -> dict[str, Any]:
@@ -189,9 +204,7 @@ def start_client(
             "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
             "PORT": str(port),
             "BROKER_VERSION": SNYK_CLIENT_VERSION,
-            "ACCEPT": _write_accept(
-                workdir, "client-accept.json", accept or reference_accept_path()
-            ),
+            "ACCEPT": _write_accept(workdir, "client-accept.json", accept or stock_accept_path()),
             "LOG_LEVEL": log_level,
             **(env or {}),
         }

@@ -151,7 +151,7 @@ def test_default_catalogers_include_rpm() -> None:
 
 def test_suse_ndb_matches_expected_list() -> None:
     if not SUSE_NDB.exists():
-        pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = SUSE_NDB.read_bytes()
     result = catalog({"usr/lib/sysimage/rpm/Packages.db": data})
     assert result.warnings == []
@@ -174,7 +174,7 @@ def test_suse_ndb_matches_expected_list() -> None:
 
 def test_suse_ndb_blob_checksum_mismatch_skips_only_that_package() -> None:
     if not SUSE_NDB.exists():
-        pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = bytearray(SUSE_NDB.read_bytes())
     # Slot 1 of the first slot page: package index and block offset of its blob.
     _, index, block_offset, _ = struct.unpack_from("<4sIII", data, 32 + 16)
@@ -189,7 +189,7 @@ def test_suse_ndb_blob_checksum_mismatch_skips_only_that_package() -> None:
 
 def test_suse_ndb_truncated_and_bad_header() -> None:
     if not SUSE_NDB.exists():
-        pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = SUSE_NDB.read_bytes()
     blobs, warnings = read_ndb_blobs(data[: len(data) // 2], "Packages.db")
     assert 0 < len(blobs) < 35
