@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from broker_client import error_answers
+from broker_client.agent_secret import add_agent_secret
 from broker_client.broker_request import BrokerRequest
 from broker_client.error_answers import ErrorAnswer
 from broker_client.header_hygiene import downstream_headers, response_headers
@@ -131,6 +132,7 @@ class Downstream:
         target = _with_userinfo_auth(
             expand_origin(rule.origin, self.variables) + request.url, headers
         )
+        add_agent_secret(self.settings, target, headers)
         return await self._send(request, target, headers, body)
 
     async def _send(
