@@ -129,7 +129,14 @@ async def _scan(args: argparse.Namespace) -> str:
         from cr_agent.layer_cache import LayerCache
 
         directory = args.cache_dir or Path.home() / ".cache" / "crbroker" / "layers"
-        cache = LayerCache(directory, max_bytes=args.cache_size)
+        try:
+            cache = LayerCache(directory, max_bytes=args.cache_size)
+        except OSError as exc:  # a read-only home costs the cache, not the scan
+            print(
+                f"cr-agent scan: warning: layer cache {directory} is not usable "
+                f"({exc.strerror or exc}); scanning without it (--no-cache silences this)",
+                file=sys.stderr,
+            )
     progress = _Progress() if sys.stdout.isatty() else None
     writer_module = {"json": "native", "cyclonedx": "cyclonedx", "spdx": "spdx"}[args.format]
     # the SBOM library takes a noticeable share of start-up; load it while layers stream

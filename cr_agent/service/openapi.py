@@ -36,7 +36,11 @@ class Operation:
     callbacks: bool = False
 
 
+_INTERNAL = (
+    "internal error: the answer names the exception class, the agent's log has the traceback"
+)
 _CREDS_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    500: (_INTERNAL, m.ErrorResponse),
     400: ("invalid request or credentials (the body names the field)", m.ErrorResponse),
     401: ("the registry refused the credentials", m.ErrorResponse),
     403: (
@@ -63,6 +67,7 @@ _VALIDATE: dict[int, tuple[str, Any]] = {
         "listing not permitted, or the registry is not in CR_ALLOWED_REGISTRIES",
         m.ValidateResponse,
     ),
+    500: (_INTERNAL, m.ValidateResponse),
     502: ("registry unreachable, TLS failure or registry error", m.ValidateResponse),
     504: ("the registry did not answer in time", m.ValidateResponse),
 }
@@ -75,6 +80,7 @@ _SUBMIT: dict[int, tuple[str, Any]] = {
     ),
     403: ("the registry is not in CR_ALLOWED_REGISTRIES", m.ErrorResponse),
     413: ("body too large", m.ErrorResponse),
+    500: (_INTERNAL, m.ErrorResponse),
     503: ("too many images waiting (MAX_QUEUED_IMAGES); send again later", m.ErrorResponse),
 }
 _REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
