@@ -338,7 +338,11 @@ def build_document() -> dict[str, Any]:
                 "proxyEndpoint. registryBase may carry a scheme; plain http:// is used only "
                 "when written. Unknown request fields are rejected. Errors are "
                 "{error: {code, message, field, step}}; a job's results go to "
-                "<callbackUrl><callbackApiPrefix>/v2/import/result and its end to .../done. "
+                "<BROKER_CLIENT_URL><callbackApiPrefix>/v2/import/result and its end to "
+                ".../done (a request's callbackUrl must be that URL, unless the agent runs with "
+                "CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true). Every route but /healthcheck, "
+                "/metrics and /openapi.json needs the X-Crbroker-Agent-Secret header "
+                "(CR_AGENT_SECRET). "
                 "Every answer carries X-Request-Id (the caller's, if it sent a sane one)."
             ),
         },
