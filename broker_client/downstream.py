@@ -21,6 +21,7 @@ import aiohttp
 
 from broker_client import error_answers
 from broker_client.agent_credentials import own_credentials, without_body_credentials
+from broker_client.agent_secret import add_agent_secret
 from broker_client.broker_request import BrokerRequest
 from broker_client.error_answers import ErrorAnswer
 from broker_client.header_hygiene import downstream_headers, response_headers
@@ -155,6 +156,7 @@ class Downstream:
         if authorization is not None:
             headers["authorization"] = authorization
         target = _with_userinfo_auth(origin + request.url, headers)
+        add_agent_secret(self.settings, target, headers)
         return await self._send(request, target, headers, body)
 
     def _own_credentials(

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     CR_REGION: str | None = None
     CR_EXTERNAL_ID: str | None = None
     CR_CREDENTIALS: str | None = None
+    #: crbroker: the agent's CR_AGENT_SECRET, sent to CR_AGENT_URL as X-Crbroker-Agent-Secret
+    CR_AGENT_SECRET: str | None = None
 
     # systemcheck
     BROKER_CLIENT_VALIDATION_URL: str | None = None
@@ -293,6 +295,7 @@ class Settings(BaseSettings):
             self.CR_ROLE_ARN,
             self.CR_EXTERNAL_ID,
             self.CR_CREDENTIALS,
+            self.CR_AGENT_SECRET,
             self.BROKER_CLIENT_VALIDATION_AUTHORIZATION_HEADER,
             self.BROKER_CLIENT_VALIDATION_BASIC_AUTH,
         ]

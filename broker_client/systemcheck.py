@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from broker_client.agent_secret import add_agent_secret
 from broker_client.settings import Settings
 from shared.logging import get_logger
 from shared.redaction import SECRETS, mask_credentials
@@ -61,6 +62,7 @@ async def _check(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"brokerClientValidationUrl": _sanitise(url, settings)}
     headers = {"authorization": credential} if credential else {}
+    add_agent_secret(settings, url, headers)
     timeout = aiohttp.ClientTimeout(total=settings.BROKER_CLIENT_VALIDATION_TIMEOUT_MS / 1000)
     try:
         async with session.request(

@@ -53,6 +53,8 @@ class TypeContext:
     aws_endpoint_url: str | None = None
     #: per-process caches a type may keep (ECR tokens); never holds a registry password
     caches: dict[str, object] = field(default_factory=dict)
+    #: CR_ALLOWED_REGISTRIES as ``host[:port]`` entries; None = any registry
+    allowed_registries: frozenset[str] | None = None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:

@@ -34,6 +34,7 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         step: str | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -41,6 +42,8 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.step = step
+        #: extra members of the error body (not scrubbed: no secret may go in here)
+        self.details = details or {}
 
 
 class ImageTooLarge(RegistryError):
@@ -72,7 +75,8 @@ _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
 def classify(exc: BaseException) -> tuple[int, ErrorDetail]:
     """HTTP status and error body for ``exc``."""
     if isinstance(exc, ApiError):
-        return exc.status, _detail(exc.code, exc.message, field=exc.field, step=exc.step)
+        detail = _detail(exc.code, exc.message, field=exc.field, step=exc.step)
+        return exc.status, detail.model_copy(update=exc.details) if exc.details else detail
     if isinstance(exc, UnknownRegistryType):
         detail = _detail("unknown-type", str(exc), field="type", step="credentials")
         return 400, detail.model_copy(update={"knownTypes": known_types()})
@@ -107,4 +111,5 @@ REASONS = {
     "registry-unreachable": "registry-unreachable",
     "tls": "tls",
     "timeout": "registry-unreachable",
+    "registry-not-allowed": "registry-not-allowed",
 }

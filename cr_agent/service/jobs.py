@@ -192,9 +192,16 @@ class JobManager:
                 )
             except Exception as exc:
                 _status, detail = classify(exc)
-                log.warning(
-                    "image scan failed", job=job.id, image=image, code=detail.code, step=detail.step
-                )
+                if detail.code == "internal":  # a bug: the operator needs the traceback
+                    log.error("image scan failed", job=job.id, image=image, exc_info=exc)
+                else:
+                    log.warning(
+                        "image scan failed",
+                        job=job.id,
+                        image=image,
+                        code=detail.code,
+                        step=detail.step,
+                    )
                 job.images[index] = ImageStatus(image=image, status="failed", error=detail)
                 outcome = None
             finally:

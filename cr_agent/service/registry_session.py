@@ -31,6 +31,7 @@ from cr_agent.registry.reference import ImageReference
 from cr_agent.registry.transport import USER_AGENT
 from cr_agent.registry_types import RegistryType
 from cr_agent.registry_types.base import TypeContext
+from cr_agent.service.allowed_registries import check_credentials, check_host, url_host
 from cr_agent.service.models import (
     ImageMetadataResponse,
     LayerInfo,
@@ -64,8 +65,12 @@ class RegistrySession:
         return self._client
 
     async def __aenter__(self) -> RegistrySession:
+        allowed = self.ctx.allowed_registries
+        check_credentials(self.creds, self.kind, allowed)
         endpoint = await self.kind.endpoint(self.creds, self.ctx)
         self.host = urllib.parse.urlsplit(endpoint.base_url).netloc
+        # the endpoint may come from elsewhere than the credentials (ECR's proxy endpoint)
+        check_host(url_host(endpoint.base_url), allowed)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             # LOG_LEVEL=debug: one line per HTTP exchange with the registry (method, URL
             # without query, status, time); headers are never logged

@@ -6,14 +6,21 @@
 holds no registry secret: credentials arrive with each request.
 :func:`load_settings` turns any problem into one :class:`SettingsError` line naming the
 variable; ``cr-agent serve`` prints it and exits 2.
+
+Three settings bound what the upstream can make the agent do (see README, "the upstream is
+not trusted"): ``CR_AGENT_SECRET`` (the broker client must present it; required unless
+``CR_AGENT_AUTH=disabled``), ``BROKER_CLIENT_URL`` (the only callback destination unless
+``CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true``) and ``CR_ALLOWED_REGISTRIES``.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.logging import parse_level
@@ -22,6 +29,8 @@ DEFAULT_PORT = 8081
 GIB = 1024**3
 _FALSE = {"0", "false", "no", "off"}
 _OFF = {"off", "none", "false", "0", "no"}
+#: shortest shared secret accepted: a guessable one would be no lock at all
+MIN_SECRET_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -48,8 +57,19 @@ class Settings(BaseSettings):
 
     MAX_ACTIVE_OPERATIONS: int = Field(1, ge=1, le=64)
     MAX_IMAGE_SIZE_IN_BYTES: int = Field(2 * GIB, ge=1)
-    #: crbroker: callback base URL when a request names none (the broker client's BROKER_CLIENT_URL)
+    #: crbroker: where callbacks go (the broker client's BROKER_CLIENT_URL); a request may name
+    #: only this URL (see cr_agent.service.callback_target)
     BROKER_CLIENT_URL: str | None = None
+    #: crbroker: "true" lets a request name any callbackUrl (the agent then posts wherever the
+    #: upstream says: only for setups without a broker client)
+    CR_AGENT_ALLOW_REQUEST_CALLBACK_URL: bool = False
+    #: crbroker: comma list of registry host[:port] the agent may talk to; empty = any
+    CR_ALLOWED_REGISTRIES: str | None = None
+    #: crbroker: shared secret the broker client sends as X-Crbroker-Agent-Secret
+    CR_AGENT_SECRET: SecretStr | None = None
+    #: crbroker: "disabled" lets the agent run without CR_AGENT_SECRET (anyone who reaches its
+    #: port can drive it); "required" is the default
+    CR_AGENT_AUTH: Literal["required", "disabled"] = "required"
     #: crbroker: where undeliverable callbacks wait to be retried (survives restarts)
     SPOOL_DIR: Path = Path("/tmp/cr-agent-spool")
     #: crbroker: largest callback body, bytes; the broker client's body limit is 10 MB
@@ -99,11 +119,43 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("CR_AGENT_AUTH", mode="before")
+    @classmethod
+    def _auth_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("CR_AGENT_SECRET")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if len(text) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        if any(ord(c) < 0x21 or ord(c) > 0x7E for c in text):
+            raise ValueError("must be printable ASCII without spaces (it travels in a header)")
+        return SecretStr(text)
+
+    @field_validator("CR_ALLOWED_REGISTRIES")
+    @classmethod
+    def _registries(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for entry in value.split(","):
+            if entry.strip():
+                host_port(entry)  # raises naming the entry
+        return value
+
     @model_validator(mode="after")
     def _https_pair(self) -> Settings:
         if (self.HTTPS_CERT is None) != (self.HTTPS_KEY is None):
             missing = "HTTPS_KEY" if self.HTTPS_KEY is None else "HTTPS_CERT"
             raise ValueError(f"{missing}: HTTPS_CERT and HTTPS_KEY must be set together")
+        if self.CR_AGENT_SECRET is None and self.CR_AGENT_AUTH != "disabled":
+            raise ValueError(
+                "CR_AGENT_SECRET: required (the broker client's CR_AGENT_SECRET); "
+                "set CR_AGENT_AUTH=disabled to run without it"
+            )
         return self
 
     @property
@@ -123,6 +175,29 @@ class Settings(BaseSettings):
     @property
     def tls_insecure(self) -> bool:
         return self.NODE_TLS_REJECT_UNAUTHORIZED.strip().lower() in _FALSE
+
+    @property
+    def allowed_registries(self) -> frozenset[str] | None:
+        """``host[:port]`` entries, lower-case, default ports dropped; None = any registry."""
+        if not self.CR_ALLOWED_REGISTRIES:
+            return None
+        entries = (e for e in self.CR_ALLOWED_REGISTRIES.split(",") if e.strip())
+        return frozenset(host_port(e) for e in entries) or None
+
+
+def host_port(entry: str) -> str:
+    """``host[:port]`` as compared with a registry's address: lower-case, without a default
+    port (443/80). A scheme, path or user part is an error naming the entry."""
+    text = entry.strip().lower()
+    parts = urllib.parse.urlsplit("//" + text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{entry.strip()!r} has an invalid port") from None
+    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in text:
+        raise ValueError(f"{entry.strip()!r} is not host[:port]")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host if port in (None, 443, 80) else f"{host}:{port}"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

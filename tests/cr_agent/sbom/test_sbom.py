@@ -43,7 +43,7 @@ RHEL = Distro("rhel", "9.3")
                 source_version="1.5.2-6+deb12u1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&upstream=pam&distro=debian-12",
+            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&distro=debian-12&upstream=pam",
         ),
         (
             Package(
@@ -56,12 +56,23 @@ RHEL = Distro("rhel", "9.3")
                 source_version="2:6.2.1+dfsg1-1.1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp&distro=debian-12",
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12&upstream=gmp",
         ),
         (
+            # origin equal to the name: no upstream (syft: OriginPackage != Package)
             Package("apk", "musl", "1.2.4-r2", arch="x86_64", source_name="musl"),
             ALPINE,
-            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&upstream=musl&distro=alpine-3.19.1",
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1",
+        ),
+        (
+            Package("apk", "libstdc++", "13.2.1-r0", arch="x86_64", source_name="gcc"),
+            ALPINE,
+            "pkg:apk/alpine/libstdc%2B%2B@13.2.1-r0?arch=x86_64&distro=alpine-3.19.1&upstream=gcc",
+        ),
+        (
+            Package("deb", "libstdc++6", "12.2.0-14", arch="amd64", source_name="gcc-12"),
+            DEBIAN,
+            "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64&distro=debian-12&upstream=gcc-12",
         ),
         (
             Package(
@@ -74,8 +85,8 @@ RHEL = Distro("rhel", "9.3")
                 extra=(("sourcerpm", "openssl-3.0.7-25.el9_3.src.rpm"),),
             ),
             RHEL,
-            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&epoch=1"
-            "&upstream=openssl-3.0.7-25.el9_3.src.rpm&distro=rhel-9.3",
+            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rhel-9.3&epoch=1"
+            "&upstream=openssl-3.0.7-25.el9_3.src.rpm",
         ),
         (
             Package(
@@ -88,8 +99,8 @@ RHEL = Distro("rhel", "9.3")
                 source_version="2:6.2.1+dfsg1-1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp%402:6.2.1%2Bdfsg1-1"
-            "&distro=debian-12",
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12"
+            "&upstream=gmp%402:6.2.1%2Bdfsg1-1",
         ),
         (
             Package("rpm", "bash", "5.1.8", release="6.el9", arch="x86_64"),
@@ -99,7 +110,7 @@ RHEL = Distro("rhel", "9.3")
     ],
 )
 def test_purls_in_syft_form(package, distro, expected):
-    # syft order: the package's qualifiers sorted, distro last; parses back to the same values
+    # syft order: every qualifier sorted by key; parses back to the same values
     assert purl_string(package, distro) == expected
     parsed = PackageURL.from_string(expected)
     assert (parsed.name, parsed.qualifiers.get("arch")) == (package.name, package.arch)
