@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from cr_agent.registry import json_depth
 from cr_agent.registry.auth import (
     CATALOG_SCOPE,
     Challenge,
@@ -399,7 +399,7 @@ class RegistryClient:
             finally:
                 resp.release()
             try:
-                token = token_from_response(json.loads(body), scopes)
+                token = token_from_response(json_depth.loads(body), scopes)
             except ValueError as exc:
                 raise AuthenticationError(
                     f"token realm {self._display(realm)}: {exc}", "token"
@@ -509,7 +509,9 @@ class RegistryClient:
         if len(body) > limit:
             raise RegistryError(f"{step}: response larger than {limit} bytes", step, resp.status)
         try:
-            return json.loads(body)
+            return json_depth.loads(body)
+        except json_depth.JsonTooDeep as exc:
+            raise RegistryError(f"{step}: invalid response: {exc}", step, resp.status) from None
         except ValueError:
             raise RegistryError(f"{step}: response is not valid JSON", step, resp.status) from None
 

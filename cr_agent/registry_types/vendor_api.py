@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from cr_agent.registry import json_depth
 from cr_agent.registry.errors import (
     AuthenticationError,
     NotFoundError,
@@ -104,7 +105,7 @@ class VendorApi:
                             f"{self.vendor} API answered {resp.status}", step, status=resp.status
                         )
                     try:
-                        data = await resp.json(content_type=None)
+                        data = await resp.json(content_type=None, loads=json_depth.loads)
                     except ValueError:
                         raise RegistryError(
                             f"{self.vendor} API answered with something that is not JSON", step

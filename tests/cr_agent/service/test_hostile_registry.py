@@ -1,0 +1,107 @@
+"""The agent against a registry that misbehaves on purpose (tests.support.hostile_registry):
+every answer is bounded in time and memory and names what was wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.credentials import build_credentials_json, encode_credentials
+from tests.cr_agent.service.agent import AgentFactory
+from tests.cr_agent.service.images import debian_image
+from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.hostile_registry import HostileRegistry
+from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+
+DONE = "/api/v2/import/done"
+RESULT = "/api/v2/import/result"
+DEPTH = 5000
+
+
+def creds(registry: HostileRegistry, username: str = "", password: str = "") -> str:
+    return encode_credentials(
+        build_credentials_json(
+            "generic-cr", base=registry.url, username=username, password=password
+        )
+    )
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileRegistry]:
+    registry = await HostileRegistry().start()
+    yield registry
+    await registry.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    rec = await CallbackReceiver().start()
+    yield rec
+    await rec.stop()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+# --------------------------------------------------------------------------- deep JSON (item 5)
+
+
+def _deep_documents(registry: HostileRegistry) -> dict[str, str]:
+    """Tags whose manifest, index or config nests DEPTH levels deep."""
+    image = debian_image(1)
+    registry.add_image("deep", "fine", image)
+    manifest = json.loads(image.manifest)
+    deep_manifest = json.dumps({**manifest, "annotations": {"x": "@"}}).encode()
+    deep_manifest = deep_manifest.replace(b'"@"', _deep(DEPTH))
+    index = (
+        json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": "@"})
+        .encode()
+        .replace(b'"@"', b"[" + _deep(DEPTH) + b"]")
+    )
+    config = image.config[:-1] + b',"deep":' + _deep(DEPTH) + b"}"
+    config_digest = _digest(config)
+    registry._blobs[config_digest] = config
+    with_config = {
+        **manifest,
+        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
+    }
+    registry.manifest_overrides.update(
+        {
+            "deep-manifest": (deep_manifest, OCI_MANIFEST),
+            "deep-index": (index, OCI_INDEX),
+            "deep-config": (json.dumps(with_config).encode(), OCI_MANIFEST),
+        }
+    )
+    return {"deep-manifest": "manifest", "deep-index": "manifest", "deep-config": "config"}
+
+
+async def test_json_nested_thousands_deep_is_an_invalid_manifest_not_a_500(
+    make_agent: AgentFactory, hostile: HostileRegistry, receiver: CallbackReceiver
+) -> None:
+    tags = _deep_documents(hostile)
+    agent = await make_agent()
+    blob = creds(hostile)
+    status, body = await agent.get("/image-metadata/deep/fine", blob)
+    assert status == 200, body  # the same registry serves a normal image normally
+    for tag, step in tags.items():
+        status, body = await agent.get(f"/image-metadata/deep/{tag}", blob)
+        assert status == 502, (tag, body)
+        assert body["error"]["code"] == "invalid-manifest"
+        assert body["error"]["step"] == step
+        assert "nested deeper than 64 levels" in body["error"]["message"]
+
+    status, _ = await agent.post(
+        "/scan", {"images": [f"deep:{t}" for t in tags], "callbackUrl": receiver.url}, blob
+    )
+    assert status == 202
+    await receiver.wait_for(DONE, wait_seconds=30)
+    errors = [r.json()["error"] for r in receiver.on(RESULT)]
+    assert [e["code"] for e in errors] == ["invalid-manifest"] * len(tags)
