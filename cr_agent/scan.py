@@ -17,7 +17,7 @@ from cr_agent.catalogers.base import Cataloger, Distro, Package
 from cr_agent.image.inventory import build_inventory
 from cr_agent.image.layer import FileSelector, LayerContents, LayerReader
 from cr_agent.registry.client import RegistryClient, ResolvedImage
-from cr_agent.registry.errors import NotFoundError, RegistryError
+from cr_agent.registry.errors import DeadlineExceeded, NotFoundError, RegistryError
 from cr_agent.registry.manifest import Descriptor
 from shared.logging import get_logger
 
@@ -40,6 +40,8 @@ class ScanLimits(NamedTuple):
     max_image_bytes: int = 20 << 30  # compressed, whole image (sum of layer sizes)
     layer_concurrency: int = 3
     verify_diff_ids: bool = True
+    #: seconds one layer may take from its request to its last byte read; None: no bound
+    layer_deadline: float | None = None
 
 
 class LayerInfo:
@@ -153,6 +155,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+class _LayerWatch:
+    """Where a layer read is, for the message when its deadline passes."""
+
+    __slots__ = ("received", "step")
+
+    def __init__(self) -> None:
+        self.step = "blob request"
+        self.received = 0
+
+
 async def _read_layer(
     client: RegistryClient,
     repository: str,
@@ -163,6 +175,46 @@ async def _read_layer(
     selector: FileSelector,
     limits: ScanLimits,
     progress: Progress | None,
+) -> LayerContents:
+    """One layer under its overall deadline (every read may be in time, the whole not)."""
+    deadline = asyncio.timeout(limits.layer_deadline)
+    watch = _LayerWatch()
+    try:
+        async with deadline:
+            return await _stream_layer(
+                client,
+                repository,
+                desc,
+                diff_id,
+                index,
+                label,
+                selector,
+                limits,
+                progress,
+                watch,
+            )
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise DeadlineExceeded(
+            f"layer {desc.digest} (index {index}) not read within {limits.layer_deadline:g} s "
+            f"(LAYER_DEADLINE_SECONDS): stopped during {watch.step} after {watch.received} of "
+            f"{desc.size} bytes",
+            "blob" if watch.step.startswith("blob") else "layer",
+        ) from None
+
+
+async def _stream_layer(
+    client: RegistryClient,
+    repository: str,
+    desc: Descriptor,
+    diff_id: str | None,
+    index: int,
+    label: str,
+    selector: FileSelector,
+    limits: ScanLimits,
+    progress: Progress | None,
+    watch: _LayerWatch,
 ) -> LayerContents:
     reader = LayerReader(
         selector,
@@ -182,7 +234,9 @@ async def _read_layer(
             pending: asyncio.Future[None] | None = None
             batch: list[bytes] = []
             batched = 0
+            watch.step = "blob download"
             async for chunk in stream.chunks(verify=False):
+                watch.received += len(chunk)
                 batch.append(chunk)
                 batched += len(chunk)
                 if progress is not None:
@@ -197,6 +251,7 @@ async def _read_layer(
                 if reader.failed:
                     break
                 pending = loop.run_in_executor(_pool(), work, data)
+            watch.step = "decompression and tar reading"
             if pending is not None:
                 await pending
             if not reader.failed:

@@ -49,6 +49,11 @@ class DigestMismatch(RegistryError):
     """Content did not hash to the digest it was asked for, or its size was wrong."""
 
 
+class DeadlineExceeded(RegistryError):
+    """A layer or a whole scan took longer than its overall deadline (a dripping registry);
+    the message names the layer digest and the step that was running."""
+
+
 class InvalidReference(RegistryError, ValueError):
     """An image reference that cannot be parsed."""
 

@@ -365,7 +365,7 @@ def _scanner(state: AgentState) -> ImageScanner:
                 directory=str(settings.LAYER_CACHE_DIR),
                 error=str(exc),
             )
-    return RegistryImageScanner(state.type_context, settings.MAX_IMAGE_SIZE_IN_BYTES, cache)
+    return RegistryImageScanner.from_settings(state.type_context, settings, cache)
 
 
 async def _startup(app: web.Application) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cr_agent.registry.errors import (
     AuthenticationError,
+    DeadlineExceeded,
     DigestMismatch,
     InvalidReference,
     ManifestError,
@@ -64,6 +65,7 @@ _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
     (UnsupportedManifest, 422, "unsupported-image"),
     (ManifestError, 502, "invalid-manifest"),
+    (DeadlineExceeded, 504, "deadline"),
     (TlsError, 502, "tls"),
     (RegistryUnreachable, 502, "registry-unreachable"),
     (DigestMismatch, 502, "registry-error"),

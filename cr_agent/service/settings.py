@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
     #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
     REQUEST_TIMEOUT: float = Field(120.0, gt=0)
+    #: crbroker: overall bounds, seconds, on reading one layer (request to last byte) and on
+    #: one image's whole scan; each ends in a failed result naming the layer and the step
+    LAYER_DEADLINE_SECONDS: float = Field(600.0, gt=0)
+    SCAN_DEADLINE_SECONDS: float = Field(1800.0, gt=0)
     #: crbroker: on-disk cache of per-layer results, so a base layer shared by many images is
     #: downloaded and read once; "off" turns it off
     LAYER_CACHE_DIR: Path | None = Path("/tmp/cr-agent-layer-cache")

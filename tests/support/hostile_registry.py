@@ -4,8 +4,8 @@ It speaks just enough of the OCI distribution API (``/v2/``, manifests, blobs, t
 catalog) to serve images built by :mod:`tests.support.images`, and each hostile behaviour is
 one attribute:
 
-- ``drip``: blobs are sent one small piece every ``drip_interval`` seconds (every read is
-  within any per-read timeout; the whole takes forever);
+- ``drip``: these blobs (digests) are sent one small piece every ``drip_interval`` seconds
+  (every read is within any per-read timeout; the whole takes forever);
 - ``endless_listing``: tag lists and the catalog answer a full page with a ``Link`` to a next
   page, forever (each page is new names, ``page_bytes`` long);
 - ``manifest_overrides``: raw bytes served for a manifest reference (deep JSON, ...);
@@ -30,7 +30,7 @@ from tests.support.images import BuiltImage
 @dataclass
 class HostileRegistry:
     host: str = "127.0.0.1"
-    drip: bool = False
+    drip: set[str] = field(default_factory=set)
     drip_piece: int = 1
     drip_interval: float = 0.05
     endless_listing: bool = False
@@ -83,7 +83,7 @@ class HostileRegistry:
             return self._manifest(repo, ref, head=request.method == "HEAD")
         repo, sep, digest = path[len("/v2/") :].rpartition("/blobs/")
         if sep and digest in self._blobs:
-            return await self._blob(request, self._blobs[digest])
+            return await self._blob(request, self._blobs[digest], digest in self.drip)
         return web.json_response({"errors": [{"code": "NOT_FOUND"}]}, status=404)
 
     def _manifest(self, repo: str, ref: str, *, head: bool) -> web.Response:
@@ -97,8 +97,8 @@ class HostileRegistry:
             return web.Response(headers=headers)
         return web.Response(body=body, headers=headers)
 
-    async def _blob(self, request: web.Request, data: bytes) -> web.StreamResponse:
-        if not self.drip:
+    async def _blob(self, request: web.Request, data: bytes, drip: bool) -> web.StreamResponse:
+        if not drip:
             return web.Response(body=data, content_type="application/octet-stream")
         response = web.StreamResponse(headers={"Content-Length": str(len(data))})
         await response.prepare(request)

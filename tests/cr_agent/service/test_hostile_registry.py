@@ -105,3 +105,55 @@ async def test_json_nested_thousands_deep_is_an_invalid_manifest_not_a_500(
     await receiver.wait_for(DONE, wait_seconds=30)
     errors = [r.json()["error"] for r in receiver.on(RESULT)]
     assert [e["code"] for e in errors] == ["invalid-manifest"] * len(tags)
+
+
+# --------------------------------------------------------------------------- deadlines (item 2)
+
+
+async def test_a_dripping_layer_ends_at_its_deadline_and_frees_the_queue(
+    make_agent: AgentFactory, hostile: HostileRegistry, receiver: CallbackReceiver
+) -> None:
+    slow, fine = debian_image(2), debian_image(3, marker="x")
+    hostile.add_image("drip", "slow", slow)
+    hostile.add_image("drip", "fine", fine)
+    hostile.drip = {slow.layer_digests[1]}  # one byte every 0.2 s: minutes for the layer
+    hostile.drip_interval = 0.2
+    agent = await make_agent(
+        MAX_ACTIVE_OPERATIONS=1, LAYER_DEADLINE_SECONDS=1, LAYER_CACHE_DIR="off"
+    )
+    status, _ = await agent.post(
+        "/scan",
+        {"images": ["drip:slow", "drip:fine"], "callbackUrl": receiver.url},
+        creds(hostile),
+    )
+    assert status == 202
+    await receiver.wait_for(DONE, wait_seconds=20)
+    slow_result, fine_result = sorted(
+        (r.json() for r in receiver.on(RESULT)), key=lambda r: r["image"] != "drip:slow"
+    )
+    error = slow_result["error"]
+    assert error["code"] == "deadline" and error["step"] == "blob"
+    assert slow.layer_digests[1] in error["message"]
+    assert "LAYER_DEADLINE_SECONDS" in error["message"]
+    assert "during blob download" in error["message"]
+    assert fine_result["status"] == "success" and fine_result["packageCount"] == 3
+
+
+async def test_a_scan_ends_at_its_deadline_naming_the_layers_still_read(
+    make_agent: AgentFactory, hostile: HostileRegistry, receiver: CallbackReceiver
+) -> None:
+    slow = debian_image(2)
+    hostile.add_image("drip", "slow", slow)
+    hostile.drip = set(slow.layer_digests)
+    hostile.drip_interval = 0.2
+    agent = await make_agent(SCAN_DEADLINE_SECONDS=1.5, LAYER_CACHE_DIR="off")
+    await agent.post(
+        "/scan", {"images": ["drip:slow"], "callbackUrl": receiver.url}, creds(hostile)
+    )
+    [done] = await receiver.wait_for(DONE, wait_seconds=20)
+    [result] = receiver.on(RESULT)
+    error = result.json()["error"]
+    assert error["code"] == "deadline" and error["step"] == "layers"
+    assert "SCAN_DEADLINE_SECONDS" in error["message"]
+    assert all(d in error["message"] for d in slow.layer_digests)
+    assert done.json()["images"][0]["error"]["code"] == "deadline"
