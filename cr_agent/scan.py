@@ -177,22 +177,18 @@ async def _read_layer(
     progress: Progress | None,
 ) -> LayerContents:
     """One layer under its overall deadline (every read may be in time, the whole not)."""
+    reader = LayerReader(
+        selector,
+        label=label,
+        max_layer_bytes=limits.max_layer_bytes,
+        max_kept_bytes=limits.max_kept_bytes,
+        diff_id=diff_id,
+    )
     deadline = asyncio.timeout(limits.layer_deadline)
     watch = _LayerWatch()
     try:
         async with deadline:
-            return await _stream_layer(
-                client,
-                repository,
-                desc,
-                diff_id,
-                index,
-                label,
-                selector,
-                limits,
-                progress,
-                watch,
-            )
+            return await _stream_layer(client, repository, desc, reader, watch, index, progress)
     except TimeoutError:
         if not deadline.expired():
             raise
@@ -208,21 +204,11 @@ async def _stream_layer(
     client: RegistryClient,
     repository: str,
     desc: Descriptor,
-    diff_id: str | None,
-    index: int,
-    label: str,
-    selector: FileSelector,
-    limits: ScanLimits,
-    progress: Progress | None,
+    reader: LayerReader,
     watch: _LayerWatch,
+    index: int,
+    progress: Progress | None,
 ) -> LayerContents:
-    reader = LayerReader(
-        selector,
-        label=label,
-        max_layer_bytes=limits.max_layer_bytes,
-        max_kept_bytes=limits.max_kept_bytes,
-        diff_id=diff_id,
-    )
     loop = asyncio.get_running_loop()
     try:
         async with client.open_blob(repository, desc.digest, desc.size) as stream:
@@ -262,7 +248,9 @@ async def _stream_layer(
     except NotFoundError:
         if desc.urls or "nondistributable" in desc.media_type or "foreign" in desc.media_type:
             return LayerContents(
-                warnings=[f"layer {label}: foreign layer not stored in the registry; not read"],
+                warnings=[
+                    f"layer {reader.label}: foreign layer not stored in the registry; not read"
+                ],
                 complete=False,
             )
         raise
