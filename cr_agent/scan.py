@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.catalogers.base import Cataloger, Distro, Package
+from cr_agent.image.budget import ImageBudget, ImageBudgetExceeded
 from cr_agent.image.inventory import build_inventory
 from cr_agent.image.layer import FileSelector, LayerContents, LayerReader
 from cr_agent.registry.client import RegistryClient, ResolvedImage
@@ -42,6 +43,10 @@ class ScanLimits(NamedTuple):
     verify_diff_ids: bool = True
     #: seconds one layer may take from its request to its last byte read; None: no bound
     layer_deadline: float | None = None
+    #: decompressed bytes and tar entries over all layers of the image (thousands of small
+    #: bombs pass every per-layer cap)
+    max_image_uncompressed_bytes: int = 64 << 30
+    max_image_entries: int = 50_000_000
 
 
 class LayerInfo:
@@ -175,6 +180,7 @@ async def _read_layer(
     selector: FileSelector,
     limits: ScanLimits,
     progress: Progress | None,
+    budget: ImageBudget,
 ) -> LayerContents:
     """One layer under its overall deadline (every read may be in time, the whole not)."""
     reader = LayerReader(
@@ -183,6 +189,7 @@ async def _read_layer(
         max_layer_bytes=limits.max_layer_bytes,
         max_kept_bytes=limits.max_kept_bytes,
         diff_id=diff_id,
+        budget=budget,
     )
     deadline = asyncio.timeout(limits.layer_deadline)
     watch = _LayerWatch()
@@ -198,6 +205,8 @@ async def _read_layer(
             f"{desc.size} bytes",
             "blob" if watch.step.startswith("blob") else "layer",
         ) from None
+    except ImageBudgetExceeded as exc:
+        raise ImageBudgetExceeded(f"layer {desc.digest} (index {index}): {exc}") from None
 
 
 async def _stream_layer(
@@ -299,6 +308,7 @@ async def scan_image(
     semaphore = asyncio.Semaphore(max(1, limits.layer_concurrency))
     contents: list[LayerContents | None] = [None] * len(layers)
     token = selector.cache_token()
+    budget = ImageBudget(limits.max_image_uncompressed_bytes, limits.max_image_entries)
 
     async def load(info: LayerInfo) -> None:
         desc = manifest.layers[info.index]
@@ -310,13 +320,29 @@ async def scan_image(
             label = f"{info.index} ({info.diff_id[:19]})"
             async with semaphore:
                 return await _read_layer(
-                    client, repository, desc, check, info.index, label, selector, limits, progress
+                    client,
+                    repository,
+                    desc,
+                    check,
+                    info.index,
+                    label,
+                    selector,
+                    limits,
+                    progress,
+                    budget,
                 )
 
         if cache is not None:
             result, hit = await cache.get_or_load(cache.key(info.diff_id, token), loader)
         else:
             result, hit = await loader(), False
+        if hit:  # read earlier (or by another scan): it costs this image what it cost then
+            try:
+                budget.charge(result.size, result.entries)
+            except ImageBudgetExceeded as exc:
+                raise ImageBudgetExceeded(
+                    f"layer {desc.digest} (index {info.index}): {exc}"
+                ) from None
         info.from_cache = hit
         info.uncompressed_size = result.size
         info.entries = result.entries

@@ -6,6 +6,7 @@ secret than a log line can.
 
 from __future__ import annotations
 
+from cr_agent.image.budget import ImageBudgetExceeded
 from cr_agent.registry.errors import (
     AuthenticationError,
     DeadlineExceeded,
@@ -60,6 +61,7 @@ class CredentialsProblem(ApiError):
 _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
     (InvalidReference, 400, "invalid-reference"),
     (ImageTooLarge, 413, "image-too-large"),
+    (ImageBudgetExceeded, 413, "image-too-large"),
     (AuthenticationError, 401, "credentials-refused"),
     (PermissionDenied, 403, "not-permitted"),
     (NotFoundError, 404, "not-found"),

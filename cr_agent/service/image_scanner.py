@@ -60,12 +60,16 @@ class RegistryImageScanner:
         *,
         layer_deadline: float | None = None,
         scan_deadline: float | None = None,
+        max_uncompressed_bytes: int = 8 << 30,
+        max_tar_entries: int = 4_000_000,
     ) -> None:
         self.context = context
         self.max_image_bytes = max_image_bytes
         self.cache = cache
         self.layer_deadline = layer_deadline
         self.scan_deadline = scan_deadline
+        self.max_uncompressed_bytes = max_uncompressed_bytes
+        self.max_tar_entries = max_tar_entries
 
     @classmethod
     def from_settings(
@@ -77,6 +81,8 @@ class RegistryImageScanner:
             cache,
             layer_deadline=settings.LAYER_DEADLINE_SECONDS,
             scan_deadline=settings.SCAN_DEADLINE_SECONDS,
+            max_uncompressed_bytes=settings.MAX_IMAGE_UNCOMPRESSED_BYTES,
+            max_tar_entries=settings.MAX_IMAGE_TAR_ENTRIES,
         )
 
     async def scan(
@@ -126,7 +132,10 @@ class RegistryImageScanner:
                 resolved.digest,
                 platform=str(resolved.platform),
                 limits=ScanLimits(
-                    max_image_bytes=self.max_image_bytes, layer_deadline=self.layer_deadline
+                    max_image_bytes=self.max_image_bytes,
+                    layer_deadline=self.layer_deadline,
+                    max_image_uncompressed_bytes=self.max_uncompressed_bytes,
+                    max_image_entries=self.max_tar_entries,
                 ),
                 cache=self.cache,
                 progress=watch.progress,

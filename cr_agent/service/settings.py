@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     #: one image's whole scan; each ends in a failed result naming the layer and the step
     LAYER_DEADLINE_SECONDS: float = Field(600.0, gt=0)
     SCAN_DEADLINE_SECONDS: float = Field(1800.0, gt=0)
+    #: crbroker: what one image may decompress to over all its layers, bytes and tar entries
+    #: (a layer alone stops at 16 GiB); past either the scan fails with image-too-large
+    MAX_IMAGE_UNCOMPRESSED_BYTES: int = Field(8 * GIB, ge=1024 * 1024)
+    MAX_IMAGE_TAR_ENTRIES: int = Field(4_000_000, ge=1000)
     #: crbroker: on-disk cache of per-layer results, so a base layer shared by many images is
     #: downloaded and read once; "off" turns it off
     LAYER_CACHE_DIR: Path | None = Path("/tmp/cr-agent-layer-cache")

@@ -14,7 +14,14 @@ from tests.cr_agent.service.agent import AgentFactory
 from tests.cr_agent.service.images import debian_image
 from tests.fakes.callback_receiver import CallbackReceiver
 from tests.support.hostile_registry import HostileRegistry
-from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+from tests.support.images import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    BuiltImage,
+    Layer,
+    build_image,
+)
 
 DONE = "/api/v2/import/done"
 RESULT = "/api/v2/import/result"
@@ -157,3 +164,56 @@ async def test_a_scan_ends_at_its_deadline_naming_the_layers_still_read(
     assert "SCAN_DEADLINE_SECONDS" in error["message"]
     assert all(d in error["message"] for d in slow.layer_digests)
     assert done.json()["images"][0]["error"]["code"] == "deadline"
+
+
+# --------------------------------------------------------------------------- image budget (item 3)
+
+
+def _bomb_image(layers: int, compression: str, *, zeros: int, files: int) -> BuiltImage:
+    """Small layers with distinct digests, each decompressing to ``zeros`` bytes of zeros in
+    one file, or to ``files`` empty files."""
+    steps = []
+    for n in range(layers):
+        entries = {f"bomb/{n}/{i}": b"" for i in range(files)}
+        if zeros:
+            entries[f"bomb/{n}/zeros"] = bytes(zeros)
+        steps.append(Layer(entries, compression=compression))
+    return build_image(steps)
+
+
+@pytest.mark.parametrize(
+    ("compression", "zeros", "files", "setting"),
+    [
+        ("zstd", 1 << 20, 0, "MAX_IMAGE_UNCOMPRESSED_BYTES"),
+        ("gzip", 1 << 20, 0, "MAX_IMAGE_UNCOMPRESSED_BYTES"),
+        ("gzip", 0, 400, "MAX_IMAGE_TAR_ENTRIES"),
+    ],
+)
+async def test_many_small_bomb_layers_stop_at_the_image_budget(
+    make_agent: AgentFactory,
+    hostile: HostileRegistry,
+    receiver: CallbackReceiver,
+    compression: str,
+    zeros: int,
+    files: int,
+    setting: str,
+) -> None:
+    image = _bomb_image(40, compression, zeros=zeros, files=files)
+    assert sum(len(b) for b in image.blobs.values()) < 2 << 20  # small, under every other cap
+    hostile.add_image("bombs", "many", image)
+    agent = await make_agent(
+        MAX_IMAGE_UNCOMPRESSED_BYTES=8 << 20,
+        MAX_IMAGE_TAR_ENTRIES=4000,
+        LAYER_CACHE_DIR="off",
+    )
+    await agent.post(
+        "/scan", {"images": ["bombs:many"], "callbackUrl": receiver.url}, creds(hostile)
+    )
+    await receiver.wait_for(DONE, wait_seconds=30)
+    [result] = [r.json() for r in receiver.on(RESULT)]
+    error = result["error"]
+    assert error["code"] == "image-too-large" and error["step"] == "decompress", error
+    assert setting in error["message"]
+    assert any(d in error["message"] for d in image.layer_digests)
+    # it stopped early: most of the 40 layers were never asked for
+    assert len([d for d in hostile.blob_requests() if d in image.layer_digests]) < 20
