@@ -54,6 +54,10 @@ class DeadlineExceeded(RegistryError):
     the message names the layer digest and the step that was running."""
 
 
+class ListingTooLong(RegistryError):
+    """A catalog or tag list passed LISTING_MAX_PAGES, _ENTRIES or _BYTES; nothing is answered."""
+
+
 class InvalidReference(RegistryError, ValueError):
     """An image reference that cannot be parsed."""
 

@@ -19,6 +19,7 @@ import aiohttp
 
 from cr_agent.registry.auth import RegistryAuth
 from cr_agent.registry.errors import NotFoundError, PermissionDenied, RegistryError
+from cr_agent.registry.pagination import ListingLimits
 from shared.credentials import CredentialsError, RegistryCredentials
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class TypeContext:
     aws_endpoint_url: str | None = None
     #: per-process caches a type may keep (ECR tokens); never holds a registry password
     caches: dict[str, object] = field(default_factory=dict)
+    #: bounds on one listing (catalog, tags, a vendor API's pages)
+    listing: ListingLimits = field(default_factory=ListingLimits)
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:

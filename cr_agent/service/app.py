@@ -70,6 +70,7 @@ class AgentState:
             insecure=self.settings.tls_insecure,
             aws_endpoint_url=self.settings.AWS_ENDPOINT_URL,
             caches=self.caches,
+            listing=self.settings.listing_limits,
         )
 
     def ssl_context(self) -> ssl.SSLContext | bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cr_agent.registry.pagination import ListingLimits
 from shared.logging import parse_level
 
 DEFAULT_PORT = 8081
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     #: downloaded and read once; "off" turns it off
     LAYER_CACHE_DIR: Path | None = Path("/tmp/cr-agent-layer-cache")
     LAYER_CACHE_BYTES: int = Field(2 * GIB, ge=1024 * 1024)
+    #: crbroker: what one listing (catalog, a repository's tags, a vendor API's pages) may read;
+    #: past any of them the request fails with 502 listing-too-long naming the limit
+    LISTING_MAX_PAGES: int = Field(1000, ge=1)
+    LISTING_MAX_ENTRIES: int = Field(200_000, ge=1)
+    LISTING_MAX_BYTES: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     #: crbroker: images waiting or scanning at most; more is answered 503 (come back later)
     MAX_QUEUED_IMAGES: int = Field(10000, ge=1)
     #: crbroker: finished jobs kept for GET /scan/<id>
@@ -127,6 +133,12 @@ class Settings(BaseSettings):
     def ca_file(self) -> str | None:
         path = self.CA_CERT or self.NODE_EXTRA_CA_CERTS
         return str(path) if path else None
+
+    @property
+    def listing_limits(self) -> ListingLimits:
+        return ListingLimits(
+            self.LISTING_MAX_PAGES, self.LISTING_MAX_ENTRIES, self.LISTING_MAX_BYTES
+        )
 
     @property
     def tls_insecure(self) -> bool:

@@ -217,3 +217,33 @@ async def test_many_small_bomb_layers_stop_at_the_image_budget(
     assert any(d in error["message"] for d in image.layer_digests)
     # it stopped early: most of the 40 layers were never asked for
     assert len([d for d in hostile.blob_requests() if d in image.layer_digests]) < 20
+
+
+# --------------------------------------------------------------------------- listings (item 4)
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        ({"LISTING_MAX_PAGES": 5}, "LISTING_MAX_PAGES=5"),
+        ({"LISTING_MAX_ENTRIES": 3000}, "LISTING_MAX_ENTRIES=3000"),
+        ({"LISTING_MAX_BYTES": 200_000}, "LISTING_MAX_BYTES=200000"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/list", "/list/endless/repo", "/list-paginated/endless/repo"])
+async def test_a_listing_that_never_ends_stops_at_its_limit_with_a_502_naming_it(
+    make_agent: AgentFactory,
+    hostile: HostileRegistry,
+    limits: dict[str, int],
+    named: str,
+    path: str,
+) -> None:
+    hostile.endless_listing = True
+    agent = await make_agent(**limits)
+    status, body = await agent.get(path, creds(hostile))
+    assert status == 502, body
+    assert body["error"]["code"] == "listing-too-long"
+    assert named in body["error"]["message"]
+    assert body["error"]["step"] in ("catalog", "tags")
+    pages = [p for m, p in hostile.requests if p.endswith(("/_catalog", "/tags/list"))]
+    assert len(pages) <= 6  # it stopped reading at the limit
