@@ -19,6 +19,7 @@ import aiohttp
 
 from cr_agent.registry.auth import RegistryAuth
 from cr_agent.registry.errors import NotFoundError, PermissionDenied, RegistryError
+from cr_agent.registry.pagination import ListingLimits
 from shared.credentials import CredentialsError, RegistryCredentials
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class TypeContext:
     caches: dict[str, object] = field(default_factory=dict)
     #: CR_ALLOWED_REGISTRIES as ``host[:port]`` entries; None = any registry
     allowed_registries: frozenset[str] | None = None
+    #: bounds on one listing (catalog, tags, a vendor API's pages)
+    listing: ListingLimits = field(default_factory=ListingLimits)
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:

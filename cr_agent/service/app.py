@@ -81,6 +81,7 @@ class AgentState:
             aws_endpoint_url=self.settings.AWS_ENDPOINT_URL,
             caches=self.caches,
             allowed_registries=self.settings.allowed_registries,
+            listing=self.settings.listing_limits,
         )
 
     def ssl_context(self) -> ssl.SSLContext | bool:
@@ -404,7 +405,7 @@ def _scanner(state: AgentState) -> ImageScanner:
                 directory=str(settings.LAYER_CACHE_DIR),
                 error=str(exc),
             )
-    return RegistryImageScanner(state.type_context, settings.MAX_IMAGE_SIZE_IN_BYTES, cache)
+    return RegistryImageScanner.from_settings(state.type_context, settings, cache)
 
 
 async def _startup(app: web.Application) -> None:

@@ -6,10 +6,14 @@ secret than a log line can.
 
 from __future__ import annotations
 
+from cr_agent.image.budget import ImageBudgetExceeded
 from cr_agent.registry.errors import (
     AuthenticationError,
+    DeadlineExceeded,
     DigestMismatch,
     InvalidReference,
+    ListingTooLong,
+    ManifestError,
     NotFoundError,
     PermissionDenied,
     RegistryError,
@@ -61,10 +65,14 @@ class CredentialsProblem(ApiError):
 _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
     (InvalidReference, 400, "invalid-reference"),
     (ImageTooLarge, 413, "image-too-large"),
+    (ImageBudgetExceeded, 413, "image-too-large"),
     (AuthenticationError, 401, "credentials-refused"),
     (PermissionDenied, 403, "not-permitted"),
     (NotFoundError, 404, "not-found"),
     (UnsupportedManifest, 422, "unsupported-image"),
+    (ManifestError, 502, "invalid-manifest"),
+    (DeadlineExceeded, 504, "deadline"),
+    (ListingTooLong, 502, "listing-too-long"),
     (TlsError, 502, "tls"),
     (RegistryUnreachable, 502, "registry-unreachable"),
     (DigestMismatch, 502, "registry-error"),

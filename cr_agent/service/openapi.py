@@ -84,6 +84,17 @@ _SUBMIT: dict[int, tuple[str, Any]] = {
     503: ("too many images waiting (MAX_QUEUED_IMAGES); send again later", m.ErrorResponse),
 }
 _REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
+#: a listing is read whole or not answered: past a bound, a 502 naming it, never a silent cut
+_LISTING_ERRORS: dict[int, tuple[str, Any]] = {
+    **_CREDS_ERRORS,
+    502: (
+        "registry unreachable, TLS failure or registry error (the body names the step); or "
+        "code listing-too-long: the registry's list passed LISTING_MAX_PAGES, "
+        "LISTING_MAX_ENTRIES or LISTING_MAX_BYTES (the message names which), so nothing is "
+        "answered rather than an incomplete list",
+        m.ErrorResponse,
+    ),
+}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -114,7 +125,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/list",
         "Repositories in the registry",
         query=m.NoQuery,
-        responses={200: ("repositories", m.RepositoriesResponse), **_CREDS_ERRORS},
+        responses={200: ("repositories", m.RepositoriesResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",
@@ -125,7 +136,7 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={
             200: ("tags", m.TagsResponse),
             404: ("no such repository", m.ErrorResponse),
-            **_CREDS_ERRORS,
+            **_LISTING_ERRORS,
         },
     ),
     Operation(
@@ -134,7 +145,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One page of repositories (empty repository) or of a repository's tags",
         query=m.PageQuery,
         path_params={"repository": "repository whose tags to page through; empty for repositories"},
-        responses={200: ("a page", m.PageResponse), **_CREDS_ERRORS},
+        responses={200: ("a page", m.PageResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",
@@ -142,7 +153,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Tags with digest and push time",
         query=m.TagMetadataQuery,
         path_params=_REPO,
-        responses={200: ("tags", m.TagsWithMetadataResponse), **_CREDS_ERRORS},
+        responses={200: ("tags", m.TagsWithMetadataResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",

@@ -95,6 +95,7 @@ class RegistrySession:
             retries=2,
             max_retry_wait=min(5.0, self.ctx.timeout),
             session=self._http,
+            listing_limits=self.ctx.listing,
         )
         await self._client.__aenter__()
         return self

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cr_agent.registry.pagination import ListingLimits
 from shared.logging import parse_level
 
 DEFAULT_PORT = 8081
@@ -81,10 +82,23 @@ class Settings(BaseSettings):
     REGISTRY_TIMEOUT: float = Field(30.0, gt=0)
     #: crbroker: bound on a whole synchronous request (listing, metadata), seconds
     REQUEST_TIMEOUT: float = Field(120.0, gt=0)
+    #: crbroker: overall bounds, seconds, on reading one layer (request to last byte) and on
+    #: one image's whole scan; each ends in a failed result naming the layer and the step
+    LAYER_DEADLINE_SECONDS: float = Field(600.0, gt=0)
+    SCAN_DEADLINE_SECONDS: float = Field(1800.0, gt=0)
+    #: crbroker: what one image may decompress to over all its layers, bytes and tar entries
+    #: (a layer alone stops at 16 GiB); past either the scan fails with image-too-large
+    MAX_IMAGE_UNCOMPRESSED_BYTES: int = Field(8 * GIB, ge=1024 * 1024)
+    MAX_IMAGE_TAR_ENTRIES: int = Field(4_000_000, ge=1000)
     #: crbroker: on-disk cache of per-layer results, so a base layer shared by many images is
     #: downloaded and read once; "off" turns it off
     LAYER_CACHE_DIR: Path | None = Path("/tmp/cr-agent-layer-cache")
     LAYER_CACHE_BYTES: int = Field(2 * GIB, ge=1024 * 1024)
+    #: crbroker: what one listing (catalog, a repository's tags, a vendor API's pages) may read;
+    #: past any of them the request fails with 502 listing-too-long naming the limit
+    LISTING_MAX_PAGES: int = Field(1000, ge=1)
+    LISTING_MAX_ENTRIES: int = Field(200_000, ge=1)
+    LISTING_MAX_BYTES: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     #: crbroker: images waiting or scanning at most; more is answered 503 (come back later)
     MAX_QUEUED_IMAGES: int = Field(10000, ge=1)
     #: crbroker: finished jobs kept for GET /scan/<id>
@@ -171,6 +185,12 @@ class Settings(BaseSettings):
     def ca_file(self) -> str | None:
         path = self.CA_CERT or self.NODE_EXTRA_CA_CERTS
         return str(path) if path else None
+
+    @property
+    def listing_limits(self) -> ListingLimits:
+        return ListingLimits(
+            self.LISTING_MAX_PAGES, self.LISTING_MAX_ENTRIES, self.LISTING_MAX_BYTES
+        )
 
     @property
     def tls_insecure(self) -> bool:

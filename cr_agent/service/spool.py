@@ -64,6 +64,10 @@ class Spool:
         os.replace(tmp, path)
         return path
 
+    def holds(self, delivery: Delivery) -> bool:
+        """Still waiting (not delivered meanwhile by someone else)."""
+        return self._path(delivery).exists()
+
     def remove(self, delivery: Delivery) -> None:
         self._path(delivery).unlink(missing_ok=True)
 
