@@ -65,6 +65,10 @@ class ClientGone(Exception):
     """The chosen client disconnected before it started answering."""
 
 
+class AnswerStalled(Exception):
+    """A streamed answer's POST went silent too long, or outlived the whole request's bound."""
+
+
 def failure(
     status: int, kind: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -282,10 +286,13 @@ class Relay:
         payload["streamingID"] = stream.id
         await session.request_streamed(payload)
         timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        stream.deadline = time.monotonic() + timeout
 
         def expire() -> None:
-            # only an answer that has not started can time out; a started one runs to its end
-            if not stream.attached:
+            # the whole request is bounded, a started answer's body included
+            if stream.attached:
+                stream.fail(f"timeout: the answer did not complete within {timeout:g}s")
+            else:
                 server.streams.discard(stream, f"timeout: no answer within {timeout:g}s")
 
         timer = asyncio.get_running_loop().call_later(timeout, expire)
@@ -346,13 +353,18 @@ class Relay:
         server = self.server
         decoder = ResponseStreamDecoder()
         try:
-            async for chunk in request.content.iter_any():
+            while chunk := await self._next_piece(request, stream):
                 for item in decoder.feed(chunk):
                     if not await self._deliver(stream, item):
                         return web.json_response(
                             {"message": "the caller of this request went away"}, status=410
                         )
             decoder.close()
+        except AnswerStalled as exc:
+            server.metrics.faults.labels("response-data").inc()
+            log.warning("streamed answer stalled", error=str(exc))
+            stream.fail(str(exc))
+            return web.json_response({"message": str(exc)}, status=408)
         except ProtocolError as exc:
             server.metrics.faults.labels("response-data").inc()
             log.warning("broken response stream from client", error=str(exc))
@@ -383,6 +395,22 @@ class Relay:
         server.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
         stream.finish()
         return web.Response(body=b"{}", content_type="application/json")
+
+    async def _next_piece(self, request: web.Request, stream: PendingStream) -> bytes:
+        """The next bytes of the answer's POST (b"" at its end), within the idle and the
+        whole-request bounds: a client that stalls must not hold the caller."""
+        idle = self.server.settings.BROKER_SERVER_STREAM_IDLE_TIMEOUT / 1000
+        left = stream.deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, min(idle, left))):
+                return await request.content.readany()
+        except TimeoutError:
+            if idle < left:
+                raise AnswerStalled(
+                    f"timeout: the broker client's answer stalled (no data for {idle:g}s)"
+                ) from None
+            total = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+            raise AnswerStalled(f"timeout: the answer did not complete within {total:g}s") from None
 
     async def _deliver(self, stream: PendingStream, item: Head | BodyChunk) -> bool:
         try:

@@ -62,7 +62,10 @@ class Settings(BaseSettings):
     CACHE_EXPIRY: int = Field(3600, ge=1)
     #: 503 instead of 404 this long after a token's last client went away
     RECONNECT_GRACE_MS: int = Field(60000, ge=0)
+    #: a caller's whole request through /broker, its answer's last byte included
     BROKER_WEBSERVER_REQUEST_TIMEOUT: int = Field(600000, ge=100)
+    #: crbroker: longest silence inside a streamed answer (POST start to head, chunk to chunk)
+    BROKER_SERVER_STREAM_IDLE_TIMEOUT: int = Field(60000, ge=100)
     LOG_LEVEL: str = "info"
     DEBUG: str | None = None
 
