@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import StreamReader, web
 
+from broker_server.budget import Account, OverBudget
 from broker_server.session import ClientSession, SessionClosed
 from broker_server.streams import PendingStream, StreamFailed
 from shared.logging import get_logger
@@ -46,18 +47,31 @@ HOP_HEADERS = frozenset(
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
-async def read_body(content: StreamReader, limit: int) -> bytes | None:
+async def read_body(
+    content: StreamReader, limit: int, account: Account | None = None
+) -> bytes | None:
     """A whole HTTP body, or None as soon as it exceeds ``limit`` bytes.
 
+    With ``account``, each piece is charged to it before it is kept (the caller gives the body's
+    length back when done); :class:`OverBudget` if it does not fit, with nothing left charged.
     (``StreamReader.read(n)`` returns only what is buffered, so it cannot be used for this.)
     """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                if account is not None:
+                    account.give(size - len(chunk))
+                return None
+            if account is not None:
+                account.take(len(chunk))
+            chunks.append(chunk)
+    except OverBudget:
+        assert account is not None
+        account.give(size - len(chunk))
+        raise
     return b"".join(chunks)
 
 
@@ -123,13 +137,24 @@ class Relay:
     async def handle_broker(self, request: web.Request) -> web.StreamResponse:
         server = self.server
         started = time.perf_counter()
-        parts = request.raw_path.split("/", 3)
         token = server.tokens.lookup(request.match_info["token"])
         if token is None:
             return self._count(
                 failure(404, "no-connection", "no broker client is connected for this token"),
                 "none",
             )
+        # the caller's body is held until its answer is out: charged to the token meanwhile
+        account = server.budget.account(token, connection=False)
+        try:
+            return await self._relay(request, token, account, started)
+        finally:
+            account.close()
+
+    async def _relay(
+        self, request: web.Request, token: str, account: Account, started: float
+    ) -> web.StreamResponse:
+        server = self.server
+        parts = request.raw_path.split("/", 3)
         url = "/" + (parts[3] if len(parts) > 3 else "")
         headers = incoming_headers(request)
         if url.startswith("/ctx/"):
@@ -141,7 +166,20 @@ class Relay:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )
-        body = await read_body(request.content, limit)
+        try:
+            body = await read_body(request.content, limit, account)
+        except OverBudget as exc:
+            server.metrics.refusals.labels(exc.refusal.scope).inc()
+            log.warning("caller refused", reason=exc.refusal.message)
+            return self._count(
+                failure(
+                    exc.refusal.http_status,
+                    "server-busy",
+                    exc.refusal.message,
+                    {"Retry-After": "1"},
+                ),
+                "none",
+            )
         if body is None:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
