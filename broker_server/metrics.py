@@ -106,5 +106,20 @@ class ServerMetrics:
             )
         )
 
+        self.refusals = Labelled(
+            Counter(
+                "broker_server_refusals",
+                "Peers refused for their load: scope connections (too many sockets for a token), "
+                "connection, token or server (bytes in flight over that limit)",
+                ["scope"],
+                registry=self.registry,
+            )
+        )
+        self.inflight_bytes = Gauge(
+            "broker_server_inflight_bytes",
+            "Bytes of peers' messages the server holds now (see BROKER_SERVER_MAX_INFLIGHT_BYTES)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
