@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.accept_rules import AcceptRules, AcceptRulesError, load_rules
@@ -89,18 +89,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
-    @model_validator(mode="after")
-    def _has_tokens(self) -> Settings:
-        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
-            raise ValueError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
-        return self
-
     @property
     def debug(self) -> bool:
         return self.DEBUG is not None and self.DEBUG.strip().lower() not in _FALSE
 
     def tokens(self) -> list[str]:
         """Every admitted token, lower-cased (snyk-broker lower-cases the token it routes on)."""
+        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
+            return []
         found: list[str] = []
         if self.BROKER_TOKENS:
             found += [t.strip() for t in self.BROKER_TOKENS.split(",") if t.strip()]
@@ -134,9 +130,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, *, require_tokens: bool = True
 ) -> tuple[Settings, AcceptRules | None, list[str]]:
-    """Read and check the environment; raises :class:`SettingsError` with one line on any problem."""
+    """Read and check the environment; raises :class:`SettingsError` with one line on any problem.
+
+    ``require_tokens=False``: no token setting is fine (crbroker-server admits the broker
+    tokens of the control plane's integrations instead).
+    """
     env = dict(os.environ if environ is None else environ)
     names = {name.upper(): name for name in Settings.model_fields}
     values: dict[str, Any] = {}
@@ -148,6 +148,8 @@ def load_settings(
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+    if require_tokens and not settings.BROKER_TOKENS and not settings.BROKER_TOKEN_FILE:
+        raise SettingsError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
     tokens = settings.tokens()
     rules: AcceptRules | None = None
     source = settings.ACCEPT or (str(DEFAULT_ACCEPT) if settings.UPSTREAM_URL else None)

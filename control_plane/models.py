@@ -381,3 +381,21 @@ class ScanSbom(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = _created()
+
+
+class ResultChunk(Base):
+    """One body of a result the agent split (``chunk: {index, count, fields}``), kept until
+    every body is in; in the database because the bodies may reach different replicas."""
+
+    __tablename__ = "result_chunks"
+
+    #: the agent's resultId (one result, split in ``count`` bodies)
+    result_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), index=True
+    )
+    #: the body as received, zstd-compressed
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = _created()

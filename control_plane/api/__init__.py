@@ -1,0 +1,1 @@
+"""HTTP views of the control plane (thin: parse, call one domain function, render)."""
