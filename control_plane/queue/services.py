@@ -82,7 +82,7 @@ async def _integrations_with_work(session: AsyncSession, now: dt.datetime) -> li
         select(Scan.integration_id)
         .where(_ready(now), Scan.integration_id.is_not(None))
         .group_by(Scan.integration_id)
-        .order_by(func.min(Scan.id))
+        .order_by(func.min(Scan.requested_at))
     )
     return [r[0] for r in rows if r[0] is not None]
 
