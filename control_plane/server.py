@@ -34,27 +34,24 @@ from broker_server.server import build_app as build_relay_app
 from broker_server.settings import SettingsError as RelaySettingsError
 from broker_server.settings import load_settings as load_relay_settings
 from broker_server.tokens import TokenRegistry
-from control_plane.api import agent_callbacks
-from control_plane.db import Database, open_database
-from control_plane.encryption import SecretBox, SecretKeyError, load_box
+from control_plane.api import agent_callbacks, setup_api
+from control_plane.api import imports as imports_api
+from control_plane.bootstrap import open_control_plane
+from control_plane.db import Database
+from control_plane.encryption import SecretBox, SecretKeyError
 from control_plane.models import Integration
 from control_plane.queue.dispatch import Dispatcher
-from control_plane.queue.services import counts
 from control_plane.server_settings import (
     ServerSettings,
     ServerSettingsError,
     load_server_settings,
 )
-from control_plane.settings import Settings as DomainSettings
 from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
 from shared.logging import configure_logging, get_logger
 
 log = get_logger("control_plane.server")
 
-DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher", Dispatcher)
-DATABASE: web.AppKey[Database] = web.AppKey("database", Database)
-BOX: web.AppKey[SecretBox] = web.AppKey("box", SecretBox)
 #: agent results are split below 10 MB; the relay forwards up to 21 MB
 MAX_BODY = 32 * 1024 * 1024
 
@@ -73,21 +70,14 @@ class StartupError(Exception):
 # --------------------------------------------------------------------------- control plane
 
 
-async def healthcheck(request: web.Request) -> web.Response:
-    database = request.app[DATABASE]
-    async with database.sessions() as session:
-        queue = await counts(session)
-    return web.json_response({"ok": True, "version": package_version(), "scans": queue})
-
-
 def build_control_plane_app(
     database: Database, box: SecretBox, dispatcher: Dispatcher
 ) -> web.Application:
+    """cp-core's REST and v1 API, the import/re-test views, and the agents' callbacks."""
     app = web.Application(client_max_size=MAX_BODY)
-    app[DATABASE] = database
-    app[BOX] = box
-    app[DISPATCHER] = dispatcher
-    app.router.add_get("/healthcheck", healthcheck)
+    setup_api(app, database, box)
+    imports_api.add_routes(app.router)
+    app[imports_api.WAKE] = dispatcher.wake
     agent_callbacks.add_routes(app, database.sessions, box)
     return app
 
@@ -164,28 +154,6 @@ class Running:
     closers: list[object] = field(default_factory=list)
 
 
-async def _open_control_plane(
-    domain: DomainSettings,
-) -> tuple[Database, SecretBox]:
-    try:
-        box = load_box(domain.CRBROKER_SECRET_KEY, domain.secret_key_file)
-    except SecretKeyError as exc:
-        raise StartupError(str(exc)) from None
-    database = await open_database(domain.database_url, pool_size=domain.DATABASE_POOL_SIZE)
-    await _bootstrap(database, domain)
-    return database, box
-
-
-async def _bootstrap(database: Database, domain: DomainSettings) -> None:
-    """First start: the org and the admin token (cp-core's accounts service)."""
-    try:
-        from control_plane.accounts.services import bootstrap
-    except ImportError:  # pragma: no cover - accounts not merged yet
-        return
-    async with database.sessions() as session, session.begin():
-        await bootstrap(session, domain.CRBROKER_ORG_NAME, domain.CRBROKER_ADMIN_TOKEN)
-
-
 async def _site(runner: web.AppRunner, host: str, port: int) -> None:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -198,14 +166,13 @@ async def serve(
     database: Database | None = None
     relay_registry: TokenRegistry | None = None
     try:
-        domain: DomainSettings | None = None
         box: SecretBox | None = None
         if mode in ("all", "control-plane") or (mode == "relay" and environ.get("DATABASE_URL")):
             try:
-                domain = load_domain_settings(environ)
-            except DomainSettingsError as exc:
+                plane = await open_control_plane(load_domain_settings(environ))
+            except (DomainSettingsError, SecretKeyError) as exc:
                 raise StartupError(str(exc)) from None
-            database, box = await _open_control_plane(domain)
+            database, box = plane.db, plane.box
         relay_port: int | None = None
         if mode in ("all", "relay"):
             relay_env = dict(environ)
@@ -312,22 +279,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("all", help="relay and control plane in one process (the default)")
     sub.add_parser("relay", help="only the broker relay")
     sub.add_parser("control-plane", help="only the control plane (replicas may share PostgreSQL)")
-    token = sub.add_parser("token", help="API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="create an API token and print it once")
-    create.add_argument("--user", default="admin", help="user name (created if missing)")
-    create.add_argument("--name", default="cli", help="a label for the token")
-    create.add_argument("--org", default=None, help="org slug the user is made a member of")
-    create.add_argument("--admin", action="store_true", help="the user sees every org")
+    sub.add_parser(
+        "token", help="API tokens: token create [--user NAME] [--org SLUG] [--name LABEL] [--admin]"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "token":
-        from control_plane import cli  # type: ignore[attr-defined]
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["token"]:
+        from control_plane import cli
 
-        return int(cli.token_create(args))
+        return cli.run(given)
+    args = _parser().parse_args(given)
     mode = args.command or os.environ.get("CRBROKER_MODE") or "all"
     return run(mode)
 

@@ -32,11 +32,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.encryption import SecretBox, SecretKeyError
+from control_plane.integrations import services as integrations
 from control_plane.models import Integration, utcnow
 from control_plane.queue import services as scan_queue
 from control_plane.server_settings import ServerSettings
 from shared.credentials import encode_credentials
-from shared.logging import get_logger, register_secrets
+from shared.logging import get_logger
 
 log = get_logger("control_plane.queue")
 
@@ -75,15 +76,6 @@ class AgentRoute:
     where: str  # for logs and errors: "broker" or the agent's URL
 
 
-def direct_credentials(integration: Integration, box: SecretBox) -> str:
-    """The CR_CREDENTIALS blob of a direct integration (its stored JSON, decrypted)."""
-    if integration.credentials_encrypted is None:
-        raise DispatchError("the integration holds no credentials", retryable=False)
-    stored = json.loads(box.decrypt(integration.credentials_encrypted))
-    register_secrets(*(v for k, v in stored.items() if isinstance(v, str) and k != "type"))
-    return encode_credentials(stored)
-
-
 def route_for(
     integration: Integration,
     claimed: scan_queue.Claimed,
@@ -102,8 +94,7 @@ def route_for(
     if integration.has_broker:
         if integration.broker_token_encrypted is None or not broker_url:
             raise DispatchError("no broker token or BROKER_SERVER_URL", retryable=False)
-        token = box.decrypt(integration.broker_token_encrypted).decode()
-        register_secrets(token)
+        token = integrations.broker_token(box, integration)
         body["callbackUrl"] = "${BROKER_CLIENT_URL}"
         body["BROKER_VAR_SUB"] = ["callbackUrl"]
         return AgentRoute(
@@ -114,7 +105,9 @@ def route_for(
         )
     if not settings.CR_AGENT_URL:
         raise DispatchError("direct integration but CR_AGENT_URL is not set", retryable=False)
-    body["credentials"] = direct_credentials(integration, box)
+    if integration.credentials_encrypted is None:
+        raise DispatchError("the integration holds no credentials", retryable=False)
+    body["credentials"] = encode_credentials(integrations.credentials(box, integration))
     body["callbackUrl"] = callback_base
     return AgentRoute(
         url=f"{settings.CR_AGENT_URL}/scan", headers={}, body=body, where=settings.CR_AGENT_URL

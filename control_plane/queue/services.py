@@ -50,29 +50,6 @@ class Claimed:
     attempts: int
 
 
-async def enqueue(
-    session: AsyncSession,
-    project: Project,
-    *,
-    reason: str = "import",
-    requested_by: uuid.UUID | None = None,
-    priority: int = PRIORITY_ADHOC,
-) -> Scan:
-    """A new queued scan of ``project`` (the caller commits)."""
-    scan = Scan(
-        org_id=project.org_id,
-        project_id=project.id,
-        integration_id=project.integration_id,
-        reason=reason,
-        priority=priority,
-        status="queued",
-        requested_by=requested_by,
-    )
-    session.add(scan)
-    await session.flush()
-    return scan
-
-
 def _ready(now: dt.datetime) -> ColumnElement[bool]:
     return and_(Scan.status == "queued", or_(Scan.run_after.is_(None), Scan.run_after <= now))
 

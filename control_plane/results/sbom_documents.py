@@ -9,7 +9,6 @@ contained in the image's package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections import Counter
@@ -17,13 +16,9 @@ from typing import Any
 
 import zstandard
 
-MEDIA_TYPES = {
-    "cyclonedx": "application/vnd.cyclonedx+json",
-    "spdx": "application/spdx+json",
-}
 #: project types of container images (Snyk's values); "linux" when no package manager was found
 PACKAGE_TYPES = ("deb", "apk", "rpm")
-_LEVEL = 9
+_LEVEL = 3
 
 
 def compress(data: bytes) -> bytes:
@@ -37,10 +32,6 @@ def decompress(data: bytes) -> bytes:
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     """The stored text of a document: indented like the agent writes it."""
     return json.dumps(document, indent=2, ensure_ascii=False).encode()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _purl_type(purl: object) -> str | None:

@@ -26,9 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.encryption import SecretBox
-from control_plane.models import Project, ResultChunk, Scan, ScanSbom, utcnow
+from control_plane.models import ResultChunk, Scan, utcnow
 from control_plane.queue.dispatch import ticket_matches
 from control_plane.results import sbom_documents as docs
+from control_plane.scans import services as scans
 from shared.logging import get_logger
 
 log = get_logger("control_plane.results")
@@ -201,55 +202,35 @@ def _join(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
-    now = utcnow()
+    """The scans domain records it: a failure apart, a success with both SBOMs."""
     started = scan.started_at or scan.claimed_at or scan.requested_at
+    elapsed = max(0, int((utcnow() - started) / dt.timedelta(milliseconds=1)))
     scan.started_at = started
-    scan.finished_at = now
-    scan.duration_ms = max(0, int((now - started) / dt.timedelta(milliseconds=1)))
-    scan.idempotency_key = body.resultId
+    scan.duration_ms = elapsed
     scan.platform = body.platform
     if body.status == "error" or body.sbom is None:
         error = body.error or AgentError(message="the agent reported no SBOM")
-        scan.status = "failed"
-        scan.error = (error.message or error.code or "scan failed")[:2000]
-        scan.failed_step = (error.step or error.code or "scan")[:64]
-        await session.flush()
-        return
-    kind = docs.package_type(body.sbom)
-    scan.status = "succeeded"
-    scan.error = None
-    scan.failed_step = None
-    scan.image_digest = body.digest
-    scan.package_type = kind
-    scan.package_count = body.packageCount
-    for name, document in (
-        ("cyclonedx", body.sbom),
-        ("spdx", docs.spdx_from_cyclonedx(body.sbom)),
-    ):
-        text = docs.canonical_bytes(document)
-        session.add(
-            ScanSbom(
-                scan_id=scan.id,
-                format=name,
-                media_type=docs.MEDIA_TYPES[name],
-                compression="zstd",
-                content=docs.compress(text),
-                size=len(text),
-                sha256=docs.sha256(text),
-            )
+        await scans.record_failure(
+            session,
+            scan.id,
+            error=(error.message or error.code or "scan failed")[:2000],
+            failed_step=(error.step or error.code or "scan")[:64],
+            idempotency_key=body.resultId,
         )
-    await session.flush()
-    project = await session.scalar(select(Project).where(Project.id == scan.project_id))
-    if project is None:
         return
-    if project.latest_scan_id is not None and project.latest_scan_id > scan.id:
-        return  # a scan asked for later has already landed: it stays what the project shows
-    project.latest_scan_id = scan.id
-    project.type = kind
-    project.image_digest = body.digest
-    project.platform = body.platform
-    project.dependency_total = body.packageCount
-    project.dependency_total_updated_at = now
+    outcome = scans.ScanOutcome(
+        image_digest=body.digest,
+        platform=body.platform,
+        package_type=docs.package_type(body.sbom),
+        package_count=body.packageCount or 0,
+        duration_ms=elapsed,
+        sboms={
+            "cyclonedx": docs.canonical_bytes(body.sbom),
+            "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
+        },
+        idempotency_key=body.resultId,
+    )
+    await scans.record_success(session, scan.id, outcome)
 
 
 async def ingest_done(

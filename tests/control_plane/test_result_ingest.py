@@ -14,6 +14,7 @@ from control_plane.queue import services as queue
 from control_plane.queue.dispatch import seal
 from control_plane.results import sbom_documents as docs
 from control_plane.results.services import ingest_done, ingest_result
+from control_plane.scans.services import enqueue_scan
 from tests.control_plane import flow_factories as f
 
 DEB = [("deb", "libc6", "2.36"), ("deb", "bash", "5.2"), ("deb", "zlib1g", "1.2")]
@@ -29,7 +30,7 @@ async def _running_scan(db: Database, project_id: uuid.UUID | None = None) -> tu
             found = await session.get(Project, project_id)
             assert found is not None
             project = found
-        scan = await queue.enqueue(session, project, reason="retest")
+        scan = await enqueue_scan(session, project, reason="retest")
     (claimed,) = await queue.claim(db.sessions, "w")
     async with db.sessions() as session, session.begin():
         assert await queue.mark_running(session, claimed.scan_id, "w")

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from control_plane.db import Database
 from control_plane.models import Scan, utcnow
 from control_plane.queue import services as queue
+from control_plane.scans.services import enqueue_scan
 from tests.control_plane import flow_factories as f
 
 
@@ -20,7 +21,7 @@ async def _queued(db: Database, *, count: int, max_in_flight: int) -> list[Scan]
         scans = []
         for n in range(count):
             project = await f.project(session, integ, f"repo{n}", "1")
-            scans.append(await queue.enqueue(session, project))
+            scans.append(await enqueue_scan(session, project, priority=queue.PRIORITY_ADHOC))
     return scans
 
 
@@ -44,8 +45,8 @@ async def test_a_re_test_someone_asked_for_goes_before_scheduled_scans(db: Datab
         integ = await f.integration(session, max_in_flight=1)
         old = await f.project(session, integ, "scheduled", "1")
         new = await f.project(session, integ, "asked", "1")
-        await queue.enqueue(session, old, reason="schedule", priority=queue.PRIORITY_SCHEDULED)
-        asked = await queue.enqueue(session, new, reason="retest")
+        await enqueue_scan(session, old, reason="schedule", priority=queue.PRIORITY_SCHEDULED)
+        asked = await enqueue_scan(session, new, reason="retest", priority=queue.PRIORITY_ADHOC)
     claimed = await queue.claim(db.sessions, "w")
     assert [c.scan_id for c in claimed] == [asked.id]
 

@@ -1,7 +1,7 @@
 """result chunks: bodies of a split agent result, kept until every body is in
 
 Revision ID: 0100
-Revises: 0001
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import control_plane.models
 
 revision = "0100"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
