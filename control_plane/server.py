@@ -202,6 +202,10 @@ async def serve(
             broker_url = settings.BROKER_SERVER_URL or (
                 f"http://127.0.0.1:{relay_port}" if relay_port else None
             )
+            if broker_url is None:
+                log.warning(
+                    "BROKER_SERVER_URL is not set: scans of brokered integrations will fail"
+                )
             dispatcher = Dispatcher(
                 database.sessions,
                 box,

@@ -121,7 +121,7 @@ async def get_import_job(
         .where(Scan.import_job_id == job.id)
         .order_by(Scan.id)
     )
-    entries = [JobEntry(scan, project) for scan, project in rows.tuples()]
+    entries = [JobEntry(scan, project) for scan, project in rows]
     status = job_status(entries)
     if job.status != status:
         job.status = status
