@@ -36,7 +36,7 @@ RETESTS_PER_IMAGE = 6
 def replicas(
     registry: Registry,
     postgres_server: RunningPostgres,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> Iterator[tuple[list[ControlPlaneClient], st.Service, str]]:
     database = postgres_server.create_database()
     admin = "adm-" + secrets.token_hex(16)
