@@ -35,7 +35,7 @@ RETESTS_PER_IMAGE = 6
 @pytest.fixture
 def replicas(
     registry: Registry,
-    postgres_server: RunningPostgres,
+    postgres_server: RunningPostgres,  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[tuple[list[ControlPlaneClient], st.Service, str]]:
     database = postgres_server.create_database()
