@@ -356,7 +356,7 @@ async def test_no_secret_in_any_answer_or_log_line(api: ApiClient, box: SecretBo
     assert [r.status for r in reads] == [200, 200, 200, 200, 200, 200, 401]
     assert direct.json["data"]["attributes"]["registry_base"] == "https://harbor.example.test"
     secrets = [password, broker_token, generated_token, acct.token]
-    for answer in reads + [direct]:
+    for answer in [*reads, direct]:
         for secret in secrets:
             assert secret not in answer.body.decode()
     logs = stream.getvalue()

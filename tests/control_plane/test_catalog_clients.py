@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -111,17 +110,15 @@ async def test_seed_000_selector_picks_the_os_package_projects_of_the_listed_ori
         items += answer.json["data"]
         path = answer.json["links"].get("next")
     assert len(items) == 35
-    selected = []
-    for item in items:
-        run = subprocess.run(
-            ["jq", "-c", SEED_SELECTOR],
-            input=json.dumps(item),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        if json.loads(run.stdout):
-            selected.append(item)
+    # jq applies the selector to each input document, as Port applies it to each project
+    jq = await asyncio.create_subprocess_exec(
+        "jq", "-c", SEED_SELECTOR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await jq.communicate("\n".join(json.dumps(i) for i in items).encode())
+    assert jq.returncode == 0
+    verdicts = [json.loads(line) for line in out.decode().split()]
+    assert len(verdicts) == len(items)
+    selected = [item for item, keep in zip(items, verdicts, strict=True) if keep is True]
     assert {s["id"] for s in selected} == expected
     for item in selected:
         target_id = item["relationships"]["target"]["data"]["id"]
