@@ -97,11 +97,12 @@ def project_resource(
             "importer": relationship(
                 "user", project.importer_id, f"/orgs/{org}/users/{project.importer_id}"
             ),
-            "owner": relationship(
-                "user", project.owner_id, f"/orgs/{org}/users/{project.owner_id}"
-            ),
         },
     }
+    if project.owner_id is not None:  # optional in Snyk's shape; clients read it unguarded
+        resource["relationships"]["owner"] = relationship(
+            "user", project.owner_id, f"/orgs/{org}/users/{project.owner_id}"
+        )
     meta: dict[str, Any] = {"cli_monitored_at": None}
     if issue_counts:
         # no advisories are matched yet: zero counts, never updated
