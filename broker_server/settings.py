@@ -101,12 +101,6 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
-    def _has_tokens(self) -> Settings:
-        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
-            raise ValueError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
-        return self
-
-    @model_validator(mode="after")
     def _budget_holds_a_message(self) -> Settings:
         # a callback's body is charged while the message carrying it is, so a socket and a token
         # must hold the largest message twice, else such a callback could never pass
@@ -129,6 +123,8 @@ class Settings(BaseSettings):
 
     def tokens(self) -> list[str]:
         """Every admitted token, lower-cased (snyk-broker lower-cases the token it routes on)."""
+        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
+            return []
         found: list[str] = []
         if self.BROKER_TOKENS:
             found += [t.strip() for t in self.BROKER_TOKENS.split(",") if t.strip()]
@@ -162,9 +158,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, *, require_tokens: bool = True
 ) -> tuple[Settings, AcceptRules | None, list[str]]:
-    """Read and check the environment; raises :class:`SettingsError` with one line on any problem."""
+    """Read and check the environment; raises :class:`SettingsError` with one line on any problem.
+
+    ``require_tokens=False``: no token setting is fine (crbroker-server admits the broker
+    tokens of the control plane's integrations instead).
+    """
     env = dict(os.environ if environ is None else environ)
     names = {name.upper(): name for name in Settings.model_fields}
     values: dict[str, Any] = {}
@@ -176,6 +176,8 @@ def load_settings(
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+    if require_tokens and not settings.BROKER_TOKENS and not settings.BROKER_TOKEN_FILE:
+        raise SettingsError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
     tokens = settings.tokens()
     rules: AcceptRules | None = None
     source = settings.ACCEPT or (str(DEFAULT_ACCEPT) if settings.UPSTREAM_URL else None)

@@ -267,6 +267,54 @@ def start_broker_server(
     return _start("broker-server", spec, workdir, port, startup)
 
 
+@dataclass
+class CrbrokerServer(Service):
+    """``crbroker-server``: the relay on ``port``, the control plane on ``api_port``."""
+
+    @property
+    def api_port(self) -> int:
+        return int(self.env["CONTROL_PLANE_PORT"])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+def start_crbroker_server(
+    workdir: Path,
+    *,
+    mode: str = "all",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    startup: Startup | None = None,
+) -> CrbrokerServer:
+    """``crbroker-server`` (relay + control plane by default) with its data in ``workdir``.
+
+    ``port`` is the relay's (mode "control-plane": the API's); the other listener gets a free
+    port. The relay's upstream is the control plane of the same process.
+    """
+    data_dir = workdir / "crbroker-data"
+
+    def spec(port: int) -> tuple[list[str], dict[str, str]]:
+        api_port = port if mode == "control-plane" else free_port()
+        return [*command("crbroker-server", "control_plane"), mode], _base_env(
+            {
+                "PORT": str(port),
+                "BROKER_SERVER_HOST": "127.0.0.1",
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CONTROL_PLANE_HOST": "127.0.0.1",
+                "CRBROKER_DATA_DIR": str(data_dir),
+                "SCAN_POLL_SECONDS": "0.5",
+                "TOKEN_SYNC_SECONDS": "0.5",
+                "LOG_LEVEL": "info",
+                **(env or {}),
+            }
+        )
+
+    service = _start("crbroker-server", spec, workdir, port, startup)
+    return CrbrokerServer(service.name, service.port, service.process, service.env, service.ready)
+
+
 def start_broker_client(
     workdir: Path,
     *,
