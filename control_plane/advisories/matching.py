@@ -1,0 +1,188 @@
+"""Which advisories affect which installed packages.
+
+The key is the image's distro release (a :class:`Stream`) and the package's **source** name,
+as trivy and grype match OS packages; the binary name is looked up too, for the feeds that
+name binary rpms (Red Hat, SUSE, AlmaLinux, Rocky). A package is affected when its version
+(the source version when the source name matched) is at or above ``introduced``, below
+``fixed`` (or at most ``last_affected``) in the distro's version order, or when the advisory
+has no fixed version at all (unfixed). Withdrawn advisories never match.
+
+Build an :class:`AdvisoryIndex` once per set of advisories; matching an inventory is then one
+dictionary look-up per package plus a few version comparisons.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from control_plane.advisories.ecosystems import scheme_for, stream_from_os_release
+from control_plane.advisories.inventory import Inventory, InventoryPackage
+from control_plane.advisories.records import Advisory, Affected, Stream
+from control_plane.advisories.severity import LEVELS, UNKNOWN, rate
+from control_plane.advisories.version_order import VersionError, parse
+
+_CVE = re.compile(r"CVE-\d{4}-\d+")
+
+
+class Issue(NamedTuple):
+    advisory_id: str
+    aliases: tuple[str, ...]
+    advisory_source: str
+    package_name: str
+    package_version: str  # the installed binary package's version
+    package_type: str
+    matched_name: str  # the name the advisory uses (usually the source package)
+    matched_version: str  # the version compared with the advisory's
+    fixed_version: str | None
+    severity: str  # critical | high | medium | low | unknown
+    cvss_score: float | None
+    cvss_vector: str | None
+    layer_index: int | None
+    layer_diff_id: str | None
+    package_ref: str | None
+    ecosystem: str
+    summary: str
+
+    @property
+    def fixable(self) -> bool:
+        return self.fixed_version is not None
+
+
+class IssueCounts(NamedTuple):
+    critical: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    unknown: int = 0
+    fixable: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.critical + self.high + self.medium + self.low + self.unknown
+
+
+class MatchResult(NamedTuple):
+    stream: Stream | None
+    issues: tuple[Issue, ...]
+    counts: IssueCounts
+    warnings: tuple[str, ...]
+
+
+def count(issues: Iterable[Issue]) -> IssueCounts:
+    tally = dict.fromkeys((*LEVELS, UNKNOWN, "fixable"), 0)
+    for issue in issues:
+        tally[issue.severity] += 1
+        if issue.fixable:
+            tally["fixable"] += 1
+    return IssueCounts(**tally)
+
+
+def vulnerability_key(advisory: Advisory) -> str:
+    """The vulnerability an advisory is about, so that the same CVE read from two feeds
+    (Debian's OSV ``DEBIAN-CVE-…`` and the tracker's ``CVE-…``) is one issue, not two."""
+    if _CVE.fullmatch(advisory.id):
+        return advisory.id
+    cves = [alias for alias in advisory.aliases if _CVE.fullmatch(alias)]
+    return cves[0] if len(cves) == 1 else advisory.id
+
+
+def _affects(scheme: str, installed: str, entry: Affected) -> bool:
+    """True if ``installed`` lies in ``entry``'s affected interval (VersionError if unordered)."""
+    version = parse(scheme, installed)
+    if entry.introduced is not None and version < parse(scheme, entry.introduced):
+        return False
+    if entry.fixed is not None and not version < parse(scheme, entry.fixed):
+        return False
+    return not (entry.last_affected is not None and parse(scheme, entry.last_affected) < version)
+
+
+class AdvisoryIndex:
+    """Advisories keyed by (stream, package name)."""
+
+    def __init__(self, advisories: Iterable[Advisory]) -> None:
+        self._entries: dict[tuple[Stream, str], list[tuple[Advisory, Affected]]] = {}
+        self.advisory_count = 0
+        for advisory in advisories:
+            if advisory.withdrawn is not None:
+                continue
+            self.advisory_count += 1
+            for entry in advisory.affected:
+                self._entries.setdefault((entry.stream, entry.package), []).append(
+                    (advisory, entry)
+                )
+
+    def candidates(self, stream: Stream, name: str) -> list[tuple[Advisory, Affected]]:
+        return self._entries.get((stream, name), [])
+
+    def match(self, inventory: Inventory) -> MatchResult:
+        """Issues for every package of ``inventory``."""
+        warnings: list[str] = []
+        stream = (
+            stream_from_os_release(inventory.distro_id, inventory.distro_version)
+            if inventory.distro_id
+            else None
+        )
+        scheme = scheme_for(stream) if stream is not None else None
+        if stream is None or scheme is None:
+            described = " ".join(x for x in (inventory.distro_id, inventory.distro_version) if x)
+            warnings.append(
+                f"distro {described or '(unknown)'}: no advisory stream for it; nothing matched"
+            )
+            return MatchResult(None, (), IssueCounts(), tuple(warnings))
+        issues: list[Issue] = []
+        for package in inventory.packages:
+            if package.type != scheme:
+                continue  # e.g. an rpm database left in a Debian image: not this distro's feed
+            issues.extend(self._match_package(stream, scheme, package, warnings))
+        return MatchResult(stream, tuple(issues), count(issues), tuple(warnings))
+
+    def _match_package(
+        self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
+    ) -> list[Issue]:
+        lookups: list[tuple[str, str]] = []
+        if package.source_name:
+            lookups.append((package.source_name, package.source_version or package.version))
+        if package.name != package.source_name:
+            lookups.append((package.name, package.version))
+        found: list[Issue] = []
+        seen: set[str] = set()
+        for name, version in lookups:
+            for advisory, entry in self.candidates(stream, name):
+                key = vulnerability_key(advisory)
+                if key in seen:
+                    continue
+                try:
+                    hit = _affects(scheme, version, entry)
+                except VersionError as exc:
+                    warnings.append(
+                        f"{package.name} {package.version}: {advisory.id} not checked: {exc}"
+                    )
+                    continue
+                if not hit:
+                    continue
+                seen.add(key)
+                rating = rate(entry.severity + advisory.severity)
+                found.append(
+                    Issue(
+                        advisory_id=advisory.id,
+                        aliases=advisory.aliases,
+                        advisory_source=advisory.source,
+                        package_name=package.name,
+                        package_version=package.version,
+                        package_type=package.type,
+                        matched_name=name,
+                        matched_version=version,
+                        fixed_version=entry.fixed,
+                        severity=rating.level,
+                        cvss_score=rating.score,
+                        cvss_vector=rating.vector,
+                        layer_index=package.layer_index,
+                        layer_diff_id=package.layer_diff_id,
+                        package_ref=package.ref,
+                        ecosystem=entry.ecosystem,
+                        summary=advisory.summary,
+                    )
+                )
+        return found
