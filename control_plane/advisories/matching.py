@@ -147,11 +147,12 @@ class AdvisoryIndex:
         if package.name != package.source_name:
             lookups.append((package.name, package.version))
         found: list[Issue] = []
-        seen: set[str] = set()
+        seen: dict[str, int] = {}  # vulnerability -> its issue's place in found
         for name, version in lookups:
             for advisory, entry in self.candidates(stream, name):
                 key = vulnerability_key(advisory)
-                if key in seen:
+                earlier = seen.get(key)
+                if earlier is not None and found[earlier].severity != UNKNOWN:
                     continue
                 try:
                     hit = _affects(scheme, version, entry)
@@ -162,8 +163,18 @@ class AdvisoryIndex:
                     continue
                 if not hit:
                     continue
-                seen.add(key)
                 rating = rate(entry.severity + advisory.severity)
+                if earlier is not None:
+                    # The same vulnerability from a second feed: one issue, which takes the
+                    # severity the first feed lacked.
+                    if rating.level != UNKNOWN:
+                        found[earlier] = found[earlier]._replace(
+                            severity=rating.level,
+                            cvss_score=rating.score,
+                            cvss_vector=rating.vector,
+                        )
+                    continue
+                seen[key] = len(found)
                 found.append(
                     Issue(
                         advisory_id=advisory.id,

@@ -159,6 +159,16 @@ def _affected(item: Any, field: str) -> tuple[list[Affected], str | None]:
     ], None
 
 
+def _distinct(affected: list[Affected]) -> tuple[Affected, ...]:
+    """One entry per (stream, package, interval): Red Hat's appstream and baseos entries, or
+    two SUSE products of one service pack, say the same thing."""
+    kept: dict[tuple[Any, ...], Affected] = {}
+    for entry in affected:
+        key = (entry.stream, entry.package, entry.introduced, entry.fixed, entry.last_affected)
+        kept.setdefault(key, entry)
+    return tuple(kept.values())
+
+
 def advisory_from_osv(record: Any) -> Advisory:
     """One OSV record as an Advisory; raises _Bad naming the field that is wrong."""
     doc = _object(record, "(record)")
@@ -193,7 +203,7 @@ def advisory_from_osv(record: Any) -> Advisory:
     return Advisory(
         id=advisory_id,
         source="osv",
-        affected=tuple(dict.fromkeys(affected)),  # appstream + baseos say the same thing
+        affected=_distinct(affected),
         aliases=aliases,
         modified=modified,
         published=published,
