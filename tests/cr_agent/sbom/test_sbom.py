@@ -296,50 +296,32 @@ def test_cyclonedx_names_source_packages_as_syft_does():
     # syft's property names, which grype and trivy read back from a CycloneDX SBOM
     result = _result()
     layer_id = result.layers[0].diff_id
-    result.packages = [
-        PackageRecord(package, 0, layer_id, None)
-        for package in (
-            Package(
-                "deb",
-                "libpam-runtime",
-                "1.5.2-6+deb12u1",
-                source_name="pam",
-                source_version="1.5.2-6+deb12u1",
-            ),
-            Package(
-                "deb", "libgcc-s1", "12.2.0-14", source_name="gcc-12", source_version="12.2.0-14"
-            ),
-            Package("deb", "bash", "5.2.15-2+b2", source_name="bash", source_version="5.2.15-2"),
-            Package(
-                "deb",
-                "login",
-                "4.13+dfsg1-1",
-                epoch=1,
-                source_name="shadow",
-                source_version="1:4.13+dfsg1-1",
-            ),
-            Package(
-                "deb",
-                "curl",
-                "7.88.1-10+deb12u5",
-                source_name="curl",
-                source_version="7.88.1-10+deb12u5",
-            ),
-            Package(
-                "apk", "libcrypto3", "3.3.1-r0", source_name="openssl", source_version="3.3.1-r0"
-            ),
-            Package(
-                "rpm",
-                "openssl-libs",
-                "3.0.7",
-                epoch=1,
-                release="25.el9",
-                source_name="openssl",
-                source_version="3.0.7-25.el9",
-                extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
-            ),
-        )
+    # (type, name, epoch, version, source name, source version)
+    rows = [
+        ("deb", "libpam-runtime", None, "1.5.2-6+deb12u1", "pam", "1.5.2-6+deb12u1"),
+        ("deb", "libgcc-s1", None, "12.2.0-14", "gcc-12", "12.2.0-14"),
+        ("deb", "bash", None, "5.2.15-2+b2", "bash", "5.2.15-2"),
+        ("deb", "login", 1, "4.13+dfsg1-1", "shadow", "1:4.13+dfsg1-1"),
+        ("deb", "curl", None, "7.88.1-10+deb12u5", "curl", "7.88.1-10+deb12u5"),
+        ("apk", "libcrypto3", None, "3.3.1-r0", "openssl", "3.3.1-r0"),
     ]
+    packages = [
+        Package(kind, name, version, epoch=epoch, source_name=source, source_version=source_version)
+        for kind, name, epoch, version, source, source_version in rows
+    ]
+    packages.append(
+        Package(
+            "rpm",
+            "openssl-libs",
+            "3.0.7",
+            epoch=1,
+            release="25.el9",
+            source_name="openssl",
+            source_version="3.0.7-25.el9",
+            extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
+        )
+    )
+    result.packages = [PackageRecord(package, 0, layer_id, None) for package in packages]
     text = to_cyclonedx_json(result)
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
     syft = {
