@@ -13,6 +13,7 @@ dictionary look-up per package plus a few version comparisons.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -21,7 +22,7 @@ from control_plane.advisories.ecosystems import scheme_for, stream_from_os_relea
 from control_plane.advisories.inventory import Inventory, InventoryPackage
 from control_plane.advisories.records import Advisory, Affected, Stream
 from control_plane.advisories.severity import LEVELS, UNKNOWN, rate
-from control_plane.advisories.version_order import VersionError, parse
+from control_plane.advisories.version_order import VersionError, compare
 
 _CVE = re.compile(r"CVE-\d{4}-\d+")
 
@@ -88,32 +89,46 @@ def vulnerability_key(advisory: Advisory) -> str:
     return cves[0] if len(cves) == 1 else advisory.id
 
 
+@functools.lru_cache(maxsize=262144)
+def _order(scheme: str, left: str, right: str) -> int:
+    # Feeds repeat fixed versions (one DSA fixes many CVEs at one version; a kernel release
+    # fixes hundreds) and stored inventories repeat installed ones, so most comparisons of a
+    # match, and nearly all of a re-match, are answered here.
+    return compare(scheme, left, right)
+
+
 def _affects(scheme: str, installed: str, entry: Affected) -> bool:
     """True if ``installed`` lies in ``entry``'s affected interval (VersionError if unordered)."""
-    version = parse(scheme, installed)
-    if entry.introduced is not None and version < parse(scheme, entry.introduced):
+    if entry.introduced is not None and _order(scheme, installed, entry.introduced) < 0:
         return False
-    if entry.fixed is not None and not version < parse(scheme, entry.fixed):
+    if entry.fixed is not None and _order(scheme, installed, entry.fixed) >= 0:
         return False
-    return not (entry.last_affected is not None and parse(scheme, entry.last_affected) < version)
+    return not (
+        entry.last_affected is not None and _order(scheme, installed, entry.last_affected) > 0
+    )
+
+
+_rate = functools.lru_cache(maxsize=65536)(rate)
 
 
 class AdvisoryIndex:
     """Advisories keyed by (stream, package name)."""
 
     def __init__(self, advisories: Iterable[Advisory]) -> None:
-        self._entries: dict[tuple[Stream, str], list[tuple[Advisory, Affected]]] = {}
+        self._entries: dict[tuple[Stream, str], list[tuple[Advisory, Affected, str]]] = {}
         self.advisory_count = 0
         for advisory in advisories:
             if advisory.withdrawn is not None:
                 continue
             self.advisory_count += 1
+            key = vulnerability_key(advisory)
             for entry in advisory.affected:
                 self._entries.setdefault((entry.stream, entry.package), []).append(
-                    (advisory, entry)
+                    (advisory, entry, key)
                 )
 
-    def candidates(self, stream: Stream, name: str) -> list[tuple[Advisory, Affected]]:
+    def candidates(self, stream: Stream, name: str) -> list[tuple[Advisory, Affected, str]]:
+        """(advisory, affected entry, vulnerability key) for one package name of a stream."""
         return self._entries.get((stream, name), [])
 
     def match(self, inventory: Inventory) -> MatchResult:
@@ -149,8 +164,7 @@ class AdvisoryIndex:
         found: list[Issue] = []
         seen: dict[str, int] = {}  # vulnerability -> its issue's place in found
         for name, version in lookups:
-            for advisory, entry in self.candidates(stream, name):
-                key = vulnerability_key(advisory)
+            for advisory, entry, key in self.candidates(stream, name):
                 earlier = seen.get(key)
                 if earlier is not None and found[earlier].severity != UNKNOWN:
                     continue
@@ -163,7 +177,7 @@ class AdvisoryIndex:
                     continue
                 if not hit:
                     continue
-                rating = rate(entry.severity + advisory.severity)
+                rating = _rate(entry.severity + advisory.severity)
                 if earlier is not None:
                     # The same vulnerability from a second feed: one issue, which takes the
                     # severity the first feed lacked.
