@@ -206,6 +206,8 @@ class Target(Base):
     is_private: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
+    #: deleted through the API (its projects are tombstoned with it); an import brings it back
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     integration: Mapped[Integration | None] = relationship(lazy="raise")
 
