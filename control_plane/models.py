@@ -383,3 +383,8 @@ class ScanSbom(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = _created()
+
+
+# Tables of domains that keep their models beside their code register on Base here, so that
+# Alembic and the schema test see every table whichever module is imported first.
+from control_plane.advisories import models as _advisory_models  # noqa: E402, F401

@@ -95,8 +95,14 @@ def read_secdb(doc: Any, where: str) -> ReadOutcome:
                 by_id.setdefault(match.group(0), []).append(
                     Affected(ecosystem, stream, name, version)
                 )
+    scope = f"{stream} {doc.get('reponame') or ''}".strip()
     outcome.advisories.extend(
-        Advisory(id=advisory_id, source="alpine-secdb", affected=tuple(dict.fromkeys(affected)))
+        Advisory(
+            id=advisory_id,
+            source="alpine-secdb",
+            affected=tuple(dict.fromkeys(affected)),
+            scope=scope,
+        )
         for advisory_id, affected in by_id.items()
     )
     return outcome

@@ -44,6 +44,12 @@ class Affected(NamedTuple):
 
 
 class Advisory(NamedTuple):
+    """One advisory; (source, scope, id) identifies it across imports.
+
+    ``scope`` separates records that share an id within one source: Alpine's secdb repeats a
+    CVE in every release's and repository's file (``v3.20/main``), each with its own fixes.
+    """
+
     id: str
     source: str  # "osv" | "alpine-secdb" | "debian-tracker"
     affected: tuple[Affected, ...]
@@ -53,6 +59,7 @@ class Advisory(NamedTuple):
     withdrawn: str | None = None
     summary: str = ""
     severity: tuple[Severity, ...] = ()
+    scope: str = ""
 
 
 class Skipped(NamedTuple):

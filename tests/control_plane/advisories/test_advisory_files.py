@@ -245,6 +245,8 @@ def test_alpine_secdb(tmp_path: Path) -> None:
         "CVE-2025-26519": [(alpine, "musl", "1.2.4_git20230717-r5")],
     }
     assert all(a.source == "alpine-secdb" and a.modified is None for a in outcome.advisories)
+    # secdb repeats a CVE in every release's and repository's file: the scope tells them apart
+    assert {a.scope for a in outcome.advisories} == {"alpine 3.20 main"}
     assert sorted(str(s) for s in outcome.skipped) == sorted(
         [
             f"{tmp_path / 'v3.20-main.json'} (broken not-a-version): packages[2].pkg.secfixes: "
