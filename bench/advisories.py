@@ -124,7 +124,6 @@ def clear_caches() -> None:
         version_order._rpm,
         version_order._apk,
         matching._order,
-        matching._rate,
         severity.cvss_score,
     ):
         cached.cache_clear()

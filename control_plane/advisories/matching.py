@@ -21,7 +21,7 @@ from typing import NamedTuple
 from control_plane.advisories.ecosystems import scheme_for, stream_from_os_release
 from control_plane.advisories.inventory import Inventory, InventoryPackage
 from control_plane.advisories.records import Advisory, Affected, Stream
-from control_plane.advisories.severity import LEVELS, UNKNOWN, rate
+from control_plane.advisories.severity import LEVELS, UNKNOWN, Rating, rate
 from control_plane.advisories.version_order import VersionError, compare
 
 _CVE = re.compile(r"CVE-\d{4}-\d+")
@@ -108,27 +108,57 @@ def _affects(scheme: str, installed: str, entry: Affected) -> bool:
     )
 
 
-_rate = functools.lru_cache(maxsize=65536)(rate)
+class Candidate:
+    """One affected entry in the index, with what every match of it needs computed once."""
+
+    __slots__ = ("_rating", "advisory", "entry", "key")
+
+    def __init__(self, advisory: Advisory, entry: Affected) -> None:
+        self.advisory = advisory
+        self.entry = entry
+        self.key = vulnerability_key(advisory)
+        self._rating: Rating | None = None
+
+    @property
+    def rating(self) -> Rating:
+        if self._rating is None:  # most entries never match: rate on first use
+            self._rating = rate(self.entry.severity + self.advisory.severity)
+        return self._rating
+
+
+class _Hit(NamedTuple):
+    candidate: Candidate
+    matched_name: str
+    matched_version: str
+    rating: Rating
+
+
+# Distinct (package name, version) pairs remembered per index: stored inventories share most
+# of their packages (one base image under many), so a re-match mostly looks results up.
+MEMO_LIMIT = 500_000
 
 
 class AdvisoryIndex:
     """Advisories keyed by (stream, package name)."""
 
     def __init__(self, advisories: Iterable[Advisory]) -> None:
-        self._entries: dict[tuple[Stream, str], list[tuple[Advisory, Affected, str]]] = {}
+        self._memo: dict[
+            tuple[Stream, str | None, str | None, str, str],
+            tuple[tuple[_Hit, ...], tuple[str, ...]],
+        ] = {}
+        self._entries: dict[tuple[Stream, str], list[Candidate]] = {}
         self.advisory_count = 0
         for advisory in advisories:
             if advisory.withdrawn is not None:
                 continue
             self.advisory_count += 1
-            key = vulnerability_key(advisory)
             for entry in advisory.affected:
                 self._entries.setdefault((entry.stream, entry.package), []).append(
-                    (advisory, entry, key)
+                    Candidate(advisory, entry)
                 )
 
-    def candidates(self, stream: Stream, name: str) -> list[tuple[Advisory, Affected, str]]:
-        """(advisory, affected entry, vulnerability key) for one package name of a stream."""
+    def candidates(self, stream: Stream, name: str) -> list[Candidate]:
+        """The affected entries for one package name of a stream."""
         return self._entries.get((stream, name), [])
 
     def match(self, inventory: Inventory) -> MatchResult:
@@ -156,58 +186,77 @@ class AdvisoryIndex:
     def _match_package(
         self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
     ) -> list[Issue]:
+        memo_key = (
+            stream,
+            package.source_name,
+            package.source_version,
+            package.name,
+            package.version,
+        )
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._hits(stream, scheme, package)
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[memo_key] = found
+        hits, problems = found
+        warnings.extend(problems)
+        return [
+            Issue(
+                hit.candidate.advisory.id,
+                hit.candidate.advisory.aliases,
+                hit.candidate.advisory.source,
+                package.name,
+                package.version,
+                package.type,
+                hit.matched_name,
+                hit.matched_version,
+                hit.candidate.entry.fixed,
+                hit.rating.level,
+                hit.rating.score,
+                hit.rating.vector,
+                package.layer_index,
+                package.layer_diff_id,
+                package.ref,
+                hit.candidate.entry.ecosystem,
+                hit.candidate.advisory.summary,
+            )
+            for hit in hits
+        ]
+
+    def _hits(
+        self, stream: Stream, scheme: str, package: InventoryPackage
+    ) -> tuple[tuple[_Hit, ...], tuple[str, ...]]:
+        """What affects a package of this name and version, whichever image it is in."""
         lookups: list[tuple[str, str]] = []
         if package.source_name:
             lookups.append((package.source_name, package.source_version or package.version))
         if package.name != package.source_name:
             lookups.append((package.name, package.version))
-        found: list[Issue] = []
-        seen: dict[str, int] = {}  # vulnerability -> its issue's place in found
+        hits: list[_Hit] = []
+        problems: list[str] = []
+        seen: dict[str, int] = {}  # vulnerability -> its place in hits
         for name, version in lookups:
-            for advisory, entry, key in self.candidates(stream, name):
-                earlier = seen.get(key)
-                if earlier is not None and found[earlier].severity != UNKNOWN:
+            for candidate in self.candidates(stream, name):
+                earlier = seen.get(candidate.key)
+                if earlier is not None and hits[earlier].rating.level != UNKNOWN:
                     continue
                 try:
-                    hit = _affects(scheme, version, entry)
+                    hit = _affects(scheme, version, candidate.entry)
                 except VersionError as exc:
-                    warnings.append(
-                        f"{package.name} {package.version}: {advisory.id} not checked: {exc}"
+                    problems.append(
+                        f"{package.name} {package.version}: {candidate.advisory.id} "
+                        f"not checked: {exc}"
                     )
                     continue
                 if not hit:
                     continue
-                rating = _rate(entry.severity + advisory.severity)
                 if earlier is not None:
                     # The same vulnerability from a second feed: one issue, which takes the
                     # severity the first feed lacked.
-                    if rating.level != UNKNOWN:
-                        found[earlier] = found[earlier]._replace(
-                            severity=rating.level,
-                            cvss_score=rating.score,
-                            cvss_vector=rating.vector,
-                        )
+                    if candidate.rating.level != UNKNOWN:
+                        hits[earlier] = hits[earlier]._replace(rating=candidate.rating)
                     continue
-                seen[key] = len(found)
-                found.append(
-                    Issue(
-                        advisory_id=advisory.id,
-                        aliases=advisory.aliases,
-                        advisory_source=advisory.source,
-                        package_name=package.name,
-                        package_version=package.version,
-                        package_type=package.type,
-                        matched_name=name,
-                        matched_version=version,
-                        fixed_version=entry.fixed,
-                        severity=rating.level,
-                        cvss_score=rating.score,
-                        cvss_vector=rating.vector,
-                        layer_index=package.layer_index,
-                        layer_diff_id=package.layer_diff_id,
-                        package_ref=package.ref,
-                        ecosystem=entry.ecosystem,
-                        summary=advisory.summary,
-                    )
-                )
-        return found
+                seen[candidate.key] = len(hits)
+                hits.append(_Hit(candidate, name, version, candidate.rating))
+        return tuple(hits), tuple(problems)
