@@ -401,3 +401,8 @@ class ResultChunk(Base):
     #: the body as received, zstd-compressed
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = _created()
+
+
+# Tables of domains that keep their models beside their code register on Base here, so that
+# Alembic and the schema test see every table whichever module is imported first.
+from control_plane.advisories import models as _advisory_models  # noqa: E402, F401

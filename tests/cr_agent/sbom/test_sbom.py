@@ -301,3 +301,51 @@ def test_document_stamps_are_uuid4_and_utc_time():
     before = time.time()
     stamp = dt.datetime.strptime(utc_timestamp(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert before - 2 <= stamp.timestamp() <= time.time() + 1
+
+
+def test_cyclonedx_names_source_packages_as_syft_does():
+    # syft's property names, which grype and trivy read back from a CycloneDX SBOM
+    result = _result()
+    layer_id = result.layers[0].diff_id
+    # (type, name, epoch, version, source name, source version)
+    rows = [
+        ("deb", "libpam-runtime", None, "1.5.2-6+deb12u1", "pam", "1.5.2-6+deb12u1"),
+        ("deb", "libgcc-s1", None, "12.2.0-14", "gcc-12", "12.2.0-14"),
+        ("deb", "bash", None, "5.2.15-2+b2", "bash", "5.2.15-2"),
+        ("deb", "login", 1, "4.13+dfsg1-1", "shadow", "1:4.13+dfsg1-1"),
+        ("deb", "curl", None, "7.88.1-10+deb12u5", "curl", "7.88.1-10+deb12u5"),
+        ("apk", "libcrypto3", None, "3.3.1-r0", "openssl", "3.3.1-r0"),
+    ]
+    packages = [
+        Package(kind, name, version, epoch=epoch, source_name=source, source_version=source_version)
+        for kind, name, epoch, version, source, source_version in rows
+    ]
+    packages.append(
+        Package(
+            "rpm",
+            "openssl-libs",
+            "3.0.7",
+            epoch=1,
+            release="25.el9",
+            source_name="openssl",
+            source_version="3.0.7-25.el9",
+            extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
+        )
+    )
+    result.packages = [PackageRecord(package, 0, layer_id, None) for package in packages]
+    text = to_cyclonedx_json(result)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    syft = {
+        c["name"]: {p["name"]: p["value"] for p in c["properties"] if p["name"].startswith("syft:")}
+        for c in json.loads(text)["components"]
+        if c["type"] == "library"
+    }
+    assert syft == {
+        "libpam-runtime": {"syft:metadata:source": "pam"},
+        "libgcc-s1": {"syft:metadata:source": "gcc-12"},
+        "bash": {"syft:metadata:sourceVersion": "5.2.15-2"},
+        "login": {"syft:metadata:source": "shadow"},
+        "curl": {},
+        "libcrypto3": {"syft:metadata:originPackage": "openssl"},
+        "openssl-libs": {"syft:metadata:sourceRpm": "openssl-3.0.7-25.el9.src.rpm"},
+    }
