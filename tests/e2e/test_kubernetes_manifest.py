@@ -6,6 +6,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from broker_client.settings import load_settings as load_client_settings
@@ -93,3 +94,133 @@ def test_agent_deployment() -> None:
     assert settings.MAX_ACTIVE_OPERATIONS == 1
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/healthcheck"
+
+
+def pod_spec(docs: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = docs[("Deployment", name)]["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(docs: dict[tuple[str, str], dict[str, Any]], name: str) -> dict[str, str]:
+    labels: dict[str, str] = docs[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"unexpected selector form: {selector}"
+    return selector["matchLabels"].items() <= labels.items()
+
+
+DEPLOYMENTS = ("crbroker-broker-client", "crbroker-cr-agent")
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_pods_are_locked_down(name: str) -> None:
+    docs = documents()
+    pod = pod_spec(docs, name)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for c in pod["containers"]:
+        security = c["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["runAsNonRoot"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert "privileged" not in security and "add" not in security["capabilities"]
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_every_mount_is_a_declared_writable_volume(name: str) -> None:
+    pod = pod_spec(documents(), name)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (c,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert "/tmp" in mounts, "Python's tempfile needs a writable /tmp"
+    for mount in mounts.values():
+        assert mount["name"] in volumes, f"{mount} names no volume of the pod"
+        assert not mount.get("readOnly"), mount
+        assert {"emptyDir", "persistentVolumeClaim"} & set(volumes[mount["name"]]), mount
+
+
+def test_agent_writes_only_to_volumes() -> None:
+    docs = documents()
+    c = container(docs, "crbroker-cr-agent")
+    settings = load_agent_settings(environment(docs, c))
+    mounts = {Path(m["mountPath"]) for m in c["volumeMounts"]}
+    # the spool and the layer cache are the agent's only files besides /tmp
+    assert settings.SPOOL_DIR in mounts
+    assert settings.LAYER_CACHE_DIR in mounts
+
+
+def test_agent_secret_comes_from_the_secret_on_both_sides() -> None:
+    docs = documents()
+    refs = []
+    for name in DEPLOYMENTS:
+        env = {i["name"]: i for i in container(docs, name)["env"]}
+        refs.append(env["CR_AGENT_SECRET"]["valueFrom"]["secretKeyRef"])
+    assert refs[0] == refs[1]
+    assert refs[0]["key"] in docs[("Secret", refs[0]["name"])]["stringData"]
+    assert "CR_AGENT_SECRET" not in docs[("ConfigMap", "crbroker-broker-client")]["data"]
+
+
+def policies_for(docs: dict[tuple[str, str], dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    labels = pod_labels(docs, name)
+    return [
+        d["spec"]
+        for (kind, _), d in docs.items()
+        if kind == "NetworkPolicy" and selects(d["spec"]["podSelector"], labels)
+    ]
+
+
+def test_only_the_broker_client_reaches_the_agent() -> None:
+    docs = documents()
+    agent = container(docs, "crbroker-cr-agent")
+    (agent_port,) = agent["ports"]
+    client_labels = pod_labels(docs, "crbroker-broker-client")
+    policies = policies_for(docs, "crbroker-cr-agent")
+    assert policies, "no NetworkPolicy selects the agent's pods"
+    ingress = [p for p in policies if "Ingress" in p["policyTypes"]]
+    assert ingress, "the agent's ingress is not restricted"
+    # NetworkPolicies add up: every rule of every policy must admit only the broker client
+    rules = [rule for p in ingress for rule in p.get("ingress", [])]
+    assert rules
+    for rule in rules:
+        peers = rule["from"]
+        assert peers and all(set(peer) == {"podSelector"} for peer in peers), rule
+        assert all(selects(peer["podSelector"], client_labels) for peer in peers), rule
+        assert rule["ports"] == [{"protocol": "TCP", "port": agent_port["containerPort"]}]
+
+
+def egress_ports(policies: list[dict[str, Any]], labels: dict[str, str]) -> set[int]:
+    """Ports these policies let the pods reach at pods carrying ``labels`` (or anywhere)."""
+    ports: set[int] = set()
+    for rule in (r for p in policies for r in p.get("egress", [])):
+        peers = rule.get("to", [])
+        if not peers or any(selects(peer["podSelector"], labels) for peer in peers):
+            ports |= {int(p["port"]) for p in rule["ports"]}
+    return ports
+
+
+def test_network_policies_let_the_two_talk_and_resolve_names() -> None:
+    docs = documents()
+    client_env = environment(docs, container(docs, "crbroker-broker-client"))
+    client_settings, _rules = load_client_settings(client_env)
+    agent_policies = policies_for(docs, "crbroker-cr-agent")
+    client_policies = policies_for(docs, "crbroker-broker-client")
+    assert all("Egress" in p["policyTypes"] for p in agent_policies + client_policies)
+    client_labels = pod_labels(docs, "crbroker-broker-client")
+    agent_labels = pod_labels(docs, "crbroker-cr-agent")
+    # the agent calls back to the broker client; the client forwards to the agent
+    assert client_settings.PORT in egress_ports(agent_policies, client_labels)
+    agent_port = urllib.parse.urlsplit(client_settings.CR_AGENT_URL).port
+    (service_port,) = docs[("Service", "crbroker-cr-agent")]["spec"]["ports"]
+    assert service_port["port"] == agent_port
+    assert agent_port in egress_ports(client_policies, agent_labels)
+    # the broker client admits the agent's callbacks
+    (client_ingress,) = [r for p in client_policies for r in p.get("ingress", [])]
+    assert all(selects(peer["podSelector"], agent_labels) for peer in client_ingress["from"])
+    assert {p["port"] for p in client_ingress["ports"]} == {client_settings.PORT}
+    for policies in (agent_policies, client_policies):
+        assert 53 in egress_ports(policies, {}), "DNS"
+        assert 443 in egress_ports(policies, {}), "registries / the broker server over HTTPS"
