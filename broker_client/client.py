@@ -21,6 +21,7 @@ from broker_client.broker_request import BrokerRequest
 from broker_client.connection import AckHandle, ServerConnection
 from broker_client.downstream import Downstream
 from broker_client.local_listener import LocalListener
+from broker_client.metrics import ClientMetrics
 from broker_client.response_sender import ResponseSender
 from broker_client.settings import CLIENT_VERSION, Settings, load_accept_rules
 from shared.accept_rules import AcceptRules
@@ -42,6 +43,7 @@ class BrokerClient:
         self.version = CLIENT_VERSION
         self.client_id = str(uuid.uuid4())
         self.variables = settings.variables()
+        self.metrics = ClientMetrics()
         self.connections: list[ServerConnection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -87,6 +89,8 @@ class BrokerClient:
             )
             for role in ROLES
         ]
+        for connection in self.connections:
+            self.metrics.watch_socket(connection.role, lambda c=connection: c.is_open)
         listener = LocalListener(
             s,
             lambda: self.rules,
@@ -94,6 +98,7 @@ class BrokerClient:
             downstream_session,
             self.version,
             reload_rules=self.reload_rules,
+            metrics=self.metrics,
         )
         runner = web.AppRunner(listener.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -177,11 +182,21 @@ class BrokerClient:
     async def handle_request(
         self, connection: ServerConnection, event: Event, handle: AckHandle | None
     ) -> None:
+        self.metrics.in_flight.inc()
+        try:
+            await self._handle_request(connection, event, handle)
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _handle_request(
+        self, connection: ServerConnection, event: Event, handle: AckHandle | None
+    ) -> None:
         started = time.monotonic()
         try:
             request = BrokerRequest.from_event(event.args[0] if event.args else None)
         except ProtocolError as exc:
             log.warning("malformed request event", error=str(exc), role=connection.role)
+            self.metrics.served(error_answers.BAD_REQUEST, 400, time.monotonic() - started)
             if handle is not None:
                 await handle.send(
                     {"status": 400, "body": {"code": "BAD_REQUEST", "message": str(exc)}}
@@ -218,6 +233,8 @@ class BrokerClient:
             if not isinstance(answer, error_answers.ErrorAnswer):
                 answer.close()
             return
+        error_type = answer.error_type if isinstance(answer, error_answers.ErrorAnswer) else None
+        self.metrics.served(error_type, status, time.monotonic() - started)
         log.debug(
             "request served",
             method=request.method,

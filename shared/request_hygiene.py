@@ -23,6 +23,8 @@ import unicodedata
 import urllib.parse
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: printable ASCII without '%' and ';': nothing below can object (the common case, one match)
+_PLAIN = re.compile(r"[!-$&-:<-~]*")
 _ENCODED_CONTROL = re.compile(r"%(?:[01][0-9a-f]|7f)", re.IGNORECASE)
 #: Slash and dot look-alikes that NFKC leaves alone.
 _CONFUSABLES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\u3002\uff61\u2024\u2025\u2026\ufe52")
@@ -31,6 +33,8 @@ _STRUCTURAL = frozenset("./\\")
 
 def request_line_problem(method: str, url: str) -> str | None:
     """Why this request line is refused, or None when it is clean."""
+    if _PLAIN.fullmatch(url) and _PLAIN.fullmatch(method):
+        return None
     for what, text in (("method", method), ("URL", url)):
         found = _CONTROL.search(text)
         if found:

@@ -41,6 +41,15 @@ FOREIGN_BLOB = encode_credentials(
 )
 
 
+#: a complete websocket handshake request, as a caller of /broker/<token>/... could send it
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
 # --------------------------------------------------------------------------- the real snyk server
 
 
@@ -215,7 +224,7 @@ def test_item_5_websocket_upgrade_gets_an_answer(
     snyk: Front,
 ) -> None:
     base = snyk.base
-    status, body = call(f"{base}/list", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    status, body = call(f"{base}/list", headers=UPGRADE)
     assert status == 400
     assert "Upgrade: websocket" in body["reason"]
 
@@ -312,12 +321,7 @@ def test_item_5_websocket_upgrade_through_our_server_gets_an_answer(
         conn.request(
             "GET",
             f"/broker/{token}/list",
-            headers={
-                "Upgrade": "websocket",
-                "Connection": "Upgrade",
-                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                "Sec-WebSocket-Version": "13",
-            },
+            headers=UPGRADE,
         )
         resp = conn.getresponse()
         assert resp.status == 400

@@ -164,3 +164,44 @@ def broker(
     finally:
         for stop in reversed(stoppers):
             stop()
+
+
+@dataclass
+class Trio:
+    """Our three services, no registry: an agent, a broker server and a client connected to it."""
+
+    agent: st.Service
+    server: st.Service
+    client: st.Service
+
+    @property
+    def token(self) -> str:
+        return self.client.token
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trio]:
+    workdir = tmp_path_factory.mktemp("trio")
+    token = str(uuid.uuid4())
+    stoppers = []
+    try:
+        agent = st.start_agent(workdir / "agent")
+        stoppers.append(agent.stop)
+        server = st.start_broker_server(
+            workdir / "server", token=token, upstream_url="http://127.0.0.1:9"
+        )
+        stoppers.append(server.stop)
+        client = st.start_broker_client(
+            workdir / "client",
+            token=token,
+            server_url=server.url,
+            agent_url=agent.url,
+            registry={"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+            validation_path=None,
+        )
+        stoppers.append(client.stop)
+        st.wait_for_connection(server.url, token)
+        yield Trio(agent, server, client)
+    finally:
+        for stop in reversed(stoppers):
+            stop()

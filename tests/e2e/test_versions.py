@@ -8,14 +8,13 @@ import json
 import subprocess
 import sys
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
 from broker_client.settings import CLIENT_VERSION, PROTOCOL_VERSION
-from deploy import stack as st
 from shared.version import package_version
+from tests.e2e.conftest import Trio
 
 BIN = Path(sys.executable).parent
 COMMANDS = ("broker-client", "cr-agent", "broker-server")
@@ -69,31 +68,12 @@ def get_json(url: str) -> object:
         return json.loads(resp.read())
 
 
-def test_healthchecks_and_identify_carry_the_same_version(tmp_path: Path) -> None:
-    token = str(uuid.uuid4())
-    agent = st.start_agent(tmp_path / "agent")
-    server = st.start_broker_server(
-        tmp_path / "server", token=token, upstream_url="http://127.0.0.1:9"
-    )
-    client = st.start_broker_client(
-        tmp_path / "client",
-        token=token,
-        server_url=server.url,
-        agent_url=agent.url,
-        registry={"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
-        validation_path=None,
-    )
-    try:
-        st.wait_for_connection(server.url, token)
-        assert get_json(f"{agent.url}/healthcheck")["version"] == PYPROJECT_VERSION  # type: ignore[index]
-        assert get_json(f"{server.url}/healthcheck")["version"] == PYPROJECT_VERSION  # type: ignore[index]
-        client_health = get_json(f"{client.url}/healthcheck")
-        assert isinstance(client_health, list)
-        assert {entry["version"] for entry in client_health} == {CLIENT_VERSION}
-        listed = get_json(f"{server.url}/connection-status/{token}")
-        assert isinstance(listed, dict)
-        assert {c["version"] for c in listed["clients"]} == {CLIENT_VERSION}
-    finally:
-        client.stop()
-        server.stop()
-        agent.stop()
+def test_healthchecks_and_identify_carry_the_same_version(trio: Trio) -> None:
+    assert get_json(f"{trio.agent.url}/healthcheck")["version"] == PYPROJECT_VERSION  # type: ignore[index]
+    assert get_json(f"{trio.server.url}/healthcheck")["version"] == PYPROJECT_VERSION  # type: ignore[index]
+    client_health = get_json(f"{trio.client.url}/healthcheck")
+    assert isinstance(client_health, list)
+    assert {entry["version"] for entry in client_health} == {CLIENT_VERSION}
+    listed = get_json(f"{trio.server.url}/connection-status/{trio.token}")
+    assert isinstance(listed, dict)
+    assert {c["version"] for c in listed["clients"]} == {CLIENT_VERSION}

@@ -1,7 +1,7 @@
 """advisories: imported advisory records and the packages and releases they affect
 
 Revision ID: 0200
-Revises: 0002
+Revises: 0100
 Create Date: 2026-12-06 03:13:33.963208
 """
 
