@@ -236,7 +236,7 @@ class CallbackSender:
                 try:
                     await self.drain_once()
                 except Exception as exc:  # keep draining whatever one file did
-                    log.error("spool drain failed", error=str(exc))
+                    log.error("spool drain failed", error=str(exc), exc_info=exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.retry_seconds):
                     await self._wake.wait()

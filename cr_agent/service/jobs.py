@@ -175,7 +175,7 @@ class JobManager:
             job.status = "failed"
             raise
         except Exception as exc:  # a bug must not leave the job "running" forever
-            log.error("job crashed", job=job.id, error=repr(exc))
+            log.error("job crashed", job=job.id, error=repr(exc), exc_info=exc)
             job.status = "failed"
         finally:
             job.creds = None  # the only copy of the credentials goes with the job

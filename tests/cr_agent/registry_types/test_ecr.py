@@ -270,3 +270,19 @@ async def test_ecr_scan_end_to_end(
         assert result["packageCount"] == 3
     finally:
         await receiver.stop()
+
+
+async def test_ecr_endpoint_from_the_token_is_checked_against_allowed_registries(
+    make_agent: AgentFactory, ecr_images: dict[str, Any], moto_url: str
+) -> None:
+    # no registryBase: the registry is the token's proxyEndpoint, known only after STS
+    endpoint = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    refused = await make_agent(AWS_ENDPOINT_URL=moto_url, CR_ALLOWED_REGISTRIES="other.example")
+    status, body = await refused.get("/list", ecr_creds(None))
+    assert status == 403, body
+    assert body["error"]["code"] == "registry-not-allowed"
+    assert body["error"]["registry"] == endpoint
+    allowed = await make_agent(AWS_ENDPOINT_URL=moto_url, CR_ALLOWED_REGISTRIES=endpoint)
+    status, body = await allowed.get("/list", ecr_creds(None))
+    assert status == 200, body
+    assert ecr_images["repo"] in body["repositories"]

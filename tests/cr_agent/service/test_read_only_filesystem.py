@@ -77,3 +77,29 @@ async def test_an_internal_error_is_logged_with_its_traceback_and_answered_witho
     assert line["level"] == "error"
     assert "Traceback" in line["exception"] and "a bug deep inside the listing" in line["exception"]
     assert "list_repositories" in line["exception"]
+
+
+class BrokenScanner:
+    async def scan(self, creds: object, image: str, *, platform: str, sbom_format: str) -> Any:
+        raise RuntimeError("a bug deep inside the scan")
+
+
+async def test_an_internal_error_in_a_scan_is_logged_with_its_traceback(
+    make_agent: AgentFactory,
+    plain_registry: RunningRegistry,
+    captured_logs: io.StringIO,  # noqa: F811
+) -> None:
+    receiver = await CallbackReceiver().start()
+    try:
+        agent = await make_agent(scanner=BrokenScanner())
+        body = {"images": ["repo:1"], "callbackUrl": receiver.url}
+        status, answer = await agent.post("/scan", body, creds_for(plain_registry))
+        assert status == 202, answer
+        await receiver.wait_for(DONE)
+        error = receiver.on(RESULT)[0].json()["error"]
+    finally:
+        await receiver.stop()
+    assert error == {"code": "internal", "message": "internal error (RuntimeError)"}
+    [line] = [e for e in log_lines(captured_logs) if e["event"] == "image scan failed"]
+    assert line["level"] == "error" and "a bug deep inside the scan" in line["exception"]
+    assert line["exception"].startswith("Traceback")

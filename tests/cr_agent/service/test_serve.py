@@ -68,10 +68,20 @@ def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> N
     assert str(caught.value).startswith(variable)
 
 
-def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "variable"),
+    [
+        ({"MAX_ACTIVE_OPERATIONS": "many"}, "MAX_ACTIVE_OPERATIONS"),
+        ({"CR_AGENT_SECRET": ""}, "CR_AGENT_SECRET"),  # no secret and auth not switched off
+        ({"CR_AGENT_SECRET": "too-short"}, "CR_AGENT_SECRET"),
+    ],
+)
+def test_bad_setting_exits_2_with_one_line(
+    tmp_path: Path, extra: dict[str, str], variable: str
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "cr_agent", "serve"],
-        env=agent_env(tmp_path, MAX_ACTIVE_OPERATIONS="many"),
+        env=agent_env(tmp_path, **extra),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -79,7 +89,10 @@ def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "MAX_ACTIVE_OPERATIONS" in lines[0]
+    assert len(lines) == 1 and variable in lines[0], lines
+    secret = extra.get("CR_AGENT_SECRET")
+    if secret:
+        assert secret not in lines[0]  # the variable is named, never its value
 
 
 def test_serve_on_snyk_port_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:

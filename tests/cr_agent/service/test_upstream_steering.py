@@ -8,6 +8,7 @@ secrets or an unbounded request-supplied value.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -98,6 +99,23 @@ async def test_api_routes_answer_401_without_the_secret(
         assert status == 401, (path, headers, answer)
         assert answer["error"]["code"] == "unauthenticated"
         assert answer["error"]["field"] == SECRET_HEADER
+
+
+async def test_an_open_path_cannot_be_borrowed_to_reach_another_route(
+    agent: Agent, plain_registry: RunningRegistry
+) -> None:
+    def send(path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", agent.server.port, timeout=30)
+        try:
+            conn.putrequest("GET", path, skip_accept_encoding=True)
+            conn.putheader("Authorization", creds_for(plain_registry))
+            conn.endheaders()
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    for path in ("/healthcheck/../list", "/metrics/%2e%2e/list", "//list", "/openapi.json/../list"):
+        assert await asyncio.to_thread(send, path) in (401, 404), path
 
 
 async def test_health_metrics_and_document_need_no_secret(agent: Agent) -> None:
