@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -350,7 +351,7 @@ class RegistryClient:
             cached = self._tokens.get(realm, service, scopes)
             if cached is not None:
                 return cached
-            refusal = realm_refusal(realm, self.base_url, insecure=self.insecure)
+            refusal = await self._realm_refusal(realm)
             if refusal is not None:
                 raise AuthenticationError(refusal, "token")
             resp = None
@@ -409,6 +410,32 @@ class RegistryClient:
                 ) from None
             self._tokens.put(realm, service, token)
             return token
+
+    async def _realm_refusal(self, realm: str) -> str | None:
+        """:func:`realm_refusal` with both host names resolved, as the connection will be."""
+        realm_host = urlsplit(realm).hostname or ""
+        registry_host = urlsplit(self.base_url).hostname or ""
+        if realm_host == registry_host:
+            return realm_refusal(realm, self.base_url, insecure=self.insecure)
+        return realm_refusal(
+            realm,
+            self.base_url,
+            insecure=self.insecure,
+            realm_addresses=await self._addresses(realm_host),
+            registry_addresses=await self._addresses(registry_host),
+        )
+
+    async def _addresses(self, host: str) -> list[str]:
+        """What the resolver answers for ``host`` (nothing when it cannot: the request that
+        follows fails on its own, or goes through a proxy that resolves for us)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, None, type=socket.SOCK_STREAM
+                )
+        except (OSError, TimeoutError, UnicodeError):
+            return []
+        return [str(info[4][0]) for info in infos]
 
     async def _send(
         self,
