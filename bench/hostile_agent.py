@@ -140,7 +140,7 @@ def bomb_image(layers: int, layer_mib: int) -> BuiltImage:
         config=config,
         config_digest=config_digest,
         blobs=blobs,
-        layer_digests=[d["digest"] for d in descriptors],
+        layer_digests=[str(d["digest"]) for d in descriptors],
         diff_ids=diff_ids,
         history=[],
         platform={"os": "linux", "architecture": "amd64"},
@@ -212,6 +212,7 @@ async def _scenario(
 ) -> dict[str, Any]:
     registry.requests.clear()
     headers = {"Authorization": creds}
+    image = None
     if scenario == "bombs":
         image = bomb_image(args.bomb_layers, args.bomb_layer_mib)
         registry.add_image("bombs", "many", image)
@@ -240,8 +241,8 @@ async def _scenario(
             answer = f"{resp.status} {data.get('error', {}).get('code', '')}".strip()
             message = data.get("error", {}).get("message", "")
         elapsed = time.monotonic() - started
-    if scenario == "bombs":
-        fetched = len([p for m, p in registry.requests if "/blobs/" in p]) - 1  # the config
+    if image is not None:
+        fetched = len(set(registry.blob_requests()) & set(image.layer_digests))
         work = f"{fetched} of {args.bomb_layers} layers fetched"
     else:
         pages = len([p for m, p in registry.requests if p.endswith(("/_catalog", "/tags/list"))])
