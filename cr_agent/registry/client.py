@@ -36,7 +36,6 @@ from cr_agent.registry.auth import (
 from cr_agent.registry.errors import (
     AuthenticationError,
     DigestMismatch,
-    ListingTooLong,
     ManifestError,
     NotFoundError,
     PermissionDenied,
@@ -595,9 +594,7 @@ class RegistryClient:
                 raise RegistryError(f"{step}: pagination loops back to a page already read", step)
             pages += 1
             if pages > limits.max_pages:
-                raise ListingTooLong(
-                    limits.refusal(step, "pages", "LISTING_MAX_PAGES", limits.max_pages), step
-                )
+                raise limits.too_long(step, f"pages from {self.host}", "LISTING_MAX_PAGES")
             seen_urls.add(url)
             resp = await self._send("GET", url, scope=scope, step=step)
             if resp.status == 404:
@@ -612,21 +609,15 @@ class RegistryClient:
             raw = await self._read(resp, step, room)
             read += len(raw)
             if read > limits.max_bytes:
-                raise ListingTooLong(
-                    limits.refusal(step, "response bytes", "LISTING_MAX_BYTES", limits.max_bytes),
-                    step,
-                )
+                raise limits.too_long(step, f"bytes from {self.host}", "LISTING_MAX_BYTES")
             body = self._decode(raw, step, resp.status)
             items = body.get(key) if isinstance(body, dict) else None
             for item in items or []:
                 if isinstance(item, str):
                     entries += 1
                     if entries > limits.max_entries:
-                        raise ListingTooLong(
-                            limits.refusal(
-                                step, "names", "LISTING_MAX_ENTRIES", limits.max_entries
-                            ),
-                            step,
+                        raise limits.too_long(
+                            step, f"names from {self.host}", "LISTING_MAX_ENTRIES"
                         )
                     yield item
             del body, items, raw

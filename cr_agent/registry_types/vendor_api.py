@@ -126,18 +126,14 @@ class VendorApi:
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, step: str) -> bytes:
         """The body, refused past ``LISTING_MAX_BYTES`` (a page that never ends)."""
-        limit = self.ctx.listing.max_bytes
         parts: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(256 * 1024):
             parts.append(chunk)
             size += len(chunk)
-            if size > limit:
-                raise ListingTooLong(
-                    self.ctx.listing.refusal(
-                        step, f"one {self.vendor} API answer", "LISTING_MAX_BYTES", limit
-                    ),
-                    step,
+            if size > self.ctx.listing.max_bytes:
+                raise self.ctx.listing.too_long(
+                    step, f"one {self.vendor} API answer", "LISTING_MAX_BYTES"
                 )
         return b"".join(parts)
 
@@ -147,11 +143,7 @@ class VendorApi:
         return self.ctx.listing.max_pages
 
     def too_many_pages(self, step: str = "list") -> ListingTooLong:
-        limits = self.ctx.listing
-        return ListingTooLong(
-            limits.refusal(step, f"{self.vendor} API pages", "LISTING_MAX_PAGES", limits.max_pages),
-            step,
-        )
+        return self.ctx.listing.too_long(step, f"{self.vendor} API pages", "LISTING_MAX_PAGES")
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         data, _ = await self.request("GET", path, params=params)
