@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,6 @@ from cr_agent.registry.auth import (
 from cr_agent.registry.errors import (
     AuthenticationError,
     DigestMismatch,
-    ListingTooLong,
     ManifestError,
     NotFoundError,
     PermissionDenied,
@@ -350,7 +350,7 @@ class RegistryClient:
             cached = self._tokens.get(realm, service, scopes)
             if cached is not None:
                 return cached
-            refusal = realm_refusal(realm, self.base_url, insecure=self.insecure)
+            refusal = await self._realm_refusal(realm)
             if refusal is not None:
                 raise AuthenticationError(refusal, "token")
             resp = None
@@ -409,6 +409,32 @@ class RegistryClient:
                 ) from None
             self._tokens.put(realm, service, token)
             return token
+
+    async def _realm_refusal(self, realm: str) -> str | None:
+        """:func:`realm_refusal` with both host names resolved, as the connection will be."""
+        realm_host = urlsplit(realm).hostname or ""
+        registry_host = urlsplit(self.base_url).hostname or ""
+        if realm_host == registry_host:
+            return realm_refusal(realm, self.base_url, insecure=self.insecure)
+        return realm_refusal(
+            realm,
+            self.base_url,
+            insecure=self.insecure,
+            realm_addresses=await self._addresses(realm_host),
+            registry_addresses=await self._addresses(registry_host),
+        )
+
+    async def _addresses(self, host: str) -> list[str]:
+        """What the resolver answers for ``host`` (nothing when it cannot: the request that
+        follows fails on its own, or goes through a proxy that resolves for us)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, None, type=socket.SOCK_STREAM
+                )
+        except (OSError, TimeoutError, UnicodeError):
+            return []
+        return [str(info[4][0]) for info in infos]
 
     async def _send(
         self,
@@ -568,9 +594,7 @@ class RegistryClient:
                 raise RegistryError(f"{step}: pagination loops back to a page already read", step)
             pages += 1
             if pages > limits.max_pages:
-                raise ListingTooLong(
-                    limits.refusal(step, "pages", "LISTING_MAX_PAGES", limits.max_pages), step
-                )
+                raise limits.too_long(step, f"pages from {self.host}", "LISTING_MAX_PAGES")
             seen_urls.add(url)
             resp = await self._send("GET", url, scope=scope, step=step)
             if resp.status == 404:
@@ -585,21 +609,15 @@ class RegistryClient:
             raw = await self._read(resp, step, room)
             read += len(raw)
             if read > limits.max_bytes:
-                raise ListingTooLong(
-                    limits.refusal(step, "response bytes", "LISTING_MAX_BYTES", limits.max_bytes),
-                    step,
-                )
+                raise limits.too_long(step, f"bytes from {self.host}", "LISTING_MAX_BYTES")
             body = self._decode(raw, step, resp.status)
             items = body.get(key) if isinstance(body, dict) else None
             for item in items or []:
                 if isinstance(item, str):
                     entries += 1
                     if entries > limits.max_entries:
-                        raise ListingTooLong(
-                            limits.refusal(
-                                step, "names", "LISTING_MAX_ENTRIES", limits.max_entries
-                            ),
-                            step,
+                        raise limits.too_long(
+                            step, f"names from {self.host}", "LISTING_MAX_ENTRIES"
                         )
                     yield item
             del body, items, raw

@@ -13,6 +13,8 @@ import re
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
+from cr_agent.registry.errors import ListingTooLong
+
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
 
 MAX_PAGE_SIZE = 1000  # ECR rejects n > 1000
@@ -25,10 +27,17 @@ class ListingLimits(NamedTuple):
     max_entries: int = 200_000
     max_bytes: int = 16 << 20
 
-    def refusal(self, step: str, what: str, name: str, value: int) -> str:
-        return (
-            f"{step}: {what} passed {name}={value}; the listing was stopped (the registry's "
-            f"list is longer than this agent reads; raise {name} if it is genuine)"
+    def too_long(self, step: str, what: str, setting: str) -> ListingTooLong:
+        """The error for a listing whose ``what`` passed ``setting`` (a LISTING_MAX_* name)."""
+        value = {
+            "LISTING_MAX_PAGES": self.max_pages,
+            "LISTING_MAX_ENTRIES": self.max_entries,
+            "LISTING_MAX_BYTES": self.max_bytes,
+        }[setting]
+        return ListingTooLong(
+            f"{step}: {what} passed {setting}={value}; the listing was stopped (the registry's "
+            f"list is longer than this agent reads; raise {setting} if it is genuine)",
+            step,
         )
 
 

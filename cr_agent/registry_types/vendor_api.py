@@ -31,8 +31,6 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-#: a hosted API that pages forever is a bug on one side; stop rather than loop
-MAX_PAGES = 1000
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -128,27 +126,24 @@ class VendorApi:
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, step: str) -> bytes:
         """The body, refused past ``LISTING_MAX_BYTES`` (a page that never ends)."""
-        limit = self.ctx.listing.max_bytes
         parts: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(256 * 1024):
             parts.append(chunk)
             size += len(chunk)
-            if size > limit:
-                raise ListingTooLong(
-                    self.ctx.listing.refusal(
-                        step, f"one {self.vendor} API answer", "LISTING_MAX_BYTES", limit
-                    ),
-                    step,
+            if size > self.ctx.listing.max_bytes:
+                raise self.ctx.listing.too_long(
+                    step, f"one {self.vendor} API answer", "LISTING_MAX_BYTES"
                 )
         return b"".join(parts)
 
-    def _too_many_pages(self, step: str = "list") -> ListingTooLong:
-        limits = self.ctx.listing
-        return ListingTooLong(
-            limits.refusal(step, f"{self.vendor} API pages", "LISTING_MAX_PAGES", limits.max_pages),
-            step,
-        )
+    @property
+    def max_pages(self) -> int:
+        """Pages one listing may take (LISTING_MAX_PAGES); past them, :meth:`too_many_pages`."""
+        return self.ctx.listing.max_pages
+
+    def too_many_pages(self, step: str = "list") -> ListingTooLong:
+        return self.ctx.listing.too_long(step, f"{self.vendor} API pages", "LISTING_MAX_PAGES")
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         data, _ = await self.request("GET", path, params=params)
@@ -160,7 +155,7 @@ class VendorApi:
         """Follow RFC 8288 ``Link: <...>; rel="next"`` headers (GitHub, GitLab keyset)."""
         url: str | None = path
         query: Mapping[str, str] | None = params
-        for _ in range(self.ctx.listing.max_pages):
+        for _ in range(self.max_pages):
             if url is None:
                 return
             data, headers = await self.request("GET", url, params=query)
@@ -168,7 +163,7 @@ class VendorApi:
             match = _LINK_NEXT.search(headers.get("Link", ""))
             url, query = (match.group(1), None) if match else (None, None)
         if url is not None:
-            raise self._too_many_pages()
+            raise self.too_many_pages()
 
     async def pages_by_next_field(
         self, path: str, params: Mapping[str, str] | None = None, *, field: str = "next"
@@ -176,7 +171,7 @@ class VendorApi:
         """Follow a ``next`` URL in the body (Docker Hub)."""
         url: str | None = path
         query: Mapping[str, str] | None = params
-        for _ in range(self.ctx.listing.max_pages):
+        for _ in range(self.max_pages):
             if not url:
                 return
             data = await self.get_json(url, query)
@@ -184,4 +179,4 @@ class VendorApi:
             nxt = data.get(field) if isinstance(data, dict) else None
             url, query = (nxt if isinstance(nxt, str) and nxt else None), None
         if url:
-            raise self._too_many_pages()
+            raise self.too_many_pages()

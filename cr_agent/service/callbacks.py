@@ -5,9 +5,10 @@ cause; a 409 from the receiver counts as "already delivered". The key is fixed w
 delivery is made and travels with it through the spool, so a callback retried after an outage
 or a restart carries the same key. Every delivery is written to the :class:`Spool` before its
 first attempt and removed only once delivered: a shutdown in the middle of a retry loses
-nothing. Transient failures are retried with backoff (tenacity); what still fails stays in the
-spool and a background loop retries it until it is delivered. Bodies stay under the broker client's 10 MB limit by
-splitting a result into several bodies (see :func:`result_bodies`), never by truncating it.
+nothing. Transient failures are retried with backoff (tenacity); what still fails stays in
+the spool and a background loop retries it until it is delivered. Bodies stay under the
+broker client's 10 MB limit by splitting a result into several bodies (see
+:func:`result_bodies`), never by truncating it.
 """
 
 from __future__ import annotations

@@ -247,3 +247,17 @@ async def test_a_listing_that_never_ends_stops_at_its_limit_with_a_502_naming_it
     assert body["error"]["step"] in ("catalog", "tags")
     pages = [p for m, p in hostile.requests if p.endswith(("/_catalog", "/tags/list"))]
     assert len(pages) <= 6  # it stopped reading at the limit
+
+
+async def test_a_scan_request_nested_thousands_deep_is_a_400_not_a_500(
+    make_agent: AgentFactory, hostile: HostileRegistry
+) -> None:
+    agent = await make_agent()
+    body = b'{"images": ["a:1"], "context": {"x": ' + _deep(DEPTH) + b"}}"
+    async with agent.http.post(
+        agent.url + "/scan", data=body, headers={"Authorization": creds(hostile)}
+    ) as resp:
+        answer = await resp.json()
+    assert resp.status == 400, answer
+    assert answer["error"]["field"] == "body"
+    assert "nested deeper than 64 levels" in answer["error"]["message"]

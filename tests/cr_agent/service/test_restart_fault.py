@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from deploy.processes import ServerProcess, free_port, wait_for_http
-from tests.cr_agent.service.agent import creds_for
+from tests.cr_agent.service.agent import AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.cr_agent.service.test_serve import ROOT, agent_env
 from tests.fakes.callback_receiver import CallbackReceiver
@@ -130,3 +132,49 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     assert all(len(keys) == 1 for keys in keys_per_callback.values())
     assert {key for _, key in receiver.posts} == receiver.keys
     assert not list((tmp_path / "spool").glob("*.json"))
+
+
+async def test_a_callback_cut_off_by_shutdown_is_sent_again_with_the_same_key(
+    make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str
+) -> None:
+    """The receiver takes the result but the agent stops before the answer: the next start
+    sends it again, under the key it had, so the upstream can drop the repeat."""
+    posts: list[tuple[str, str]] = []
+    first_seen = asyncio.Event()
+    done_seen = asyncio.Event()
+
+    async def slow_then_fine(request: web.Request) -> web.Response:
+        await request.read()
+        posts.append((request.path, request.headers["Idempotency-Key"]))
+        if len(posts) == 1:
+            first_seen.set()
+            await asyncio.sleep(30)  # the agent is stopped meanwhile
+        if request.path == DONE:
+            done_seen.set()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", slow_then_fine)
+    receiver = TestServer(app, host="127.0.0.1")
+    await receiver.start_server()
+    try:
+        await push_image(plain_registry, unique_repo, "1", debian_image(1))
+        first = await make_agent(CALLBACK_RETRY_SECONDS=60)
+        status, _ = await first.post(
+            "/scan",
+            {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{receiver.port}"},
+            creds_for(plain_registry),
+        )
+        assert status == 202
+        async with asyncio.timeout(30):
+            await first_seen.wait()
+        await first.server.close()  # SIGTERM's path: the POST in flight is cut off
+
+        await make_agent(CALLBACK_RETRY_SECONDS=60)  # same SPOOL_DIR
+        async with asyncio.timeout(30):
+            await done_seen.wait()
+    finally:
+        await receiver.close()
+    results = [key for path, key in posts if path == RESULT]
+    assert len(results) == 2 and results[0] == results[1]  # sent twice, one key
+    assert [path for path, _ in posts] == [RESULT, RESULT, DONE]
