@@ -17,11 +17,12 @@ from typing import Any
 
 import aiohttp
 import boto3
+import botocore.exceptions
 import pytest
 from moto.server import ThreadedMotoServer
 
 from cr_agent.registry_types.base import TypeContext
-from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry
+from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry, _aws_call
 from deploy.processes import free_port
 from shared.credentials import decode_credentials, encode_credentials
 from tests.cr_agent.service.agent import AgentFactory
@@ -339,3 +340,33 @@ async def test_ecr_repository_tags_in_aws_shape_and_the_documented_jq_finds_the_
         run_jq, '.Tags | keys[] | select(startswith("port-")) | .[6:]', answers["tagged"]
     )
     assert broken.returncode != 0 and "startswith() requires string inputs" in broken.stderr
+
+
+async def test_a_role_that_may_not_read_repository_tags_still_lists(
+    make_agent: AgentFactory,
+    tagged_repositories: dict[str, str],
+    plain_registry: RunningRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = EcrRegistry._ecr_call
+
+    async def denied(self: EcrRegistry, creds: Any, ctx: Any, fn: Any, step: str) -> Any:
+        if step != "repository-tags":
+            return await original(self, creds, ctx, fn, step)
+
+        def refuse() -> None:
+            # what AWS answers a role without ecr:ListTagsForResource
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
+                "ListTagsForResource",
+            )
+
+        return await _aws_call(refuse, step=step, ctx=ctx)
+
+    monkeypatch.setattr(EcrRegistry, "_ecr_call", denied)
+    agent = await make_agent(AWS_ENDPOINT_URL=tagged_repositories["moto_url"])
+    status, body = await agent.get(
+        f"/list-with-metadata/{tagged_repositories['tagged']}", ecr_creds(plain_registry)
+    )
+    assert status == 200, body
+    assert "Tags" not in body and body["tags"] == []
