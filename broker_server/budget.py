@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["connection", "token", "server"]
+#: "closed": the socket the bytes would be charged to has gone (nothing could give them back)
+Scope = Literal["connection", "token", "server", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +25,14 @@ class Refusal:
     @property
     def message(self) -> str:
         # short: it also travels as a websocket close reason (at most 123 bytes)
+        if self.scope == "closed":
+            return "the socket has closed"
         return f"server busy: bytes in flight over the per-{self.scope} limit of {self.limit}"
 
     @property
     def http_status(self) -> int:
         """429 when the peer's own token or connection is over its share, 503 when the server is."""
-        return 503 if self.scope == "server" else 429
+        return {"server": 503, "closed": 410}.get(self.scope, 429)
 
 
 class OverBudget(Exception):
@@ -88,7 +91,7 @@ class Account:
             return None
         if self.closed:
             # nobody would give it back: a closed socket holds nothing more
-            return Refusal("connection", 0)
+            return Refusal("closed", 0)
         if self.limit is not None and self.held + size > self.limit:
             return Refusal("connection", self.limit)
         refusal = self.budget._charge(self.token, size)

@@ -107,10 +107,15 @@ class EngineTransport:
             headers={"Retry-After": "5"},
         )
 
-    def _refused(self, session: ClientSession | None, refusal: Refusal) -> None:
+    def _refused(self, account: Account, session: ClientSession | None, refusal: Refusal) -> None:
         self.server.metrics.refusals.labels(refusal.scope).inc()
         describe = session.describe() if session is not None else {}
-        log.warning("client message refused", reason=refusal.message, **describe)
+        log.warning(
+            "client message refused",
+            reason=refusal.message,
+            **describe,
+            **self.server.tokens.describe(account.token),
+        )
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -160,7 +165,7 @@ class EngineTransport:
         try:
             body = await read_body(request.content, limit, session.account)
         except OverBudget as exc:
-            self._refused(session, exc.refusal)
+            self._refused(session.account, session, exc.refusal)
             await session.close(exc.refusal.message)
             return web.json_response(
                 {"code": 3, "message": exc.refusal.message},
@@ -200,7 +205,7 @@ class EngineTransport:
         # a little headroom: the limit applies to the engine.io packet, the frame adds the type digit
         return MeteredWebSocket(
             account,
-            lambda refusal: self._refused(session, refusal),
+            lambda refusal: self._refused(account, session, refusal),
             max_msg_size=self.server.settings.SOCKET_MAX_RESPONSE_LENGTH + 16,
             autoping=True,
             compress=False,

@@ -55,6 +55,8 @@ class MeteredWebSocket(web.WebSocketResponse):
         """Charge the frames whose headers ``data`` completes; False once refused."""
         if self.refusal is not None:
             return False
+        if self.account.closed:
+            return False  # the session has ended: what still arrives is dropped
         for header in self._meter.feed(data):
             # control frames are at most 125 bytes; a frame over the message cap is aiohttp's to
             # refuse (1009) before it buffers any of it

@@ -4,7 +4,8 @@ The plain OCI distribution API covers pulling everywhere; types differ only in h
 credential turns into registry access (static Basic credentials, an ECR token obtained via
 STS, ...) and in how repositories are listed where ``/v2/_catalog`` is missing or forbidden
 (Docker Hub, GitHub, GitLab, DigitalOcean, Harbor and Quay have their own APIs). A type that
-knows more about a tag than the distribution API tells (push time) may say so too.
+knows more about a tag than the distribution API tells (push time), or has key/value tags on
+its repositories (ECR), may say so too.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class TagInfo:
     tag: str
     digest: str | None = None
     pushed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceTag:
+    """A key/value tag on the repository itself (ECR resource tags), not an image tag."""
+
+    key: str
+    value: str
 
 
 @dataclass(slots=True)
@@ -167,4 +176,10 @@ class RegistryType:
         self, creds: RegistryCredentials, ctx: TypeContext, repository: str
     ) -> list[TagInfo] | None:
         """Tags with digests and push times from a vendor API; ``None`` to use the registry."""
+        return None
+
+    async def repository_tags(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[ResourceTag] | None:
+        """The repository's own key/value tags; ``None`` where the registry has no such thing."""
         return None

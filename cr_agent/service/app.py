@@ -288,7 +288,10 @@ async def list_with_metadata(request: web.Request) -> web.Response:
     async def work(s: RegistrySession) -> m.TagsWithMetadataResponse:
         tags = await s.tags_with_metadata(repo, created=query.created, platform=query.platform)
         return m.TagsWithMetadataResponse(
-            repository=s.repository_name(repo), tags=tags, count=len(tags)
+            repository=s.repository_name(repo),
+            tags=tags,
+            count=len(tags),
+            Tags=await s.repository_tags(repo),
         )
 
     return _json(await _with_registry(request, work))

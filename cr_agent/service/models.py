@@ -232,10 +232,21 @@ class TagMetadata(Strict):
     created: datetime | None = Field(None, description="the image config's created time")
 
 
+class RepositoryTag(Strict):
+    Key: str
+    Value: str
+
+
 class TagsWithMetadataResponse(Strict):
     repository: str
     tags: list[TagMetadata]
     count: int
+    Tags: list[RepositoryTag] | None = Field(
+        None,
+        description="the repository's own resource tags in AWS's shape (ECR "
+        "ListTagsForResource), e.g. for `.Tags | from_entries`; absent where the registry "
+        "type has none or the role may not read them",
+    )
 
 
 class LayerInfo(Strict):

@@ -36,6 +36,7 @@ from cr_agent.service.models import (
     ImageMetadataResponse,
     LayerInfo,
     PlatformManifest,
+    RepositoryTag,
     StepResult,
     TagMetadata,
 )
@@ -161,6 +162,20 @@ class RegistrySession:
         if created:
             tags = await self._bounded(tags, lambda t: self._with_created(repo, t, platform))
         return sorted(tags, key=lambda t: t.tag)
+
+    async def repository_tags(self, repository: str) -> list[RepositoryTag] | None:
+        """The repository's resource tags where its registry type has them (ECR)."""
+        try:
+            found = await self.kind.repository_tags(
+                self.creds, self.ctx, self.repository_name(repository)
+            )
+        except PermissionDenied as exc:
+            # a read-only role without ecr:ListTagsForResource still lists its images
+            log.warning("repository tags not readable", step=exc.step, error=str(exc))
+            return None
+        if found is None:
+            return None
+        return [RepositoryTag(Key=t.key, Value=t.value) for t in found]
 
     async def _bounded(self, items: list[Any], work: Any) -> list[Any]:
         limit = asyncio.Semaphore(HEAD_CONCURRENCY)

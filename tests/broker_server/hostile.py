@@ -48,6 +48,11 @@ class Outcome:
     def acks(self) -> int:
         return sum(1 for text in self.texts if text.startswith(ACK_PREFIX))
 
+    @property
+    def notices(self) -> list[str]:
+        """Notifications the server sent (its verdict on a message that was no callback)."""
+        return [text for text in self.texts if '"notification"' in text]
+
 
 def text_frame(payload: bytes) -> bytes:
     """One masked client text frame (FIN set)."""
@@ -119,10 +124,15 @@ class HostileSocket:
             await self.writer.drain()
 
     async def watch(self, within: float = 30.0, acks: int = 1) -> Outcome:
-        """Read what comes back until ``acks`` acks arrived, the server closed, or ``within``."""
+        """Read what comes back until ``acks`` acks or a notification arrived, the server
+        closed, or ``within``."""
         try:
             async with asyncio.timeout(within):
-                while self.outcome.acks < acks and self.outcome.close_code is None:
+                while (
+                    self.outcome.acks < acks
+                    and not self.outcome.notices
+                    and self.outcome.close_code is None
+                ):
                     if not await self._read_frame():
                         break
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):

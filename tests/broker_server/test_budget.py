@@ -48,7 +48,7 @@ def test_giving_back_frees_room_and_close_returns_everything():
     one.close()
     assert b.total == 0
     # a closed account takes nothing: nobody would give it back
-    assert one.try_take(1) is not None
+    assert one.try_take(1) == Refusal("closed", 0)
     assert b.total == 0
 
 
@@ -61,3 +61,11 @@ def test_take_raises_with_the_refusal_and_the_reason_fits_a_close_frame():
     assert Refusal("server", 1).http_status == 503
     big = Refusal("connection", 2**62)
     assert len(big.message.encode()) <= 123
+
+
+def test_a_closed_account_refuses_as_closed():
+    account = budget().account("a")
+    account.close()
+    refusal = account.try_take(1)
+    assert refusal == Refusal("closed", 0)
+    assert (refusal.message, refusal.http_status) == ("the socket has closed", 410)
