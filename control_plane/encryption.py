@@ -7,6 +7,8 @@ compared, so they are stored as a hash (:mod:`control_plane.accounts.tokens`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -27,6 +29,16 @@ class SecretBox:
             raise SecretKeyError(
                 "CRBROKER_SECRET_KEY: not a Fernet key (urlsafe base64 of 32 bytes)"
             ) from None
+        raw = key.encode() if isinstance(key, str) else key
+        # a MAC key of its own, derived from the same secret (never the encryption key itself)
+        self._mac_key = hashlib.sha256(b"crbroker signature key\0" + raw).digest()
+
+    def sign(self, message: bytes) -> str:
+        """A short, identifier-shaped MAC of ``message`` (hex HMAC-SHA256)."""
+        return hmac.new(self._mac_key, message, hashlib.sha256).hexdigest()
+
+    def verify(self, message: bytes, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(message), signature)
 
     def encrypt(self, plain: bytes) -> bytes:
         return self._fernet.encrypt(plain)

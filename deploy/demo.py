@@ -143,13 +143,10 @@ def run(output_dir: Path, keep_logs: bool) -> int:
                 },
             )
             token = integration["attributes"]["broker_token"]
-            agent = st.start_agent(workdir / "services")
-            cleanup.append(agent.stop)
-            client = st.start_broker_client(
+            agent, client = st.start_agent_and_client(
                 workdir / "services",
                 token=token,
                 server_url=server.url,
-                agent_url=agent.url,
                 registry={
                     "CR_TYPE": "generic-cr",
                     "CR_BASE": registry.url,
@@ -158,7 +155,7 @@ def run(output_dir: Path, keep_logs: bool) -> int:
                 },
                 startup=st.Startup(ready=(200, 500)),
             )
-            cleanup.append(client.stop)
+            cleanup += [agent.stop, client.stop]
             st.wait_for_connection(server.url, token)
         rows: list[tuple[str, str, str, str]] = []
         with steps.step(f"importing {len(images)} images through the control plane"):

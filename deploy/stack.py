@@ -231,6 +231,38 @@ def start_agent(
     return _start("cr-agent", spec, workdir, port)
 
 
+def start_agent_and_client(
+    workdir: Path,
+    *,
+    token: str,
+    server_url: str,
+    registry: Mapping[str, str],
+    max_active: int = 1,
+    startup: Startup | None = None,
+) -> tuple[Service, Service]:
+    """An agent and our broker client in front of it, paired as production pairs them: the
+    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
+    client_port = free_port()
+    agent = start_agent(
+        workdir, max_active=max_active, callback_url=f"http://127.0.0.1:{client_port}"
+    )
+    try:
+        client = start_broker_client(
+            workdir,
+            token=token,
+            server_url=server_url,
+            agent_url=agent.url,
+            registry=registry,
+            port=client_port,
+            agent_secret=agent.env["CR_AGENT_SECRET"],
+            startup=startup,
+        )
+    except BaseException:
+        agent.stop()
+        raise
+    return agent, client
+
+
 def start_broker_server(
     workdir: Path,
     *,

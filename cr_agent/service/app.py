@@ -127,8 +127,9 @@ def _request_id(given: str | None) -> str:
 
 def _check_secret(request: web.Request) -> None:
     """401 unless the request carries the configured secret (or authentication is off)."""
-    expected = request.app[SETTINGS].CR_AGENT_SECRET
-    if expected is None or request.path in OPEN_PATHS:
+    settings = request.app[SETTINGS]
+    expected = settings.CR_AGENT_SECRET
+    if expected is None or settings.CR_AGENT_AUTH == "disabled" or request.path in OPEN_PATHS:
         return
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
@@ -513,7 +514,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], None] | None = Non
         callback=settings.BROKER_CLIENT_URL,
         allowed_registries=settings.CR_ALLOWED_REGISTRIES or "any",
     )
-    if settings.CR_AGENT_SECRET is None:
+    if settings.CR_AGENT_SECRET is None or settings.CR_AGENT_AUTH == "disabled":
         log.warning("CR_AGENT_AUTH=disabled: anything that reaches this port can drive the agent")
     if settings.CR_AGENT_ALLOW_REQUEST_CALLBACK_URL:
         log.warning("CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true: requests choose where results go")

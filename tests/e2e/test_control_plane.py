@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import pytest
 
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Registry
+from deploy.processes import free_port
+from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Registry, start_agent
 from tests.support import snyk_broker
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(240)]
@@ -46,14 +47,26 @@ def _client(
     workdir: Path,
     token: str,
     server: st.Service,
-    agent: st.Service,
     registry: Registry,
-) -> tuple[st.Service, Path]:
+    stoppers: list[Callable[[], None]],
+) -> tuple[st.Service, st.Service]:
+    """The broker client of ``flavour`` and the agent behind it, which calls back to it only.
+
+    snyk-broker's client cannot send the agent's shared secret, so its agent runs with
+    ``CR_AGENT_AUTH=disabled`` (as the README says to run it behind snyk's client)."""
+    port = free_port()
+    agent = start_agent(
+        workdir / "agent",
+        callback_url=f"http://127.0.0.1:{port}",
+        **({"CR_AGENT_AUTH": "disabled"} if flavour == "snyk-client" else {}),
+    )
+    stoppers.append(agent.stop)
     if flavour == "snyk-client":
         snyk_broker.require_snyk_broker()
         client = snyk_broker.start_client(
             workdir,
             token=token,
+            port=port,
             server_url=server.url,
             env={
                 "CR_AGENT_URL": agent.url,
@@ -62,16 +75,18 @@ def _client(
             },
             wait_connected=False,
         )
-        return client, client.process.log_path
+        return client, agent
     client = st.start_broker_client(
         workdir,
         token=token,
+        port=port,
         server_url=server.url,
         agent_url=agent.url,
+        agent_secret=agent.env["CR_AGENT_SECRET"],
         registry=registry.cr_env,
         startup=st.Startup(ready=(200, 500)),
     )
-    return client, client.process.log_path
+    return client, agent
 
 
 def _credentials(registry: Registry) -> str:
@@ -91,13 +106,11 @@ def _credentials(registry: Registry) -> str:
     scope="module",
     params=["our-client", pytest.param("snyk-client", marks=pytest.mark.interop)],
 )
-def plane(
-    request: pytest.FixtureRequest, registry: Registry, agent: st.Service, e2e_dir: Path
-) -> Iterator[Plane]:
+def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> Iterator[Plane]:
     flavour: str = request.param
     workdir = e2e_dir / f"control-plane-{flavour}"
     admin = "adm-" + secrets.token_hex(16)
-    stoppers = []
+    stoppers: list[Callable[[], None]] = []
     try:
         server = st.start_crbroker_server(
             workdir, env={"CRBROKER_ADMIN_TOKEN": admin, "LOG_LEVEL": "debug"}
@@ -115,10 +128,10 @@ def plane(
             },
         )
         token = integration["attributes"]["broker_token"]
-        client, client_log = _client(flavour, workdir, token, server, agent, registry)
+        client, agent = _client(flavour, workdir, token, server, registry, stoppers)
         stoppers.append(client.stop)
         st.wait_for_connection(server.url, token)
-        logs = [server.log_path, client_log, agent.log_path]
+        logs = [server.log_path, client.process.log_path, agent.log_path]
         yield Plane(flavour, server, api, org, integration["id"], logs)
     finally:
         for stop in reversed(stoppers):

@@ -72,17 +72,15 @@ def replicas(
         integration = apis[0].create_integration(
             org, {"integration_type": "generic-cr", "has_broker": True, "max_in_flight": 3}
         )
-        agent = st.start_agent(tmp_path / "agent", max_active=2)
-        started.append(agent)
-        client = st.start_broker_client(
-            tmp_path / "client",
+        agent, client = st.start_agent_and_client(
+            tmp_path / "agent",
             token=integration["attributes"]["broker_token"],
             server_url=relay.url,
-            agent_url=agent.url,
             registry=registry.cr_env,
+            max_active=2,
             startup=st.Startup(ready=(200, 500)),
         )
-        started.append(client)
+        started += [agent, client]
         st.wait_for_connection(relay.url, integration["attributes"]["broker_token"])
         yield apis, agent, database
     finally:

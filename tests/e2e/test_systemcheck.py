@@ -26,6 +26,7 @@ def test_failed_systemcheck_carries_the_agents_reason_and_is_logged(
         token=str(uuid.uuid4()),
         server_url="http://127.0.0.1:9",  # no server needed for /systemcheck
         agent_url=agent.url,
+        agent_secret=agent.env["CR_AGENT_SECRET"],
         registry={**registry.cr_env, "CR_PASSWORD": wrong},
         startup=st.Startup(ready=(200, 500)),
     )

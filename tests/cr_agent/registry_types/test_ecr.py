@@ -291,6 +291,7 @@ async def test_ecr_endpoint_from_the_token_is_checked_against_allowed_registries
     assert status == 200, body
     assert ecr_images["repo"] in body["repositories"]
 
+
 #: the jq a catalog rule uses on AWS's tag shape (docs/ecr-tags.md): `port-<service>` keys
 SERVICE_JQ = '.Tags | from_entries | keys[] | select(startswith("port-")) | .[5:]'
 

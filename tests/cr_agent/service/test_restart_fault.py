@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from deploy.processes import ServerProcess, free_port, wait_for_http
-from tests.cr_agent.service.agent import AgentFactory, creds_for
+from tests.cr_agent.service.agent import SECRET_HEADERS, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.cr_agent.service.test_serve import ROOT, agent_env
 from tests.fakes.callback_receiver import CallbackReceiver
@@ -32,7 +32,7 @@ DONE = "/api/v2/import/done"
 SCANS = 50
 
 
-def _start_agent(tmp_path: Path, name: str) -> tuple[ServerProcess, str]:
+def _start_agent(tmp_path: Path, name: str, callback_url: str) -> tuple[ServerProcess, str]:
     port = free_port()
     server = ServerProcess(
         [sys.executable, "-m", "cr_agent", "serve"],
@@ -43,6 +43,7 @@ def _start_agent(tmp_path: Path, name: str) -> tuple[ServerProcess, str]:
             CALLBACK_RETRY_SECONDS="0.5",
             LAYER_CACHE_DIR=str(tmp_path / "layers"),
             REGISTRY_TIMEOUT="5",
+            BROKER_CLIENT_URL=callback_url,  # the only place results go
         ),
         cwd=ROOT,
         log_path=tmp_path / f"agent-{name}.log",
@@ -62,6 +63,8 @@ def _call(url: str, body: Any = None, creds: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     request.add_header("Content-Type", "application/json")
+    for name, value in SECRET_HEADERS.items():
+        request.add_header(name, value)
     if creds:
         request.add_header("Authorization", creds)
     with urllib.request.urlopen(request, timeout=10) as resp:
@@ -76,7 +79,7 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     creds = creds_for(plain_registry)
     body = {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{callback_port}"}
 
-    first, url = await asyncio.to_thread(_start_agent, tmp_path, "first")
+    first, url = await asyncio.to_thread(_start_agent, tmp_path, "first", body["callbackUrl"])
     try:
         accepted = [
             await asyncio.to_thread(_call, url + "/scan", body, creds) for _ in range(SCANS)
@@ -93,7 +96,7 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     finally:
         first.stop()
 
-    second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second")
+    second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second", body["callbackUrl"])
     try:
         await asyncio.sleep(1.0)  # its drainer tries the receiver and fails
         await asyncio.to_thread(_stop, second)
@@ -102,7 +105,7 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     assert len(list((tmp_path / "spool").glob("*.json"))) >= 2 * SCANS
 
     receiver = await CallbackReceiver().start(port=callback_port)
-    third, _ = await asyncio.to_thread(_start_agent, tmp_path, "third")
+    third, _ = await asyncio.to_thread(_start_agent, tmp_path, "third", body["callbackUrl"])
     try:
         await receiver.wait_for(DONE, SCANS, wait_seconds=40)
         await receiver.wait_for(RESULT, SCANS, wait_seconds=10)
