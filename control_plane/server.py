@@ -294,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] == ["token"]:
         from control_plane import cli
 
+        # stdout carries the token alone; log lines go to stderr
+        configure_logging(
+            os.environ.get("LOG_LEVEL", "warning"), service="crbroker-server", stream=sys.stderr
+        )
         return cli.run(given)
     args = _parser().parse_args(given)
     mode = args.command or os.environ.get("CRBROKER_MODE") or "all"

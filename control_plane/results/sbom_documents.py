@@ -30,8 +30,9 @@ def decompress(data: bytes) -> bytes:
 
 
 def canonical_bytes(document: dict[str, Any]) -> bytes:
-    """The stored text of a document: indented like the agent writes it."""
-    return json.dumps(document, indent=2, ensure_ascii=False).encode()
+    """The stored text of a document: compact UTF-8 JSON, as the agent's callback carries it
+    (json's C encoder; an indented dump goes through its pure-Python one, ~10x slower)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _purl_type(purl: object) -> str | None:
