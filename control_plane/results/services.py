@@ -205,9 +205,6 @@ async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
     """The scans domain records it: a failure apart, a success with both SBOMs."""
     started = scan.started_at or scan.claimed_at or scan.requested_at
     elapsed = max(0, int((utcnow() - started) / dt.timedelta(milliseconds=1)))
-    scan.started_at = started
-    scan.duration_ms = elapsed
-    scan.platform = body.platform
     if body.status == "error" or body.sbom is None:
         error = body.error or AgentError(message="the agent reported no SBOM")
         await scans.record_failure(
@@ -217,20 +214,24 @@ async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
             failed_step=(error.step or error.code or "scan")[:64],
             idempotency_key=body.resultId,
         )
-        return
-    outcome = scans.ScanOutcome(
-        image_digest=body.digest,
-        platform=body.platform,
-        package_type=docs.package_type(body.sbom),
-        package_count=body.packageCount or 0,
-        duration_ms=elapsed,
-        sboms={
-            "cyclonedx": docs.canonical_bytes(body.sbom),
-            "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
-        },
-        idempotency_key=body.resultId,
-    )
-    await scans.record_success(session, scan.id, outcome)
+        scan.platform = body.platform
+    else:
+        outcome = scans.ScanOutcome(
+            image_digest=body.digest,
+            platform=body.platform,
+            package_type=docs.package_type(body.sbom),
+            package_count=body.packageCount or 0,
+            duration_ms=elapsed,
+            sboms={
+                "cyclonedx": docs.canonical_bytes(body.sbom),
+                "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
+            },
+            idempotency_key=body.resultId,
+        )
+        await scans.record_success(session, scan.id, outcome)
+    # set after recording: changed before, they would be flushed by its first query
+    scan.started_at = started
+    scan.duration_ms = elapsed
 
 
 async def ingest_done(
