@@ -18,7 +18,10 @@ request at a time, after 20 untimed warm-up requests:
   the projects match the tag), also walked by ``links.next``.
 
 Times are client-side wall times per request (HTTP on loopback, JSON:API rendering, the
-token lookup and the SQL). Results print as a table and JSON.
+token lookup and the SQL); ``cpu ms`` is this process's CPU time per request (client, server
+and aiosqlite's thread; PostgreSQL's own work is in another process), which depends less on
+what else the machine runs; ``load`` is the 1-minute load average at the end. Results print
+as a table and JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -160,7 +164,9 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
         for label, query in queries.items():
             first = f"/rest/orgs/{org_id}/projects?version={VERSION}&{query}"
             await walk(http, base, first, token, 20)
+            cpu = time.process_time()
             times = await walk(http, base, first, token, requests)
+            cpu_ms = (time.process_time() - cpu) * 1000 / requests
             rows.append(
                 {
                     "database": name,
@@ -170,6 +176,9 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
                     "p50_ms": round(statistics.median(times), 2),
                     "p99_ms": round(percentile(times, 99), 2),
                     "max_ms": round(max(times), 2),
+                    # client + server + SQLite thread: this process's CPU per request
+                    "cpu_ms": round(cpu_ms, 2),
+                    "load_avg": round(os.getloadavg()[0], 1),
                     "fill_s": round(fill_s, 1),
                 }
             )
@@ -203,11 +212,14 @@ async def main() -> None:
                 pg.stop()
         else:
             raise SystemExit(f"--db: unknown database {name}")
-    print(f"{'database':<11}{'query':<10}{'projects':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"{'database':<11}{'query':<10}{'projects':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'cpu ms':>9}{'load':>6}"
+    )
     for row in rows:
         print(
             f"{row['database']:<11}{row['query']:<10}{row['projects']:>9}"
-            f"{row['p50_ms']:>9}{row['p99_ms']:>9}{row['max_ms']:>9}"
+            f"{row['p50_ms']:>9}{row['p99_ms']:>9}{row['max_ms']:>9}{row['cpu_ms']:>9}{row['load_avg']:>6}"
         )
     print(json.dumps(rows))
 

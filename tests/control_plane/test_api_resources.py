@@ -7,7 +7,7 @@ import json
 from urllib.parse import parse_qsl, urlsplit
 
 from control_plane.encryption import SecretBox
-from control_plane.scans.services import ScanOutcome, enqueue_scan, record_failure, record_success
+from control_plane.scans.services import ScanOutcome, enqueue_scan, record_success
 from tests.control_plane import factories
 from tests.control_plane.api_client import ApiClient
 
@@ -320,28 +320,3 @@ async def test_healthcheck_metrics_and_openapi(api: ApiClient, box: SecretBox) -
     )
     spec = await api.get("/openapi.json")
     assert "/rest/orgs/{org_id}/projects" in spec.json["paths"]
-
-
-async def test_scan_history_shows_every_scan_and_why_one_failed(
-    api: ApiClient, box: SecretBox
-) -> None:
-    async with api.db.sessions() as session, session.begin():
-        acct, _, project = await factories.project_in_new_org(
-            session, box, "web", "3", importer=None
-        )
-        retest = await enqueue_scan(session, project, reason="retest", requested_by=acct.user.id)
-        await record_failure(session, retest.id, error="manifest unknown", failed_step="manifest")
-        other, _, _ = await factories.project_in_new_org(session, box)
-    api.token = acct.token
-    history = await api.get(f"/rest/orgs/{acct.org.id}/projects/{project.id}/scans")
-    statuses = [
-        (s["attributes"]["status"], s["attributes"]["reason"]) for s in history.json["data"]
-    ]
-    assert statuses == [("succeeded", "import"), ("failed", "retest")]
-    failed = history.json["data"][1]
-    assert failed["attributes"]["failed_step"] == "manifest"
-    assert failed["relationships"]["requested_by"]["data"]["id"] == str(acct.user.id)
-    one = await api.get(f"/rest/orgs/{acct.org.id}/scans/{retest.id}")
-    assert one.json["data"]["attributes"]["error"] == "manifest unknown"
-    assert (await api.get(f"/rest/orgs/{other.org.id}/scans/{retest.id}")).status == 404
-    assert (await api.get(f"/rest/orgs/{acct.org.id}/scans/{project.id}")).status == 404
