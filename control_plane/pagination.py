@@ -96,7 +96,9 @@ async def fetch_page(
         if page.starting_after is not None:
             query = query.where(id_column > page.starting_after)
         query = query.order_by(id_column)
-    rows = list((await session.scalars(query.limit(page.limit + 1))).unique())
+    # callers eager-load to-one relationships by join and collections by selectin, so rows
+    # are never repeated and need no unique() pass
+    rows = list(await session.scalars(query.limit(page.limit + 1)))
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     if page.ending_before is not None:

@@ -35,8 +35,9 @@ ENVIRONMENT = (
 )
 LIFECYCLE = ("production", "development", "sandbox")
 TEST_FREQUENCIES = ("daily", "weekly", "never")
-#: Snyk's project tag rules: key of letters, digits, - and _ (ECR tag keys fit), value free
-TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@-]{1,128}$")
+#: tag keys: Snyk's letters, digits, - and _, widened to every character AWS allows in a
+#: resource tag key (space . : / = + @), so ECR repository tags can become project tags
+TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@ -]{1,128}$")
 MAX_TAG_VALUE = 256
 
 
@@ -147,7 +148,7 @@ def check_tags(pairs: list[tuple[str, str]], pointer: str = "/data/attributes/ta
     for index, (key, value) in enumerate(pairs):
         if not TAG_KEY.match(key):
             raise InvalidInput(
-                "tag key must be 1 to 128 letters, digits or - _ . : / = + @",
+                "tag key must be 1 to 128 letters, digits, spaces or - _ . : / = + @",
                 pointer=f"{pointer}/{index}/key",
             )
         if len(value) > MAX_TAG_VALUE:
@@ -155,6 +156,11 @@ def check_tags(pairs: list[tuple[str, str]], pointer: str = "/data/attributes/ta
                 f"tag value must be at most {MAX_TAG_VALUE} characters",
                 pointer=f"{pointer}/{index}/value",
             )
+
+
+def tags_from_aws(tags: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """Project tags from resource tags in AWS's ``[{"Key", "Value"}]`` shape (ECR)."""
+    return [(t["Key"], t["Value"]) for t in tags]
 
 
 def _check_words(values: list[str], allowed: tuple[str, ...], name: str) -> list[str]:
