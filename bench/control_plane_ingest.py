@@ -11,6 +11,10 @@ callback route served by aiohttp in this process on 127.0.0.1, ``--concurrency``
 Each body is what the agent sends for an image with ``--packages`` dpkg packages (a
 CycloneDX document shaped like cr_agent's, ~1 KB per package) and the scan's ticket.
 
+Also reported: CPU milliseconds of this process per result (the control plane and the
+small client posting bodies; PostgreSQL's own CPU not included), which does not depend on
+what else the machine runs, and the load average at the end of each run.
+
 What one result costs: parse and validate the body, check the ticket (Fernet), lock the
 scan, derive SPDX from the CycloneDX, compress both (zstd), insert two SBOM rows, update the
 scan and the project. Reported: results/s over the whole run and p50/p99 latency of one
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -188,9 +193,11 @@ async def run_one(url: str, *, results: int, packages: int, concurrency: int) ->
         try:
             warm, bodies = bodies[:10], bodies[10:]
             await deliver(str(server.make_url("/api/v2/import/result")), warm, 1)
+            cpu = time.process_time()
             seconds, latencies = await deliver(
                 str(server.make_url("/api/v2/import/result")), bodies, concurrency
             )
+            cpu = time.process_time() - cpu
         finally:
             await server.close()
     finally:
@@ -203,6 +210,8 @@ async def run_one(url: str, *, results: int, packages: int, concurrency: int) ->
         "concurrency": concurrency,
         "seconds": round(seconds, 3),
         "results_per_s": round(len(bodies) / seconds, 1),
+        # this process: the control plane plus the small client posting the bodies
+        "cpu_ms_per_result": round(cpu / len(bodies) * 1000, 1),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 1),
     }
@@ -245,7 +254,8 @@ async def main() -> None:
             rows.append(row)
             print(
                 f"{name:10s} c={concurrency:<3d} {row['results']} results of {row['body_kb']} KB: "
-                f"{row['results_per_s']} results/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms"
+                f"{row['results_per_s']} results/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+                f"{row['cpu_ms_per_result']} ms CPU/result, load {os.getloadavg()[0]:.1f}"
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
