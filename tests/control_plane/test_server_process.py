@@ -53,6 +53,10 @@ def test_a_bad_setting_is_named_and_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "CONTROL_PLANE_PORT" in done.stderr
     relay = crbroker_server("relay", env={"CRBROKER_DATA_DIR": str(tmp_path)})
     assert relay.returncode == 2 and "BROKER_TOKENS" in relay.stderr
+    url = "postgresql://cp:pw-not-to-be-shown@127.0.0.1:1/cp"
+    away = crbroker_server(env={"DATABASE_URL": url, "CRBROKER_DATA_DIR": str(tmp_path)})
+    assert away.returncode == 2 and "DATABASE_URL" in away.stderr
+    assert "pw-not-to-be-shown" not in away.stderr + away.stdout
 
 
 def test_token_create_makes_a_token_the_running_server_accepts(tmp_path: Path) -> None:
