@@ -220,7 +220,8 @@ async def reap(
     sessions: async_sessionmaker[AsyncSession], *, claim_timeout: float, result_timeout: float
 ) -> tuple[int, int]:
     """Claims a dead process left behind go back to the queue; scans an agent never reported
-    on fail at step "timeout". Returns (requeued, timed out)."""
+    on fail at step "timeout", and so do queued scans whose integration was deleted (nothing
+    could ever run them). Returns (requeued, failed)."""
     now = utcnow()
     async with sessions() as session, session.begin():
         requeued = await session.execute(
@@ -246,7 +247,19 @@ async def reap(
             )
             .execution_options(synchronize_session=False)
         )
-    return requeued.rowcount, timed_out.rowcount  # type: ignore[attr-defined]
+        orphaned = await session.execute(
+            update(Scan)
+            .where(Scan.status == "queued", Scan.integration_id.is_(None))
+            .values(
+                status="failed",
+                failed_step="dispatch",
+                error="the integration was deleted before the scan could run",
+                finished_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    failed = timed_out.rowcount + orphaned.rowcount  # type: ignore[attr-defined]
+    return requeued.rowcount, failed  # type: ignore[attr-defined]
 
 
 async def counts(session: AsyncSession) -> dict[str, int]:

@@ -9,7 +9,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from control_plane.db import Database
-from control_plane.models import Scan, utcnow
+from control_plane.models import Integration, Scan, utcnow
 from control_plane.queue import services as queue
 from control_plane.scans.services import enqueue_scan
 from tests.control_plane import flow_factories as f
@@ -98,3 +98,18 @@ async def test_a_released_scan_waits_for_its_retry_time(db: Database) -> None:
     async with db.sessions() as session:
         scan = await session.get(Scan, claimed.scan_id)
     assert scan is not None and scan.status == "queued" and scan.error == "no client"
+
+
+async def test_queued_scans_of_a_deleted_integration_fail_instead_of_waiting_forever(
+    db: Database,
+) -> None:
+    scans = await _queued(db, count=2, max_in_flight=4)
+    async with db.sessions() as session, session.begin():
+        integration = await session.get(Integration, scans[0].integration_id)
+        assert integration is not None
+        await session.delete(integration)
+    assert await queue.claim(db.sessions, "w") == []
+    assert await queue.reap(db.sessions, claim_timeout=60, result_timeout=60) == (0, 2)
+    async with db.sessions() as session:
+        rows = (await session.execute(select(Scan.status, Scan.failed_step))).all()
+    assert {(status, step) for status, step in rows} == {("failed", "dispatch")}
