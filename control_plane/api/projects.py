@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from control_plane.projects.services import (
     LIFECYCLE,
     ProjectFilter,
     ProjectUpdate,
+    TargetSummary,
     check_tags,
     delete_project,
     get_project,
@@ -50,10 +52,12 @@ _LIST = (
 )
 
 
-def target_relationship(org_id: uuid.UUID, project: Project, expand: bool) -> dict[str, Any]:
+def target_relationship(
+    org_id: uuid.UUID, project: Project | SimpleNamespace, expand: bool
+) -> dict[str, Any]:
     rel = relationship("target", project.target_id, f"/orgs/{org_id}/targets/{project.target_id}")
     if expand:
-        target: Target = project.target
+        target: Target | TargetSummary = project.target
         rel["data"]["attributes"] = {
             "display_name": target.display_name,
             "url": target.url,
@@ -64,7 +68,11 @@ def target_relationship(org_id: uuid.UUID, project: Project, expand: bool) -> di
 
 
 def project_resource(
-    project: Project, *, expand_target: bool, issue_counts: bool, dependency_total: bool
+    project: Project | SimpleNamespace,
+    *,
+    expand_target: bool,
+    issue_counts: bool,
+    dependency_total: bool,
 ) -> dict[str, Any]:
     org = project.org_id
     resource: dict[str, Any] = {
