@@ -32,6 +32,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.encryption import SecretBox, SecretKeyError
+from control_plane.errors import DomainError
+from control_plane.imports.services import apply_repository_tags
 from control_plane.integrations import services as integrations
 from control_plane.models import Integration, utcnow
 from control_plane.queue import services as scan_queue
@@ -76,42 +78,77 @@ class AgentRoute:
     where: str  # for logs and errors: "broker" or the agent's URL
 
 
+@dataclass(frozen=True)
+class AgentBase:
+    """The agent as this integration reaches it: a base URL and the headers carrying (or, through
+    a broker client, standing for) the registry credentials. Secrets inside: never log it."""
+
+    url: str
+    headers: dict[str, str]
+    where: str  # for logs and errors: "broker" or the agent's URL
+    brokered: bool
+
+
+def agent_base(
+    integration: Integration, box: SecretBox, settings: ServerSettings, *, broker_url: str | None
+) -> AgentBase:
+    if integration.has_broker:
+        if integration.broker_token_encrypted is None or not broker_url:
+            raise DispatchError("no broker token or BROKER_SERVER_URL", retryable=False)
+        token = integrations.broker_token(box, integration)
+        return AgentBase(
+            url=f"{broker_url}/broker/{token}",
+            headers={"authorization": "${CR_CREDENTIALS}", "x-broker-var-sub": "authorization"},
+            where="broker",
+            brokered=True,
+        )
+    if not settings.CR_AGENT_URL:
+        raise DispatchError("direct integration but CR_AGENT_URL is not set", retryable=False)
+    if integration.credentials_encrypted is None:
+        raise DispatchError("the integration holds no credentials", retryable=False)
+    blob = encode_credentials(integrations.credentials(box, integration)).strip()
+    return AgentBase(
+        url=settings.CR_AGENT_URL,
+        headers={"authorization": blob},
+        where=settings.CR_AGENT_URL,
+        brokered=False,
+    )
+
+
 def route_for(
-    integration: Integration,
-    claimed: scan_queue.Claimed,
-    box: SecretBox,
-    settings: ServerSettings,
-    *,
-    broker_url: str | None,
-    callback_base: str,
+    base: AgentBase, claimed: scan_queue.Claimed, box: SecretBox, *, callback_base: str
 ) -> AgentRoute:
+    """``POST /scan`` for one claimed scan, its callbacks coming back with its ticket."""
     body: dict[str, Any] = {
         "images": [claimed.image],
         "format": SBOM_FORMAT,
         "requestId": str(claimed.scan_id),
         "context": {"scan": str(claimed.scan_id), "ticket": seal(box, claimed.scan_id)},
     }
-    if integration.has_broker:
-        if integration.broker_token_encrypted is None or not broker_url:
-            raise DispatchError("no broker token or BROKER_SERVER_URL", retryable=False)
-        token = integrations.broker_token(box, integration)
+    if base.brokered:
         body["callbackUrl"] = "${BROKER_CLIENT_URL}"
         body["BROKER_VAR_SUB"] = ["callbackUrl"]
-        return AgentRoute(
-            url=f"{broker_url}/broker/{token}/scan",
-            headers={"authorization": "${CR_CREDENTIALS}", "x-broker-var-sub": "authorization"},
-            body=body,
-            where="broker",
-        )
-    if not settings.CR_AGENT_URL:
-        raise DispatchError("direct integration but CR_AGENT_URL is not set", retryable=False)
-    if integration.credentials_encrypted is None:
-        raise DispatchError("the integration holds no credentials", retryable=False)
-    body["credentials"] = encode_credentials(integrations.credentials(box, integration))
-    body["callbackUrl"] = callback_base
-    return AgentRoute(
-        url=f"{settings.CR_AGENT_URL}/scan", headers={}, body=body, where=settings.CR_AGENT_URL
-    )
+    else:
+        body["callbackUrl"] = callback_base
+    return AgentRoute(url=f"{base.url}/scan", headers=base.headers, body=body, where=base.where)
+
+
+async def repository_tags(
+    http: aiohttp.ClientSession, base: AgentBase, repository: str
+) -> list[dict[str, str]] | None:
+    """An ECR repository's resource tags from the agent's ``/list-with-metadata`` answer
+    (``Tags``, AWS's Key/Value shape), or None when the agent gives none."""
+    try:
+        async with http.get(
+            f"{base.url}/list-with-metadata/{repository}",
+            headers=base.headers,
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as resp:
+            answer = await resp.json(content_type=None) if resp.status == 200 else None
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        return None
+    tags = answer.get("Tags") if isinstance(answer, dict) else None
+    return tags if isinstance(tags, list) else None
 
 
 async def send(http: aiohttp.ClientSession, route: AgentRoute, seconds: float) -> str:
@@ -237,14 +274,8 @@ class Dispatcher:
                 )
             if integration is None:
                 raise DispatchError("the integration was deleted", retryable=False)
-            route = route_for(
-                integration,
-                claimed,
-                self.box,
-                self.settings,
-                broker_url=self.broker_url,
-                callback_base=self.callback_base,
-            )
+            base = agent_base(integration, self.box, self.settings, broker_url=self.broker_url)
+            route = route_for(base, claimed, self.box, callback_base=self.callback_base)
             job_id = await send(self._http, route, seconds=60)
         except (DispatchError, SecretKeyError) as exc:
             retryable = isinstance(exc, DispatchError) and exc.retryable
@@ -261,6 +292,24 @@ class Dispatcher:
             via=route.where,
             claim_held=held,
         )
+        if integration.integration_type == "ecr":
+            await self._carry_repository_tags(base, claimed)
+
+    async def _carry_repository_tags(self, base: AgentBase, claimed: scan_queue.Claimed) -> None:
+        """ECR: the repository's resource tags onto its target and project (seed 002)."""
+        assert self._http is not None
+        tags = await repository_tags(self._http, base, claimed.repository)
+        if tags is None:
+            return
+        try:
+            async with self.sessions() as session, session.begin():
+                await apply_repository_tags(session, claimed.project_id, tags)
+        except DomainError as exc:
+            log.warning(
+                "repository tags not taken", repository=claimed.repository, error=exc.detail
+            )
+            return
+        log.info("repository tags taken", repository=claimed.repository, tags=len(tags))
 
     async def _not_sent(self, claimed: scan_queue.Claimed, error: str, *, retryable: bool) -> None:
         async with self.sessions() as session, session.begin():

@@ -4,6 +4,7 @@ OpenAPI document; bad input named and nothing stored; another org's ids answer 4
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession
@@ -180,3 +181,43 @@ async def test_rest_import_names_the_bad_target(
     assert answer.status == 400
     assert answer.error()["source"] == {"pointer": "/data/attributes/targets/1/name"}
     assert await _count(db, Scan) == 0 and await _count(db, Project) == 0
+
+
+async def test_repository_tags_go_on_the_target_and_the_project_keeping_a_users_own(
+    db: Database, box: SecretBox
+) -> None:
+    from control_plane.imports.services import apply_repository_tags
+    from control_plane.projects.services import replace_tags
+
+    async with db.sessions() as session, session.begin():
+        _, project = await _imported(session, box)
+        replace_tags(project, [("owner", "team-a")])
+        await apply_repository_tags(
+            session,
+            project.id,
+            [{"Key": "port-auth-service", "Value": ""}, {"Key": "env", "Value": "prod"}],
+        )
+    async with db.sessions() as session, session.begin():
+        await apply_repository_tags(session, project.id, [{"Key": "port-billing", "Value": "x"}])
+    async with db.sessions() as session:
+        found = await session.get(Project, project.id)
+        assert found is not None
+        target = await session.get(Target, found.target_id)
+        assert target is not None
+        assert target.tags == [{"Key": "port-billing", "Value": "x"}]
+        assert [(t.key, t.value) for t in found.tags] == [
+            ("port-billing", "x"),
+            ("owner", "team-a"),
+        ]
+
+
+async def _imported(session: Any, box: SecretBox) -> tuple[factories.Account, Project]:
+    from control_plane.imports.services import ImageName, get_import_job, import_images
+
+    acct = await factories.account(session)
+    ecr = await factories.integration(session, box, acct.org, "ecr")
+    job = await import_images(
+        session, acct.org.id, ecr.id, [ImageName("team/app", "1")], user_id=acct.user.id
+    )
+    _, entries = await get_import_job(session, acct.org.id, job.id)
+    return acct, entries[0].project
