@@ -275,6 +275,9 @@ class Dispatcher:
             if integration is None:
                 raise DispatchError("the integration was deleted", retryable=False)
             base = agent_base(integration, self.box, self.settings, broker_url=self.broker_url)
+            if integration.integration_type == "ecr":
+                # before the scan, so a caller who sees the scan landed sees the tags too
+                await self._carry_repository_tags(base, claimed)
             route = route_for(base, claimed, self.box, callback_base=self.callback_base)
             job_id = await send(self._http, route, seconds=60)
         except (DispatchError, SecretKeyError) as exc:
@@ -292,8 +295,6 @@ class Dispatcher:
             via=route.where,
             claim_held=held,
         )
-        if integration.integration_type == "ecr":
-            await self._carry_repository_tags(base, claimed)
 
     async def _carry_repository_tags(self, base: AgentBase, claimed: scan_queue.Claimed) -> None:
         """ECR: the repository's resource tags onto its target and project (seed 002)."""

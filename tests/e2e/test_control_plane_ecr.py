@@ -138,7 +138,7 @@ def test_an_ecr_import_carries_the_repository_tags_to_target_and_project(
         assert {(t["key"], t["value"]) for t in project["attributes"]["tags"]} == {
             (t["Key"], t["Value"]) for t in TAGS
         }
-        found = api.projects(org, tags="port-auth-service:")
+        found = api.projects(org, tags="port-billing:owner")
         assert [p["id"] for p in found] == [project_id]
         if shutil.which("jq") is None:
             pytest.skip("Debian's jq is not installed")
