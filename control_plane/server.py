@@ -49,7 +49,7 @@ from control_plane.server_settings import (
 )
 from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
-from shared.logging import configure_logging, get_logger
+from shared.logging import configure_logging, get_logger, register_secrets
 
 log = get_logger("control_plane.server")
 
@@ -270,6 +270,7 @@ def run(mode: str, environ: Mapping[str, str] | None = None) -> int:
         print(f"crbroker-server: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(env.get("LOG_LEVEL", "info"), service="crbroker-server")
+    register_secrets(settings.CR_AGENT_SECRET)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()

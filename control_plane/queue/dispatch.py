@@ -44,6 +44,8 @@ from shared.logging import get_logger
 log = get_logger("control_plane.queue")
 
 SBOM_FORMAT = "cyclonedx-json"
+#: the agent's shared secret on direct calls (a broker client adds it on brokered ones)
+AGENT_SECRET_HEADER = "X-Crbroker-Agent-Secret"
 #: statuses worth asking again later: the broker client is away, the relay or agent is busy
 RETRYABLE = {404, 408, 425, 429, 500, 502, 503, 504}
 
@@ -107,9 +109,12 @@ def agent_base(
     if integration.credentials_encrypted is None:
         raise DispatchError("the integration holds no credentials", retryable=False)
     blob = encode_credentials(integrations.credentials(box, integration)).strip()
+    headers = {"authorization": blob}
+    if settings.CR_AGENT_SECRET:
+        headers[AGENT_SECRET_HEADER] = settings.CR_AGENT_SECRET
     return AgentBase(
         url=settings.CR_AGENT_URL,
-        headers={"authorization": blob},
+        headers=headers,
         where=settings.CR_AGENT_URL,
         brokered=False,
     )
