@@ -18,10 +18,11 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.accounts.services import Principal
+from control_plane.accounts.services import Principal, visible_org_id
 from control_plane.api.auth import Unauthorized, principal_from_header
 from control_plane.api.jsonapi import dumps, error_response, served_version
 from control_plane.api.metrics import ApiMetrics
+from control_plane.api.query import path_uuid
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.errors import DomainError, InvalidInput
@@ -57,6 +58,13 @@ def session_of(request: web.Request) -> AsyncSession:
 
 def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+async def org_id_of(request: web.Request) -> uuid.UUID:
+    """The path's ``org_id``, if the caller may see that org (else NotFound)."""
+    return await visible_org_id(
+        session_of(request), principal_of(request), path_uuid(request, "org_id")
+    )
 
 
 def _kind(path: str) -> str | None:
