@@ -45,6 +45,7 @@ class ApiContext:
 CONTEXT = web.AppKey("control_plane", ApiContext)
 SESSION = web.RequestKey("cp_session", AsyncSession)
 PRINCIPAL = web.RequestKey("cp_principal", Principal)
+AFTER_COMMIT = web.RequestKey("cp_after_commit", list[Callable[[], None]])
 
 
 def context(request: web.Request) -> ApiContext:
@@ -65,6 +66,12 @@ async def org_id_of(request: web.Request) -> uuid.UUID:
     return await visible_org_id(
         session_of(request), principal_of(request), path_uuid(request, "org_id")
     )
+
+
+def on_commit(request: web.Request, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (not if it rolls back),
+    before the answer is sent: e.g. wake a dispatcher for the scans the view queued."""
+    request[AFTER_COMMIT].append(callback)
 
 
 def _kind(path: str) -> str | None:
@@ -120,12 +127,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 "snyk-version-served": served,
                 "snyk-version-lifecycle-stage": stage,
             }
+        request[AFTER_COMMIT] = []
         async with ctx.db.sessions() as session, session.begin():
             request[SESSION] = session
             request[PRINCIPAL] = await principal_from_header(
                 session, request.headers.get("Authorization")
             )
             response = await handler(request)
+        for callback in request[AFTER_COMMIT]:
+            try:
+                callback()
+            except Exception:  # committed already: the answer stands
+                log.exception("after-commit callback failed", path=request.path)
     except Unauthorized as exc:
         response = _error(kind, 401, "Unauthorized", exc.detail)
     except DomainError as exc:
