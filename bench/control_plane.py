@@ -8,7 +8,8 @@ repository), each with two project tags and a landed scan's fields, inserted in 
 timed part is reading, not ingestion), then ``ANALYZE`` (what autovacuum would have done). PostgreSQL is Debian's, started by
 tests/support/postgres.py (initdb in a temporary directory, fsync off as in the tests).
 
-The API app runs in this process on 127.0.0.1 (aiohttp), and an aiohttp client asks, one
+The API app runs in this process on 127.0.0.1 (aiohttp on uvloop when installed, as
+``crbroker-server`` runs it), and an aiohttp client asks, one
 request at a time, after 20 untimed warm-up requests:
 
 - page: ``GET /rest/orgs/{org}/projects?version=…&expand=target&meta.latest_issue_counts=true
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,5 +226,15 @@ async def main() -> None:
     print(json.dumps(rows))
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed, as ``crbroker-server`` runs."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
