@@ -219,6 +219,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        #: dispatches under way: a slow agent holds its own scans, not everyone else's
+        self._sending: set[asyncio.Task[None]] = set()
         self.dispatched = 0
 
     def wake(self) -> None:
@@ -230,10 +232,11 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="scan-dispatcher")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._sending]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._http is not None:
             await self._http.close()
 
@@ -264,13 +267,31 @@ class Dispatcher:
                 self._wake.clear()
 
     async def step(self) -> bool:
-        """One round: claim what is free and dispatch it; True if anything was claimed."""
-        claimed = await scan_queue.claim(self.sessions, self.worker, limit=self.concurrency)
-        if claimed:
-            await asyncio.gather(*(self.dispatch(c) for c in claimed))
+        """One round: claim as many scans as there are free dispatch places and start sending
+        them without waiting; True if anything was claimed."""
+        free = self.concurrency - len(self._sending)
+        if free <= 0:
+            return False
+        claimed = await scan_queue.claim(self.sessions, self.worker, limit=free)
+        for scan in claimed:
+            task = asyncio.create_task(self.dispatch(scan), name=f"dispatch-{scan.scan_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sent)
         return bool(claimed)
 
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._wake.set()  # a place is free again
+
     async def dispatch(self, claimed: scan_queue.Claimed) -> None:
+        try:
+            await self._dispatch(claimed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the database went away: the reaper requeues the claim
+            log.error("scan dispatch crashed", scan=str(claimed.scan_id), error=repr(exc)[:500])
+
+    async def _dispatch(self, claimed: scan_queue.Claimed) -> None:
         assert self._http is not None
         try:
             async with self.sessions() as session:
