@@ -4,8 +4,13 @@ asks a container registry agent.
 Brokered integration: ``POST <relay>/broker/<broker token>/scan`` with
 ``authorization: ${CR_CREDENTIALS}`` and the callback URL as ``${BROKER_CLIENT_URL}``; the
 customer's broker client fills both in, so the registry credentials never leave it. Direct
-integration: ``POST <CR_AGENT_URL>/scan`` with the decrypted credentials in the body and this
-control plane as the callback base.
+integration: ``POST <CR_AGENT_URL>/scan`` with the decrypted credentials as its
+``Authorization`` (and ``CR_AGENT_SECRET`` when set) and this control plane as the callback
+base. For an ECR integration the repository's resource tags are read first
+(``/list-with-metadata``) and stored on the target and project.
+
+Sends run as tasks beside the claim loop, at most ``concurrency`` at once, so one agent that
+does not answer holds only its own scans.
 
 Every request carries ``context: {scan, ticket}``, echoed by the agent in each callback:
 ``ticket`` is the scan id sealed with the control plane's secret key, so a callback can only
