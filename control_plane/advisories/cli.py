@@ -1,0 +1,70 @@
+"""``crbroker-server advisories import PATH...``: bring advisory files into the database.
+
+PATH is an OSV record, a directory of them, an osv.dev ``all.zip``, an Alpine secdb file or
+the Debian security tracker's JSON (any mix). Prints what changed, and every skipped record
+with its reason on stderr. :func:`run` takes the arguments after ``advisories`` and returns
+the exit status: 0 when the files were read (some records may be skipped), 1 when nothing in
+them could be read, 2 on a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from control_plane.advisories.advisory_files import read_paths
+from control_plane.advisories.services import ImportReport, import_advisories
+from control_plane.db import Database, open_database
+from control_plane.settings import SettingsError, load_settings
+
+#: skipped records listed one by one; the rest are counted
+SHOWN_SKIPS = 100
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="crbroker-server advisories", description="offline vulnerability advisories"
+    )
+    commands = top.add_subparsers(dest="action", required=True)
+    load = commands.add_parser(
+        "import",
+        help="import OSV JSON / all.zip, Alpine secdb or Debian tracker JSON files",
+    )
+    load.add_argument("paths", nargs="+", metavar="PATH", help="file or directory")
+    return top
+
+
+async def import_paths(db: Database, paths: Sequence[str | os.PathLike[str]]) -> ImportReport:
+    """Read ``paths`` and store what they hold, in one transaction."""
+    outcome = await asyncio.to_thread(read_paths, paths)  # parsing is CPU work: off the loop
+    async with db.sessions() as session, session.begin():
+        return await import_advisories(session, outcome.advisories, outcome.skipped)
+
+
+async def _import(url: str, paths: Sequence[str]) -> ImportReport:
+    db = await open_database(url, pool_size=1)
+    try:
+        return await import_paths(db, paths)
+    finally:
+        await db.close()
+
+
+def run(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    args = parser().parse_args(list(argv))
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"crbroker-server: {exc}", file=err)
+        return 2
+    report = asyncio.run(_import(settings.database_url, args.paths))
+    for skip in report.skipped[:SHOWN_SKIPS]:
+        print(f"skipped {skip}", file=err)
+    if len(report.skipped) > SHOWN_SKIPS:
+        print(f"... and {len(report.skipped) - SHOWN_SKIPS} more skipped", file=err)
+    print(f"advisories: {report.summary()}", file=out)
+    read_any = report.new or report.updated or report.withdrawn or report.unchanged
+    return 0 if read_any or not report.skipped else 1
