@@ -44,11 +44,9 @@ def read_document(doc: Any, where: str) -> ReadOutcome:
             return read_secdb(doc, where)
         if _is_tracker(doc):
             return read_tracker(doc, where)
-    outcome = ReadOutcome()
-    outcome.skipped.append(
-        Skipped(where, "(document)", "not an OSV record, Alpine secdb or Debian tracker document")
+    return ReadOutcome.failed(
+        where, "(document)", "not an OSV record, Alpine secdb or Debian tracker document"
     )
-    return outcome
 
 
 def read_bytes(data: bytes, where: str) -> ReadOutcome:
@@ -56,9 +54,7 @@ def read_bytes(data: bytes, where: str) -> ReadOutcome:
     try:
         doc = json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-        outcome = ReadOutcome()
-        outcome.skipped.append(Skipped(where, WHOLE, f"not JSON: {exc}"))
-        return outcome
+        return ReadOutcome.failed(where, WHOLE, f"not JSON: {exc}")
     return read_document(doc, where)
 
 

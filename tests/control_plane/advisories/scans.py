@@ -62,3 +62,17 @@ def dpkg_packages(*paragraphs: dict[str, str]) -> list[Package]:
     result = DpkgCataloger().catalog({"var/lib/dpkg/status": dpkg_status(*paragraphs)})
     assert result.warnings == []
     return result.packages
+
+
+# openssl-libs of RHEL 9 as the rpm cataloger records it: epoch 1, built from openssl
+OPENSSL_LIBS_EL9 = Package(
+    "rpm",
+    "openssl-libs",
+    "3.0.7",
+    epoch=1,
+    release="25.el9",
+    arch="x86_64",
+    source_name="openssl",
+    source_version="3.0.7-25.el9",
+    extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
+)

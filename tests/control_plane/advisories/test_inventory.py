@@ -16,7 +16,12 @@ from cr_agent.catalogers.apk import ApkCataloger
 from cr_agent.catalogers.base import Distro, Package
 from cr_agent.sbom.cyclonedx import to_cyclonedx_json
 from cr_agent.sbom.native import native_document
-from tests.control_plane.advisories.scans import dpkg_packages, layer, scan_result
+from tests.control_plane.advisories.scans import (
+    OPENSSL_LIBS_EL9,
+    dpkg_packages,
+    layer,
+    scan_result,
+)
 
 
 def _without_refs(packages):
@@ -53,17 +58,7 @@ def _without_refs(packages):
             Distro("rhel", "9.4"),
             [
                 [
-                    Package(
-                        "rpm",
-                        "openssl-libs",
-                        "3.0.7",
-                        epoch=1,
-                        release="25.el9",
-                        arch="x86_64",
-                        source_name="openssl",
-                        source_version="3.0.7-25.el9",
-                        extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
-                    ),
+                    OPENSSL_LIBS_EL9,
                     Package(
                         "rpm",
                         "bash",
@@ -92,25 +87,12 @@ def test_cyclonedx_gives_the_inventory_the_native_json_gives(
 
 
 def test_rpm_source_version_carries_the_binary_epoch() -> None:
-    result = scan_result(
-        Distro("rhel", "9.4"),
-        [
-            [
-                Package(
-                    "rpm",
-                    "openssl-libs",
-                    "3.0.7",
-                    epoch=1,
-                    release="25.el9",
-                    source_name="openssl",
-                    source_version="3.0.7-25.el9",
-                )
-            ]
-        ],
-    )
-    [package] = inventory_from_cyclonedx(json.loads(to_cyclonedx_json(result))).packages
-    assert (package.version, package.source_version) == ("1:3.0.7-25.el9", "1:3.0.7-25.el9")
-    assert package.layer_index == 0 and package.layer_diff_id == layer(0).diff_id
+    # without the sourcerpm fact: the source version from the record alone
+    package = OPENSSL_LIBS_EL9._replace(extra=())
+    result = scan_result(Distro("rhel", "9.4"), [[package]])
+    [found] = inventory_from_cyclonedx(json.loads(to_cyclonedx_json(result))).packages
+    assert (found.version, found.source_version) == ("1:3.0.7-25.el9", "1:3.0.7-25.el9")
+    assert found.layer_index == 0 and found.layer_diff_id == layer(0).diff_id
 
 
 def test_syft_cyclonedx() -> None:

@@ -20,7 +20,12 @@ from cr_agent.catalogers.apk import ApkCataloger
 from cr_agent.catalogers.base import Distro, Package
 from cr_agent.catalogers.rpm import RpmCataloger
 from tests.control_plane.advisories import feeds
-from tests.control_plane.advisories.scans import dpkg_packages, layer, scan_document
+from tests.control_plane.advisories.scans import (
+    OPENSSL_LIBS_EL9,
+    dpkg_packages,
+    layer,
+    scan_document,
+)
 from tests.cr_agent.catalogers.rpm_fixtures import SUSE_NDB
 
 
@@ -203,17 +208,7 @@ def test_alpine_image_against_secdb(tmp_path: Path) -> None:
 
 
 def test_rpm_epoch_decides(tmp_path: Path) -> None:
-    package = Package(
-        "rpm",
-        "openssl-libs",
-        "3.0.7",
-        epoch=1,
-        release="25.el9",
-        arch="x86_64",
-        source_name="openssl",
-        source_version="3.0.7-25.el9",
-    )
-    doc = scan_document(Distro("rhel", "9.4"), [[package]])
+    doc = scan_document(Distro("rhel", "9.4"), [[OPENSSL_LIBS_EL9]])
     feed = feeds.write_json(
         tmp_path / "rh.json",
         [
