@@ -2,7 +2,8 @@
 
 PATH is an OSV record, a directory of them, an osv.dev ``all.zip``, an Alpine secdb file or
 the Debian security tracker's JSON (any mix). Prints what changed, and every skipped record
-with its reason on stderr. :func:`run` takes the arguments after ``advisories`` and returns
+with its reason on stderr; when anything changed, every project's latest scan is matched
+again (from its stored SBOM: no image is scanned). :func:`run` takes the arguments after ``advisories`` and returns
 the exit status: 0 when the files were read (some records may be skipped), 1 when nothing in
 them could be read, 2 on a configuration error.
 """
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from control_plane.advisories.advisory_files import read_paths
-from control_plane.advisories.services import ImportReport, import_advisories
+from control_plane.advisories.matching import AdvisoryIndex
+from control_plane.advisories.scan_issues import RematchReport, rematch_latest_scans
+from control_plane.advisories.services import ImportReport, import_advisories, load_advisories
 from control_plane.db import Database, open_database
 from control_plane.settings import SettingsError, load_settings
 
@@ -45,10 +48,18 @@ async def import_paths(db: Database, paths: Sequence[str | os.PathLike[str]]) ->
         return await import_advisories(session, outcome.advisories, outcome.skipped)
 
 
-async def _import(url: str, paths: Sequence[str]) -> ImportReport:
+async def rematch(db: Database) -> RematchReport:
+    """Match every project's latest scan against the advisories now stored."""
+    async with db.sessions() as session, session.begin():
+        index = AdvisoryIndex(await load_advisories(session))
+        return await rematch_latest_scans(session, index)
+
+
+async def _import(url: str, paths: Sequence[str]) -> tuple[ImportReport, RematchReport | None]:
     db = await open_database(url, pool_size=1)
     try:
-        return await import_paths(db, paths)
+        report = await import_paths(db, paths)
+        return report, (await rematch(db) if report.changed else None)
     finally:
         await db.close()
 
@@ -60,11 +71,17 @@ def run(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stde
     except SettingsError as exc:
         print(f"crbroker-server: {exc}", file=err)
         return 2
-    report = asyncio.run(_import(settings.database_url, args.paths))
+    report, rematched = asyncio.run(_import(settings.database_url, args.paths))
     for skip in report.skipped[:SHOWN_SKIPS]:
         print(f"skipped {skip}", file=err)
     if len(report.skipped) > SHOWN_SKIPS:
         print(f"... and {len(report.skipped) - SHOWN_SKIPS} more skipped", file=err)
     print(f"advisories: {report.summary()}", file=out)
+    if rematched is not None:
+        print(
+            f"re-matched {rematched.scans} latest scans: {rematched.issues} issues"
+            + (f", {rematched.unreadable} without a readable SBOM" if rematched.unreadable else ""),
+            file=out,
+        )
     read_any = report.new or report.updated or report.withdrawn or report.unchanged
     return 0 if read_any or not report.skipped else 1

@@ -182,7 +182,10 @@ def test_cli_import(tmp_path: Path, feed: list[Path], monkeypatch: pytest.Monkey
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cp.db'}")
     out, err = io.StringIO(), io.StringIO()
     assert cli.run(["import", *map(str, feed)], out=out, err=err) == 0
-    assert out.getvalue() == ("advisories: 5 new, 0 updated, 1 withdrawn, 0 unchanged, 1 skipped\n")
+    assert out.getvalue() == (
+        "advisories: 5 new, 0 updated, 1 withdrawn, 0 unchanged, 1 skipped\n"
+        "re-matched 0 latest scans: 0 issues\n"
+    )
     assert "bad.json (BAD-1): affected: expected a list, got int" in err.getvalue()
     out, err = io.StringIO(), io.StringIO()
     junk = tmp_path / "junk.json"

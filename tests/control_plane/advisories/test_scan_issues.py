@@ -1,0 +1,121 @@
+"""Stored scans matched when they land and again after an import, from their stored SBOM
+(SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.advisories.cli import import_paths, rematch
+from control_plane.advisories.matching import AdvisoryIndex, IssueCounts
+from control_plane.advisories.scan_issues import issue_counts, match_scan
+from control_plane.advisories.services import load_advisories
+from control_plane.db import Database
+from control_plane.models import Org, Project
+from control_plane.projects.services import delete_project, import_project
+from control_plane.scans.services import ScanOutcome, enqueue_scan, record_success
+from control_plane.targets.services import get_or_create_target
+from cr_agent.catalogers.base import Distro
+from cr_agent.sbom.cyclonedx import to_cyclonedx_json
+from tests.control_plane import factories
+from tests.control_plane.advisories import feeds
+from tests.control_plane.advisories.scans import dpkg_packages, scan_result
+
+DEBIAN_IMAGE = scan_result(
+    Distro("debian", "12"),
+    [
+        dpkg_packages(
+            {"Package": "libssl3", "Source": "openssl", "Version": "3.0.11-1~deb12u2"},
+            {"Package": "login", "Version": "1:4.13+dfsg1-1", "Source": "shadow"},
+        ),
+        dpkg_packages({"Package": "openssl", "Version": "3.0.11-1~deb12u2"}),
+    ],
+)
+
+
+async def landed_scan(session: AsyncSession, org: Org, repository: str, sbom: bytes) -> Project:
+    target = await get_or_create_target(session, org.id, None, repository)
+    project = await import_project(session, target, "latest", integration=None, importer_id=None)
+    assert project is not None
+    scan = await enqueue_scan(session, project)
+    await record_success(
+        session,
+        scan.id,
+        ScanOutcome(
+            image_digest=DEBIAN_IMAGE.digest,
+            platform="linux/amd64",
+            package_type="deb",
+            package_count=3,
+            sboms={"cyclonedx": sbom},
+        ),
+    )
+    return project
+
+
+def debian_feed(tmp_path: Path) -> Path:
+    return feeds.write_json(
+        tmp_path / "feed.json",
+        [
+            feeds.osv(
+                "DSA-1-1", "Debian:12", "openssl", fixed="3.0.13-1~deb12u1", cvss=feeds.CVSS_HIGH
+            ),
+            feeds.osv("DEBIAN-CVE-2024-2", "Debian:12", "shadow", cvss=feeds.CVSS_CRITICAL),
+        ],
+    )
+
+
+async def test_scan_shows_issues_after_an_import_without_a_rescan(
+    db: Database, tmp_path: Path
+) -> None:
+    async with db.sessions() as session, session.begin():
+        org = (await factories.account(session)).org
+        project = await landed_scan(
+            session, org, "library/app", to_cyclonedx_json(DEBIAN_IMAGE).encode()
+        )
+        broken = await landed_scan(session, org, "library/broken", b"\x28\xb5 not an sbom")
+        gone = await landed_scan(
+            session, org, "library/gone", to_cyclonedx_json(DEBIAN_IMAGE).encode()
+        )
+        await delete_project(session, org.id, gone.id)
+        scan_id = project.latest_scan_id
+        assert scan_id is not None
+        # the scan lands before any advisory is known: no issues
+        landed = await match_scan(session, AdvisoryIndex([]), scan_id)
+        assert landed is not None and landed.issues == ()
+    async with db.sessions() as session:
+        assert await issue_counts(session, [scan_id]) == {scan_id: IssueCounts()}
+
+    report = await import_paths(db, [debian_feed(tmp_path)])
+    assert report.changed
+    rematched = await rematch(db)
+    assert (rematched.scans, rematched.issues, rematched.unreadable) == (1, 3, 1)
+
+    async with db.sessions() as session:
+        counts = await issue_counts(session, [scan_id, broken.latest_scan_id or scan_id])
+        assert counts[scan_id] == IssueCounts(critical=1, high=2, fixable=2)
+        assert broken.latest_scan_id not in counts
+
+
+async def test_issue_details_come_from_the_stored_sbom(db: Database, tmp_path: Path) -> None:
+    async with db.sessions() as session, session.begin():
+        org = (await factories.account(session)).org
+        project = await landed_scan(
+            session, org, "library/app", to_cyclonedx_json(DEBIAN_IMAGE).encode()
+        )
+    await import_paths(db, [debian_feed(tmp_path)])
+    async with db.sessions() as session, session.begin():
+        index = AdvisoryIndex(await load_advisories(session))
+        assert project.latest_scan_id is not None
+        result = await match_scan(session, index, project.latest_scan_id)
+    assert result is not None
+    found = sorted(
+        (i.package_name, i.advisory_id, i.fixed_version, i.severity, i.layer_index)
+        for i in result.issues
+    )
+    assert found == [
+        ("libssl3", "DSA-1-1", "3.0.13-1~deb12u1", "high", 0),
+        ("login", "DEBIAN-CVE-2024-2", None, "critical", 0),
+        ("openssl", "DSA-1-1", "3.0.13-1~deb12u1", "high", 1),
+    ]
+    assert all(i.package_ref and i.package_ref.startswith("pkg:") for i in result.issues)
