@@ -255,21 +255,33 @@ async def load_advisories(session: AsyncSession) -> list[Advisory]:
                 _severities(severity),
             )
         )
-    advisories = await session.execute(
-        select(StoredAdvisory).where(StoredAdvisory.withdrawn.is_(None)).order_by(StoredAdvisory.id)
+    rows = await session.execute(
+        select(
+            StoredAdvisory.id,
+            StoredAdvisory.advisory_id,
+            StoredAdvisory.source,
+            StoredAdvisory.scope,
+            StoredAdvisory.aliases,
+            StoredAdvisory.modified,
+            StoredAdvisory.published,
+            StoredAdvisory.summary,
+            StoredAdvisory.severity,
+        )
+        .where(StoredAdvisory.withdrawn.is_(None))
+        .order_by(StoredAdvisory.id)
     )
     return [
         Advisory(
-            id=row.advisory_id,
-            source=row.source,
-            affected=tuple(affected.get(row.id, ())),
-            aliases=tuple(row.aliases),
-            modified=_iso(row.modified),
-            published=_iso(row.published),
+            id=advisory_id,
+            source=source,
+            affected=tuple(affected.get(pk, ())),
+            aliases=tuple(aliases),
+            modified=_iso(modified),
+            published=_iso(published),
             withdrawn=None,
-            summary=row.summary,
-            severity=_severities(row.severity),
-            scope=row.scope,
+            summary=summary,
+            severity=_severities(severity),
+            scope=scope,
         )
-        for row in advisories.scalars()
+        for pk, advisory_id, source, scope, aliases, modified, published, summary, severity in rows
     ]
