@@ -80,13 +80,15 @@ def count(issues: Iterable[Issue]) -> IssueCounts:
     return IssueCounts(**tally)
 
 
-def vulnerability_key(advisory: Advisory) -> str:
-    """The vulnerability an advisory is about, so that the same CVE read from two feeds
-    (Debian's OSV ``DEBIAN-CVE-…`` and the tracker's ``CVE-…``) is one issue, not two."""
-    if _CVE.fullmatch(advisory.id):
-        return advisory.id
-    cves = [alias for alias in advisory.aliases if _CVE.fullmatch(alias)]
-    return cves[0] if len(cves) == 1 else advisory.id
+def vulnerability_keys(advisory: Advisory) -> tuple[str, ...]:
+    """The vulnerabilities an advisory is about: its CVEs (its id or aliases), else its id.
+
+    The same CVE read from two feeds (Debian's OSV ``DEBIAN-CVE-…`` and the tracker's
+    ``CVE-…``), or from a DSA that fixes several CVEs and the per-CVE records beside it, is
+    then one issue, not two.
+    """
+    cves = tuple(dict.fromkeys(x for x in (advisory.id, *advisory.aliases) if _CVE.fullmatch(x)))
+    return cves or (advisory.id,)
 
 
 @functools.lru_cache(maxsize=262144)
@@ -111,12 +113,12 @@ def _affects(scheme: str, installed: str, entry: Affected) -> bool:
 class Candidate:
     """One affected entry in the index, with what every match of it needs computed once."""
 
-    __slots__ = ("_rating", "advisory", "entry", "key")
+    __slots__ = ("_rating", "advisory", "entry", "keys")
 
     def __init__(self, advisory: Advisory, entry: Affected) -> None:
         self.advisory = advisory
         self.entry = entry
-        self.key = vulnerability_key(advisory)
+        self.keys = vulnerability_keys(advisory)
         self._rating: Rating | None = None
 
     @property
@@ -235,12 +237,14 @@ class AdvisoryIndex:
             lookups.append((package.name, package.version))
         hits: list[_Hit] = []
         problems: list[str] = []
-        seen: dict[str, int] = {}  # vulnerability -> its place in hits
+        covered: dict[str, int] = {}  # vulnerability -> the hit that reports it
         for name, version in lookups:
             for candidate in self.candidates(stream, name):
-                earlier = seen.get(candidate.key)
-                if earlier is not None and hits[earlier].rating.level != UNKNOWN:
-                    continue
+                earlier = [covered[k] for k in candidate.keys if k in covered]
+                if len(earlier) == len(candidate.keys) and all(
+                    hits[i].rating.level != UNKNOWN for i in earlier
+                ):
+                    continue  # reported already, with a severity
                 try:
                     hit = _affects(scheme, version, candidate.entry)
                 except VersionError as exc:
@@ -251,12 +255,15 @@ class AdvisoryIndex:
                     continue
                 if not hit:
                     continue
-                if earlier is not None:
-                    # The same vulnerability from a second feed: one issue, which takes the
-                    # severity the first feed lacked.
+                if len(earlier) == len(candidate.keys):
+                    # Every vulnerability it speaks of is reported already: no new issue,
+                    # but the severity the first feed lacked.
                     if candidate.rating.level != UNKNOWN:
-                        hits[earlier] = hits[earlier]._replace(rating=candidate.rating)
+                        for i in earlier:
+                            if hits[i].rating.level == UNKNOWN:
+                                hits[i] = hits[i]._replace(rating=candidate.rating)
                     continue
-                seen[candidate.key] = len(hits)
+                for key in candidate.keys:
+                    covered.setdefault(key, len(hits))
                 hits.append(_Hit(candidate, name, version, candidate.rating))
         return tuple(hits), tuple(problems)

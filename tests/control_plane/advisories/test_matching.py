@@ -300,3 +300,41 @@ def test_bad_scan_document_names_the_field() -> None:
         inventory_from_scan({"distro": None, "packages": [{"type": "deb", "fullVersion": "1"}]})
     with pytest.raises(InventoryError, match="packages: expected a list"):
         inventory_from_scan({"packages": {}})
+
+
+def test_a_dsa_and_the_per_cve_records_beside_it_are_not_counted_twice(tmp_path: Path) -> None:
+    # osv.dev's Debian feed holds both: DEBIAN-CVE-… per CVE and the DSA that fixed several
+    fixed = "3.0.13-1~deb12u1"
+    feed = feeds.write_json(
+        tmp_path / "debian.json",
+        [
+            feeds.osv(
+                "DEBIAN-CVE-2024-10", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-10",)
+            ),
+            feeds.osv(
+                "DEBIAN-CVE-2024-11", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-11",)
+            ),
+            feeds.osv(
+                "DSA-5700-1",
+                "Debian:12",
+                "openssl",
+                fixed=fixed,
+                aliases=("CVE-2024-10", "CVE-2024-11"),
+                cvss=feeds.CVSS_HIGH,
+            ),
+            feeds.osv("DSA-5701-1", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-12",)),
+        ],
+    )
+    doc = scan_document(
+        Distro("debian", "12"),
+        [dpkg_packages({"Package": "libssl3", "Source": "openssl", "Version": "3.0.11-1~deb12u2"})],
+    )
+    result = AdvisoryIndex(read_paths([feed]).advisories).match(inventory_from_scan(doc))
+    # the DSA adds no issue of its own, but its severity reaches the per-CVE issues
+    assert by_package(result) == {
+        "libssl3": [
+            ("DEBIAN-CVE-2024-10", fixed, "high"),
+            ("DEBIAN-CVE-2024-11", fixed, "high"),
+            ("DSA-5701-1", fixed, "unknown"),
+        ]
+    }
