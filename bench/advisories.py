@@ -33,13 +33,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from control_plane.accounts.services import create_org  # noqa: E402
 from control_plane.advisories import matching, severity, version_order  # noqa: E402
 from control_plane.advisories.advisory_files import read_path  # noqa: E402
 from control_plane.advisories.inventory import Inventory, InventoryPackage  # noqa: E402
 from control_plane.advisories.matching import AdvisoryIndex  # noqa: E402
 from control_plane.advisories.records import Advisory, ReadOutcome  # noqa: E402
+from control_plane.advisories.scan_issues import rematch_latest_scans  # noqa: E402
 from control_plane.advisories.services import import_advisories, load_advisories  # noqa: E402
-from control_plane.db import open_database  # noqa: E402
+from control_plane.db import Database, open_database  # noqa: E402
+from control_plane.projects.services import import_project  # noqa: E402
+from control_plane.scans.services import ScanOutcome, enqueue_scan, record_success  # noqa: E402
+from control_plane.targets.services import get_or_create_target  # noqa: E402
+from cr_agent.catalogers.base import Distro, Package  # noqa: E402
+from cr_agent.sbom.cyclonedx import to_cyclonedx_json  # noqa: E402
+from cr_agent.scan import LayerInfo, PackageRecord, ScanResult  # noqa: E402
 
 # (OSV ecosystem, os-release ID, VERSION_ID, package type)
 DISTROS = (
@@ -139,8 +147,73 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def store(url: str, outcome: ReadOutcome) -> list[Advisory]:
-    """Import into a fresh database at ``url``, import again, load back; prints the times."""
+def cyclonedx_of(subject: Inventory, number: int) -> bytes:
+    """The CycloneDX SBOM our agent writes for an image holding ``subject``'s packages."""
+    packages = []
+    for item in subject.packages:
+        version, release = item.version, None
+        if item.type == "rpm":
+            version, _, release = item.version.rpartition("-")
+        packages.append(
+            Package(
+                item.type,
+                item.name,
+                version,
+                release=release,
+                source_name=item.source_name,
+                source_version=item.source_version,
+            )
+        )
+    layers = [
+        LayerInfo(i, f"sha256:{i:064x}", f"sha256:{i:064x}", 1, "tar", None) for i in range(5)
+    ]
+    result = ScanResult(
+        repository=f"bench/app{number}",
+        reference="latest",
+        digest=f"sha256:{number:064x}",
+        index_digest=None,
+        platform="linux/amd64",
+        config_digest=f"sha256:{number:064x}",
+        registry="registry.example",
+        distro=Distro(subject.distro_id or "", subject.distro_version),
+        layers=layers,
+        packages=[
+            PackageRecord(p, i % 5, layers[i % 5].diff_id, None) for i, p in enumerate(packages)
+        ],
+        warnings=[],
+    )
+    return to_cyclonedx_json(result).encode()
+
+
+async def landed_scans(db: Database, sboms: list[bytes], count: int) -> None:
+    """``count`` projects whose latest scan stored one of ``sboms`` (images share SBOMs)."""
+    async with db.sessions() as session, session.begin():
+        org = await create_org(session, "bench")
+    for start in range(0, count, 500):
+        async with db.sessions() as session, session.begin():
+            for number in range(start, min(count, start + 500)):
+                target = await get_or_create_target(session, org.id, None, f"bench/app{number}")
+                project = await import_project(
+                    session, target, "latest", integration=None, importer_id=None
+                )
+                assert project is not None
+                scan = await enqueue_scan(session, project)
+                await record_success(
+                    session,
+                    scan.id,
+                    ScanOutcome(
+                        image_digest=f"sha256:{number:064x}",
+                        platform="linux/amd64",
+                        package_type="deb",
+                        package_count=500,
+                        sboms={"cyclonedx": sboms[number % len(sboms)]},
+                    ),
+                )
+
+
+async def store(url: str, outcome: ReadOutcome, sboms: list[bytes], scans: int) -> list[Advisory]:
+    """Import into a fresh database at ``url``, import again, load back, re-match ``scans``
+    stored scans; prints the times."""
     db = await open_database(url, pool_size=2)
     try:
         for attempt in ("import", "re-import"):
@@ -152,6 +225,18 @@ async def store(url: str, outcome: ReadOutcome) -> list[Advisory]:
         async with db.sessions() as session:
             loaded = await load_advisories(session)
         print(f"  load for matching: {time.perf_counter() - start:.1f} s, {len(loaded)} advisories")
+        if scans:
+            await landed_scans(db, sboms, scans)
+            index = AdvisoryIndex(loaded)
+            start = time.perf_counter()
+            async with db.sessions() as session, session.begin():
+                rematched = await rematch_latest_scans(session, index)
+            took = time.perf_counter() - start
+            print(
+                f"  re-match {rematched.scans} stored scans (SBOM read from the database, "
+                f"counts written): {took:.1f} s ({took / max(1, rematched.scans) * 1000:.1f} ms "
+                f"each), {rematched.issues} issues"
+            )
         return loaded
     finally:
         await db.close()
@@ -197,6 +282,13 @@ def main() -> None:
         default="sqlite,postgresql",
         help="databases to import into (sqlite, postgresql; empty: none)",
     )
+    parser.add_argument(
+        "--stored-scans",
+        type=int,
+        default=10_000,
+        help="projects with a landed scan to re-match in each database (their SBOMs drawn "
+        "from 200 distinct images)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -215,11 +307,15 @@ def main() -> None:
             f"{len(outcome.advisories)} advisories, {len(outcome.skipped)} skipped"
         )
         advisories = outcome.advisories
+        sboms = [
+            cyclonedx_of(inventory(rng, args.packages, DISTROS[n % len(DISTROS)]), n)
+            for n in range(min(200, args.stored_scans))
+        ]
         for kind in filter(None, args.store.split(",")):
             url, stop = database_url(kind, scratch)
             print(f"{kind}:")
             try:
-                advisories = asyncio.run(store(url, outcome))
+                advisories = asyncio.run(store(url, outcome, sboms, args.stored_scans))
             finally:
                 stop()
 
