@@ -163,9 +163,8 @@ class AdvisoryIndex:
         """The affected entries for one package name of a stream."""
         return self._entries.get((stream, name), [])
 
-    def match(self, inventory: Inventory) -> MatchResult:
-        """Issues for every package of ``inventory``."""
-        warnings: list[str] = []
+    def _stream(self, inventory: Inventory) -> tuple[Stream, str] | str:
+        """(stream, version scheme) of the inventory's distro, or the warning why none."""
         stream = (
             stream_from_os_release(inventory.distro_id, inventory.distro_version)
             if inventory.distro_id
@@ -174,10 +173,16 @@ class AdvisoryIndex:
         scheme = scheme_for(stream) if stream is not None else None
         if stream is None or scheme is None:
             described = " ".join(x for x in (inventory.distro_id, inventory.distro_version) if x)
-            warnings.append(
-                f"distro {described or '(unknown)'}: no advisory stream for it; nothing matched"
-            )
-            return MatchResult(None, (), IssueCounts(), tuple(warnings))
+            return f"distro {described or '(unknown)'}: no advisory stream for it; nothing matched"
+        return stream, scheme
+
+    def match(self, inventory: Inventory) -> MatchResult:
+        """Issues for every package of ``inventory``."""
+        found = self._stream(inventory)
+        if isinstance(found, str):
+            return MatchResult(None, (), IssueCounts(), (found,))
+        stream, scheme = found
+        warnings: list[str] = []
         issues: list[Issue] = []
         for package in inventory.packages:
             if package.type != scheme:
@@ -185,9 +190,26 @@ class AdvisoryIndex:
             issues.extend(self._match_package(stream, scheme, package, warnings))
         return MatchResult(stream, tuple(issues), count(issues), tuple(warnings))
 
-    def _match_package(
-        self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
-    ) -> list[Issue]:
+    def count(self, inventory: Inventory) -> IssueCounts:
+        """What :meth:`match` would count, without building the issues (a re-match of many
+        stored inventories needs only the counts)."""
+        found = self._stream(inventory)
+        if isinstance(found, str):
+            return IssueCounts()
+        stream, scheme = found
+        tally = dict.fromkeys((*LEVELS, UNKNOWN, "fixable"), 0)
+        for package in inventory.packages:
+            if package.type != scheme:
+                continue
+            for hit in self._remembered_hits(stream, scheme, package)[0]:
+                tally[hit.rating.level] += 1
+                if hit.candidate.entry.fixed is not None:
+                    tally["fixable"] += 1
+        return IssueCounts(**tally)
+
+    def _remembered_hits(
+        self, stream: Stream, scheme: str, package: InventoryPackage
+    ) -> tuple[tuple[_Hit, ...], tuple[str, ...]]:
         memo_key = (
             stream,
             package.source_name,
@@ -201,6 +223,12 @@ class AdvisoryIndex:
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
             self._memo[memo_key] = found
+        return found
+
+    def _match_package(
+        self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
+    ) -> list[Issue]:
+        found = self._remembered_hits(stream, scheme, package)
         hits, problems = found
         warnings.extend(problems)
         return [

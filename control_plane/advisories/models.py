@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from control_plane.ids import new_id
@@ -83,3 +83,16 @@ class ScanIssueCounts(Base):
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     fixable: Mapped[int] = mapped_column(Integer, default=0)
     matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ScanInventory(Base):
+    """What matching needs of a scan, read once from its SBOM and kept compact (zstd JSON),
+    so re-matching thousands of stored scans does not parse their SBOMs again."""
+
+    __tablename__ = "scan_inventories"
+
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

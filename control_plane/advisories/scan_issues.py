@@ -3,8 +3,9 @@ force, keep its counts, and re-match every project's latest scan when advisories
 without rescanning any image.
 
 The counts are stored (lists and ``meta.latest_issue_counts`` read them); the issues
-themselves are recomputed from the SBOM when asked for, so they always follow the advisories
-and nothing has to be rewritten per issue when a feed changes.
+themselves are recomputed when asked for, so they always follow the advisories and nothing
+has to be rewritten per issue when a feed changes. A scan's inventory is read from its SBOM
+once and kept compact beside it for the re-matches that follow.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ import zstandard
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.advisories.inventory import Inventory, InventoryError, inventory_from_cyclonedx
+from control_plane.advisories.inventory import (
+    Inventory,
+    InventoryError,
+    InventoryPackage,
+    inventory_from_cyclonedx,
+)
 from control_plane.advisories.matching import AdvisoryIndex, IssueCounts, MatchResult
-from control_plane.advisories.models import ScanIssueCounts
+from control_plane.advisories.models import ScanInventory, ScanIssueCounts
 from control_plane.models import Project, ScanSbom, utcnow
 from shared.logging import get_logger
 
@@ -33,8 +39,18 @@ class RematchReport(NamedTuple):
     unreadable: int  # scans without a readable CycloneDX SBOM (left as they were)
 
 
-async def stored_inventory(session: AsyncSession, scan_id: uuid.UUID) -> Inventory | None:
-    """The inventory in a scan's stored CycloneDX SBOM; None (logged) if there is none."""
+def pack_inventory(inventory: Inventory) -> bytes:
+    """An inventory as compact zstd-compressed JSON (a few kB for 500 packages)."""
+    doc = [inventory.distro_id, inventory.distro_version, [list(p) for p in inventory.packages]]
+    return zstandard.ZstdCompressor(level=3).compress(json.dumps(doc).encode())
+
+
+def unpack_inventory(data: bytes) -> Inventory:
+    distro_id, distro_version, packages = json.loads(zstandard.ZstdDecompressor().decompress(data))
+    return Inventory(distro_id, distro_version, tuple(InventoryPackage(*p) for p in packages))
+
+
+async def _inventory_from_sbom(session: AsyncSession, scan_id: uuid.UUID) -> Inventory | None:
     row = await session.scalar(
         select(ScanSbom).where(ScanSbom.scan_id == scan_id, ScanSbom.format == "cyclonedx")
     )
@@ -47,6 +63,26 @@ async def stored_inventory(session: AsyncSession, scan_id: uuid.UUID) -> Invento
         reason = str(exc) if isinstance(exc, InventoryError) else f"unreadable SBOM: {exc}"
         log.warning("scan not matched", scan_id=str(scan_id), reason=reason)
         return None
+
+
+async def stored_inventory(session: AsyncSession, scan_id: uuid.UUID) -> Inventory | None:
+    """A scan's inventory: kept compact after the first read of its CycloneDX SBOM. None
+    (logged) when the scan has no readable SBOM."""
+    kept = await session.get(ScanInventory, scan_id)
+    if kept is not None:
+        try:
+            return unpack_inventory(kept.content)
+        except (zstandard.ZstdError, ValueError, TypeError) as exc:
+            log.warning(
+                "kept inventory unreadable; reading the SBOM", scan_id=str(scan_id), reason=str(exc)
+            )
+    inventory = await _inventory_from_sbom(session, scan_id)
+    if inventory is not None:
+        if kept is None:
+            session.add(ScanInventory(scan_id=scan_id, content=pack_inventory(inventory)))
+        else:
+            kept.content = pack_inventory(inventory)
+    return inventory
 
 
 async def _store_counts(session: AsyncSession, scan_id: uuid.UUID, counts: IssueCounts) -> None:
@@ -84,12 +120,14 @@ async def rematch_latest_scans(session: AsyncSession, index: AdvisoryIndex) -> R
     matched = issues = unreadable = 0
     for scan_id in scan_ids:
         assert scan_id is not None
-        result = await match_scan(session, index, scan_id)
-        if result is None:
+        inventory = await stored_inventory(session, scan_id)
+        if inventory is None:
             unreadable += 1
             continue
+        counts = index.count(inventory)
+        await _store_counts(session, scan_id, counts)
         matched += 1
-        issues += len(result.issues)
+        issues += counts.total
     return RematchReport(matched, issues, unreadable)
 
 

@@ -1,9 +1,9 @@
 """advisories: imported advisory records, the packages and releases they affect, and the
-issue counts of matched scans
+issue counts and compact inventories of matched scans
 
 Revision ID: 0200
 Revises: 0002
-Create Date: 2026-12-06 03:31:38.091390
+Create Date: 2026-12-06 03:41:43.007472
 """
 
 from __future__ import annotations
@@ -74,6 +74,19 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "scan_inventories",
+        sa.Column("scan_id", sa.Uuid(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", control_plane.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["scan_id"],
+            ["scans.id"],
+            name=op.f("fk_scan_inventories_scan_id_scans"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_inventories")),
+    )
+    op.create_table(
         "scan_issue_counts",
         sa.Column("scan_id", sa.Uuid(), nullable=False),
         sa.Column("critical", sa.Integer(), nullable=False),
@@ -95,6 +108,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("scan_issue_counts")
+    op.drop_table("scan_inventories")
     with op.batch_alter_table("advisory_packages", schema=None) as batch_op:
         batch_op.drop_index("ix_advisory_packages_stream_package")
         batch_op.drop_index(batch_op.f("ix_advisory_packages_advisory_pk"))

@@ -141,6 +141,9 @@ def test_debian_image_against_osv_zip_and_tracker(debian_feed: list[Path]) -> No
     }
     assert result.counts == IssueCounts(critical=1, high=2, medium=0, low=2, unknown=0, fixable=3)
     assert result.counts.total == 5
+    # the counts-only path (a re-match of stored scans) counts the same
+    fresh = AdvisoryIndex(outcome.advisories)
+    assert fresh.count(inventory_from_scan(debian_image())) == result.counts
 
 
 def test_issue_carries_package_source_aliases_and_introducing_layer(

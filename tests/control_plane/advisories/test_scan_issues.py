@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.advisories.cli import import_paths, rematch
+from control_plane.advisories.inventory import inventory_from_cyclonedx
 from control_plane.advisories.matching import AdvisoryIndex, IssueCounts
-from control_plane.advisories.scan_issues import issue_counts, match_scan
+from control_plane.advisories.models import ScanInventory
+from control_plane.advisories.scan_issues import (
+    issue_counts,
+    match_scan,
+    stored_inventory,
+    unpack_inventory,
+)
 from control_plane.advisories.services import load_advisories
 from control_plane.db import Database
 from control_plane.models import Org, Project
@@ -119,3 +127,24 @@ async def test_issue_details_come_from_the_stored_sbom(db: Database, tmp_path: P
         ("openssl", "DSA-1-1", "3.0.13-1~deb12u1", "high", 1),
     ]
     assert all(i.package_ref and i.package_ref.startswith("pkg:") for i in result.issues)
+
+
+async def test_inventory_is_read_from_the_sbom_once_and_kept_compact(db: Database) -> None:
+    sbom = to_cyclonedx_json(DEBIAN_IMAGE).encode()
+    async with db.sessions() as session, session.begin():
+        org = (await factories.account(session)).org
+        project = await landed_scan(session, org, "library/app", sbom)
+        scan_id = project.latest_scan_id
+        assert scan_id is not None
+        first = await stored_inventory(session, scan_id)
+    assert first == inventory_from_cyclonedx(json.loads(sbom))
+    async with db.sessions() as session, session.begin():
+        kept = await session.get(ScanInventory, scan_id)
+        assert kept is not None and len(kept.content) < len(sbom) / 4
+        assert unpack_inventory(kept.content) == first
+        kept.content = b"garbage"  # a damaged copy: read from the SBOM again, and replaced
+    async with db.sessions() as session, session.begin():
+        assert await stored_inventory(session, scan_id) == first
+    async with db.sessions() as session:
+        kept = await session.get(ScanInventory, scan_id)
+        assert kept is not None and unpack_inventory(kept.content) == first
