@@ -228,15 +228,19 @@ async def store(url: str, outcome: ReadOutcome, sboms: list[bytes], scans: int) 
         if scans:
             await landed_scans(db, sboms, scans)
             index = AdvisoryIndex(loaded)
-            start = time.perf_counter()
-            async with db.sessions() as session, session.begin():
-                rematched = await rematch_latest_scans(session, index)
-            took = time.perf_counter() - start
-            print(
-                f"  re-match {rematched.scans} stored scans (SBOM read from the database, "
-                f"counts written): {took:.1f} s ({took / max(1, rematched.scans) * 1000:.1f} ms "
-                f"each), {rematched.issues} issues"
-            )
+            for attempt in (
+                "first match of the stored scans (SBOM parsed, compact inventory kept)",
+                "re-match after an import (compact inventories)",
+            ):
+                start = time.perf_counter()
+                async with db.sessions() as session, session.begin():
+                    rematched = await rematch_latest_scans(session, index)
+                took = time.perf_counter() - start
+                print(
+                    f"  {attempt}: {rematched.scans} scans in {took:.1f} s "
+                    f"({took / max(1, rematched.scans) * 1000:.1f} ms each), "
+                    f"{rematched.issues} issues"
+                )
         return loaded
     finally:
         await db.close()
@@ -327,16 +331,20 @@ def main() -> None:
     for distro in DISTROS:
         match_figures(index, [inventory(rng, args.packages, distro) for _ in range(7)], distro[1])
 
-    stored = [
-        inventory(rng, args.packages, DISTROS[n % len(DISTROS)]) for n in range(args.inventories)
-    ]
+    # Each stored inventory is drawn fresh (not kept: 10,000 of them would hold ~5 million
+    # package tuples); only the counting is timed, as a re-match after an import does it.
     clear_caches(index)
-    start = time.perf_counter()
-    issues = sum(len(index.match(one).issues) for one in stored)
-    rematch_s = time.perf_counter() - start
+    rematch_s = 0.0
+    issues = 0
+    for n in range(args.inventories):
+        one = inventory(rng, args.packages, DISTROS[n % len(DISTROS)])
+        start = time.perf_counter()
+        issues += index.count(one).total
+        rematch_s += time.perf_counter() - start
     print(
-        f"re-match {args.inventories} stored inventories of {args.packages} packages: "
-        f"{rematch_s:.1f} s ({rematch_s / args.inventories * 1000:.1f} ms each), {issues} issues"
+        f"re-match {args.inventories} inventories of {args.packages} packages in memory "
+        f"(counts only): {rematch_s:.1f} s ({rematch_s / args.inventories * 1000:.1f} ms each), "
+        f"{issues} issues"
     )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 

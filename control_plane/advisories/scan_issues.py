@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import zstandard
-from sqlalchemy import select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.advisories.inventory import (
@@ -31,6 +31,10 @@ from control_plane.models import Project, ScanSbom, utcnow
 from shared.logging import get_logger
 
 log = get_logger("control_plane.advisories")
+
+#: latest scans re-matched per database round trip
+REMATCH_BATCH = 500
+_COUNTS = cast(Table, ScanIssueCounts.__table__)
 
 
 class RematchReport(NamedTuple):
@@ -110,24 +114,56 @@ async def match_scan(
 
 async def rematch_latest_scans(session: AsyncSession, index: AdvisoryIndex) -> RematchReport:
     """Match every live project's latest scan again (after advisories changed)."""
-    scan_ids = (
-        await session.scalars(
+    scan_ids = [
+        scan_id
+        for scan_id in await session.scalars(
             select(Project.latest_scan_id).where(
                 Project.latest_scan_id.is_not(None), Project.deleted_at.is_(None)
             )
         )
-    ).all()
-    matched = issues = unreadable = 0
-    for scan_id in scan_ids:
-        assert scan_id is not None
-        inventory = await stored_inventory(session, scan_id)
+        if scan_id is not None
+    ]
+    report = RematchReport(0, 0, 0)
+    for start in range(0, len(scan_ids), REMATCH_BATCH):
+        report = await _rematch_batch(
+            session, index, scan_ids[start : start + REMATCH_BATCH], report
+        )
+    return report
+
+
+async def _rematch_batch(
+    session: AsyncSession, index: AdvisoryIndex, batch: list[uuid.UUID], report: RematchReport
+) -> RematchReport:
+    # One query for the batch's kept inventories and one statement each to replace its
+    # counts: per-scan round trips, not matching, were most of a re-match's time.
+    result = await session.execute(
+        select(ScanInventory.scan_id, ScanInventory.content).where(ScanInventory.scan_id.in_(batch))
+    )
+    kept: dict[uuid.UUID, bytes] = {scan_id: content for scan_id, content in result}
+    now = utcnow()
+    rows: list[dict[str, object]] = []
+    matched, issues, unreadable = report
+    for scan_id in batch:
+        inventory = None
+        if scan_id in kept:
+            try:
+                inventory = unpack_inventory(kept[scan_id])
+            except (zstandard.ZstdError, ValueError, TypeError):
+                inventory = None  # stored_inventory reads the SBOM again and logs it
+        if inventory is None:
+            inventory = await stored_inventory(session, scan_id)
         if inventory is None:
             unreadable += 1
             continue
         counts = index.count(inventory)
-        await _store_counts(session, scan_id, counts)
+        rows.append({"scan_id": scan_id, "matched_at": now, **counts._asdict()})
         matched += 1
         issues += counts.total
+    if rows:
+        await session.execute(
+            delete(_COUNTS).where(_COUNTS.c.scan_id.in_([r["scan_id"] for r in rows]))
+        )
+        await session.execute(insert(_COUNTS), rows)
     return RematchReport(matched, issues, unreadable)
 
 
