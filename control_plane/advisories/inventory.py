@@ -33,7 +33,7 @@ class InventoryError(ValueError):
     """A scan document this module cannot read; the message names the field."""
 
 
-def _with_epoch(kind: str, version: str | None, epoch: Any) -> str | None:
+def with_epoch(kind: str, version: str | None, epoch: Any) -> str | None:
     """An rpm version with the binary's epoch: a SOURCERPM file name (and an rpm purl's
     version) has none, the source is built with the binary's (as syft and trivy assume), and
     advisories write fixed versions with it."""
@@ -50,7 +50,7 @@ def _source_version(entry: Mapping[str, Any]) -> str | None:
     source_version = entry.get("sourceVersion")
     if not isinstance(source_version, str):
         return None
-    return _with_epoch(str(entry.get("type")), source_version, entry.get("epoch"))
+    return with_epoch(str(entry.get("type")), source_version, entry.get("epoch"))
 
 
 def inventory_from_scan(doc: Any) -> Inventory:
@@ -149,7 +149,7 @@ def _cyclonedx_package(component: dict[str, Any], where: str) -> InventoryPackag
         for p in (raw if type(raw) is list else ())
         if type(p) is dict and type(p.get("name")) is str and type(p.get("value")) is str
     }
-    version = _with_epoch(kind, component.get("version"), epoch)
+    version = with_epoch(kind, component.get("version"), epoch)
     name = component.get("name")
     if not isinstance(name, str) or not name or not isinstance(version, str):
         raise InventoryError(f"{where}: component without a name or version")
@@ -160,7 +160,7 @@ def _cyclonedx_package(component: dict[str, Any], where: str) -> InventoryPackag
         name=name,
         version=version,
         source_name=source_name or name,
-        source_version=_with_epoch(kind, source_version, epoch) or version,
+        source_version=with_epoch(kind, source_version, epoch) or version,
         layer_index=int(layer) if layer and layer.isdigit() else None,
         layer_diff_id=props.get("crbroker:layer:diffID") or props.get("syft:location:0:layerID"),
         ref=str(component.get("bom-ref") or purl_text),

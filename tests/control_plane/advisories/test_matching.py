@@ -45,14 +45,7 @@ def by_package(result: MatchResult) -> dict[str, list[tuple[str, str | None, str
 def debian_feed(tmp_path: Path) -> list[Path]:
     records = [
         # vulnerable: binary libssl3 and openssl both come from source openssl
-        feeds.osv(
-            "DSA-5600-1",
-            "Debian:12",
-            "openssl",
-            fixed="3.0.13-1~deb12u1",
-            aliases=("CVE-2024-0727",),
-            cvss=feeds.CVSS_HIGH,
-        ),
+        feeds.openssl_dsa(),
         # fixed below the installed version: not affected
         feeds.osv("DSA-5400-1", "Debian:12", "bash", fixed="5.2.15-1", aliases=("CVE-2022-3715",)),
         # unfixed, on a source whose name differs from its binary's (gcc-12 -> libgcc-s1)
