@@ -55,6 +55,8 @@ def read_bytes(data: bytes, where: str) -> ReadOutcome:
         doc = json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         return ReadOutcome.failed(where, WHOLE, f"not JSON: {exc}")
+    except RecursionError:
+        return ReadOutcome.failed(where, WHOLE, "not JSON this reader takes: nested too deeply")
     return read_document(doc, where)
 
 
@@ -90,8 +92,12 @@ def read_path(path: str | os.PathLike[str]) -> ReadOutcome:
     target = Path(path)
     outcome = ReadOutcome()
     if target.is_dir():
-        for child in sorted(target.rglob("*")):
-            if child.is_file() and child.suffix in (".json", ".zip"):
+        try:
+            children = sorted(target.rglob("*"))
+        except OSError as exc:
+            return ReadOutcome.failed(str(target), WHOLE, f"cannot list: {exc.strerror or exc}")
+        for child in children:
+            if child.suffix in (".json", ".zip") and child.is_file():
                 outcome.extend(read_path(child))
         return outcome
     try:

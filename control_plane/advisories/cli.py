@@ -5,7 +5,7 @@ the Debian security tracker's JSON (any mix). Prints what changed, and every ski
 with its reason on stderr; when anything changed, every project's latest scan is matched
 again (from its stored SBOM: no image is scanned). :func:`run` takes the arguments after ``advisories`` and returns
 the exit status: 0 when the files were read (some records may be skipped), 1 when nothing in
-them could be read, 2 on a configuration error.
+them could be read, 2 on a configuration or database error.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from control_plane.advisories.advisory_files import read_paths
 from control_plane.advisories.matching import AdvisoryIndex
@@ -71,7 +74,13 @@ def run(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stde
     except SettingsError as exc:
         print(f"crbroker-server: {exc}", file=err)
         return 2
-    report, rematched = asyncio.run(_import(settings.database_url, args.paths))
+    try:
+        report, rematched = asyncio.run(_import(settings.database_url, args.paths))
+    except (OSError, SQLAlchemyError) as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"crbroker-server: database {where}: {reason}", file=err)
+        return 2
     for skip in report.skipped[:SHOWN_SKIPS]:
         print(f"skipped {skip}", file=err)
     if len(report.skipped) > SHOWN_SKIPS:

@@ -202,3 +202,22 @@ def test_cli_bad_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert err.getvalue() == (
         "crbroker-server: DATABASE_URL: must be a postgresql:// or sqlite:// URL\n"
     )
+
+
+def test_cli_unreachable_database_names_it_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://crbroker:s3cret-db-pass@127.0.0.1:{port}/cp")
+    feed = feeds.write_json(tmp_path / "a.json", feeds.osv("A-1", "Debian:12", "bash"))
+    err = io.StringIO()
+    assert cli.run(["import", str(feed)], out=io.StringIO(), err=err) == 2
+    text = err.getvalue()
+    assert text.startswith(
+        f"crbroker-server: database postgresql+asyncpg://crbroker:***@127.0.0.1:{port}/cp: "
+    )
+    assert "s3cret-db-pass" not in text
