@@ -10,6 +10,7 @@ once and kept compact beside it for the re-matches that follow.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable
@@ -167,17 +168,24 @@ async def _rematch_batch(
     return RematchReport(matched, issues, unreadable)
 
 
+class StoredCounts(NamedTuple):
+    counts: IssueCounts
+    matched_at: dt.datetime  # Snyk's latest_issue_counts.updated_at
+
+
 async def issue_counts(
     session: AsyncSession, scan_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, IssueCounts]:
-    """Stored counts per scan (scans never matched are absent)."""
+) -> dict[uuid.UUID, StoredCounts]:
+    """Stored counts per scan, for ``meta.latest_issue_counts`` (scans never matched are
+    absent)."""
     wanted = list(scan_ids)
     if not wanted:
         return {}
     rows = await session.scalars(select(ScanIssueCounts).where(ScanIssueCounts.scan_id.in_(wanted)))
     return {
-        row.scan_id: IssueCounts(
-            row.critical, row.high, row.medium, row.low, row.unknown, row.fixable
+        row.scan_id: StoredCounts(
+            IssueCounts(row.critical, row.high, row.medium, row.low, row.unknown, row.fixable),
+            row.matched_at,
         )
         for row in rows
     }

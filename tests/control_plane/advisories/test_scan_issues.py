@@ -92,7 +92,7 @@ async def test_scan_shows_issues_after_an_import_without_a_rescan(
         landed = await match_scan(session, AdvisoryIndex([]), scan_id)
         assert landed is not None and landed.issues == ()
     async with db.sessions() as session:
-        assert await issue_counts(session, [scan_id]) == {scan_id: IssueCounts()}
+        assert (await issue_counts(session, [scan_id]))[scan_id].counts == IssueCounts()
 
     report = await import_paths(db, [debian_feed(tmp_path)])
     assert report.changed
@@ -101,7 +101,7 @@ async def test_scan_shows_issues_after_an_import_without_a_rescan(
 
     async with db.sessions() as session:
         counts = await issue_counts(session, [scan_id, broken.latest_scan_id or scan_id])
-        assert counts[scan_id] == IssueCounts(critical=1, high=2, fixable=2)
+        assert counts[scan_id].counts == IssueCounts(critical=1, high=2, fixable=2)
         assert broken.latest_scan_id not in counts
 
 
