@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import NamedTuple, cast
 
 import zstandard
@@ -26,9 +26,10 @@ from control_plane.advisories.inventory import (
     InventoryPackage,
     inventory_from_cyclonedx,
 )
-from control_plane.advisories.matching import AdvisoryIndex, IssueCounts, MatchResult
+from control_plane.advisories.matching import AdvisoryIndex, Issue, IssueCounts, MatchResult
 from control_plane.advisories.models import ScanInventory, ScanIssueCounts
 from control_plane.models import Project, ScanSbom, utcnow
+from control_plane.pagination import Page, PageRequest
 from shared.logging import get_logger
 
 log = get_logger("control_plane.advisories")
@@ -189,3 +190,56 @@ async def issue_counts(
         )
         for row in rows
     }
+
+
+# Issues are computed, not stored: their ids are derived from what they are about, so the
+# same issue keeps its id from one request (and one advisory import) to the next, and the
+# control plane's id cursors page through them as through stored rows.
+_ISSUE_IDS = uuid.UUID("5f0c8e4e-6b7d-4f53-9c1e-1a2b3c4d5e6f")
+
+
+class ScanIssue(NamedTuple):
+    id: uuid.UUID
+    scan_id: uuid.UUID
+    issue: Issue
+
+
+def issue_id(scan_id: uuid.UUID, issue: Issue) -> uuid.UUID:
+    about = "\n".join(
+        (str(scan_id), issue.advisory_id, issue.package_name, issue.package_ref or "")
+    )
+    return uuid.uuid5(_ISSUE_IDS, about)
+
+
+async def list_scan_issues(
+    session: AsyncSession,
+    index: AdvisoryIndex,
+    scan_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    severities: Collection[str] = (),
+) -> Page[ScanIssue]:
+    """One page of a stored scan's issues (``severities``: only these levels), in id order,
+    with the same cursor rules as the stored lists (:func:`control_plane.pagination.fetch_page`)."""
+    inventory = await stored_inventory(session, scan_id)
+    if inventory is None:
+        return Page([], has_next=False, has_prev=False)
+    issues = sorted(
+        (
+            ScanIssue(issue_id(scan_id, issue), scan_id, issue)
+            for issue in index.match(inventory).issues
+            if not severities or issue.severity in severities
+        ),
+        key=lambda item: item.id,
+    )
+    if page.ending_before is not None:
+        before = [item for item in issues if item.id < page.ending_before]
+        return Page(before[-page.limit :], has_next=True, has_prev=len(before) > page.limit)
+    after = [
+        item for item in issues if page.starting_after is None or item.id > page.starting_after
+    ]
+    return Page(
+        after[: page.limit],
+        has_next=len(after) > page.limit,
+        has_prev=page.starting_after is not None,
+    )

@@ -9,11 +9,13 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.advisories.cli import import_paths, rematch
+from control_plane.advisories.index_cache import IndexCache
 from control_plane.advisories.inventory import inventory_from_cyclonedx
 from control_plane.advisories.matching import AdvisoryIndex, IssueCounts
 from control_plane.advisories.models import ScanInventory
 from control_plane.advisories.scan_issues import (
     issue_counts,
+    list_scan_issues,
     match_scan,
     stored_inventory,
     unpack_inventory,
@@ -21,6 +23,7 @@ from control_plane.advisories.scan_issues import (
 from control_plane.advisories.services import load_advisories
 from control_plane.db import Database
 from control_plane.models import Org, Project
+from control_plane.pagination import PageRequest
 from control_plane.projects.services import delete_project, import_project
 from control_plane.scans.services import ScanOutcome, enqueue_scan, record_success
 from control_plane.targets.services import get_or_create_target
@@ -148,3 +151,69 @@ async def test_inventory_is_read_from_the_sbom_once_and_kept_compact(db: Databas
     async with db.sessions() as session:
         kept = await session.get(ScanInventory, scan_id)
         assert kept is not None and unpack_inventory(kept.content) == first
+
+
+async def test_index_cache_rebuilds_only_when_advisories_change(
+    db: Database, tmp_path: Path
+) -> None:
+    cache = IndexCache()
+    async with db.sessions() as session:
+        empty = await cache.get(session)
+        assert await cache.get(session) is empty and cache.builds == 1
+    await import_paths(db, [debian_feed(tmp_path)])
+    async with db.sessions() as session:
+        loaded = await cache.get(session)
+        assert loaded is not empty and loaded.advisory_count == 2 and cache.builds == 2
+    await import_paths(db, [debian_feed(tmp_path)])  # nothing changed
+    withdrawn = feeds.osv(
+        "DSA-1-1",
+        "Debian:12",
+        "openssl",
+        modified="2024-09-01T00:00:00Z",
+        withdrawn="2024-09-01T00:00:00Z",
+    )
+    async with db.sessions() as session:
+        assert await cache.get(session) is loaded and cache.builds == 2
+    await import_paths(db, [feeds.write_json(tmp_path / "w.json", withdrawn)])
+    async with db.sessions() as session:
+        assert (await cache.get(session)).advisory_count == 1 and cache.builds == 3
+
+
+async def test_issue_pages_with_stable_ids(db: Database, tmp_path: Path) -> None:
+    async with db.sessions() as session, session.begin():
+        org = (await factories.account(session)).org
+        project = await landed_scan(
+            session, org, "library/app", to_cyclonedx_json(DEBIAN_IMAGE).encode()
+        )
+    scan_id = project.latest_scan_id
+    assert scan_id is not None
+    await import_paths(db, [debian_feed(tmp_path)])
+    cache = IndexCache()
+    async with db.sessions() as session, session.begin():
+        index = await cache.get(session)
+        first = await list_scan_issues(session, index, scan_id, PageRequest(limit=2))
+        rest = await list_scan_issues(
+            session, index, scan_id, PageRequest(limit=2, starting_after=first.items[-1].id)
+        )
+        back = await list_scan_issues(
+            session, index, scan_id, PageRequest(limit=2, ending_before=rest.items[0].id)
+        )
+        critical = await list_scan_issues(
+            session, index, scan_id, PageRequest(limit=10), severities={"critical"}
+        )
+    assert (len(first.items), first.has_next, first.has_prev) == (2, True, False)
+    assert (len(rest.items), rest.has_next, rest.has_prev) == (1, False, True)
+    assert [i.id for i in back.items] == [i.id for i in first.items] and not back.has_prev
+    every = [*first.items, *rest.items]
+    assert sorted((i.issue.package_name, i.issue.advisory_id) for i in every) == [
+        ("libssl3", "DSA-1-1"),
+        ("login", "DEBIAN-CVE-2024-2"),
+        ("openssl", "DSA-1-1"),
+    ]
+    assert [i.issue.package_name for i in critical.items] == ["login"]
+    # an issue keeps its id from one request to the next
+    async with db.sessions() as session, session.begin():
+        again = await list_scan_issues(
+            session, await cache.get(session), scan_id, PageRequest(limit=10)
+        )
+    assert [i.id for i in again.items] == [i.id for i in every]
