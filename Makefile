@@ -52,6 +52,7 @@ bench: deps
 	$(PY) bench/tunnel.py
 	$(PY) bench/scan.py
 	$(PY) bench/agent.py
+	$(PY) bench/control_plane.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

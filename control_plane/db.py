@@ -7,6 +7,9 @@ control-plane replicas starting together migrate once.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +77,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Alembic's ``context`` is module-global: migrations in one process go one at a time
+_process_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """``alembic upgrade head`` on ``engine`` (serialised across processes on PostgreSQL)."""
+    """``alembic upgrade head`` on ``engine``, one migrator at a time: within the process by a
+    lock, across processes by an advisory lock (PostgreSQL) or a lock file (SQLite)."""
+    loop = asyncio.get_running_loop()
+    lock = _process_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        if database and database != ":memory:":
+            handle = await asyncio.to_thread(open, f"{database}.migrate-lock", "a")
+            try:
+                await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+                await _migrate_locked(engine)
+            finally:
+                handle.close()  # releases the lock
+        else:
+            await _migrate_locked(engine)
+
+
+async def _migrate_locked(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})

@@ -77,17 +77,20 @@ class Body:
         return attributes
 
     @staticmethod
-    def string(attributes: dict[str, Any], name: str) -> str | None:
+    def _member(attributes: dict[str, Any], name: str, kind: type, what: str) -> Any:
         value = attributes.get(name)
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput(f"{name} must be a string", pointer=f"/data/attributes/{name}")
+        if value is not None and not isinstance(value, kind):
+            raise InvalidInput(f"{name} must be {what}", pointer=f"/data/attributes/{name}")
         return value
 
-    @staticmethod
-    def boolean(attributes: dict[str, Any], name: str) -> bool | None:
-        value = attributes.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise InvalidInput(f"{name} must be true or false", pointer=f"/data/attributes/{name}")
+    @classmethod
+    def string(cls, attributes: dict[str, Any], name: str) -> str | None:
+        value: str | None = cls._member(attributes, name, str, "a string")
+        return value
+
+    @classmethod
+    def boolean(cls, attributes: dict[str, Any], name: str) -> bool | None:
+        value: bool | None = cls._member(attributes, name, bool, "true or false")
         return value
 
     @staticmethod
@@ -102,11 +105,9 @@ class Body:
             )
         return value
 
-    @staticmethod
-    def obj(attributes: dict[str, Any], name: str) -> dict[str, Any] | None:
-        value = attributes.get(name)
-        if value is not None and not isinstance(value, dict):
-            raise InvalidInput(f"{name} must be an object", pointer=f"/data/attributes/{name}")
+    @classmethod
+    def obj(cls, attributes: dict[str, Any], name: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = cls._member(attributes, name, dict, "an object")
         return value
 
     @staticmethod

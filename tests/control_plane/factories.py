@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,3 +117,13 @@ async def scanned_project(
             ),
         )
     return project
+
+
+async def project_in_new_org(
+    session: AsyncSession, box: SecretBox, repository: str = "app", tag: str = "1", **kw: Any
+) -> tuple[Account, Integration, Project]:
+    """A new org with a Docker Hub integration and one project of ``repository:tag``."""
+    acct = await account(session)
+    hub = await integration(session, box, acct.org)
+    project = await scanned_project(session, acct.org, hub, repository, tag, **kw)
+    return acct, hub, project
