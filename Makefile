@@ -6,6 +6,8 @@ PIP := $(VENV)/bin/pip
 SNYK_BROKER_DIR ?= .cache/snyk-broker
 SNYK_BROKER_VERSION ?= 5.22.14
 APT_PACKAGES := docker-registry rpm db5.3-util apache2-utils
+# tests/e2e/test_images.py builds and runs the images with these (no Docker engine here)
+IMAGE_APT_PACKAGES := buildah podman runc debootstrap
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: deps venv apt npm test lint typecheck demo bench clean
@@ -26,6 +28,11 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@missing=""; for p in $(IMAGE_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 npm: $(SNYK_BROKER_DIR)/node_modules/snyk-broker/package.json
