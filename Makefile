@@ -6,8 +6,6 @@ PIP := $(VENV)/bin/pip
 SNYK_BROKER_DIR ?= .cache/snyk-broker
 SNYK_BROKER_VERSION ?= 5.22.14
 APT_PACKAGES := docker-registry rpm db5.3-util apache2-utils
-# tests/e2e/test_images.py builds and runs the images with these (no Docker engine here)
-IMAGE_APT_PACKAGES := buildah podman runc debootstrap
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: deps venv apt npm test lint typecheck demo bench clean
@@ -22,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+# tests/e2e/test_images.py builds and runs the images with these (no Docker engine here)
+IMAGE_APT_PACKAGES := buildah podman runc debootstrap
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if ! command -v npm >/dev/null 2>&1; then missing="$$missing nodejs npm"; fi; \

@@ -345,13 +345,18 @@ def test_image_holds_exactly_its_dependencies(built: Built, dockerfile: str) -> 
 
 @dataclass
 class Context:
-    """What a container's environment may refer to: peers started before it, the test's
+    """What a container's environment may refer to: every container's URL (ports are chosen
+    before anything starts, so the agent can name the client it calls back), the test's
     registry, upstream receiver and broker token."""
 
     registry: Registry
     receiver: UpstreamReceiver
     token: str
-    urls: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
 
 
 @dataclass(frozen=True)
@@ -375,7 +380,11 @@ RUNS: dict[str, Run] = {
     "cr-agent": Run(
         "Dockerfile.agent",
         deployment="crbroker-cr-agent",
-        env=lambda port, _c: {"SNYK_PORT": str(port), "HOST": "127.0.0.1"},
+        env=lambda port, c: {
+            "SNYK_PORT": str(port),
+            "HOST": "127.0.0.1",
+            "BROKER_CLIENT_URL": c.urls["broker-client"],
+        },
     ),
     # our broker server ships in the broker client's image
     "broker-server": Run(
@@ -411,8 +420,20 @@ def test_every_dockerfile_has_a_run() -> None:
     assert not unrun, f"tests/e2e/test_images.py RUNS has no entry starting {sorted(unrun)}"
 
 
+def writable_dir(path: Path, uid: int, gid: int) -> Path:
+    """A host directory standing for an emptyDir: owned by the pod's user, group (fsGroup)
+    writable and setgid, as Kubernetes lays one out."""
+    path.mkdir(parents=True)
+    os.chown(path, uid, gid)
+    path.chmod(0o2770)
+    return path
+
+
 def podman_options(name: str, run: Run, volumes_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """podman run options and environment for what the manifest says of ``run``'s pod."""
+    """podman run options and environment for what the manifest says of ``run``'s pod.
+
+    Without a Deployment: the same lock-down, the image's user, and a writable directory on
+    each of the image's VOLUMEs and on /tmp."""
     options = [
         "--read-only",
         "--read-only-tmpfs=false",  # only the manifest's volumes are writable
@@ -422,6 +443,12 @@ def podman_options(name: str, run: Run, volumes_dir: Path) -> tuple[list[str], d
         "--health-interval=disable",
     ]
     if run.deployment is None:
+        instructions = parse(REPO / run.dockerfile)
+        uid, _, gid = values(instructions, "USER")[-1].partition(":")
+        paths = [p for v in values(instructions, "VOLUME") for p in json.loads(v)]
+        for index, path in enumerate([*paths, "/tmp"]):
+            host = writable_dir(volumes_dir / name / str(index), int(uid), int(gid or uid))
+            options.append(f"--volume={host}:{path}:rw")
         return options, {}
     docs = documents()
     c = container(docs, run.deployment)
@@ -435,10 +462,7 @@ def podman_options(name: str, run: Run, volumes_dir: Path) -> tuple[list[str], d
     kinds = {v["name"]: v for v in spec["volumes"]}
     for mount in c["volumeMounts"]:
         assert "emptyDir" in kinds[mount["name"]], mount  # what a local directory stands for
-        host = volumes_dir / name / mount["name"]
-        host.mkdir(parents=True)
-        os.chown(host, uid, fs_group)
-        host.chmod(0o2770)  # an emptyDir under fsGroup
+        host = writable_dir(volumes_dir / name / mount["name"], uid, fs_group)
         options.append(f"--volume={host}:{mount['mountPath']}:rw")
     return options, environment(docs, c)
 
@@ -480,13 +504,14 @@ def deployment(
     built: Built, registry: Registry, receiver: UpstreamReceiver
 ) -> Iterator[Deployment]:
     context = Context(registry, receiver, token=str(uuid.uuid4()))
+    context.ports = {name: free_port() for name in RUNS}
     running: dict[str, Running] = {}
     volumes_dir = built.workdir / f"volumes-{secrets.token_hex(4)}"
     deployed = Deployment(built, context, running)
     try:
         for name in start_order():
             run = RUNS[name]
-            port = free_port()
+            port = context.ports[name]
             options, env = podman_options(name, run, volumes_dir)
             env.update(run.env(port, context))
             entrypoint = [f"--entrypoint={run.entrypoint}"] if run.entrypoint else []
@@ -509,7 +534,6 @@ def deployment(
                 wait_for_http(f"{url}/healthcheck", timeout=90)
             except TimeoutError as exc:
                 pytest.fail(f"{name} from {run.dockerfile}: {exc}\n{deployed.logs()}")
-            context.urls[name] = url
         st.wait_for_connection(context.urls["broker-server"], context.token)
         yield deployed
     finally:
