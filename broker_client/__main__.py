@@ -12,16 +12,34 @@ from typing import Any
 
 from broker_client.connection import ReconnectExhausted
 from broker_client.settings import SettingsError, load_settings
+from shared.command_line import standard_options
 from shared.logging import configure_logging, get_logger, register_secrets
+
+HELP = """\
+usage: broker-client [--help] [--version]
+
+The broker client of crbroker: opens a websocket to the broker server, lets through what its
+accept filter allows to the container registry agent, adds this client's registry credentials
+(CR_CREDENTIALS, built from the CR_* variables) and relays the agent's callbacks upstream.
+
+Configured by environment variables (snyk-broker's names), among them:
+  BROKER_TOKEN, BROKER_SERVER_URL, BROKER_CLIENT_URL, PORT, CR_AGENT_URL,
+  CR_TYPE, CR_BASE, CR_USERNAME, CR_PASSWORD (or CR_TOKEN, CR_ROLE_ARN, CR_REGION,
+  CR_EXTERNAL_ID, or CR_CREDENTIALS), ACCEPT, BROKER_CLIENT_VALIDATION_URL, LOG_LEVEL,
+  HTTPS_PROXY, NO_PROXY, BROKER_CLIENT_VAR_SUB_ALLOW, BROKER_DOWNSTREAM_MAX_CONNECTIONS.
+See README.md ("Running it") for the full list. A missing or invalid setting stops start-up
+with exit code 2 and one line naming it.
+
+options:
+  -h, --help     show this help and exit
+  -V, --version  show the version and exit"""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print(
-            "usage: broker-client  (configured by environment variables; see docs/architecture.md)"
-        )
-        return 0
+    answered = standard_options("broker-client", args, HELP, _version_detail)
+    if answered is not None:
+        return answered
     try:
         settings, rules = load_settings()
     except SettingsError as exc:
@@ -51,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         get_logger("broker_client").error("cannot start", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0
+
+
+def _version_detail() -> str:
+    from broker_client.settings import CLIENT_VERSION, PROTOCOL_VERSION
+
+    return f"snyk-broker {PROTOCOL_VERSION} protocol; reports {CLIENT_VERSION}"
 
 
 def _loop_factory() -> Any:

@@ -21,6 +21,7 @@ from broker_client.broker_request import BrokerRequest
 from broker_client.connection import AckHandle, ServerConnection
 from broker_client.downstream import Downstream
 from broker_client.local_listener import LocalListener
+from broker_client.metrics import ClientMetrics
 from broker_client.response_sender import ResponseSender
 from broker_client.settings import CLIENT_VERSION, Settings, load_accept_rules
 from shared.accept_rules import AcceptRules
@@ -42,6 +43,7 @@ class BrokerClient:
         self.version = CLIENT_VERSION
         self.client_id = str(uuid.uuid4())
         self.variables = settings.variables()
+        self.metrics = ClientMetrics()
         self.connections: list[ServerConnection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -52,8 +54,13 @@ class BrokerClient:
 
     async def run(self) -> None:
         s = self.settings
+        agent_connections = s.BROKER_DOWNSTREAM_MAX_CONNECTIONS
         downstream_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(
+                limit=max(256, agent_connections),
+                limit_per_host=agent_connections,
+                keepalive_timeout=60,
+            ),
             auto_decompress=False,  # bytes pass through untouched, with their content-encoding
             trust_env=False,  # proxies are chosen per URL from our settings
             skip_auto_headers=("User-Agent",),
@@ -63,9 +70,12 @@ class BrokerClient:
             trust_env=False,
         )
         fast = HttpClient(s.ssl_context)
+        # its own pool for the agent, bounded: a burst from the server queues here rather than
+        # opening thousands of sockets to the agent
+        to_agent = HttpClient(s.ssl_context, max_connections_per_origin=agent_connections)
         user_agent = f"Snyk Broker Client {self.version}"
         self.downstream = Downstream(
-            s, lambda: self.rules, self.variables, downstream_session, fast, user_agent
+            s, lambda: self.rules, self.variables, downstream_session, to_agent, user_agent
         )
         self.sender = ResponseSender(s, upstream_session, fast, s.BROKER_TOKEN, self.version)
         self.connections = [
@@ -79,6 +89,8 @@ class BrokerClient:
             )
             for role in ROLES
         ]
+        for connection in self.connections:
+            self.metrics.watch_socket(connection.role, lambda c=connection: c.is_open)
         listener = LocalListener(
             s,
             lambda: self.rules,
@@ -86,6 +98,7 @@ class BrokerClient:
             downstream_session,
             self.version,
             reload_rules=self.reload_rules,
+            metrics=self.metrics,
         )
         runner = web.AppRunner(listener.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -127,6 +140,7 @@ class BrokerClient:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await runner.cleanup()
             await fast.close()
+            await to_agent.close()
             await downstream_session.close()
             await upstream_session.close()
             log.info("broker client stopped")
@@ -168,11 +182,21 @@ class BrokerClient:
     async def handle_request(
         self, connection: ServerConnection, event: Event, handle: AckHandle | None
     ) -> None:
+        self.metrics.in_flight.inc()
+        try:
+            await self._handle_request(connection, event, handle)
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _handle_request(
+        self, connection: ServerConnection, event: Event, handle: AckHandle | None
+    ) -> None:
         started = time.monotonic()
         try:
             request = BrokerRequest.from_event(event.args[0] if event.args else None)
         except ProtocolError as exc:
             log.warning("malformed request event", error=str(exc), role=connection.role)
+            self.metrics.served(error_answers.BAD_REQUEST, 400, time.monotonic() - started)
             if handle is not None:
                 await handle.send(
                     {"status": 400, "body": {"code": "BAD_REQUEST", "message": str(exc)}}
@@ -209,6 +233,8 @@ class BrokerClient:
             if not isinstance(answer, error_answers.ErrorAnswer):
                 answer.close()
             return
+        error_type = answer.error_type if isinstance(answer, error_answers.ErrorAnswer) else None
+        self.metrics.served(error_type, status, time.monotonic() - started)
         log.debug(
             "request served",
             method=request.method,

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import functools
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,13 +28,16 @@ from shared.accept_rules import AcceptRules
 from shared.emitter import Event
 from shared.logging import get_logger
 from shared.protocol_error import ProtocolError
-from shared.redaction import hash_token, mask_token
+from shared.redaction import excerpt, hash_token, mask_token
 
 log = get_logger("broker_client.connection")
 
 #: Largest websocket message accepted (a request with a 10 MB body is ~14 MB of base64).
 MAX_MESSAGE = 32 * 1024 * 1024
 WIRE_LOG_CHARS = 400
+#: EJSON binary bodies in a frame: base64 at any alignment hides a secret from redaction, so
+#: the wire log shows their size only
+_BINARY = re.compile(r'("\$binary"\s*:\s*")([A-Za-z0-9+/=]*)"')
 
 
 class ConnectionLost(ConnectionError):
@@ -206,10 +210,13 @@ class ServerConnection:
         return "receive-post-streams" in self.server_capabilities
 
     def wire(self, direction: str, data: str | bytes) -> None:
-        """DEBUG: wire-level detail (truncated; the redaction processor still applies)."""
+        """DEBUG: wire-level detail, redacted and then cut; frames with credentials withheld."""
         if self.settings.debug:
             text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            self._log.debug("wire", direction=direction, size=len(data), data=text[:WIRE_LOG_CHARS])
+            text = _BINARY.sub(lambda m: f'{m.group(1)}[{len(m.group(2))} base64 chars]"', text)
+            self._log.debug(
+                "wire", direction=direction, size=len(data), data=excerpt(text, WIRE_LOG_CHARS)
+            )
 
     # ------------------------------------------------------------------ one session
 

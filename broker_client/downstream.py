@@ -1,4 +1,5 @@
-"""Server-to-agent requests: accept rule -> origin -> substitution -> HTTP call to the agent.
+"""Server-to-agent requests: hygiene -> accept rule -> origin -> credentials -> substitution ->
+HTTP call to the agent.
 
 The call returns a :class:`DownstreamResponse` whose body is still unread (the sender streams
 it), or an :class:`ErrorAnswer` (blocked, unreachable, timed out).
@@ -19,6 +20,8 @@ from typing import Any
 import aiohttp
 
 from broker_client import error_answers
+from broker_client.agent_credentials import own_credentials, without_body_credentials
+from broker_client.agent_secret import add_agent_secret
 from broker_client.broker_request import BrokerRequest
 from broker_client.error_answers import ErrorAnswer
 from broker_client.header_hygiene import downstream_headers, response_headers
@@ -26,7 +29,8 @@ from broker_client.settings import Settings
 from shared.accept_rules import AcceptRules, auth_header, expand_origin
 from shared.http_client import HttpClient, HttpProtocolError, HttpResponse
 from shared.logging import get_logger
-from shared.var_substitution import VariableSource, substitute_body, substitute_headers
+from shared.request_hygiene import request_line_problem
+from shared.var_substitution import Refused, VariableSource, substitute_body, substitute_headers
 
 log = get_logger("broker_client.downstream")
 
@@ -101,6 +105,19 @@ class Downstream:
         )
 
     async def call(self, request: BrokerRequest) -> DownstreamResponse | ErrorAnswer:
+        problem = request_line_problem(request.method, request.url)
+        if problem is None and "websocket" in request.headers.get("upgrade", "").lower():
+            # the agent speaks plain HTTP; an upgrade would leave the caller waiting forever
+            problem = "protocol upgrade (Upgrade: websocket) is not relayed"
+        if problem is not None:
+            log.warning(
+                "request refused",
+                reason=problem,
+                method=request.method,
+                url=request.url,
+                request_id=request.request_id,
+            )
+            return error_answers.bad_request(request.url, problem)
         rule = self.rules().match_private(
             request.method, request.url, request.headers, request.body
         )
@@ -112,26 +129,54 @@ class Downstream:
                 request_id=request.request_id,
             )
             return error_answers.filter_blocked(request.url)
-        headers = downstream_headers(
-            request.headers,
-            user_agent=self.user_agent,
-            remove_x_forwarded=self.settings.remove_x_forwarded,
-        )
+        origin = expand_origin(rule.origin, self.variables)
+        headers = downstream_headers(request.headers, user_agent=self.user_agent)
         body = request.body
+        agent_bound = origin == self.settings.CR_AGENT_URL
+        if agent_bound:
+            body = self._own_credentials(request, headers, body)
+        allow = self.settings.substitution_allow
+        refused: list[Refused] = []
         if self.settings.header_substitution:
-            substitute_headers(headers, self.variables)
+            skip = ("authorization",) if agent_bound else ()
+            refused += substitute_headers(headers, self.variables, allow, skip)[1]
         if self.settings.body_substitution:
-            body, _ = substitute_body(body, self.variables)
+            body, _, refused_in_body = substitute_body(body, self.variables, allow)
+            refused += refused_in_body
+        if refused:
+            log.warning(
+                "placeholders left literal: not on BROKER_CLIENT_VAR_SUB_ALLOW",
+                placeholders=[f"{r.variable} in {r.place}" for r in refused],
+                request_id=request.request_id,
+            )
         if headers.get("x-broker-content-type") == "application/x-www-form-urlencoded" and body:
             body = _form_encode(body)
             headers["content-type"] = "application/x-www-form-urlencoded"
         authorization = auth_header(rule.auth, self.variables)
         if authorization is not None:
             headers["authorization"] = authorization
-        target = _with_userinfo_auth(
-            expand_origin(rule.origin, self.variables) + request.url, headers
-        )
+        target = _with_userinfo_auth(origin + request.url, headers)
+        add_agent_secret(self.settings, target, headers)
         return await self._send(request, target, headers, body)
+
+    def _own_credentials(
+        self, request: BrokerRequest, headers: dict[str, str], body: bytes | None
+    ) -> bytes | None:
+        """This client's CR_CREDENTIALS in ``Authorization``; the server's own dropped."""
+        if own_credentials(headers, self.settings.CR_CREDENTIALS):
+            log.warning(
+                "Authorization sent by the server dropped; the agent gets this client's "
+                "CR_CREDENTIALS",
+                request_id=request.request_id,
+            )
+        body, foreign = without_body_credentials(body)
+        if foreign:
+            log.warning(
+                "'credentials' body field sent by the server dropped; the agent gets this "
+                "client's CR_CREDENTIALS",
+                request_id=request.request_id,
+            )
+        return body
 
     async def _send(
         self, request: BrokerRequest, target: str, headers: dict[str, str], body: bytes | None

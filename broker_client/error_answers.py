@@ -15,6 +15,7 @@ DOWNSTREAM_TIMEOUT = "DOWNSTREAM_TIMEOUT"
 DOWNSTREAM_UNREACHABLE = "DOWNSTREAM_UNREACHABLE"
 DOWNSTREAM_ERROR = "DOWNSTREAM_ERROR"
 BODY_TOO_LARGE = "BODY_TOO_LARGE"
+BAD_REQUEST = "BAD_REQUEST"
 
 #: Statuses used only when no downstream response exists.
 SYNTHESIZED_STATUS = {
@@ -23,6 +24,7 @@ SYNTHESIZED_STATUS = {
     DOWNSTREAM_ERROR: 502,
     FILTER_BLOCKED: 401,
     BODY_TOO_LARGE: 502,
+    BAD_REQUEST: 400,
 }
 
 WEBSOCKET_BLOCK_REASON = "[Websocket Flow][Blocked Request] Does not match any accept rule"
@@ -49,6 +51,15 @@ def filter_blocked(url: str, reason: str = WEBSOCKET_BLOCK_REASON) -> ErrorAnswe
         401,
         FILTER_BLOCKED,
         {"code": FILTER_BLOCKED, "message": "blocked", "reason": reason, "url": url},
+    )
+
+
+def bad_request(url: str, reason: str) -> ErrorAnswer:
+    """A request the client refuses to make as written (request hygiene); never repaired."""
+    return ErrorAnswer(
+        400,
+        BAD_REQUEST,
+        {"code": BAD_REQUEST, "message": "refused", "reason": reason, "url": url},
     )
 
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: Never forwarded to the downstream: the server side's routing and correlation data.
+#: Never forwarded to the downstream: the server side's routing and correlation data, and
+#: headers that make a server or framework behind the agent re-route the request or change
+#: its method (the upstream has no business setting them; ``X-Forwarded-*`` and
+#: ``Forwarded`` are dropped by prefix below). ``host`` is dropped so the HTTP client writes
+#: the agent's own.
 DROPPED_DOWNSTREAM = frozenset(
     {
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
+        "forwarded",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-host",
+        "x-host",
         "content-length",
         "host",
         "snyk-acting-group-public-id",
@@ -39,16 +47,12 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def downstream_headers(
-    headers: Mapping[str, str], *, user_agent: str, remove_x_forwarded: bool = False
-) -> dict[str, str]:
+def downstream_headers(headers: Mapping[str, str], *, user_agent: str) -> dict[str, str]:
     """Headers for the request to the agent, from the headers the server relayed."""
     out: dict[str, str] = {}
     for key, value in headers.items():
         name = key.lower()
-        if name in DROPPED_DOWNSTREAM or name in HOP_BY_HOP:
-            continue
-        if remove_x_forwarded and (name.startswith("x-forwarded-") or name == "forwarded"):
+        if name in DROPPED_DOWNSTREAM or name in HOP_BY_HOP or name.startswith("x-forwarded-"):
             continue
         out[name] = value
     if "snyk-request-id" in out:

@@ -17,6 +17,7 @@ from aiohttp import web
 from broker_client import error_answers
 from broker_client.connection import ConnectionLost, OutboxFull, ServerConnection
 from broker_client.header_hygiene import HOP_BY_HOP, relay_headers
+from broker_client.metrics import ClientMetrics
 from broker_client.settings import Settings, SettingsError
 from broker_client.systemcheck import run_systemcheck
 from shared.accept_rules import AcceptRules
@@ -35,8 +36,10 @@ class LocalListener:
         version: str,
         *,
         reload_rules: Callable[[], AcceptRules] | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or ClientMetrics()
         self.reload_rules = reload_rules
         self.rules = rules
         self.connections = connections
@@ -50,6 +53,7 @@ class LocalListener:
         self.app.router.add_post("/filters", self.reload_filters)
         self.app.router.add_get("/health/checks", self.health_checks)
         self.app.router.add_get("/health/checks/{check_id}", self.health_checks)
+        self.app.router.add_get("/metrics", self.serve_metrics)
         self.app.router.add_route("*", "/{tail:.*}", self.relay)
 
     async def healthcheck(self, _request: web.Request) -> web.Response:
@@ -65,6 +69,11 @@ class LocalListener:
         ]
         status = 200 if any(c.is_open for c in self.connections) else 500
         return web.json_response(states[0] if len(states) == 1 else states, status=status)
+
+    async def serve_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type}
+        )
 
     async def systemcheck(self, _request: web.Request) -> web.Response:
         status, body = await run_systemcheck(self.settings, self.session)
@@ -150,7 +159,9 @@ class LocalListener:
                 504, "BROKER_TIMEOUT", f"no answer from the broker server within {timeout:g}s"
             )
         log.info("callback relayed", method=request.method, url=request.path, request_id=request_id)
-        return _answer(args)
+        response = _answer(args)
+        self.metrics.callbacks.labels(str(response.status)).inc()
+        return response
 
 
 def _answer(args: list[Any]) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import ssl
 import urllib.parse
 import urllib.request
@@ -21,16 +22,23 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import __version__
 from shared.accept_rules import AcceptRules, AcceptRulesError, load_rules
 from shared.credentials import (
+    KNOWN_TYPES,
     CredentialsError,
     build_credentials_json,
     decode_credentials,
     encode_credentials,
+    normalise_type,
 )
 from shared.logging import parse_level
-from shared.var_substitution import VariableSource
+from shared.var_substitution import (
+    DEFAULT_ALLOW,
+    AllowListError,
+    SubstitutionAllowList,
+    VariableSource,
+)
+from shared.version import package_version
 
 DEFAULT_ACCEPT = Path(__file__).with_name("accept") / "container-registry-agent.json"
 
@@ -40,7 +48,7 @@ PROTOCOL_VERSION = "5.22.14"
 #: MINIMAL_SUPPORTED 4.100.0 / RECOMMENDED 4.182.0 / SERVICE_ENABLED 4.209.0), equal in
 #: precedence to the release we are compatible with; build metadata (ignored by semver
 #: ordering, unlike a pre-release tag, which would sort *below* 5.22.14) names our build.
-CLIENT_VERSION = f"{PROTOCOL_VERSION}+crbroker.{__version__}"
+CLIENT_VERSION = f"{PROTOCOL_VERSION}+crbroker.{re.sub(r'[^0-9A-Za-z.-]', '-', package_version())}"
 
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -81,6 +89,8 @@ class Settings(BaseSettings):
     CR_REGION: str | None = None
     CR_EXTERNAL_ID: str | None = None
     CR_CREDENTIALS: str | None = None
+    #: crbroker: the agent's CR_AGENT_SECRET, sent to CR_AGENT_URL as X-Crbroker-Agent-Secret
+    CR_AGENT_SECRET: str | None = None
 
     # systemcheck
     BROKER_CLIENT_VALIDATION_URL: str | None = None
@@ -107,7 +117,7 @@ class Settings(BaseSettings):
     MAX_RETRY: int = Field(3, ge=0, le=100)
     DISABLE_HEADER_VARS_SUBSTITUTION: str | None = None
     DISABLE_BODY_VARS_SUBSTITUTION: str | None = None
-    REMOVE_X_FORWARDED_HEADERS: str | None = None
+    REMOVE_X_FORWARDED_HEADERS: str | None = None  # accepted; X-Forwarded-* are always dropped
 
     # socket timings (milliseconds) and limits
     SOCKET_PING_INTERVAL: int = Field(25000, gt=0)
@@ -121,6 +131,10 @@ class Settings(BaseSettings):
     BROKER_CLIENT_RECONNECT_MAX_ATTEMPTS: int = Field(0, ge=0)  # crbroker: 0 = forever
     BROKER_CLIENT_RECONNECT_MAX_DELAY: int = Field(60000, gt=0)  # crbroker: back-off cap, ms
     BROKER_CLIENT_OUTBOX_LIMIT: int = Field(1000, gt=0)  # crbroker: events held while down
+    # crbroker: connections open to one downstream origin at once; more requests queue
+    BROKER_DOWNSTREAM_MAX_CONNECTIONS: int = Field(64, gt=0, le=10000)
+    # crbroker: which ${VAR} server-requested substitution may fill, and where (see README)
+    BROKER_CLIENT_VAR_SUB_ALLOW: str = DEFAULT_ALLOW
 
     @field_validator("BROKER_TOKEN")
     @classmethod
@@ -158,6 +172,27 @@ class Settings(BaseSettings):
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
         return value
+
+    @field_validator("BROKER_CLIENT_VAR_SUB_ALLOW")
+    @classmethod
+    def _allow(cls, value: str) -> str:
+        try:
+            SubstitutionAllowList.parse(value)
+        except AllowListError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("CR_TYPE")
+    @classmethod
+    def _cr_type(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        kind = normalise_type(value)
+        if kind not in KNOWN_TYPES:
+            raise ValueError(
+                f"unknown registry type {value!r}; use one of {', '.join(KNOWN_TYPES)}"
+            )
+        return kind
 
     @field_validator("LOG_LEVEL")
     @classmethod
@@ -203,9 +238,9 @@ class Settings(BaseSettings):
     def body_substitution(self) -> bool:
         return not _truthy(self.DISABLE_BODY_VARS_SUBSTITUTION)
 
-    @property
-    def remove_x_forwarded(self) -> bool:
-        return _truthy(self.REMOVE_X_FORWARDED_HEADERS)
+    @cached_property
+    def substitution_allow(self) -> SubstitutionAllowList:
+        return SubstitutionAllowList.parse(self.BROKER_CLIENT_VAR_SUB_ALLOW)
 
     @property
     def tls_verify(self) -> bool:
@@ -250,17 +285,17 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every value no log line may show."""
+        # not CR_BASE, CR_REGION or CR_AGENT_URL: addresses are not secrets, and a log line
+        # must be able to say which registry or agent failed
         values: list[str | None] = [
             self.BROKER_TOKEN,
-            self.CR_AGENT_URL,
-            self.CR_REGION,
-            self.CR_BASE,
             self.CR_USERNAME,
             self.CR_PASSWORD,
             self.CR_TOKEN,
             self.CR_ROLE_ARN,
             self.CR_EXTERNAL_ID,
             self.CR_CREDENTIALS,
+            self.CR_AGENT_SECRET,
             self.BROKER_CLIENT_VALIDATION_AUTHORIZATION_HEADER,
             self.BROKER_CLIENT_VALIDATION_BASIC_AUTH,
         ]
@@ -335,11 +370,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, A
         raise SettingsError(_one_line(exc)) from None
     settings.CR_CREDENTIALS = _credentials(settings)
     rules = load_accept_rules(settings)
-    if settings.CR_AGENT_URL is None and any(
-        "${CR_AGENT_URL}" in (rule.origin or "") for rule in rules.private
-    ):
+    to_agent = any("${CR_AGENT_URL}" in (rule.origin or "") for rule in rules.private)
+    if settings.CR_AGENT_URL is None and to_agent:
         raise SettingsError(
             "CR_AGENT_URL: required, the accept rules send requests to ${CR_AGENT_URL}"
+        )
+    if to_agent and settings.CR_CREDENTIALS is None:
+        raise SettingsError(
+            "CR_TYPE: required (or CR_CREDENTIALS): the agent gets its registry credentials "
+            "from this client only"
         )
     return settings, rules
 

@@ -9,10 +9,29 @@ from aiohttp import web
 
 from broker_server.server import build_app
 from broker_server.settings import SettingsError, load_settings
+from shared.command_line import standard_options
 from shared.logging import configure_logging, get_logger
 
+HELP = """\
+usage: broker-server [--help] [--version]
 
-def main() -> None:
+The broker server of crbroker (the upstream side): accepts broker clients' websockets, relays
+/broker/<token>/... requests to them and their callbacks to UPSTREAM_URL.
+
+Configured by environment variables: BROKER_TOKENS or BROKER_TOKEN_FILE, PORT, UPSTREAM_URL
+or ACCEPT, MINIMAL_SUPPORTED_BROKER_VERSION, RECONNECT_GRACE_MS, CACHE_EXPIRY,
+SOCKET_PING_INTERVAL, SOCKET_PING_TIMEOUT, LOG_LEVEL (see README.md). A missing or invalid
+setting stops start-up with exit code 2 and one line naming it.
+
+options:
+  -h, --help     show this help and exit
+  -V, --version  show the version and exit"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    answered = standard_options("broker-server", sys.argv[1:] if argv is None else argv, HELP)
+    if answered is not None:
+        sys.exit(answered)
     try:
         settings, rules, tokens = load_settings()
     except SettingsError as exc:

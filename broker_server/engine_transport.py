@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from broker_server.budget import Account, OverBudget, Refusal
+from broker_server.metered_websocket import MeteredWebSocket
 from broker_server.relay import read_body
 from shared.engineio import encode_payload
 from shared.logging import get_logger
@@ -61,6 +63,8 @@ class EngineTransport:
             return engine_error(4, "unknown broker token", status=401)
         sid = query.get("sid")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if sid is None and (refused := self._too_many(token)) is not None:
+            return refused
         if transport == "websocket":
             if not upgrade:
                 return engine_error(3, "transport=websocket without a websocket Upgrade header")
@@ -84,6 +88,34 @@ class EngineTransport:
         if request.method == "POST":
             return await self._post(request, session)
         return engine_error(3, f"method {request.method} on a polling session")
+
+    def _too_many(self, token: str) -> web.Response | None:
+        """429 when ``token`` already has as many open sockets as it may."""
+        server = self.server
+        limit = server.settings.BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN
+        if server.open_sessions(token) < limit:
+            return None
+        server.metrics.refusals.labels("connections").inc()
+        log.warning(
+            "socket refused: too many connections for the token",
+            limit=limit,
+            **server.tokens.describe(token),
+        )
+        return web.json_response(
+            {"code": 4, "message": f"too many connections for this broker token (limit {limit})"},
+            status=429,
+            headers={"Retry-After": "5"},
+        )
+
+    def _refused(self, account: Account, session: ClientSession | None, refusal: Refusal) -> None:
+        self.server.metrics.refusals.labels(refusal.scope).inc()
+        describe = session.describe() if session is not None else {}
+        log.warning(
+            "client message refused",
+            reason=refusal.message,
+            **describe,
+            **self.server.tokens.describe(account.token),
+        )
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -130,16 +162,28 @@ class EngineTransport:
         limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
         if request.content_length is not None and request.content_length > limit:
             return await self._oversized(session, request.content_length, limit)
-        body = await read_body(request.content, limit)
+        try:
+            body = await read_body(request.content, limit, session.account)
+        except OverBudget as exc:
+            self._refused(session.account, session, exc.refusal)
+            await session.close(exc.refusal.message)
+            return web.json_response(
+                {"code": 3, "message": exc.refusal.message},
+                status=exc.refusal.http_status,
+                headers={"Retry-After": "1"},
+            )
         if body is None:
             return await self._oversized(session, None, limit)
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            await session.fault("polling payload is not UTF-8 text")
-            return engine_error(3, "payload is not UTF-8 text")
-        events = session.conn.receive_payload(text)
-        await session.handle(events)
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                await session.fault("polling payload is not UTF-8 text")
+                return engine_error(3, "payload is not UTF-8 text")
+            events = session.conn.receive_payload(text)
+            await session.handle(events)
+        finally:
+            session.account.give(len(body))
         return web.Response(text="ok", content_type="text/html")
 
     async def _oversized(
@@ -155,9 +199,13 @@ class EngineTransport:
 
     # -- websocket ------------------------------------------------------------------------
 
-    def _websocket(self) -> web.WebSocketResponse:
+    def _websocket(
+        self, account: Account, session: ClientSession | None = None
+    ) -> MeteredWebSocket:
         # a little headroom: the limit applies to the engine.io packet, the frame adds the type digit
-        return web.WebSocketResponse(
+        return MeteredWebSocket(
+            account,
+            lambda refusal: self._refused(account, session, refusal),
             max_msg_size=self.server.settings.SOCKET_MAX_RESPONSE_LENGTH + 16,
             autoping=True,
             compress=False,
@@ -166,10 +214,15 @@ class EngineTransport:
     async def _direct_websocket(
         self, request: web.Request, token: str, eio: int
     ) -> web.WebSocketResponse:
-        ws = self._websocket()
-        await ws.prepare(request)
+        account = self.server.budget.account(token)
+        ws = self._websocket(account)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            account.close()
+            raise
         session = self.server.new_session(
-            token=token, eio=eio, transport="websocket", request=request
+            token=token, eio=eio, transport="websocket", request=request, account=account
         )
         session.ws = ws
         await session.start(upgrades=[])
@@ -179,17 +232,21 @@ class EngineTransport:
     async def _upgrade(self, request: web.Request, session: ClientSession) -> web.StreamResponse:
         if session.ws is not None or session.upgrade_ws is not None or session.closed:
             return engine_error(3, "session already upgraded or upgrading")
-        ws = self._websocket()
+        ws = self._websocket(session.account, session)
         await ws.prepare(request)
         session.upgrade_ws = ws
         await self._run_websocket(session, ws)
         return ws
 
-    async def _run_websocket(self, session: ClientSession, ws: web.WebSocketResponse) -> None:
+    async def _run_websocket(self, session: ClientSession, ws: MeteredWebSocket) -> None:
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await session.handle(session.conn.receive(message.data), via=ws)
+                    try:
+                        await session.handle(session.conn.receive(message.data), via=ws)
+                    finally:
+                        del message  # the bytes are given back: let them go too
+                        ws.message_done()
                 elif message.type == WSMsgType.ERROR:
                     self.server.metrics.faults.labels("websocket").inc()
                     log.warning(
@@ -198,9 +255,12 @@ class EngineTransport:
                         **session.describe(),
                     )
         finally:
+            ws.release_all()
             if session.ws is ws:
                 reason = "websocket closed by the client"
-                if ws.exception() is not None:
+                if ws.refusal is not None:
+                    reason = ws.refusal.message
+                elif ws.exception() is not None:
                     reason = f"websocket error: {ws.exception()}"
                 await session.close(reason)
             elif session.upgrade_ws is ws:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from shared.metrics_registry import service_registry
 
 
 class Labelled:
@@ -47,7 +49,7 @@ class ServerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         self.connections = Labelled(
             Gauge(
                 "broker_server_connections",
@@ -104,6 +106,21 @@ class ServerMetrics:
                 ["where"],
                 registry=self.registry,
             )
+        )
+
+        self.refusals = Labelled(
+            Counter(
+                "broker_server_refusals",
+                "Peers refused for their load: scope connections (too many sockets for a token), "
+                "connection, token or server (bytes in flight over that limit)",
+                ["scope"],
+                registry=self.registry,
+            )
+        )
+        self.inflight_bytes = Gauge(
+            "broker_server_inflight_bytes",
+            "Bytes of peers' messages the server holds now (see BROKER_SERVER_MAX_INFLIGHT_BYTES)",
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

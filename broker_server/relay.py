@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import StreamReader, web
 
+from broker_server.budget import Account, OverBudget
 from broker_server.session import ClientSession, SessionClosed
 from broker_server.streams import PendingStream, StreamFailed
 from shared.logging import get_logger
@@ -46,23 +47,40 @@ HOP_HEADERS = frozenset(
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
-async def read_body(content: StreamReader, limit: int) -> bytes | None:
+async def read_body(
+    content: StreamReader, limit: int, account: Account | None = None
+) -> bytes | None:
     """A whole HTTP body, or None as soon as it exceeds ``limit`` bytes.
 
+    With ``account``, each piece is charged to it before it is kept (the caller gives the body's
+    length back when done); :class:`OverBudget` if it does not fit, with nothing left charged.
     (``StreamReader.read(n)`` returns only what is buffered, so it cannot be used for this.)
     """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                if account is not None:
+                    account.give(size - len(chunk))
+                return None
+            if account is not None:
+                account.take(len(chunk))
+            chunks.append(chunk)
+    except OverBudget:
+        assert account is not None
+        account.give(size - len(chunk))
+        raise
     return b"".join(chunks)
 
 
 class ClientGone(Exception):
     """The chosen client disconnected before it started answering."""
+
+
+class AnswerStalled(Exception):
+    """A streamed answer's POST went silent too long, or outlived the whole request's bound."""
 
 
 def failure(
@@ -119,13 +137,24 @@ class Relay:
     async def handle_broker(self, request: web.Request) -> web.StreamResponse:
         server = self.server
         started = time.perf_counter()
-        parts = request.raw_path.split("/", 3)
         token = server.tokens.lookup(request.match_info["token"])
         if token is None:
             return self._count(
                 failure(404, "no-connection", "no broker client is connected for this token"),
                 "none",
             )
+        # the caller's body is held until its answer is out: charged to the token meanwhile
+        account = server.budget.account(token, connection=False)
+        try:
+            return await self._relay(request, token, account, started)
+        finally:
+            account.close()
+
+    async def _relay(
+        self, request: web.Request, token: str, account: Account, started: float
+    ) -> web.StreamResponse:
+        server = self.server
+        parts = request.raw_path.split("/", 3)
         url = "/" + (parts[3] if len(parts) > 3 else "")
         headers = incoming_headers(request)
         if url.startswith("/ctx/"):
@@ -137,7 +166,20 @@ class Relay:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )
-        body = await read_body(request.content, limit)
+        try:
+            body = await read_body(request.content, limit, account)
+        except OverBudget as exc:
+            server.metrics.refusals.labels(exc.refusal.scope).inc()
+            log.warning("caller refused", reason=exc.refusal.message)
+            return self._count(
+                failure(
+                    exc.refusal.http_status,
+                    "server-busy",
+                    exc.refusal.message,
+                    {"Retry-After": "1"},
+                ),
+                "none",
+            )
         if body is None:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
@@ -282,10 +324,13 @@ class Relay:
         payload["streamingID"] = stream.id
         await session.request_streamed(payload)
         timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        stream.deadline = time.monotonic() + timeout
 
         def expire() -> None:
-            # only an answer that has not started can time out; a started one runs to its end
-            if not stream.attached:
+            # the whole request is bounded, a started answer's body included
+            if stream.attached:
+                stream.fail(f"timeout: the answer did not complete within {timeout:g}s")
+            else:
                 server.streams.discard(stream, f"timeout: no answer within {timeout:g}s")
 
         timer = asyncio.get_running_loop().call_later(timeout, expire)
@@ -346,13 +391,18 @@ class Relay:
         server = self.server
         decoder = ResponseStreamDecoder()
         try:
-            async for chunk in request.content.iter_any():
+            while chunk := await self._next_piece(request, stream):
                 for item in decoder.feed(chunk):
                     if not await self._deliver(stream, item):
                         return web.json_response(
                             {"message": "the caller of this request went away"}, status=410
                         )
             decoder.close()
+        except AnswerStalled as exc:
+            server.metrics.faults.labels("response-data").inc()
+            log.warning("streamed answer stalled", error=str(exc))
+            stream.fail(str(exc))
+            return web.json_response({"message": str(exc)}, status=408)
         except ProtocolError as exc:
             server.metrics.faults.labels("response-data").inc()
             log.warning("broken response stream from client", error=str(exc))
@@ -383,6 +433,22 @@ class Relay:
         server.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
         stream.finish()
         return web.Response(body=b"{}", content_type="application/json")
+
+    async def _next_piece(self, request: web.Request, stream: PendingStream) -> bytes:
+        """The next bytes of the answer's POST (b"" at its end), within the idle and the
+        whole-request bounds: a client that stalls must not hold the caller."""
+        idle = self.server.settings.BROKER_SERVER_STREAM_IDLE_TIMEOUT / 1000
+        left = stream.deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, min(idle, left))):
+                return await request.content.readany()
+        except TimeoutError:
+            if idle < left:
+                raise AnswerStalled(
+                    f"timeout: the broker client's answer stalled (no data for {idle:g}s)"
+                ) from None
+            total = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+            raise AnswerStalled(f"timeout: the answer did not complete within {total:g}s") from None
 
     async def _deliver(self, stream: PendingStream, item: Head | BodyChunk) -> bool:
         try:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from broker_server.budget import Account, ByteBudget
 from broker_server.engine_transport import EngineTransport, new_sid
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
@@ -37,6 +38,12 @@ class BrokerServer:
         self.pool = ConnectionPool(settings.RECONNECT_GRACE_MS / 1000)
         self.streams = StreamRegistry(settings.CACHE_EXPIRY)
         self.metrics = ServerMetrics()
+        self.budget = ByteBudget(
+            server=settings.BROKER_SERVER_MAX_INFLIGHT_BYTES,
+            token=settings.BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_TOKEN,
+            connection=settings.BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_CONNECTION,
+        )
+        self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
         self.sessions: dict[str, ClientSession] = {}
         #: tasks not owned by a session or a request (kept referenced until done)
         self.background: set[asyncio.Task[None]] = set()
@@ -45,11 +52,21 @@ class BrokerServer:
         self.upstream = UpstreamForwarder(self)
         self.status = StatusEndpoints(self)
 
+    def open_sessions(self, token: str) -> int:
+        return sum(1 for s in self.sessions.values() if s.token == token and not s.closed)
+
     def new_session(
-        self, *, token: str, eio: int, transport: str, request: web.Request
+        self,
+        *,
+        token: str,
+        eio: int,
+        transport: str,
+        request: web.Request,
+        account: Account | None = None,
     ) -> ClientSession:
         session = ClientSession(
             self,
+            account=account or self.budget.account(token),
             token=token,
             sid=new_sid(),
             eio=eio,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,23 @@ from shared.logging import get_logger
 from shared.protocol_error import ProtocolError
 
 if TYPE_CHECKING:
+    from broker_server.budget import Account
     from broker_server.server import BrokerServer
 
 log = get_logger("broker_server.session")
 
 #: after this many malformed packets in a row the peer is cut off
 MAX_CONSECUTIVE_FAULTS = 20
+
+
+def _body_size(request: Any) -> int:
+    """Roughly the bytes a callback's body holds (its length; a Buffer shape's list of bytes)."""
+    body = request.get("body") if isinstance(request, dict) else None
+    if isinstance(body, (str, bytes)):
+        return len(body)
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        return len(body["data"])
+    return 0
 
 
 class SessionClosed(Exception):
@@ -59,6 +71,7 @@ class ClientSession:
         self,
         server: BrokerServer,
         *,
+        account: Account,
         token: str,
         sid: str,
         eio: int,
@@ -67,6 +80,8 @@ class ClientSession:
         client_id_header: str | None,
     ) -> None:
         self.server = server
+        #: bytes in flight charged to this socket (see broker_server.budget)
+        self.account = account
         self.token = token
         self.sid = sid
         self.eio = eio
@@ -172,6 +187,7 @@ class ClientSession:
         self.close_reason = reason
         self.outbox_event.set()
         self.server.forget_session(self)
+        self.account.close()
         for future in self.pending_acks.values():
             if not future.done():
                 future.set_exception(SessionClosed(reason))
@@ -388,7 +404,20 @@ class ClientSession:
             if event.ack_id is None:
                 await self.fault(f"{event.name} event without an ack id cannot be answered")
                 return
-            self.spawn(self._answer_upstream(event.ack_id, event.args))
+            # the body stays in memory until the upstream has answered: charge it meanwhile
+            size = _body_size(event.args[0] if event.args else None)
+            refusal = self.account.try_take(size)
+            if refusal is not None:
+                self.server.metrics.refusals.labels(refusal.scope).inc()
+                log.warning("client callback refused", reason=refusal.message, **self.describe())
+                reply = {
+                    "status": refusal.http_status,
+                    "headers": {"content-type": "application/json", "retry-after": "1"},
+                    "body": json.dumps({"code": "SERVER_BUSY", "message": refusal.message}),
+                }
+                await self.send(self.conn.send_ack(event.ack_id, reply))
+                return
+            self.spawn(self._answer_upstream(event.ack_id, event.args, size))
         elif event.name in ("client-event", "terminate"):
             log.info("client event", event_name=event.name, **self.describe())
         else:
@@ -399,8 +428,11 @@ class ClientSession:
                     self.conn.send_ack(event.ack_id, {"status": 501, "headers": {}, "body": body})
                 )
 
-    async def _answer_upstream(self, ack_id: int, args: list[Any]) -> None:
-        reply = await self.server.upstream.forward(self, args[0] if args else None)
+    async def _answer_upstream(self, ack_id: int, args: list[Any], charged: int) -> None:
+        try:
+            reply = await self.server.upstream.forward(self, args[0] if args else None)
+        finally:
+            self.account.give(charged)
         try:
             data = self.conn.send_ack(ack_id, reply)
         except ProtocolError as exc:

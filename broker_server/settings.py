@@ -56,13 +56,24 @@ class Settings(BaseSettings):
     SOCKET_MAX_RESPONSE_LENGTH: int = Field(22020096, ge=1024)
     #: HTTP bodies of /broker/<token>/* are read up to this size (snyk: 10 MB)
     BROKER_SERVER_MAX_BODY: int = Field(10 * 1024 * 1024, ge=1024)
+    #: crbroker: open client sockets one token may have (more: 429 at the handshake)
+    BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN: int = Field(10, ge=1)
+    #: crbroker: bytes of peers' messages the server holds at once (socket messages from their
+    #: header until handled, polling POSTs, callers' bodies, callbacks on their way upstream):
+    #: per client socket, per token, and in all
+    BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_CONNECTION: int = Field(48 * 1024 * 1024, ge=1024)
+    BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_TOKEN: int = Field(64 * 1024 * 1024, ge=1024)
+    BROKER_SERVER_MAX_INFLIGHT_BYTES: int = Field(256 * 1024 * 1024, ge=1024)
     MINIMAL_SUPPORTED_BROKER_VERSION: str = "4.100.0"
     MINIMAL_RECOMMENDED_BROKER_VERSION: str = "4.182.0"
     #: seconds a streaming id stays valid (snyk: node-cache TTL)
     CACHE_EXPIRY: int = Field(3600, ge=1)
     #: 503 instead of 404 this long after a token's last client went away
     RECONNECT_GRACE_MS: int = Field(60000, ge=0)
+    #: a caller's whole request through /broker, its answer's last byte included
     BROKER_WEBSERVER_REQUEST_TIMEOUT: int = Field(600000, ge=100)
+    #: crbroker: longest silence inside a streamed answer (POST start to head, chunk to chunk)
+    BROKER_SERVER_STREAM_IDLE_TIMEOUT: int = Field(60000, ge=100)
     LOG_LEVEL: str = "info"
     DEBUG: str | None = None
 
@@ -90,9 +101,20 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
-    def _has_tokens(self) -> Settings:
-        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
-            raise ValueError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
+    def _budget_holds_a_message(self) -> Settings:
+        # a callback's body is charged while the message carrying it is, so a socket and a token
+        # must hold the largest message twice, else such a callback could never pass
+        twice = 2 * self.SOCKET_MAX_RESPONSE_LENGTH
+        for name in (
+            "BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_CONNECTION",
+            "BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_TOKEN",
+            "BROKER_SERVER_MAX_INFLIGHT_BYTES",
+        ):
+            if getattr(self, name) < twice:
+                raise ValueError(
+                    f"{name}: {getattr(self, name)} is less than twice SOCKET_MAX_RESPONSE_LENGTH "
+                    f"({twice}); a message of that size carrying a callback could never pass"
+                )
         return self
 
     @property
@@ -101,6 +123,8 @@ class Settings(BaseSettings):
 
     def tokens(self) -> list[str]:
         """Every admitted token, lower-cased (snyk-broker lower-cases the token it routes on)."""
+        if not self.BROKER_TOKENS and not self.BROKER_TOKEN_FILE:
+            return []
         found: list[str] = []
         if self.BROKER_TOKENS:
             found += [t.strip() for t in self.BROKER_TOKENS.split(",") if t.strip()]
@@ -134,9 +158,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, *, require_tokens: bool = True
 ) -> tuple[Settings, AcceptRules | None, list[str]]:
-    """Read and check the environment; raises :class:`SettingsError` with one line on any problem."""
+    """Read and check the environment; raises :class:`SettingsError` with one line on any problem.
+
+    ``require_tokens=False``: no token setting is fine (crbroker-server admits the broker
+    tokens of the control plane's integrations instead).
+    """
     env = dict(os.environ if environ is None else environ)
     names = {name.upper(): name for name in Settings.model_fields}
     values: dict[str, Any] = {}
@@ -148,6 +176,8 @@ def load_settings(
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+    if require_tokens and not settings.BROKER_TOKENS and not settings.BROKER_TOKEN_FILE:
+        raise SettingsError("BROKER_TOKENS: required, set it or BROKER_TOKEN_FILE")
     tokens = settings.tokens()
     rules: AcceptRules | None = None
     source = settings.ACCEPT or (str(DEFAULT_ACCEPT) if settings.UPSTREAM_URL else None)

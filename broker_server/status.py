@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from shared import __version__
 from shared.redaction import hash_token, mask_token
+from shared.version import package_version
 
 if TYPE_CHECKING:
     from broker_server.server import BrokerServer
@@ -65,7 +65,7 @@ class StatusEndpoints:
         return web.json_response(result)
 
     async def healthcheck(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "version": __version__})
+        return web.json_response({"ok": True, "version": package_version()})
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = self.server.metrics.render()

@@ -9,6 +9,7 @@ into the waiting caller's response, awaiting each write, so a slow caller slows 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class PendingStream:
     attached: bool = False
     expected_length: int | None = None
     started: float = field(default_factory=time.monotonic)
+    #: time.monotonic() past which the caller's whole request has timed out
+    deadline: float = math.inf
 
     def fail(self, message: str) -> None:
         if not self.done.done():

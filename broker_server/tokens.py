@@ -20,9 +20,17 @@ class TokenRegistry:
     def __init__(self, tokens: Iterable[str]) -> None:
         self._by_digest: dict[bytes, str] = {}
         for token in tokens:
-            token = token.lower()
-            self._by_digest[hashlib.sha256(token.encode()).digest()] = token
-            register_secrets(token)
+            self.add(token)
+
+    def add(self, token: str) -> None:
+        """Admit ``token`` from now on (crbroker-server: an integration was created)."""
+        token = token.lower()
+        self._by_digest[hashlib.sha256(token.encode()).digest()] = token
+        register_secrets(token)
+
+    def discard(self, token: str) -> None:
+        """Stop admitting ``token`` (sockets already open stay until they close)."""
+        self._by_digest.pop(hashlib.sha256(token.lower().encode()).digest(), None)
 
     def __len__(self) -> int:
         return len(self._by_digest)

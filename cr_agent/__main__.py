@@ -15,11 +15,30 @@ COMMANDS = {
 ONE_SHOT = frozenset({"scan"})
 
 
+HELP = """\
+usage: cr-agent [--help] [--version] {scan,serve} ...
+
+The container registry agent of crbroker.
+
+commands:
+  serve          run the agent's HTTP API (SNYK_PORT, HTTPS_CERT/HTTPS_KEY, CA_CERT, ...;
+                 see README.md and docs/openapi.json)
+  scan IMAGE     inventory one image and print its SBOM (cr-agent scan --help)
+
+options:
+  -h, --help     show this help and exit
+  -V, --version  show the version and exit"""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help", "-V", "--version"):
+        from shared.command_line import standard_options
+
+        return standard_options("cr-agent", args[:1], HELP) or 0
     if not args or args[0] not in COMMANDS:
-        print(f"usage: cr-agent {{{'|'.join(COMMANDS)}}} ...", file=sys.stderr)
-        return 0 if args and args[0] in ("-h", "--help") else 2
+        print(f"usage: cr-agent {{{'|'.join(COMMANDS)}}} ... (see --help)", file=sys.stderr)
+        return 2
     module, _, func = COMMANDS[args[0]].partition(":")
     return int(getattr(importlib.import_module(module), func)(args[1:]) or 0)
 

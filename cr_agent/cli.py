@@ -13,22 +13,41 @@ import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cr_agent.registry.auth import RegistryAuth
-from cr_agent.registry.client import RegistryClient
 from cr_agent.registry.docker_config import (
     CredentialHelperError,
     auth_from_cr_credentials,
     auth_from_docker_config,
 )
-from cr_agent.registry.errors import RegistryError
+from cr_agent.registry.errors import RegistryError, TlsError
 from cr_agent.registry.manifest import Platform
 from cr_agent.registry.reference import ImageReference
+from cr_agent.request_watch import WatchedClient
 from shared.logging import configure_logging, register_secrets
 
 FORMATS = ("json", "cyclonedx", "spdx")
+#: seconds one connect or read may take by default, and tries per request: a hung registry
+#: ends the command within about a minute, not 4 x 60 s
+DEFAULT_TIMEOUT = 20.0
+TRIES = 2
+#: a request unanswered this long gets a line on stderr (at most half the timeout)
+SLOW_AFTER = 5.0
+_LOOPBACK = ("localhost", "127.", "[::1]")
+
+
+def _log_level(text: str) -> str:
+    """argparse type: a level shared.logging knows, else a usage error (exit 2)."""
+    from shared.logging import parse_level
+
+    try:
+        parse_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 class _QuickFormatter(argparse.HelpFormatter):
@@ -68,14 +87,35 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="layer cache directory (default: ~/.cache/crbroker/layers)")
     p.add_argument("--cache-size", type=int, default=2 << 30, help="layer cache bound in bytes")
     p.add_argument("--no-cache", action="store_true", help="do not use the layer cache")
-    p.add_argument("--timeout", type=float, default=60.0, help="connect/read timeout in seconds")
-    p.add_argument("--log-level", default="warning", help="log level for stderr (default: warning)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"connect/read timeout in seconds, per try ({TRIES} tries; default: "
+        f"{DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--log-level",
+        type=_log_level,
+        default="warning",
+        help="log level for stderr: debug shows every registry request (default: warning)",
+    )
     return p
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot express: a usage error (exit 2) naming the option."""
+    if args.username and not args.password_stdin:
+        parser.error("--username needs --password-stdin (the password is read from stdin)")
+    if args.password_stdin and not args.username:
+        parser.error("--password-stdin needs --username")
+    if args.timeout <= 0:
+        parser.error("--timeout must be more than 0 seconds")
 
 
 def _auth(args: argparse.Namespace, ref: ImageReference) -> RegistryAuth | None:
     if args.username:
-        password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+        password = sys.stdin.readline().rstrip("\r\n")
         register_secrets(password)
         return RegistryAuth(username=args.username, password=password)
     blob = os.environ.get("CR_CREDENTIALS")
@@ -129,21 +169,32 @@ async def _scan(args: argparse.Namespace) -> str:
         from cr_agent.layer_cache import LayerCache
 
         directory = args.cache_dir or Path.home() / ".cache" / "crbroker" / "layers"
-        cache = LayerCache(directory, max_bytes=args.cache_size)
-    progress = _Progress() if sys.stdout.isatty() else None
+        try:
+            cache = LayerCache(directory, max_bytes=args.cache_size)
+        except OSError as exc:  # a read-only home costs the cache, not the scan
+            print(
+                f"cr-agent scan: warning: layer cache {directory} is not usable "
+                f"({exc.strerror or exc}); scanning without it (--no-cache silences this)",
+                file=sys.stderr,
+            )
+    progress = _progress()
     writer_module = {"json": "native", "cyclonedx": "cyclonedx", "spdx": "spdx"}[args.format]
     # the SBOM library takes a noticeable share of start-up; load it while layers stream
     warm = asyncio.create_task(
         asyncio.to_thread(importlib.import_module, f"cr_agent.sbom.{writer_module}")
     )
-    async with RegistryClient(
+    async with WatchedClient(
         f"{scheme}://{ref.api_host}",
         auth,
         ca_file=args.ca_file,
         insecure=args.insecure,
         timeout=args.timeout,
+        retries=TRIES,
+        max_retry_wait=min(5.0, args.timeout),
         # a one-shot process: the lean transport spares it aiohttp's import (see transport.py)
         transport="stream",
+        slow_after=min(SLOW_AFTER, args.timeout / 2),
+        notice=_notice,
     ) as client:
         try:
             result = await scan_image(
@@ -155,7 +206,7 @@ async def _scan(args: argparse.Namespace) -> str:
                 progress=progress,
             )
         finally:
-            if progress is not None:
+            if isinstance(progress, _Progress):
                 progress.finish()
     await warm
     for warning in result.warnings:
@@ -165,12 +216,55 @@ async def _scan(args: argparse.Namespace) -> str:
     return str(getattr(module, writer[writer_module])(result))
 
 
+def _notice(text: str) -> None:
+    print(f"cr-agent scan: {text}", file=sys.stderr, flush=True)
+
+
+def _progress() -> Callable[[str, dict[str, Any]], None] | None:
+    """The terminal status line, debug lines of the scan's steps, both, or nothing."""
+    import logging
+
+    bar = _Progress() if sys.stdout.isatty() else None
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        return bar
+    from shared.logging import get_logger
+
+    log = get_logger("cr_agent.scan")
+
+    def report(event: str, data: dict[str, Any]) -> None:
+        if event != "layer_bytes":
+            log.debug(event, **data)
+        if bar is not None:
+            bar(event, data)
+
+    return report
+
+
+def _tls_hint(args: argparse.Namespace, exc: RegistryError) -> str:
+    """A TLS failure against a registry that may speak plain HTTP: suggest --plain-http."""
+    if args.plain_http or not isinstance(exc, TlsError):
+        return ""
+    try:
+        host = ImageReference.parse(args.image).registry
+    except ValueError:
+        return ""
+    text = str(exc)
+    if host.startswith(_LOOPBACK) or "WRONG_VERSION_NUMBER" in text or "record layer" in text:
+        return f" ({host} may speak plain HTTP, as a local registry often does: try --plain-http)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser(argv).parse_args(argv)
+    parser = _parser(argv)
+    args = parser.parse_args(argv)
+    _check(parser, args)
     configure_logging(args.log_level, service="cr-agent", stream=sys.stderr)
     try:
         document = asyncio.run(_scan(args))
-    except (RegistryError, CredentialHelperError) as exc:
+    except RegistryError as exc:
+        print(f"cr-agent scan: error: {exc}{_tls_hint(args, exc)}", file=sys.stderr)
+        return 1
+    except CredentialHelperError as exc:
         print(f"cr-agent scan: error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # CredentialsError, bad --platform, unreadable docker config

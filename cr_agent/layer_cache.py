@@ -4,6 +4,11 @@ A base layer shared by many images is downloaded and read once: later scans (in 
 or the next one) get its :class:`LayerContents` from disk. Concurrent scans that need the same
 layer share one download (single flight). Eviction is least-recently-used by file mtime,
 which reads refresh.
+
+A cache that cannot be written is no cache, never a failed scan: the constructor raises
+``OSError`` when the directory cannot take a file (read-only root filesystem, foreign owner),
+so the caller runs without one; a write or read that fails later (disk full, the directory
+remounted or removed) is logged once and the cache stops writing, and the scan goes on.
 """
 
 from __future__ import annotations
@@ -34,10 +39,20 @@ class LayerCache:
         self._inflight: dict[str, asyncio.Future[LayerContents]] = {}
         self.hits = 0
         self.misses = 0
+        #: False once a write failed: the cache still serves what it has, and adds nothing
+        self.writable = True
+        self._probe()
         for entry in os.scandir(self.directory):
             if entry.is_file() and entry.name.endswith(".layer"):
                 st = entry.stat()
                 self._entries[entry.name] = (st.st_size, st.st_mtime)
+
+    def _probe(self) -> None:
+        """Raise ``OSError`` unless a file can be created in the directory (mkdir succeeds on
+        an existing directory of a read-only filesystem; only a write tells)."""
+        probe = self.directory / f".probe-{os.getpid()}-{time.monotonic_ns()}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
 
     @property
     def total_bytes(self) -> int:
@@ -58,6 +73,10 @@ class LayerCache:
         except FileNotFoundError:
             self._entries.pop(path.name, None)
             return None
+        except OSError as exc:  # unreadable entry: a miss, the layer is read from the registry
+            log.warning("layer_cache_read_failed", entry=path.name, error=str(exc))
+            self._entries.pop(path.name, None)
+            return None
         try:
             contents = LayerContents.from_bytes(data)
         except (ValueError, KeyError) as exc:
@@ -73,7 +92,7 @@ class LayerCache:
         return contents
 
     def put(self, key: str, contents: LayerContents) -> None:
-        if not contents.complete:
+        if not contents.complete or not self.writable:
             return  # a damaged read must not be served to the next image
         data = contents.to_bytes()
         if len(data) > self.max_bytes:
@@ -81,15 +100,22 @@ class LayerCache:
         path = self._path(key)
         import tempfile  # only a cache that writes needs it; a cache hit spares the import
 
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        tmp: str | None = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
         except OSError as exc:
-            log.warning("layer_cache_write_failed", error=str(exc))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            self.writable = False
+            log.warning(
+                "layer cache not writable, scanning on without adding to it",
+                directory=str(self.directory),
+                error=str(exc),
+            )
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             return
         self._entries[path.name] = (len(data), time.time())
         self._evict()
@@ -101,7 +127,7 @@ class LayerCache:
         for name, (size, _) in sorted(self._entries.items(), key=lambda kv: kv[1][1]):
             if total <= self.max_bytes:
                 break
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 (self.directory / name).unlink()
             del self._entries[name]
             total -= size

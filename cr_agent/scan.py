@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.catalogers.base import Cataloger, Distro, Package
+from cr_agent.image.budget import ImageBudget, ImageBudgetExceeded
 from cr_agent.image.inventory import build_inventory
 from cr_agent.image.layer import FileSelector, LayerContents, LayerReader
 from cr_agent.registry.client import RegistryClient, ResolvedImage
-from cr_agent.registry.errors import NotFoundError, RegistryError
+from cr_agent.registry.errors import DeadlineExceeded, NotFoundError, RegistryError
 from cr_agent.registry.manifest import Descriptor
 from shared.logging import get_logger
 
@@ -40,6 +41,12 @@ class ScanLimits(NamedTuple):
     max_image_bytes: int = 20 << 30  # compressed, whole image (sum of layer sizes)
     layer_concurrency: int = 3
     verify_diff_ids: bool = True
+    #: seconds one layer may take from its request to its last byte read; None: no bound
+    layer_deadline: float | None = None
+    #: decompressed bytes and tar entries over all layers of the image (thousands of small
+    #: bombs pass every per-layer cap)
+    max_image_uncompressed_bytes: int = 64 << 30
+    max_image_entries: int = 50_000_000
 
 
 class LayerInfo:
@@ -153,6 +160,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+class _LayerWatch:
+    """Where a layer read is, for the message when its deadline passes."""
+
+    __slots__ = ("received", "step")
+
+    def __init__(self) -> None:
+        self.step = "blob request"
+        self.received = 0
+
+
 async def _read_layer(
     client: RegistryClient,
     repository: str,
@@ -163,14 +180,44 @@ async def _read_layer(
     selector: FileSelector,
     limits: ScanLimits,
     progress: Progress | None,
+    budget: ImageBudget,
 ) -> LayerContents:
+    """One layer under its overall deadline (every read may be in time, the whole not)."""
     reader = LayerReader(
         selector,
         label=label,
         max_layer_bytes=limits.max_layer_bytes,
         max_kept_bytes=limits.max_kept_bytes,
         diff_id=diff_id,
+        budget=budget,
     )
+    deadline = asyncio.timeout(limits.layer_deadline)
+    watch = _LayerWatch()
+    try:
+        async with deadline:
+            return await _stream_layer(client, repository, desc, reader, watch, index, progress)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise DeadlineExceeded(
+            f"layer {desc.digest} (index {index}) not read within {limits.layer_deadline:g} s "
+            f"(LAYER_DEADLINE_SECONDS): stopped during {watch.step} after {watch.received} of "
+            f"{desc.size} bytes",
+            "blob" if watch.step.startswith("blob") else "layer",
+        ) from None
+    except ImageBudgetExceeded as exc:
+        raise ImageBudgetExceeded(f"layer {desc.digest} (index {index}): {exc}") from None
+
+
+async def _stream_layer(
+    client: RegistryClient,
+    repository: str,
+    desc: Descriptor,
+    reader: LayerReader,
+    watch: _LayerWatch,
+    index: int,
+    progress: Progress | None,
+) -> LayerContents:
     loop = asyncio.get_running_loop()
     try:
         async with client.open_blob(repository, desc.digest, desc.size) as stream:
@@ -182,7 +229,9 @@ async def _read_layer(
             pending: asyncio.Future[None] | None = None
             batch: list[bytes] = []
             batched = 0
+            watch.step = "blob download"
             async for chunk in stream.chunks(verify=False):
+                watch.received += len(chunk)
                 batch.append(chunk)
                 batched += len(chunk)
                 if progress is not None:
@@ -197,6 +246,7 @@ async def _read_layer(
                 if reader.failed:
                     break
                 pending = loop.run_in_executor(_pool(), work, data)
+            watch.step = "decompression and tar reading"
             if pending is not None:
                 await pending
             if not reader.failed:
@@ -207,7 +257,9 @@ async def _read_layer(
     except NotFoundError:
         if desc.urls or "nondistributable" in desc.media_type or "foreign" in desc.media_type:
             return LayerContents(
-                warnings=[f"layer {label}: foreign layer not stored in the registry; not read"],
+                warnings=[
+                    f"layer {reader.label}: foreign layer not stored in the registry; not read"
+                ],
                 complete=False,
             )
         raise
@@ -256,6 +308,7 @@ async def scan_image(
     semaphore = asyncio.Semaphore(max(1, limits.layer_concurrency))
     contents: list[LayerContents | None] = [None] * len(layers)
     token = selector.cache_token()
+    budget = ImageBudget(limits.max_image_uncompressed_bytes, limits.max_image_entries)
 
     async def load(info: LayerInfo) -> None:
         desc = manifest.layers[info.index]
@@ -267,13 +320,29 @@ async def scan_image(
             label = f"{info.index} ({info.diff_id[:19]})"
             async with semaphore:
                 return await _read_layer(
-                    client, repository, desc, check, info.index, label, selector, limits, progress
+                    client,
+                    repository,
+                    desc,
+                    check,
+                    info.index,
+                    label,
+                    selector,
+                    limits,
+                    progress,
+                    budget,
                 )
 
         if cache is not None:
             result, hit = await cache.get_or_load(cache.key(info.diff_id, token), loader)
         else:
             result, hit = await loader(), False
+        if hit:  # read earlier (or by another scan): it costs this image what it cost then
+            try:
+                budget.charge(result.size, result.entries)
+            except ImageBudgetExceeded as exc:
+                raise ImageBudgetExceeded(
+                    f"layer {desc.digest} (index {info.index}): {exc}"
+                ) from None
         info.from_cache = hit
         info.uncompressed_size = result.size
         info.entries = result.entries

@@ -2,12 +2,17 @@
 
 1. Debian's docker-registry on a free 127.0.0.1 port, with htpasswd credentials made up now;
 2. sample images built in code and pushed (Debian-like, distroless, Alpine-like, rpm-based);
-3. an upstream receiver standing in for the scanning service, writing SBOMs to demo-output/;
-4. our broker server, broker client (holding the registry credentials) and agent, each a
-   subprocess with embedded defaults (generated token, free ports);
-5. every image scanned THROUGH the broker: server ``/broker/<token>/scan`` -> client -> agent
-   -> registry, results back via the client's callback path and the server to the receiver;
-6. a table of image, distro, packages and seconds.
+3. ``crbroker-server``: the broker relay and the control plane in one process (SQLite in a
+   temporary data directory, an admin API token made up now);
+4. a brokered registry integration created over the control plane's REST API, then our broker
+   client (holding the registry credentials, connecting with the integration's broker token)
+   and agent, each a subprocess with embedded defaults (free ports);
+5. every image imported with Snyk's v1 import call: the control plane queues a scan and asks
+   the agent THROUGH the broker (relay ``/broker/<token>/scan`` -> client -> agent ->
+   registry); results come back via the client's callback path and the relay to the control
+   plane, which stores them;
+6. a table of image, distro, packages and seconds read from the REST API, and each project's
+   CycloneDX SBOM downloaded from it into demo-output/.
 
 Everything started is stopped at the end, on Ctrl-C and on SIGTERM. A failing step exits
 non-zero with a message naming the step.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import secrets
 import shutil
 import signal
@@ -87,16 +93,19 @@ def _table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _distro(result: dict[str, Any]) -> str:
-    distro = result.get("distro") or {}
-    return " ".join(str(distro[k]) for k in ("id", "version_id") if distro.get(k)) or "-"
+def _os_of(sbom: dict[str, Any]) -> str:
+    """ "debian 12" from the SBOM's operating-system component."""
+    for component in sbom.get("components") or []:
+        if component.get("type") == "operating-system":
+            return " ".join(str(component[k]) for k in ("name", "version") if component.get(k))
+    return "-"
 
 
 def run(output_dir: Path, keep_logs: bool) -> int:
     # imported here so `--help` and the prerequisite message work even in a broken venv
     from deploy import stack as st
+    from deploy.control_plane_client import ControlPlaneClient
     from deploy.sample_images import push_all, sample_images
-    from deploy.upstream_receiver import UpstreamReceiver
     from tests.support.registry import start_registry
 
     steps = Steps(6)
@@ -115,77 +124,83 @@ def run(output_dir: Path, keep_logs: bool) -> int:
         with steps.step("building and pushing sample images"):
             images = sample_images()
             push_all(images, registry.url, username=username, password=password)
-        with steps.step("starting upstream receiver, broker server, broker client and agent"):
-            if output_dir.exists():
-                for old in output_dir.glob("*.json"):
-                    old.unlink()
-            receiver = UpstreamReceiver(output_dir).start()
-            cleanup.append(receiver.stop)
-            stack = st.Stack(
+        with steps.step("starting crbroker-server (broker relay + control plane)"):
+            admin = "demo-" + secrets.token_urlsafe(24)
+            server = st.start_crbroker_server(
+                workdir / "services", env={"CRBROKER_ADMIN_TOKEN": admin}
+            )
+            cleanup.append(server.stop)
+            api = ControlPlaneClient(server.api_url, admin)
+            org = api.default_org()
+        with steps.step("creating a brokered integration; starting broker client and agent"):
+            integration = api.create_integration(
+                org,
+                {
+                    "integration_type": "generic-cr",
+                    "profile_name": "demo registry",
+                    "has_broker": True,
+                    "registry_base": registry.url,
+                },
+            )
+            token = integration["attributes"]["broker_token"]
+            agent, client = st.start_agent_and_client(
                 workdir / "services",
-                upstream_url=receiver.url,
+                token=token,
+                server_url=server.url,
                 registry={
                     "CR_TYPE": "generic-cr",
                     "CR_BASE": registry.url,
                     "CR_USERNAME": username,
                     "CR_PASSWORD": password,
                 },
+                startup=st.Startup(ready=(200, 500)),
             )
-            cleanup.append(stack.stop)
-            stack.start()
-        with steps.step("listing repositories through the broker"):
-            status, body = st.broker_request(stack.server.url, stack.token, "GET", "/list")
-            if status != 200 or not isinstance(body, dict):
-                raise DemoFailed(f"GET /broker/<token>/list answered {status}: {body!r}"[:500])
-            expected = {s.repository for s in images}
-            if not expected <= set(body["repositories"]):
-                raise DemoFailed(f"the agent listed {body['repositories']}, expected {expected}")
+            cleanup += [agent.stop, client.stop]
+            st.wait_for_connection(server.url, token)
         rows: list[tuple[str, str, str, str]] = []
-        with steps.step(f"scanning {len(images)} images through the broker"):
+        with steps.step(f"importing {len(images)} images through the control plane"):
+            jobs = [api.import_image(org, integration["id"], s.reference) for s in images]
+            for sample, job_path in zip(images, jobs, strict=True):
+                job = api.wait_import(job_path, timeout=60)
+                if job["status"] != "complete":
+                    raise DemoFailed(f"import of {sample.reference} ended {job['status']}")
+            if output_dir.exists():
+                for old in output_dir.glob("*.json"):
+                    old.unlink()
+            output_dir.mkdir(parents=True, exist_ok=True)
+            projects = {p["attributes"]["name"]: p for p in api.projects(org)}
             for sample in images:
-                started = time.monotonic()
-                job = st.request_scan(stack.server.url, stack.token, [sample.reference])
-                done = receiver.wait_for_job(job, timeout=60)
-                seconds = time.monotonic() - started
-                results = receiver.job_results(job)
-                if done.get("failed") or not results or results[0].get("status") != "success":
-                    error = results[0].get("error") if results else done
-                    raise DemoFailed(f"scan of {sample.reference} failed: {error}")
-                result = results[0]
+                project = projects[sample.reference]
+                (scan,) = api.scans(org, project["id"])
+                sbom = api.sbom(org, project["id"])
+                name = sample.reference.replace("/", "_").replace(":", "_") + ".cdx.json"
+                (output_dir / name).write_text(json.dumps(sbom, indent=2))
+                attributes = scan["attributes"]
                 rows.append(
                     (
                         sample.reference,
-                        _distro(result),
-                        str(result.get("packageCount", "?")),
-                        f"{seconds:.2f}",
+                        _os_of(sbom),
+                        str(attributes["package_count"]),
+                        f"{attributes['duration_ms'] / 1000:.2f}",
                     )
                 )
-        # the point of the broker: the scanning service never holds registry credentials
-        from shared.credentials import build_credentials_json, encode_credentials
-
-        blob = encode_credentials(
-            build_credentials_json(
-                "generic-cr", base=registry.url, username=username, password=password
-            )
-        ).strip()
-        seen = receiver.all_bytes()
-        if any(s.encode() in seen for s in (password, f"{username}:{password}", blob)):
-            raise DemoFailed("the registry password reached the upstream receiver")
+        # the point of the broker: the control plane never holds registry credentials
+        answers = json.dumps(
+            [api.projects(org), api.orgs(), api.all_pages(f"/rest/orgs/{org}/integrations")]
+        )
+        if password in answers or password in server.log_text():
+            raise DemoFailed("the registry password reached the control plane")
         print()
         print(_table(rows))
         print()
         where = output_dir.resolve()
-        print(f"CycloneDX SBOMs written to {where}/:")
-        for path in sorted(receiver.written.values()):
+        print(f"CycloneDX SBOMs downloaded from the control plane to {where}/:")
+        for path in sorted(output_dir.glob("*.cdx.json")):
             print(f"  {path.name}")
         print(
-            f"The upstream receiver got {len(receiver.requests)} callbacks and no registry "
-            "credentials."
-        )
-        print(
-            "Path of each scan: broker server /broker/<token>/scan -> broker client (adds "
-            "CR_CREDENTIALS) -> agent -> registry; results: agent -> broker client "
-            "/api/v2/import/result -> broker server -> upstream receiver."
+            "Path of each scan: control plane -> relay /broker/<token>/scan -> broker client "
+            "(adds CR_CREDENTIALS) -> agent -> registry; results: agent -> broker client "
+            "/api/v2/import/result -> relay -> control plane."
         )
         failed = False
         return 0

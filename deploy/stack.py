@@ -6,9 +6,10 @@ environment, else ``python -m``), each on a free 127.0.0.1 port with its log in 
 :class:`Stack` stops whatever it started, newest first, even when a later start fails.
 
 Requests to the agent go through ``/broker/<token>/...`` on the server with
-``authorization: ${CR_CREDENTIALS}`` + ``x-broker-var-sub: authorization``, and the callback
-base URL as ``${BROKER_CLIENT_URL}`` named in the body's ``BROKER_VAR_SUB``: the client fills
-both in, so neither the server nor the upstream ever holds registry credentials.
+``authorization: ${CR_CREDENTIALS}`` + ``x-broker-var-sub: authorization``: the client fills
+it in, so neither the server nor the upstream ever holds registry credentials. The agent
+posts results to the ``BROKER_CLIENT_URL`` it was started with and answers only requests
+carrying the ``CR_AGENT_SECRET`` it shares with the client (a new random one per stack).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -186,20 +188,36 @@ def _start(
     raise AssertionError("unreachable")
 
 
+def new_agent_secret() -> str:
+    """A fresh ``CR_AGENT_SECRET`` for one agent and the broker client in front of it."""
+    return secrets.token_urlsafe(32)
+
+
 def start_agent(
     workdir: Path,
     *,
     max_active: int = 1,
     port: int | None = None,
+    callback_url: str | None = None,
+    secret: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Service:
-    """``cr-agent serve`` on 127.0.0.1; it holds no registry secret (they come per request)."""
+    """``cr-agent serve`` on 127.0.0.1; it holds no registry secret (they come per request).
+
+    ``callback_url`` is the broker client's ``BROKER_CLIENT_URL`` (the only place the agent
+    posts results to); ``secret`` its ``CR_AGENT_SECRET`` (a new one when not given; the
+    service's ``env`` has it for the client).
+    """
+    agent_secret = secret or new_agent_secret()
+    callback = {"BROKER_CLIENT_URL": callback_url} if callback_url else {}
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
         return [*command("cr-agent", "cr_agent"), "serve"], _base_env(
             {
                 "SNYK_PORT": str(port),
                 "HOST": "127.0.0.1",
+                "CR_AGENT_SECRET": agent_secret,
+                **callback,
                 "SPOOL_DIR": str(workdir / "agent-spool"),
                 # each stack its own layer cache: no state shared between runs
                 "LAYER_CACHE_DIR": str(workdir / "agent-layer-cache"),
@@ -211,6 +229,38 @@ def start_agent(
         )
 
     return _start("cr-agent", spec, workdir, port)
+
+
+def start_agent_and_client(
+    workdir: Path,
+    *,
+    token: str,
+    server_url: str,
+    registry: Mapping[str, str],
+    max_active: int = 1,
+    startup: Startup | None = None,
+) -> tuple[Service, Service]:
+    """An agent and our broker client in front of it, paired as production pairs them: the
+    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
+    client_port = free_port()
+    agent = start_agent(
+        workdir, max_active=max_active, callback_url=f"http://127.0.0.1:{client_port}"
+    )
+    try:
+        client = start_broker_client(
+            workdir,
+            token=token,
+            server_url=server_url,
+            agent_url=agent.url,
+            registry=registry,
+            port=client_port,
+            agent_secret=agent.env["CR_AGENT_SECRET"],
+            startup=startup,
+        )
+    except BaseException:
+        agent.stop()
+        raise
+    return agent, client
 
 
 def start_broker_server(
@@ -249,6 +299,54 @@ def start_broker_server(
     return _start("broker-server", spec, workdir, port, startup)
 
 
+@dataclass
+class CrbrokerServer(Service):
+    """``crbroker-server``: the relay on ``port``, the control plane on ``api_port``."""
+
+    @property
+    def api_port(self) -> int:
+        return int(self.env["CONTROL_PLANE_PORT"])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+def start_crbroker_server(
+    workdir: Path,
+    *,
+    mode: str = "all",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    startup: Startup | None = None,
+) -> CrbrokerServer:
+    """``crbroker-server`` (relay + control plane by default) with its data in ``workdir``.
+
+    ``port`` is the relay's (mode "control-plane": the API's); the other listener gets a free
+    port. The relay's upstream is the control plane of the same process.
+    """
+    data_dir = workdir / "crbroker-data"
+
+    def spec(port: int) -> tuple[list[str], dict[str, str]]:
+        api_port = port if mode == "control-plane" else free_port()
+        return [*command("crbroker-server", "control_plane"), mode], _base_env(
+            {
+                "PORT": str(port),
+                "BROKER_SERVER_HOST": "127.0.0.1",
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CONTROL_PLANE_HOST": "127.0.0.1",
+                "CRBROKER_DATA_DIR": str(data_dir),
+                "SCAN_POLL_SECONDS": "0.5",
+                "TOKEN_SYNC_SECONDS": "0.5",
+                "LOG_LEVEL": "info",
+                **(env or {}),
+            }
+        )
+
+    service = _start("crbroker-server", spec, workdir, port, startup)
+    return CrbrokerServer(service.name, service.port, service.process, service.env, service.ready)
+
+
 def start_broker_client(
     workdir: Path,
     *,
@@ -260,17 +358,20 @@ def start_broker_client(
     env: Mapping[str, str] | None = None,
     validation_path: str | None = "/systemcheck",
     startup: Startup | None = None,
+    agent_secret: str | None = None,
 ) -> Service:
     """Our ``broker-client`` (CRA flavour); ``registry`` holds CR_TYPE, CR_BASE, CR_USERNAME, ...
 
     Ready when ``/healthcheck`` answers 200, i.e. once a socket to the server is open.
     ``/systemcheck`` checks credentials against ``validation_path`` on the agent (None: unset).
+    ``agent_secret`` is the agent's ``CR_AGENT_SECRET``.
     """
     validation = (
         {}
         if validation_path is None
         else {"BROKER_CLIENT_VALIDATION_URL": f"{agent_url}{validation_path}"}
     )
+    secret = {"CR_AGENT_SECRET": agent_secret} if agent_secret else {}
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
         return command("broker-client", "broker_client"), _base_env(
@@ -282,6 +383,7 @@ def start_broker_client(
                 "PORT": str(port),
                 "CR_AGENT_URL": agent_url,
                 **validation,
+                **secret,
                 "BROKER_CLIENT_RECONNECT_MAX_DELAY": "2000",
                 "LOG_LEVEL": "info",
                 **registry,
@@ -358,13 +460,8 @@ def broker_request(
 def scan_body(
     images: Sequence[str], *, request_id: str | None = None, fmt: str = "cyclonedx-json"
 ) -> dict[str, Any]:
-    """A ``POST /scan`` body whose callback URL the broker client fills in."""
-    body: dict[str, Any] = {
-        "images": list(images),
-        "format": fmt,
-        "callbackUrl": "${BROKER_CLIENT_URL}",
-        "BROKER_VAR_SUB": ["callbackUrl"],
-    }
+    """A ``POST /scan`` body; the agent posts the results to its own ``BROKER_CLIENT_URL``."""
+    body: dict[str, Any] = {"images": list(images), "format": fmt}
     if request_id:
         body["requestId"] = request_id
     return body
@@ -407,7 +504,14 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        self.agent = start_agent(self.workdir, max_active=self.max_active, env=self.agent_env)
+        # the client's port first: the agent must know where its callbacks go
+        client_port = free_port()
+        self.agent = start_agent(
+            self.workdir,
+            max_active=self.max_active,
+            callback_url=f"http://127.0.0.1:{client_port}",
+            env=self.agent_env,
+        )
         self.services.append(self.agent)
         self.server = start_broker_server(
             self.workdir, token=self.token, upstream_url=self.upstream_url
@@ -419,6 +523,8 @@ class Stack:
             server_url=self.server.url,
             agent_url=self.agent.url,
             registry=self.registry,
+            port=client_port,
+            agent_secret=self.agent.env["CR_AGENT_SECRET"],
         )
         self.services.append(self.client)
         wait_for_connection(self.server.url, self.token)

@@ -1,3 +1,12 @@
 """crbroker: brokered container-registry scanning."""
 
-__version__ = "0.1.0"
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # ``from shared import __version__`` reads the installed metadata, on first use only
+    if name == "__version__":
+        from shared.version import package_version
+
+        return package_version()
+    raise AttributeError(f"module 'shared' has no attribute {name!r}")

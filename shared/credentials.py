@@ -32,6 +32,11 @@ KNOWN_TYPES: tuple[str, ...] = (
     "quay-cr",
 )
 
+#: Types with no well-known registry address: ``CR_BASE`` must say where the registry is.
+BASE_REQUIRED: frozenset[str] = frozenset(
+    {"acr", "artifactory-cr", "generic-cr", "google-artifact-cr", "harbor-cr", "nexus-cr"}
+)
+
 #: Names used by old snyk docs and images, mapped to today's.
 LEGACY_TYPES = {
     "DockerHub": "docker-hub",
@@ -76,10 +81,11 @@ class RegistryCredentials(BaseModel):
     extra: EcrExtra | None = None
 
     def secret_values(self) -> list[str]:
-        """Every value the logs must never show."""
-        values = [self.username, self.password, self.roleArn, self.registryBase]
+        """Every value the logs must never show (not the registry's address nor its region:
+        host names are not secrets, and an error must say which registry failed)."""
+        values = [self.username, self.password, self.roleArn]
         if self.extra is not None:
-            values += [self.extra.externalId, self.extra.region]
+            values.append(self.extra.externalId)
         return [v for v in values if v]
 
 
@@ -113,6 +119,8 @@ def build_credentials_json(
         if not token:
             raise CredentialsError("CR_TOKEN required when CR_TYPE=digitalocean-cr")
         return {"type": kind, "username": token, "password": token, "registryBase": base or ""}
+    if kind in BASE_REQUIRED and not (base or "").strip():
+        raise CredentialsError(f"CR_BASE required when CR_TYPE={kind} (the registry's address)")
     missing = [n for n, v in (("CR_USERNAME", username), ("CR_PASSWORD", password)) if v is None]
     if missing:
         raise CredentialsError(f"{' and '.join(missing)} required when CR_TYPE={kind}")

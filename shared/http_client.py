@@ -68,6 +68,7 @@ class HttpResponse:
         "_origin",
         "_read_timeout",
         "_remaining",
+        "_slot",
         "_until_close",
         "content_length",
         "headers",
@@ -105,6 +106,7 @@ class HttpResponse:
         self._remaining = remaining
         self._chunk_left = 0
         self._done = False
+        self._slot: asyncio.Semaphore | None = None
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -192,9 +194,15 @@ class HttpResponse:
         except asyncio.LimitOverrunError:
             raise HttpProtocolError("response line too long") from None
 
+    def _free_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
+
     def release(self) -> None:
         """Hand the connection back for reuse when the body was read to the end."""
         conn, self._conn = self._conn, None
+        self._free_slot()
         if conn is None:
             return
         if self._done and self._keep_alive:
@@ -206,6 +214,7 @@ class HttpResponse:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        self._free_slot()
 
 
 class BodyTooLarge(ValueError):
@@ -215,12 +224,26 @@ class BodyTooLarge(ValueError):
 
 
 class HttpClient:
+    """Keep-alive connections per origin; with ``max_connections_per_origin``, at most that
+    many connections to one origin are open at once and further requests queue for a free one
+    (a burst of thousands of requests must not become thousands of sockets to the agent)."""
+
     def __init__(
-        self, ssl_context: ssl.SSLContext | None, *, max_idle_per_origin: int = 64
+        self,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        max_idle_per_origin: int = 64,
+        max_connections_per_origin: int | None = None,
     ) -> None:
         self.ssl_context = ssl_context
-        self.max_idle = max_idle_per_origin
+        self.max_connections = max_connections_per_origin
+        self.max_idle = (
+            max_idle_per_origin
+            if max_connections_per_origin is None
+            else min(max_idle_per_origin, max_connections_per_origin)
+        )
         self._idle: dict[Origin, list[_Conn]] = {}
+        self._slots: dict[Origin, asyncio.Semaphore] = {}
 
     async def close(self) -> None:
         for conns in self._idle.values():
@@ -285,6 +308,37 @@ class HttpClient:
         if parts.query:
             target += "?" + parts.query
         head = self._head(method, target, parts.netloc.rsplit("@", 1)[-1], headers, body)
+        slot = self._slot(origin)
+        if slot is None:
+            return await self._request(origin, method, head, body, connect_timeout, read_timeout)
+        await slot.acquire()
+        try:
+            response = await self._request(
+                origin, method, head, body, connect_timeout, read_timeout
+            )
+        except BaseException:
+            slot.release()
+            raise
+        response._slot = slot  # freed when the response is released or closed
+        return response
+
+    def _slot(self, origin: Origin) -> asyncio.Semaphore | None:
+        if self.max_connections is None:
+            return None
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self.max_connections)
+        return slot
+
+    async def _request(
+        self,
+        origin: Origin,
+        method: str,
+        head: bytes,
+        body: bytes | AsyncIterator[bytes] | None,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> HttpResponse:
         reused = self._take(origin)
         conn = reused or await self._open(origin, connect_timeout)
         try:

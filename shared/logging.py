@@ -89,8 +89,14 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # library chatter only when DEBUG asks for wire-level detail
-    for name in ("aiohttp", "websockets", "botocore", "boto3", "urllib3", "asyncio"):
+    for name in ("aiohttp", "botocore", "boto3", "urllib3", "asyncio"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else max(numeric, logging.WARNING))
+    # never websockets' frame dumps: it cuts each frame to a few dozen characters *before* any
+    # redaction could see it, so a secret split by the cut would be logged in part; the
+    # services log frames themselves, redacted first and cut after
+    logging.getLogger("websockets").setLevel(
+        logging.INFO if debug else max(numeric, logging.WARNING)
+    )
 
 
 def _shared_processors(service: str) -> list[Processor]:

@@ -180,6 +180,28 @@ def redact_value(value: Any, registry: SecretRegistry = SECRETS, _depth: int = 0
     return registry.scrub(repr(value) if isinstance(value, BaseException) else str(value))
 
 
+#: A credential-bearing field inside a frame (JSON text): header or body field names.
+_CREDENTIAL_FIELD = re.compile(
+    r'\\?"(?:authorization|proxy-authorization|x-broker-token|credentials|password|cookie)'
+    r'\\?"\s*:',
+    re.IGNORECASE,
+)
+WITHHELD = "[frame withheld: it carries credentials]"
+
+
+def excerpt(text: str, limit: int, registry: SecretRegistry = SECRETS) -> str:
+    """At most ``limit`` characters of ``text`` for a debug log, or :data:`WITHHELD`.
+
+    Redaction comes first and the cut after it: a cut first could split a secret so that
+    neither half matches any registered form (the part before the cut would be logged). A
+    text holding a registered secret, or a credential field of any value (a substituted
+    ``CR_CREDENTIALS``, a blob the server made up), is not logged at all.
+    """
+    if registry.scrub(text) != text or _CREDENTIAL_FIELD.search(text):
+        return WITHHELD
+    return text[:limit]
+
+
 def redaction_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

@@ -4,6 +4,12 @@ snyk-broker fills placeholders from its merged configuration; ``NAME_POOL=a,b,c`
 ``${NAME}`` rotate round-robin over the pool. Unknown names become the empty string, as there.
 The server uses substitution to hand the agent values only the client knows (``CR_CREDENTIALS``
 in an ``authorization`` header, a callback URL in a JSON body) without ever seeing them.
+
+snyk-broker fills *any* variable of the client's environment into *any* field the server
+names, so a hostile server can read ``${BROKER_TOKEN}`` back through a field the agent echoes.
+Ours fills only what a :class:`SubstitutionAllowList` names, variable by variable and place by
+place; every other placeholder stays literal. The accept rules' own ``origin`` and ``auth``
+values are the customer's configuration, not the server's, and expand from every variable.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 PLACEHOLDER = re.compile(r"\$\{(.*?)\}")
@@ -49,6 +56,22 @@ class VariableSource:
             return ""
         return PLACEHOLDER.sub(lambda m: self.get(m.group(1)), text)
 
+    def replace_only(self, text: str, allowed: frozenset[str]) -> tuple[str, list[str]]:
+        """Replace the ``${NAME}`` whose name is in ``allowed``; the others stay literal.
+
+        Returns the new text and the names left literal (for a log line: names, never values).
+        """
+        refused: list[str] = []
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in allowed:
+                return self.get(name)
+            refused.append(name)
+            return match.group(0)
+
+        return PLACEHOLDER.sub(one, text), refused
+
     def pool_members(self, name: str) -> list[str]:
         """The members of ``NAME_POOL``, or ``[NAME]`` when only the single value is set."""
         pooled = self._values.get(f"{name}_POOL")
@@ -58,49 +81,148 @@ class VariableSource:
         return [single] if single else []
 
 
-def substitute_headers(headers: dict[str, str], source: VariableSource) -> list[str]:
-    """Apply ``x-broker-var-sub: a,b`` to ``headers`` in place; returns the header names changed.
+#: Variables no allow-list may name: the client's own secrets and the network around it.
+NEVER_SUBSTITUTED = frozenset(
+    {
+        "BROKER_TOKEN",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "BROKER_CLIENT_VALIDATION_AUTHORIZATION_HEADER",
+        "BROKER_CLIENT_VALIDATION_BASIC_AUTH",
+    }
+)
+NEVER_SUBSTITUTED_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "ARM_")
+#: The default: the registry credentials into an ``Authorization`` header, and the client's
+#: own address into a scan's ``callbackUrl`` (what Snyk's backend asks for; not a secret).
+DEFAULT_ALLOW = "CR_CREDENTIALS@header:authorization,BROKER_CLIENT_URL@body:callbackUrl"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-    Header names are matched case-insensitively (HTTP semantics); ``x-broker-var-sub`` itself is
-    left in place, as snyk-broker forwards it too.
+
+class AllowListError(ValueError):
+    """An allow-list entry is malformed or names a variable that may never be substituted."""
+
+
+@dataclass(frozen=True)
+class SubstitutionAllowList:
+    """Which variables server-requested substitution may fill in, and where.
+
+    Written as ``VAR@header:<name>`` or ``VAR@body:<dotted.path>`` entries, comma separated
+    (``none`` for no substitution at all). Header names are case-insensitive; body paths are
+    the ``BROKER_VAR_SUB`` paths, matched exactly.
+    """
+
+    headers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    body: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> SubstitutionAllowList:
+        headers: dict[str, set[str]] = {}
+        body: dict[str, set[str]] = {}
+        entries = [e.strip() for e in text.split(",") if e.strip()]
+        if entries == ["none"]:
+            return cls()
+        for entry in entries:
+            name, at, place = entry.partition("@")
+            kind, colon, where = place.partition(":")
+            if not at or not colon or kind not in ("header", "body") or not where.strip():
+                raise AllowListError(f"entry {entry!r} is not VAR@header:<name> or VAR@body:<path>")
+            name = name.strip()
+            if not _NAME.match(name):
+                raise AllowListError(f"entry {entry!r}: {name!r} is not a variable name")
+            if name.upper() in NEVER_SUBSTITUTED or name.upper().startswith(
+                NEVER_SUBSTITUTED_PREFIXES
+            ):
+                raise AllowListError(f"entry {entry!r}: {name} is never substituted")
+            if kind == "header":
+                headers.setdefault(where.strip().lower(), set()).add(name)
+            else:
+                body.setdefault(where.strip(), set()).add(name)
+        return cls(
+            {k: frozenset(v) for k, v in headers.items()},
+            {k: frozenset(v) for k, v in body.items()},
+        )
+
+    def for_header(self, name: str) -> frozenset[str]:
+        return self.headers.get(name.lower(), frozenset())
+
+    def for_body(self, path: str) -> frozenset[str]:
+        return self.body.get(path, frozenset())
+
+    def variables(self) -> set[str]:
+        """Every variable named anywhere."""
+        return {v for group in (*self.headers.values(), *self.body.values()) for v in group}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A placeholder left literal: where it was and which variable it named."""
+
+    place: str
+    variable: str
+
+
+def substitute_headers(
+    headers: dict[str, str],
+    source: VariableSource,
+    allow: SubstitutionAllowList,
+    skip: Iterable[str] = (),
+) -> tuple[list[str], list[Refused]]:
+    """Apply ``x-broker-var-sub: a,b`` to ``headers`` in place, within ``allow``.
+
+    Returns the header names changed and the placeholders left literal. Header names are
+    matched case-insensitively (HTTP semantics); ``x-broker-var-sub`` itself is left in place,
+    as snyk-broker forwards it too. Headers in ``skip`` are not touched.
     """
     lowered = {k.lower(): k for k in headers}
     switch = lowered.get(HEADER_SWITCH)
     if switch is None:
-        return []
-    changed = []
+        return [], []
+    skipped = {s.lower() for s in skip}
+    changed: list[str] = []
+    refused: list[Refused] = []
     for raw_name in headers[switch].split(","):
         name = raw_name.strip().lower()
         key = lowered.get(name)
-        if not name or key is None:
+        if not name or key is None or name in skipped:
             continue
-        headers[key] = source.replace(headers[key])
+        headers[key], literal = source.replace_only(headers[key], allow.for_header(name))
+        refused += [Refused(f"header:{name}", v) for v in literal]
         changed.append(name)
-    return changed
+    return changed, refused
 
 
-def substitute_body(body: bytes | None, source: VariableSource) -> tuple[bytes | None, list[str]]:
-    """Apply ``BROKER_VAR_SUB`` of a JSON object body; returns the new body and the paths changed.
+def substitute_body(
+    body: bytes | None, source: VariableSource, allow: SubstitutionAllowList
+) -> tuple[bytes | None, list[str], list[Refused]]:
+    """Apply ``BROKER_VAR_SUB`` of a JSON object body, within ``allow``.
 
-    A body that is not a JSON object, or has no ``BROKER_VAR_SUB`` list, is returned unchanged.
-    The switch key is removed and the JSON re-serialised compactly, as snyk-broker does.
+    Returns the new body, the paths changed and the placeholders left literal. A body that is
+    not a JSON object, or has no ``BROKER_VAR_SUB`` list, is returned unchanged. The switch key
+    is removed and the JSON re-serialised compactly, as snyk-broker does.
     """
     if not body or BODY_SWITCH.encode() not in body:
-        return body, []
+        return body, [], []
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return body, []
+        return body, [], []
     if not isinstance(parsed, dict) or not isinstance(parsed.get(BODY_SWITCH), list):
-        return body, []
+        return body, [], []
     paths = [p for p in parsed.pop(BODY_SWITCH) if isinstance(p, str)]
-    changed = []
+    changed: list[str] = []
+    refused: list[Refused] = []
     for path in paths:
         current = get_path(parsed, path)
-        if isinstance(current, str) and set_path(parsed, path, source.replace(current)):
+        if not isinstance(current, str):
+            continue
+        value, literal = source.replace_only(current, allow.for_body(path))
+        refused += [Refused(f"body:{path}", v) for v in literal]
+        if set_path(parsed, path, value):
             changed.append(path)
     text = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
-    return text.encode(), changed
+    return text.encode(), changed, refused
 
 
 def get_path(obj: Any, path: str) -> Any:

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Sequence
 
 from cr_agent.catalogers.base import Cataloger
+from cr_agent.image.budget import ImageBudget
 from cr_agent.image.decompress import DecompressionError, Decompressor, LayerTooLarge
 from cr_agent.image.tar_stream import (
     DIRECTORY,
@@ -198,7 +199,9 @@ class LayerReader:
     """Feed a layer blob's chunks; :meth:`finish` returns its :class:`LayerContents`.
 
     Damage (truncated or corrupt compression, a bad tar, a bomb) ends the read with a warning
-    naming the layer and the problem; the files read up to that point are kept.
+    naming the layer and the problem; the files read up to that point are kept. Passing the
+    image's ``budget`` is not damage of this layer: that raises
+    :class:`~cr_agent.image.budget.ImageBudgetExceeded` out of :meth:`feed` / :meth:`finish`.
     """
 
     def __init__(
@@ -209,8 +212,11 @@ class LayerReader:
         max_layer_bytes: int,
         max_kept_bytes: int = 256 << 20,
         diff_id: str | None = None,
+        budget: ImageBudget | None = None,
     ) -> None:
         self.selector = selector
+        self.budget = budget
+        self._charged_entries = 0
         self.label = label
         self.max_kept_bytes = max_kept_bytes
         self.contents = LayerContents()
@@ -260,6 +266,10 @@ class LayerReader:
         self.contents.size += len(data)
         if not self._tar.ended:
             self._tar.feed(data)
+        if self.budget is not None:
+            entries = self._tar.entries - self._charged_entries
+            self._charged_entries += entries
+            self.budget.charge(len(data), entries)
 
     def finish(self) -> LayerContents:
         if not self.failed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -110,13 +111,43 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
     return challenges
 
 
-def realm_refusal(realm: str, registry_base: str, *, insecure: bool = False) -> str | None:
+def local_kind(host: str) -> str | None:
+    """ "loopback", "link-local" or "unspecified" for such an IP address; None otherwise (a
+    name, or an ordinary address)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_unspecified:
+        return "unspecified"
+    return None
+
+
+def realm_refusal(
+    realm: str,
+    registry_base: str,
+    *,
+    insecure: bool = False,
+    realm_addresses: Iterable[str] = (),
+    registry_addresses: Iterable[str] = (),
+) -> str | None:
     """Why credentials must not go to this token realm, or None when they may.
 
     Refused: a realm that is not http(s); plain http when the registry itself is https (unless
-    the registry was marked insecure); and, as go-containerregistry does, a loopback,
-    link-local or unspecified address that is not the registry's own host (a hostile registry
-    could otherwise aim our credentials at a metadata service).
+    the registry was marked insecure); and, as go-containerregistry does, a realm on a
+    loopback, link-local or unspecified address when the registry is not on such an address
+    itself (a hostile registry could otherwise aim our credentials at a metadata service or
+    at something listening on the agent's own host). The rule is the same for an address
+    written in the URL and for the addresses a name resolves to (``realm_addresses``,
+    ``registry_addresses``: what the caller's resolver answered), so ``localhost`` is
+    treated like ``127.0.0.2``. A realm on the registry's own host name is always allowed.
     """
     parts = urlsplit(realm)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -127,13 +158,16 @@ def realm_refusal(realm: str, registry_base: str, *, insecure: bool = False) -> 
             f"token realm {parts.scheme}://{parts.netloc}{parts.path} is plain http while the "
             "registry is https; refusing to send credentials"
         )
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return None  # a name: resolved by the resolver like any registry host
-    special = address.is_loopback or address.is_link_local or address.is_unspecified
-    if special and parts.hostname != registry.hostname:
-        return f"token realm {parts.netloc} is a local or link-local address; refusing"
+    if parts.hostname == registry.hostname:
+        return None
+    realm_hosts = [parts.hostname, *realm_addresses]
+    registry_kinds = {local_kind(h) for h in (registry.hostname or "", *registry_addresses)}
+    local = sorted({h for h in realm_hosts if local_kind(h) not in (None, *registry_kinds)})
+    if local:
+        return (
+            f"token realm {parts.netloc} is a local or link-local address "
+            f"({', '.join(local)}) and the registry is not; refusing to send credentials"
+        )
     return None
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from cr_agent.registry import json_depth
 from cr_agent.registry.auth import (
     CATALOG_SCOPE,
     Challenge,
@@ -58,7 +59,7 @@ from cr_agent.registry.manifest import (
     parse_manifest,
     select_platform,
 )
-from cr_agent.registry.pagination import MAX_PAGE_SIZE, next_link, same_origin
+from cr_agent.registry.pagination import MAX_PAGE_SIZE, ListingLimits, next_link, same_origin
 from cr_agent.registry.rate_limit import RateLimit, parse_rate_limit, parse_retry_after
 from cr_agent.registry.transport import (
     BodyInterrupted,
@@ -183,6 +184,7 @@ class RegistryClient:
         backoff: float = 0.5,
         max_retry_wait: float = 60.0,
         chunk_size: int = 1 << 20,
+        listing_limits: ListingLimits | None = None,
     ) -> None:
         if "://" not in base_url:
             base_url = "https://" + base_url
@@ -197,6 +199,7 @@ class RegistryClient:
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
         self.chunk_size = chunk_size
+        self.listing_limits = listing_limits or ListingLimits()
         self.rate_limit: RateLimit | None = None
         self._session = session  # an aiohttp.ClientSession shared by the agent service
         self._transport_kind = transport or DEFAULT_TRANSPORT
@@ -347,7 +350,7 @@ class RegistryClient:
             cached = self._tokens.get(realm, service, scopes)
             if cached is not None:
                 return cached
-            refusal = realm_refusal(realm, self.base_url, insecure=self.insecure)
+            refusal = await self._realm_refusal(realm)
             if refusal is not None:
                 raise AuthenticationError(refusal, "token")
             resp = None
@@ -399,13 +402,39 @@ class RegistryClient:
             finally:
                 resp.release()
             try:
-                token = token_from_response(json.loads(body), scopes)
+                token = token_from_response(json_depth.loads(body), scopes)
             except ValueError as exc:
                 raise AuthenticationError(
                     f"token realm {self._display(realm)}: {exc}", "token"
                 ) from None
             self._tokens.put(realm, service, token)
             return token
+
+    async def _realm_refusal(self, realm: str) -> str | None:
+        """:func:`realm_refusal` with both host names resolved, as the connection will be."""
+        realm_host = urlsplit(realm).hostname or ""
+        registry_host = urlsplit(self.base_url).hostname or ""
+        if realm_host == registry_host:
+            return realm_refusal(realm, self.base_url, insecure=self.insecure)
+        return realm_refusal(
+            realm,
+            self.base_url,
+            insecure=self.insecure,
+            realm_addresses=await self._addresses(realm_host),
+            registry_addresses=await self._addresses(registry_host),
+        )
+
+    async def _addresses(self, host: str) -> list[str]:
+        """What the resolver answers for ``host`` (nothing when it cannot: the request that
+        follows fails on its own, or goes through a proxy that resolves for us)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, None, type=socket.SOCK_STREAM
+                )
+        except (OSError, TimeoutError, UnicodeError):
+            return []
+        return [str(info[4][0]) for info in infos]
 
     async def _send(
         self,
@@ -504,14 +533,13 @@ class RegistryClient:
         finally:
             resp.release()
 
-    async def _json(self, resp: Response, step: str, limit: int) -> Any:
-        body = await self._read(resp, step, limit)
-        if len(body) > limit:
-            raise RegistryError(f"{step}: response larger than {limit} bytes", step, resp.status)
+    def _decode(self, body: bytes, step: str, status: int) -> Any:
         try:
-            return json.loads(body)
+            return json_depth.loads(body)
+        except json_depth.JsonTooDeep as exc:
+            raise RegistryError(f"{step}: invalid response: {exc}", step, status) from None
         except ValueError:
-            raise RegistryError(f"{step}: response is not valid JSON", step, resp.status) from None
+            raise RegistryError(f"{step}: response is not valid JSON", step, status) from None
 
     def _not_found(self, resp: Response, step: str, what: str) -> None:
         if resp.status == 404:
@@ -559,9 +587,14 @@ class RegistryClient:
         n = max(1, min(page_size, MAX_PAGE_SIZE))
         url: str | None = self._url(path) + f"?n={n}"
         seen_urls: set[str] = set()
+        limits = self.listing_limits
+        pages = entries = read = 0
         while url:
             if url in seen_urls:
                 raise RegistryError(f"{step}: pagination loops back to a page already read", step)
+            pages += 1
+            if pages > limits.max_pages:
+                raise limits.too_long(step, f"pages from {self.host}", "LISTING_MAX_PAGES")
             seen_urls.add(url)
             resp = await self._send("GET", url, scope=scope, step=step)
             if resp.status == 404:
@@ -572,11 +605,22 @@ class RegistryClient:
                 self._deny(step, scope, None)
             self._not_found(resp, step, path)
             link = resp.headers.get("Link")
-            body = await self._json(resp, step, 64 << 20)
+            room = limits.max_bytes - read
+            raw = await self._read(resp, step, room)
+            read += len(raw)
+            if read > limits.max_bytes:
+                raise limits.too_long(step, f"bytes from {self.host}", "LISTING_MAX_BYTES")
+            body = self._decode(raw, step, resp.status)
             items = body.get(key) if isinstance(body, dict) else None
             for item in items or []:
                 if isinstance(item, str):
+                    entries += 1
+                    if entries > limits.max_entries:
+                        raise limits.too_long(
+                            step, f"names from {self.host}", "LISTING_MAX_ENTRIES"
+                        )
                     yield item
+            del body, items, raw
             nxt = next_link(link, url)
             if nxt is not None and not same_origin(nxt, self.base_url):
                 raise RegistryError(

@@ -49,6 +49,15 @@ class DigestMismatch(RegistryError):
     """Content did not hash to the digest it was asked for, or its size was wrong."""
 
 
+class DeadlineExceeded(RegistryError):
+    """A layer or a whole scan took longer than its overall deadline (a dripping registry);
+    the message names the layer digest and the step that was running."""
+
+
+class ListingTooLong(RegistryError):
+    """A catalog or tag list passed LISTING_MAX_PAGES, _ENTRIES or _BYTES; nothing is answered."""
+
+
 class InvalidReference(RegistryError, ValueError):
     """An image reference that cannot be parsed."""
 

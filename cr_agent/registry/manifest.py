@@ -7,11 +7,11 @@ Docker schema2 manifests and manifest lists; rejects schema1 and non-image artif
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from cr_agent.registry import json_depth
 from cr_agent.registry.errors import ManifestError, UnsupportedManifest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -127,7 +127,9 @@ class ImageConfig(NamedTuple):
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw)
+        obj = json_depth.loads(raw)
+    except json_depth.JsonTooDeep as exc:
+        raise ManifestError(f"invalid {what}: {exc}; refused", what) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{what} is not valid JSON: {exc}", what) from None
     if not isinstance(obj, dict):

@@ -1,13 +1,44 @@
-"""``Link: <...>; rel="next"`` pagination for ``_catalog`` and ``tags/list``."""
+"""``Link: <...>; rel="next"`` pagination for ``_catalog`` and ``tags/list``, and the bounds
+on what one listing may read.
+
+A registry whose pages never end (or whose pages are huge) must not grow the agent's memory
+without bound: a listing stops at :class:`ListingLimits` and fails with
+:class:`~cr_agent.registry.errors.ListingTooLong` naming the limit, rather than answer a list
+the caller cannot tell is incomplete.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
+
+from cr_agent.registry.errors import ListingTooLong
 
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
 
 MAX_PAGE_SIZE = 1000  # ECR rejects n > 1000
+
+
+class ListingLimits(NamedTuple):
+    """Per listing (one catalog or one repository's tags): pages, names, response bytes."""
+
+    max_pages: int = 1000
+    max_entries: int = 200_000
+    max_bytes: int = 16 << 20
+
+    def too_long(self, step: str, what: str, setting: str) -> ListingTooLong:
+        """The error for a listing whose ``what`` passed ``setting`` (a LISTING_MAX_* name)."""
+        value = {
+            "LISTING_MAX_PAGES": self.max_pages,
+            "LISTING_MAX_ENTRIES": self.max_entries,
+            "LISTING_MAX_BYTES": self.max_bytes,
+        }[setting]
+        return ListingTooLong(
+            f"{step}: {what} passed {setting}={value}; the listing was stopped (the registry's "
+            f"list is longer than this agent reads; raise {setting} if it is genuine)",
+            step,
+        )
 
 
 def next_link(header: str | None, current_url: str) -> str | None:

@@ -4,7 +4,8 @@ The plain OCI distribution API covers pulling everywhere; types differ only in h
 credential turns into registry access (static Basic credentials, an ECR token obtained via
 STS, ...) and in how repositories are listed where ``/v2/_catalog`` is missing or forbidden
 (Docker Hub, GitHub, GitLab, DigitalOcean, Harbor and Quay have their own APIs). A type that
-knows more about a tag than the distribution API tells (push time) may say so too.
+knows more about a tag than the distribution API tells (push time), or has key/value tags on
+its repositories (ECR), may say so too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiohttp
 
 from cr_agent.registry.auth import RegistryAuth
 from cr_agent.registry.errors import NotFoundError, PermissionDenied, RegistryError
+from cr_agent.registry.pagination import ListingLimits
 from shared.credentials import CredentialsError, RegistryCredentials
 
 if TYPE_CHECKING:
@@ -42,6 +44,14 @@ class TagInfo:
     pushed_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceTag:
+    """A key/value tag on the repository itself (ECR resource tags), not an image tag."""
+
+    key: str
+    value: str
+
+
 @dataclass(slots=True)
 class TypeContext:
     """What a registry type may use besides the credentials: HTTP, TLS trust, timeouts."""
@@ -53,6 +63,10 @@ class TypeContext:
     aws_endpoint_url: str | None = None
     #: per-process caches a type may keep (ECR tokens); never holds a registry password
     caches: dict[str, object] = field(default_factory=dict)
+    #: CR_ALLOWED_REGISTRIES as ``host[:port]`` entries; None = any registry
+    allowed_registries: frozenset[str] | None = None
+    #: bounds on one listing (catalog, tags, a vendor API's pages)
+    listing: ListingLimits = field(default_factory=ListingLimits)
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:
@@ -162,4 +176,10 @@ class RegistryType:
         self, creds: RegistryCredentials, ctx: TypeContext, repository: str
     ) -> list[TagInfo] | None:
         """Tags with digests and push times from a vendor API; ``None`` to use the registry."""
+        return None
+
+    async def repository_tags(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[ResourceTag] | None:
+        """The repository's own key/value tags; ``None`` where the registry has no such thing."""
         return None

@@ -22,7 +22,7 @@ from cr_agent.registry_types.base import (
     normalise_base,
     parse_time,
 )
-from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
+from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import CredentialsError, RegistryCredentials
 
 DIGITALOCEAN_API = "https://api.digitalocean.com"
@@ -59,13 +59,16 @@ class DigitalOceanRegistry(RegistryType):
         out: list[dict[str, Any]] = []
         url: str | None = path
         params: dict[str, str] | None = {"per_page": "100"}
-        for _ in range(MAX_PAGES):
+        for _ in range(api.max_pages):
             if not url:
                 break
             data = await api.get_json(url, params)
             out.append(data if isinstance(data, dict) else {})
             nxt = (((data or {}).get("links") or {}).get("pages") or {}).get("next")
             url, params = (nxt if isinstance(nxt, str) and nxt else None), None
+        else:
+            if url:
+                raise api.too_many_pages()
         return out
 
     async def list_repositories_via_api(

@@ -3,7 +3,8 @@
 The agent runs with its own AWS identity (instance role, env keys, profile: whatever boto3
 finds) and assumes the customer's read-only role ``roleArn`` with ``extra.externalId`` in
 ``extra.region``. With the assumed role it lists repositories (``DescribeRepositories``),
-tags with digests and push times (``DescribeImages``) and gets a registry password
+tags with digests and push times (``DescribeImages``), a repository's own resource tags
+(``ListTagsForResource``; a role without that permission just gets none) and gets a registry password
 (``GetAuthorizationToken``, valid 12 hours, used as Basic ``AWS:<password>``).
 
 Role credentials and registry tokens are cached per account, region and role, and refreshed
@@ -37,6 +38,7 @@ from cr_agent.registry.errors import (
 from cr_agent.registry_types.base import (
     RegistryEndpoint,
     RegistryType,
+    ResourceTag,
     TagInfo,
     TypeContext,
     normalise_base,
@@ -231,6 +233,21 @@ class EcrRegistry(RegistryType):
             return tags
 
         return await self._ecr_call(creds, ctx, describe, "list-tags")
+
+    async def repository_tags(
+        self, creds: RegistryCredentials, ctx: TypeContext, repository: str
+    ) -> list[ResourceTag] | None:
+        def tags(ecr: Any) -> list[ResourceTag]:
+            # ListTagsForResource wants the ARN; DescribeRepositories gives it, whatever
+            # account the registry is in
+            found = ecr.describe_repositories(repositoryNames=[repository])["repositories"]
+            answer = ecr.list_tags_for_resource(resourceArn=found[0]["repositoryArn"])
+            return [
+                ResourceTag(key=tag["Key"], value=tag.get("Value") or "")
+                for tag in answer.get("tags") or []
+            ]
+
+        return await self._ecr_call(creds, ctx, tags, "repository-tags")
 
 
 async def _aws_call(fn: Any, *, step: str, ctx: TypeContext) -> Any:

@@ -24,7 +24,7 @@ from cr_agent.registry_types.base import (
 )
 from cr_agent.registry_types.gcr import GoogleContainerRegistry
 from cr_agent.registry_types.google_oauth import access_token
-from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
+from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import RegistryCredentials
 
 ARTIFACT_REGISTRY_API = "https://artifactregistry.googleapis.com"
@@ -60,13 +60,15 @@ class GoogleArtifactRegistry(GoogleContainerRegistry):
         path = f"/v1/projects/{project}/locations/{location}/repositories/{repository}/dockerImages"
         images: list[dict[str, Any]] = []
         params = {"pageSize": "1000"}
-        for _ in range(MAX_PAGES):
+        for _ in range(api.max_pages):
             data = await api.get_json(path, params)
             images += [i for i in (data or {}).get("dockerImages") or [] if isinstance(i, dict)]
             token_next = (data or {}).get("nextPageToken")
             if not token_next:
                 break
             params = {"pageSize": "1000", "pageToken": token_next}
+        else:
+            raise api.too_many_pages()
         return images
 
     @staticmethod

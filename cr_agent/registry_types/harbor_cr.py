@@ -21,7 +21,7 @@ from cr_agent.registry_types.base import (
     normalise_base,
     parse_time,
 )
-from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
+from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import RegistryCredentials
 
 PAGE_SIZE = 100
@@ -47,13 +47,15 @@ class HarborRegistry(RegistryType):
         self, api: VendorApi, path: str, params: dict[str, str] | None = None
     ) -> list[Any]:
         items: list[Any] = []
-        for page in range(1, MAX_PAGES + 1):
+        for page in range(1, api.max_pages + 1):
             query = {"page": str(page), "page_size": str(PAGE_SIZE), **(params or {})}
             data = await api.get_json(path, query)
             batch = data if isinstance(data, list) else []
             items += batch
             if len(batch) < PAGE_SIZE:
                 break
+        else:
+            raise api.too_many_pages()
         return items
 
     async def list_repositories_via_api(

@@ -28,7 +28,7 @@ from cr_agent.registry_types.base import (
     extra_value,
     normalise_base,
 )
-from cr_agent.registry_types.vendor_api import MAX_PAGES, VendorApi
+from cr_agent.registry_types.vendor_api import VendorApi
 from shared.credentials import RegistryCredentials
 
 
@@ -56,7 +56,7 @@ class QuayRegistry(RegistryType):
         api = self._api(creds, ctx)
         names = []
         params = {"namespace": namespace}
-        for _ in range(MAX_PAGES):
+        for _ in range(api.max_pages):
             data = await api.get_json("/api/v1/repository", params)
             for repo in (data or {}).get("repositories") or []:
                 if isinstance(repo, dict) and repo.get("name"):
@@ -65,6 +65,8 @@ class QuayRegistry(RegistryType):
             if not token:
                 break
             params = {"namespace": namespace, "next_page": token}
+        else:
+            raise api.too_many_pages()
         return names
 
     async def tag_metadata(
@@ -72,7 +74,7 @@ class QuayRegistry(RegistryType):
     ) -> list[TagInfo] | None:
         api = self._api(creds, ctx)
         tags: list[TagInfo] = []
-        for page in range(1, MAX_PAGES + 1):
+        for page in range(1, api.max_pages + 1):
             params = {"onlyActiveTags": "true", "limit": "100", "page": str(page)}
             try:
                 data = await api.get_json(f"/api/v1/repository/{repository}/tag/", params)
@@ -92,6 +94,8 @@ class QuayRegistry(RegistryType):
                 )
             if not (data or {}).get("has_additional"):
                 break
+        else:
+            raise api.too_many_pages("tags")
         return tags
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import aiohttp
 
+from cr_agent.registry import json_depth
 from cr_agent.registry.errors import (
     AuthenticationError,
+    ListingTooLong,
     NotFoundError,
     PermissionDenied,
     RegistryError,
@@ -29,8 +31,6 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-#: a hosted API that pages forever is a bug on one side; stop rather than loop
-MAX_PAGES = 1000
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -103,8 +103,9 @@ class VendorApi:
                         raise RegistryError(
                             f"{self.vendor} API answered {resp.status}", step, status=resp.status
                         )
+                    raw = await self._read_capped(resp, step)
                     try:
-                        data = await resp.json(content_type=None)
+                        data = json_depth.loads(raw)
                     except ValueError:
                         raise RegistryError(
                             f"{self.vendor} API answered with something that is not JSON", step
@@ -123,6 +124,27 @@ class VendorApi:
                 f"{self.vendor} API unreachable: {exc.__class__.__name__}", step
             ) from None
 
+    async def _read_capped(self, resp: aiohttp.ClientResponse, step: str) -> bytes:
+        """The body, refused past ``LISTING_MAX_BYTES`` (a page that never ends)."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > self.ctx.listing.max_bytes:
+                raise self.ctx.listing.too_long(
+                    step, f"one {self.vendor} API answer", "LISTING_MAX_BYTES"
+                )
+        return b"".join(parts)
+
+    @property
+    def max_pages(self) -> int:
+        """Pages one listing may take (LISTING_MAX_PAGES); past them, :meth:`too_many_pages`."""
+        return self.ctx.listing.max_pages
+
+    def too_many_pages(self, step: str = "list") -> ListingTooLong:
+        return self.ctx.listing.too_long(step, f"{self.vendor} API pages", "LISTING_MAX_PAGES")
+
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         data, _ = await self.request("GET", path, params=params)
         return data
@@ -133,13 +155,15 @@ class VendorApi:
         """Follow RFC 8288 ``Link: <...>; rel="next"`` headers (GitHub, GitLab keyset)."""
         url: str | None = path
         query: Mapping[str, str] | None = params
-        for _ in range(MAX_PAGES):
+        for _ in range(self.max_pages):
             if url is None:
                 return
             data, headers = await self.request("GET", url, params=query)
             yield data
             match = _LINK_NEXT.search(headers.get("Link", ""))
             url, query = (match.group(1), None) if match else (None, None)
+        if url is not None:
+            raise self.too_many_pages()
 
     async def pages_by_next_field(
         self, path: str, params: Mapping[str, str] | None = None, *, field: str = "next"
@@ -147,10 +171,12 @@ class VendorApi:
         """Follow a ``next`` URL in the body (Docker Hub)."""
         url: str | None = path
         query: Mapping[str, str] | None = params
-        for _ in range(MAX_PAGES):
+        for _ in range(self.max_pages):
             if not url:
                 return
             data = await self.get_json(url, query)
             yield data
             nxt = data.get(field) if isinstance(data, dict) else None
             url, query = (nxt if isinstance(nxt, str) and nxt else None), None
+        if url:
+            raise self.too_many_pages()

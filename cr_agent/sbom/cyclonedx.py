@@ -23,6 +23,8 @@ from cr_agent.scan import ScanResult
 if TYPE_CHECKING:
     import datetime as dt
 
+    from cr_agent.catalogers.base import Package
+
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 TOOL = {"type": "application", "name": "crbroker-cr-agent", "version": "0.1.0"}
 
@@ -82,6 +84,27 @@ def _prop(name: str, value: str) -> dict[str, str]:
     return {"name": name, "value": value}
 
 
+def _syft_source_properties(package: Package) -> list[dict[str, str]]:
+    """The source package as syft writes it, so that grype and trivy, which read syft's
+    properties from a CycloneDX SBOM, match advisories by source package on ours too."""
+    if package.type == "deb":
+        props = []
+        if package.source_name and package.source_name != package.name:
+            props.append(_prop("syft:metadata:source", package.source_name))
+        # syft writes a source version only where dpkg's Source field gave one, i.e. where
+        # it differs from the binary's
+        if package.source_version and package.source_version != package.full_version:
+            props.append(_prop("syft:metadata:sourceVersion", package.source_version))
+        return props
+    if package.type == "apk" and package.source_name:
+        return [_prop("syft:metadata:originPackage", package.source_name)]
+    if package.type == "rpm":
+        source_rpm = dict(package.extra).get("sourcerpm")
+        if source_rpm:
+            return [_prop("syft:metadata:sourceRpm", source_rpm)]
+    return []
+
+
 def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) -> dict[str, Any]:
     image_ref = f"image:{result.digest}"
     components: list[dict[str, Any]] = []
@@ -112,6 +135,7 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
             props.append(_prop("crbroker:package:sourceName", package.source_name))
         if package.source_version:
             props.append(_prop("crbroker:package:sourceVersion", package.source_version))
+        props.extend(_syft_source_properties(package))
         component: dict[str, Any] = {
             "type": "library",
             "bom-ref": f"pkg:{number}:{purl_text}",

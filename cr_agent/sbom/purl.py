@@ -3,17 +3,20 @@
 - deb: ``pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12``; the version
   is dpkg's full version (epoch included, as syft does), ``upstream`` only when the source
   package differs (``src`` or ``src@version``).
-- apk: ``pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1&upstream=musl``.
-- rpm: ``pkg:rpm/<distro>/<name>@<version>-<release>?arch=..&epoch=..&upstream=<srpm>&distro=..``
+- apk: ``pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1&upstream=openssl``;
+  ``upstream`` (the origin package) only when it differs from the package's name.
+- rpm: ``pkg:rpm/<distro>/<name>@<version>-<release>?arch=..&distro=..&epoch=..&upstream=<srpm>``
   with ``rhel`` written ``redhat`` and ``opensuse-*`` written ``opensuse``.
 
-Qualifiers come out as syft writes them (anchore/packageurl-go keeps the given order): the
-package's own qualifiers sorted by key, then ``distro`` last; values escape ``@`` and ``+``.
-packageurl-python builds the type/namespace/name@version part and parses the result back.
+Qualifiers come out as current syft writes them: all of them, ``distro`` included, sorted by
+key (syft's own tests, e.g. ``?arch=a&distro=alpine-3.4.6&upstream=origin``); values escape
+``@`` and ``+``. packageurl-python builds the type/namespace/name@version part and parses the
+result back.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from packageurl import PackageURL
@@ -21,6 +24,7 @@ from packageurl import PackageURL
 from cr_agent.catalogers.base import Distro, Package
 
 _DEFAULT_NAMESPACE = {"deb": "debian", "apk": "alpine"}
+_ESCAPE = re.compile(r"%[0-9a-f]{2}")
 
 
 def _namespace(package: Package, distro: Distro | None) -> str | None:
@@ -66,7 +70,7 @@ def _parts(package: Package, distro: Distro | None) -> tuple[str, dict[str, str]
             qualifiers["upstream"] = source_rpm
     else:
         version = package.full_version
-        if package.source_name:
+        if package.source_name and package.source_name != package.name:
             qualifiers["upstream"] = package.source_name
     return version, qualifiers
 
@@ -87,8 +91,8 @@ def _escape(value: str) -> str:
 
 
 def purl_and_version(package: Package, distro: Distro | None) -> tuple[str, str | None]:
-    """The purl text in syft's qualifier order (see the module docstring) and the purl's
-    version as packageurl-python normalises it (None when empty).
+    """The purl text in syft's qualifier order (sorted) and the purl's version as
+    packageurl-python normalises it (None when empty).
 
     One PackageURL (without qualifiers) per package: the qualifiers are written here, and
     packageurl-python would only sort them and drop blank values, which this does too.
@@ -100,16 +104,15 @@ def purl_and_version(package: Package, distro: Distro | None) -> tuple[str, str 
         name=package.name,
         version=version,
     )
-    distro_value = qualifiers.pop("distro", None)
     pairs = [
         f"{key}={_escape(value)}" for key, value in sorted(qualifiers.items()) if value.strip()
     ]
-    if distro_value and distro_value.strip():
-        pairs.append(f"distro={_escape(distro_value)}")
-    text = base.to_string()
+    # packageurl-python lower-cases an apk name, its percent-escapes included (g%2b%2b);
+    # syft writes escapes upper-case (g%2B%2B), as it does for every other type
+    text = _ESCAPE.sub(lambda m: m.group(0).upper(), base.to_string())
     return (f"{text}?{'&'.join(pairs)}" if pairs else text), base.version
 
 
 def purl_string(package: Package, distro: Distro | None) -> str:
-    """The purl text in syft's qualifier order (see the module docstring)."""
+    """The purl text in syft's qualifier order (sorted; see the module docstring)."""
     return purl_and_version(package, distro)[0]

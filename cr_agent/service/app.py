@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import re
 import signal
 import ssl
@@ -26,22 +27,31 @@ from aiohttp import web
 
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.service import models as m
+from cr_agent.service.allowed_registries import check_credentials
+from cr_agent.service.callback_target import callback_base
 from cr_agent.service.callbacks import CallbackSender
+from cr_agent.service.echo_guard import check_echoed, request_secrets
 from cr_agent.service.errors import REASONS, ApiError, classify
 from cr_agent.service.jobs import ImageScanner, JobManager
 from cr_agent.service.metrics import CONTENT_TYPE_LATEST, AgentMetrics
-from cr_agent.service.openapi import VERSION, build_document
+from cr_agent.service.openapi import build_document
 from cr_agent.service.registry_session import RegistrySession
 from cr_agent.service.request_input import parse_body, parse_query, request_credentials
 from cr_agent.service.settings import Settings, SettingsError, load_settings
 from cr_agent.service.spool import Spool
-from shared.logging import configure_logging, get_logger
+from shared.logging import configure_logging, get_logger, register_secrets
+from shared.version import package_version
 
 log = get_logger(__name__)
 
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+#: the shared secret the broker client sends on every request (CR_AGENT_SECRET on both sides)
+SECRET_HEADER = "X-Crbroker-Agent-Secret"
+#: routes anyone who reaches the port may read: no input, no registry access, nothing to
+#: steer (probes and Prometheus scrapers do not carry the secret)
+OPEN_PATHS = frozenset({"/healthcheck", "/metrics", "/openapi.json"})
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 
@@ -70,6 +80,8 @@ class AgentState:
             insecure=self.settings.tls_insecure,
             aws_endpoint_url=self.settings.AWS_ENDPOINT_URL,
             caches=self.caches,
+            allowed_registries=self.settings.allowed_registries,
+            listing=self.settings.listing_limits,
         )
 
     def ssl_context(self) -> ssl.SSLContext | bool:
@@ -113,8 +125,26 @@ def _request_id(given: str | None) -> str:
     return uuid.uuid4().hex[:16]
 
 
+def _check_secret(request: web.Request) -> None:
+    """401 unless the request carries the configured secret (or authentication is off)."""
+    settings = request.app[SETTINGS]
+    expected = settings.CR_AGENT_SECRET
+    if expected is None or settings.CR_AGENT_AUTH == "disabled" or request.path in OPEN_PATHS:
+        return
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise ApiError(
+            401,
+            "unauthenticated",
+            f"missing or wrong {SECRET_HEADER} header: the broker client must send the "
+            "agent's CR_AGENT_SECRET",
+            field=SECRET_HEADER,
+        )
+
+
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        _check_secret(request)
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -127,7 +157,14 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         status, detail = classify(exc)
         if status >= 500 and detail.code == "internal":
-            log.error("request failed", method=request.method, path=request.path, error=repr(exc))
+            # the traceback is for the operator's log only; the answer names the class
+            log.error(
+                "request failed",
+                method=request.method,
+                path=request.path,
+                error=repr(exc),
+                exc_info=exc,
+            )
         response = _json(m.ErrorResponse(error=detail), status)
     return response
 
@@ -156,7 +193,7 @@ async def healthcheck(request: web.Request) -> web.Response:
     return _json(
         m.HealthResponse(
             ok=True,
-            version=VERSION,
+            version=package_version(),
             activeOperations=jobs.active if jobs else 0,
             maxActiveOperations=state.settings.MAX_ACTIVE_OPERATIONS,
             queuedJobs=jobs.queued() if jobs else 0,
@@ -252,7 +289,10 @@ async def list_with_metadata(request: web.Request) -> web.Response:
     async def work(s: RegistrySession) -> m.TagsWithMetadataResponse:
         tags = await s.tags_with_metadata(repo, created=query.created, platform=query.platform)
         return m.TagsWithMetadataResponse(
-            repository=s.repository_name(repo), tags=tags, count=len(tags)
+            repository=s.repository_name(repo),
+            tags=tags,
+            count=len(tags),
+            Tags=await s.repository_tags(repo),
         )
 
     return _json(await _with_registry(request, work))
@@ -292,16 +332,20 @@ def _submit(kind: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         state = _state(request)
         body, _raw = await parse_body(request, m.ScanRequest)
-        creds, _type = request_credentials(request, body.credentials)
-        callback = body.callbackUrl or state.settings.BROKER_CLIENT_URL
-        if not callback:
-            raise ApiError(
-                400,
-                "invalid-request",
-                "no callback URL: send callbackUrl (the broker client's BROKER_CLIENT_URL) "
-                "or set BROKER_CLIENT_URL for the agent",
-                field="callbackUrl",
-            )
+        creds, cr_type = request_credentials(request, body.credentials)
+        settings = state.settings
+        # refused now rather than in the job's callbacks (ECR's endpoint is checked in the job)
+        check_credentials(creds, cr_type, settings.allowed_registries)
+        callback = callback_base(
+            settings.BROKER_CLIENT_URL,
+            body.callbackUrl,
+            allow_request=settings.CR_AGENT_ALLOW_REQUEST_CALLBACK_URL,
+        )
+        secret = settings.CR_AGENT_SECRET
+        blobs = (body.credentials, request.headers.get("Authorization"))
+        check_echoed(
+            body, request_secrets(creds, blobs, secret.get_secret_value() if secret else None)
+        )
         assert state.jobs is not None
         waiting = state.jobs.pending_images()
         if waiting + len(body.images) > state.settings.MAX_QUEUED_IMAGES:
@@ -365,7 +409,7 @@ def _scanner(state: AgentState) -> ImageScanner:
                 directory=str(settings.LAYER_CACHE_DIR),
                 error=str(exc),
             )
-    return RegistryImageScanner(state.type_context, settings.MAX_IMAGE_SIZE_IN_BYTES, cache)
+    return RegistryImageScanner.from_settings(state.type_context, settings, cache)
 
 
 async def _startup(app: web.Application) -> None:
@@ -418,6 +462,8 @@ async def _cleanup(app: web.Application) -> None:
 def create_app(settings: Settings, *, scanner: ImageScanner | None = None) -> web.Application:
     """The aiohttp application; ``scanner`` replaces the registry scanner (tests of jobs)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+    if settings.CR_AGENT_SECRET is not None:
+        register_secrets(settings.CR_AGENT_SECRET.get_secret_value())
     app[SETTINGS] = settings
     app[STATE] = AgentState(settings, scanner)
     app.on_startup.append(_startup)
@@ -461,8 +507,19 @@ async def serve(settings: Settings, *, ready: Callable[[int], None] | None = Non
     await site.start()
     port = next((addr[1] for addr in runner.addresses if isinstance(addr, tuple)), settings.port)
     log.info(
-        "cr-agent listening", host=settings.HOST, port=port, https=settings.HTTPS_CERT is not None
+        "cr-agent listening",
+        host=settings.HOST,
+        port=port,
+        https=settings.HTTPS_CERT is not None,
+        callback=settings.BROKER_CLIENT_URL,
+        allowed_registries=settings.CR_ALLOWED_REGISTRIES or "any",
     )
+    if settings.CR_AGENT_SECRET is None or settings.CR_AGENT_AUTH == "disabled":
+        log.warning("CR_AGENT_AUTH=disabled: anything that reaches this port can drive the agent")
+    if settings.CR_AGENT_ALLOW_REQUEST_CALLBACK_URL:
+        log.warning("CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true: requests choose where results go")
+    elif settings.BROKER_CLIENT_URL is None:
+        log.warning("BROKER_CLIENT_URL is not set: /scan and /discover will be refused")
     if ready is not None:
         ready(port)
     stop = asyncio.Event()

@@ -1,10 +1,14 @@
 """Delivering scan results and job ends to the broker client's callback paths.
 
 Each POST carries an ``Idempotency-Key`` so a receiver can drop the duplicates retries may
-cause; a 409 from the receiver counts as "already delivered". Transient failures are
-retried with backoff (tenacity); what still fails goes to the :class:`Spool` and a background
-loop retries it until it is delivered. Bodies stay under the broker client's 10 MB limit by
-splitting a result into several bodies (see :func:`result_bodies`), never by truncating it.
+cause; a 409 from the receiver counts as "already delivered". The key is fixed when the
+delivery is made and travels with it through the spool, so a callback retried after an outage
+or a restart carries the same key. Every delivery is written to the :class:`Spool` before its
+first attempt and removed only once delivered: a shutdown in the middle of a retry loses
+nothing. Transient failures are retried with backoff (tenacity); what still fails stays in
+the spool and a background loop retries it until it is delivered. Bodies stay under the
+broker client's 10 MB limit by splitting a result into several bodies (see
+:func:`result_bodies`), never by truncating it.
 """
 
 from __future__ import annotations
@@ -113,6 +117,8 @@ class CallbackSender:
         self.ssl_context = ssl_context
         self._drainer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        #: keys being sent by :meth:`send` right now: the drainer leaves them (and their job) alone
+        self._inflight: set[str] = set()
         self.delivered = 0
 
     async def _post_once(self, delivery: Delivery) -> None:
@@ -144,14 +150,16 @@ class CallbackSender:
             ) from None
 
     async def send(self, delivery: Delivery, *, after_spooled: bool = False) -> bool:
-        """Deliver now (with retries) or spool; True when delivered.
+        """Spool, then deliver now (with retries); True when delivered (and unspooled).
 
         ``after_spooled``: an earlier callback of the same job is in the spool, so this one
         queues behind it to keep the order results-then-done.
         """
+        self.spool.put(delivery)  # on disk before the first attempt; removed once delivered
         if after_spooled:
-            self._spool(delivery, "an earlier callback of this job is spooled")
+            self._spooled(delivery, "an earlier callback of this job is spooled")
             return False
+        self._inflight.add(delivery.idempotency_key)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.attempts),
@@ -162,8 +170,13 @@ class CallbackSender:
                 with attempt:
                     await self._post_once(delivery)
         except DeliveryFailed as exc:
-            self._spool(delivery, str(exc))
+            delivery.last_error = str(exc)
+            self.spool.put(delivery)  # same name: records the attempts
+            self._spooled(delivery, str(exc))
             return False
+        finally:
+            self._inflight.discard(delivery.idempotency_key)
+        self.spool.remove(delivery)
         self.delivered += 1
         self._count("delivered")
         log.info(
@@ -171,9 +184,7 @@ class CallbackSender:
         )
         return True
 
-    def _spool(self, delivery: Delivery, reason: str) -> None:
-        delivery.last_error = reason
-        self.spool.put(delivery)
+    def _spooled(self, delivery: Delivery, reason: str) -> None:
         self._count("spooled")
         log.warning(
             "callback spooled for retry",
@@ -191,7 +202,9 @@ class CallbackSender:
         blocked: set[str] = set()
         done = 0
         for delivery in self.spool.pending():
-            if delivery.job_id in blocked:
+            if delivery.idempotency_key in self._inflight:
+                blocked.add(delivery.job_id)  # being sent right now; its job waits behind it
+            if delivery.job_id in blocked or not self.spool.holds(delivery):
                 continue
             try:
                 await self._post_once(delivery)
@@ -224,7 +237,7 @@ class CallbackSender:
                 try:
                     await self.drain_once()
                 except Exception as exc:  # keep draining whatever one file did
-                    log.error("spool drain failed", error=str(exc))
+                    log.error("spool drain failed", error=str(exc), exc_info=exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.retry_seconds):
                     await self._wake.wait()

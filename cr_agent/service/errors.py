@@ -6,10 +6,14 @@ secret than a log line can.
 
 from __future__ import annotations
 
+from cr_agent.image.budget import ImageBudgetExceeded
 from cr_agent.registry.errors import (
     AuthenticationError,
+    DeadlineExceeded,
     DigestMismatch,
     InvalidReference,
+    ListingTooLong,
+    ManifestError,
     NotFoundError,
     PermissionDenied,
     RegistryError,
@@ -34,6 +38,7 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         step: str | None = None,
+        details: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -41,6 +46,8 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.step = step
+        #: extra members of the error body (not scrubbed: no secret may go in here)
+        self.details = details or {}
 
 
 class ImageTooLarge(RegistryError):
@@ -58,10 +65,14 @@ class CredentialsProblem(ApiError):
 _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
     (InvalidReference, 400, "invalid-reference"),
     (ImageTooLarge, 413, "image-too-large"),
+    (ImageBudgetExceeded, 413, "image-too-large"),
     (AuthenticationError, 401, "credentials-refused"),
     (PermissionDenied, 403, "not-permitted"),
     (NotFoundError, 404, "not-found"),
     (UnsupportedManifest, 422, "unsupported-image"),
+    (ManifestError, 502, "invalid-manifest"),
+    (DeadlineExceeded, 504, "deadline"),
+    (ListingTooLong, 502, "listing-too-long"),
     (TlsError, 502, "tls"),
     (RegistryUnreachable, 502, "registry-unreachable"),
     (DigestMismatch, 502, "registry-error"),
@@ -72,7 +83,8 @@ _REGISTRY_ERRORS: tuple[tuple[type[RegistryError], int, str], ...] = (
 def classify(exc: BaseException) -> tuple[int, ErrorDetail]:
     """HTTP status and error body for ``exc``."""
     if isinstance(exc, ApiError):
-        return exc.status, _detail(exc.code, exc.message, field=exc.field, step=exc.step)
+        detail = _detail(exc.code, exc.message, field=exc.field, step=exc.step)
+        return exc.status, detail.model_copy(update=exc.details) if exc.details else detail
     if isinstance(exc, UnknownRegistryType):
         detail = _detail("unknown-type", str(exc), field="type", step="credentials")
         return 400, detail.model_copy(update={"knownTypes": known_types()})
@@ -107,4 +119,5 @@ REASONS = {
     "registry-unreachable": "registry-unreachable",
     "tls": "tls",
     "timeout": "registry-unreachable",
+    "registry-not-allowed": "registry-not-allowed",
 }

@@ -5,6 +5,12 @@ share one semaphore of ``MAX_ACTIVE_OPERATIONS``, the sizing snyk's docs assume 
 at a time per vCPU / 2 GB). Each image's result is delivered as soon as it exists; the job's
 ``done`` follows the last result. Credentials live in the job object in memory only, for
 as long as the job runs, and are never written to the spool or to the status answer.
+
+Nothing a job owes upstream is lost on shutdown: each callback is in the spool before its
+first attempt (see :mod:`cr_agent.service.callbacks`), and images the shutdown caught
+queued or scanning get an error result (``not-run`` or ``agent-stopped``) and the job its
+``done``, spooled for the next start. Such images are not re-run by the agent itself, since
+that would need the registry credentials on disk; the upstream sends the scan again.
 """
 
 from __future__ import annotations
@@ -75,8 +81,8 @@ class Job:
     delivered: int = 0
     spooled: int = 0
     task: asyncio.Task[None] | None = None
-    #: results scanned but not yet handed to the sender (delivered or spooled)
-    unsent: dict[int, ScanOutcome | None] = field(default_factory=dict)
+    #: the ``done`` callback has been handed to the sender (so it is in the spool or delivered)
+    done_sent: bool = False
 
     def view(self, pending: int = 0) -> JobStatus:
         return JobStatus(
@@ -169,7 +175,7 @@ class JobManager:
             job.status = "failed"
             raise
         except Exception as exc:  # a bug must not leave the job "running" forever
-            log.error("job crashed", job=job.id, error=repr(exc))
+            log.error("job crashed", job=job.id, error=repr(exc), exc_info=exc)
             job.status = "failed"
         finally:
             job.creds = None  # the only copy of the credentials goes with the job
@@ -192,9 +198,16 @@ class JobManager:
                 )
             except Exception as exc:
                 _status, detail = classify(exc)
-                log.warning(
-                    "image scan failed", job=job.id, image=image, code=detail.code, step=detail.step
-                )
+                if detail.code == "internal":  # a bug: the operator needs the traceback
+                    log.error("image scan failed", job=job.id, image=image, exc_info=exc)
+                else:
+                    log.warning(
+                        "image scan failed",
+                        job=job.id,
+                        image=image,
+                        code=detail.code,
+                        step=detail.step,
+                    )
                 job.images[index] = ImageStatus(image=image, status="failed", error=detail)
                 outcome = None
             finally:
@@ -277,6 +290,7 @@ class JobManager:
     async def _send_done(self, job: Job) -> None:
         delivery = self._done_delivery(job)
         if delivery is not None:
+            job.done_sent = True
             await self._deliver(job, delivery)
 
     async def _deliver(self, job: Job, delivery: Delivery) -> None:
@@ -288,27 +302,31 @@ class JobManager:
             self.sender.wake()
 
     def _spool_interrupted(self, job: Job) -> None:
-        """A job cut short by shutdown still reports: its missing results and its done wait
-        in the spool for the next start (no network during shutdown)."""
-        detail = ErrorDetail(
-            code="agent-stopped",
-            message="the agent stopped before this image was scanned; request the scan again",
-            step="shutdown",
-        )
-        for index, outcome in sorted(job.unsent.items()):
-            # scanned, but shutdown came before its result was handed over
-            for delivery in self._result_deliveries(job, index, outcome):
-                self.sender.spool.put(delivery)
-                job.spooled += 1
-        pending = [i for i, s in enumerate(job.images) if s.status in ("queued", "running")]
+        """A job cut short by shutdown still reports: what it had scanned is already in the
+        spool; each image still queued or scanning gets an error result saying so, and the
+        job its ``done``, spooled for the next start (no network during shutdown)."""
+        stopped = {
+            "queued": ErrorDetail(
+                code="not-run",
+                message="the agent stopped before this image was scanned; send the scan again",
+                step="queue",
+            ),
+            "running": ErrorDetail(
+                code="agent-stopped",
+                message="the agent stopped while scanning this image; send the scan again",
+                step="scan",
+            ),
+        }
+        pending = [i for i, s in enumerate(job.images) if s.status in stopped]
         for index in pending:
+            state = job.images[index]
             job.images[index] = ImageStatus(
-                image=job.images[index].image, status="failed", error=detail
+                image=state.image, status="failed", error=stopped[state.status]
             )
             for delivery in self._result_deliveries(job, index, None):
                 self.sender.spool.put(delivery)
                 job.spooled += 1
-        done = self._done_delivery(job)
+        done = None if job.done_sent else self._done_delivery(job)
         if done is not None:
             self.sender.spool.put(done)
             job.spooled += 1

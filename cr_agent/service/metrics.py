@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from shared.metrics_registry import service_registry
 
 __all__ = ["CONTENT_TYPE_LATEST", "AgentMetrics"]
 
 
 class AgentMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         self.requests = Counter(
             "cr_agent_requests_total",
             "HTTP requests answered, by route and status",

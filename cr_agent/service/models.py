@@ -7,10 +7,29 @@ typo is a 400 naming the field rather than a silently ignored option.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: shape of the request-supplied identifiers the agent echoes upstream (requestId, context
+#: values): enough for UUIDs, ULIDs and dotted names, too little to carry a URL or a document
+SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_SAFE_ID = re.compile(SAFE_ID)
+_CONTEXT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+MAX_CONTEXT_KEYS = 16
+#: an image as the API takes it: optional host[:port]/ (with a dot, a port or localhost),
+#: lowercase repository path, tag, digest
+_IMAGE = re.compile(
+    r"^(?:(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::[0-9]+)?/|[A-Za-z0-9-]+:[0-9]+/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?"
+    r"(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,})?$",
+    re.ASCII,
+)
+#: what an upstream sends when the broker client did not substitute the callback URL
+CALLBACK_PLACEHOLDER = "${BROKER_CLIENT_URL}"
 
 SbomFormat = Literal["cyclonedx-json", "spdx-json", "native-json"]
 JobState = Literal["queued", "running", "delivering", "done", "failed"]
@@ -82,8 +101,9 @@ class ScanRequest(Strict):
     callbackUrl: str | None = Field(
         None,
         max_length=2048,
-        pattern=r"^https?://",
-        description="the broker client's BROKER_CLIENT_URL; the agent's setting is used when absent",
+        description="must name the agent's own BROKER_CLIENT_URL (same scheme, host, port and "
+        "path); any other URL is a 400 unless the agent runs with "
+        "CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true. Absent: the agent's setting",
     )
     callbackApiPrefix: Literal["/api", ""] = Field(
         "/api",
@@ -91,16 +111,53 @@ class ScanRequest(Strict):
     )
     format: SbomFormat = "cyclonedx-json"
     platform: str = Field("linux/amd64", pattern=r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
-    requestId: str | None = Field(None, max_length=200, description="echoed in every callback")
+    requestId: str | None = Field(
+        None,
+        pattern=SAFE_ID,
+        description="echoed in every callback: letters, digits and . _ : - only, at most 128",
+    )
     context: dict[str, str | int | bool | None] | None = Field(
-        None, description="opaque values echoed in every callback (org, integration, ...)"
+        None,
+        max_length=MAX_CONTEXT_KEYS,
+        description="values echoed in every callback (org, integration, ...): at most "
+        f"{MAX_CONTEXT_KEYS} keys of letters, digits and . _ -; string values shaped like "
+        "requestId",
     )
 
     @field_validator("credentials", "callbackUrl", mode="before")
     @classmethod
     def _empty_is_absent(cls, value: object) -> object:
-        # the broker substitutes an unknown ${VAR} with "": fall back as if it were not sent
-        return None if isinstance(value, str) and not value.strip() else value
+        # the broker substitutes an unknown ${VAR} with "": fall back as if it were not sent;
+        # a placeholder left as it was (substitution off) means the same
+        if isinstance(value, str) and (not value.strip() or value.strip() == CALLBACK_PLACEHOLDER):
+            return None
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _image_shapes(cls, images: list[str]) -> list[str]:
+        # every image name is echoed in the callbacks: only names that are references
+        for index, image in enumerate(images):
+            if len(image) > 512 or _IMAGE.match(image) is None:
+                raise ValueError(
+                    f"images[{index}] is not [host/]repository[:tag][@digest] "
+                    "(lowercase repository, at most 512 characters)"
+                )
+        return images
+
+    @field_validator("context")
+    @classmethod
+    def _context_shape(
+        cls, value: dict[str, str | int | bool | None] | None
+    ) -> dict[str, str | int | bool | None] | None:
+        for key, item in (value or {}).items():
+            if _CONTEXT_KEY.match(key) is None:
+                raise ValueError(f"context key {key[:40]!r} is not letters, digits and . _ -")
+            if isinstance(item, str) and _SAFE_ID.match(item) is None:
+                raise ValueError(
+                    f"context.{key} is not letters, digits and . _ : - (at most 128 characters)"
+                )
+        return value
 
 
 # --------------------------------------------------------------------------- responses
@@ -145,7 +202,7 @@ class ValidateResponse(Strict):
     reason: str | None = Field(
         None,
         description="credentials-invalid | credentials-refused | registry-unreachable | tls | "
-        "listing-not-permitted | registry-error",
+        "listing-not-permitted | registry-not-allowed | registry-error",
     )
 
 
@@ -175,10 +232,21 @@ class TagMetadata(Strict):
     created: datetime | None = Field(None, description="the image config's created time")
 
 
+class RepositoryTag(Strict):
+    Key: str
+    Value: str
+
+
 class TagsWithMetadataResponse(Strict):
     repository: str
     tags: list[TagMetadata]
     count: int
+    Tags: list[RepositoryTag] | None = Field(
+        None,
+        description="the repository's own resource tags in AWS's shape (ECR "
+        "ListTagsForResource), e.g. for `.Tags | from_entries`; absent where the registry "
+        "type has none or the role may not read them",
+    )
 
 
 class LayerInfo(Strict):

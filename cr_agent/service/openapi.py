@@ -30,14 +30,24 @@ class Operation:
     responses: dict[int, tuple[str, Any]] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
     credentials: bool = True
+    #: needs the X-Crbroker-Agent-Secret header (CR_AGENT_SECRET)
+    secret: bool = True
     broker: bool = True  # reachable through the broker's accept filter
     callbacks: bool = False
 
 
+_INTERNAL = (
+    "internal error: the answer names the exception class, the agent's log has the traceback"
+)
 _CREDS_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    500: (_INTERNAL, m.ErrorResponse),
     400: ("invalid request or credentials (the body names the field)", m.ErrorResponse),
     401: ("the registry refused the credentials", m.ErrorResponse),
-    403: ("the registry does not permit this", m.ErrorResponse),
+    403: (
+        "the registry does not permit this, or it is not in CR_ALLOWED_REGISTRIES "
+        "(code registry-not-allowed)",
+        m.ErrorResponse,
+    ),
     502: (
         "registry unreachable, TLS failure or registry error (the body names the step)",
         m.ErrorResponse,
@@ -53,17 +63,38 @@ _VALIDATE: dict[int, tuple[str, Any]] = {
         (m.ValidateResponse, m.ErrorResponse),
     ),
     401: ("the registry refused the credentials", m.ValidateResponse),
-    403: ("listing not permitted", m.ValidateResponse),
+    403: (
+        "listing not permitted, or the registry is not in CR_ALLOWED_REGISTRIES",
+        m.ValidateResponse,
+    ),
+    500: (_INTERNAL, m.ValidateResponse),
     502: ("registry unreachable, TLS failure or registry error", m.ValidateResponse),
     504: ("the registry did not answer in time", m.ValidateResponse),
 }
 _SUBMIT: dict[int, tuple[str, Any]] = {
     202: ("accepted; results follow through the callbacks", m.ScanAccepted),
-    400: _CREDS_ERRORS[400],
+    400: (
+        "invalid request or credentials (the body names the field); a callbackUrl other than "
+        "the agent's BROKER_CLIENT_URL; a requestId, context or image of the wrong shape",
+        m.ErrorResponse,
+    ),
+    403: ("the registry is not in CR_ALLOWED_REGISTRIES", m.ErrorResponse),
     413: ("body too large", m.ErrorResponse),
+    500: (_INTERNAL, m.ErrorResponse),
     503: ("too many images waiting (MAX_QUEUED_IMAGES); send again later", m.ErrorResponse),
 }
 _REPO = {"repository": "repository name; may contain slashes (the route is /<prefix>/*)"}
+#: a listing is read whole or not answered: past a bound, a 502 naming it, never a silent cut
+_LISTING_ERRORS: dict[int, tuple[str, Any]] = {
+    **_CREDS_ERRORS,
+    502: (
+        "registry unreachable, TLS failure or registry error (the body names the step); or "
+        "code listing-too-long: the registry's list passed LISTING_MAX_PAGES, "
+        "LISTING_MAX_ENTRIES or LISTING_MAX_BYTES (the message names which), so nothing is "
+        "answered rather than an incomplete list",
+        m.ErrorResponse,
+    ),
+}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -72,6 +103,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Liveness",
         responses={200: ("alive", m.HealthResponse)},
         credentials=False,
+        secret=False,
     ),
     Operation(
         "get",
@@ -93,7 +125,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/list",
         "Repositories in the registry",
         query=m.NoQuery,
-        responses={200: ("repositories", m.RepositoriesResponse), **_CREDS_ERRORS},
+        responses={200: ("repositories", m.RepositoriesResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",
@@ -104,7 +136,7 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={
             200: ("tags", m.TagsResponse),
             404: ("no such repository", m.ErrorResponse),
-            **_CREDS_ERRORS,
+            **_LISTING_ERRORS,
         },
     ),
     Operation(
@@ -113,7 +145,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One page of repositories (empty repository) or of a repository's tags",
         query=m.PageQuery,
         path_params={"repository": "repository whose tags to page through; empty for repositories"},
-        responses={200: ("a page", m.PageResponse), **_CREDS_ERRORS},
+        responses={200: ("a page", m.PageResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",
@@ -121,7 +153,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Tags with digest and push time",
         query=m.TagMetadataQuery,
         path_params=_REPO,
-        responses={200: ("tags", m.TagsWithMetadataResponse), **_CREDS_ERRORS},
+        responses={200: ("tags", m.TagsWithMetadataResponse), **_LISTING_ERRORS},
     ),
     Operation(
         "get",
@@ -180,6 +212,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Prometheus metrics (local operators; not in the broker's accept filter)",
         responses={200: ("Prometheus text exposition format", "text/plain")},
         credentials=False,
+        secret=False,
         broker=False,
     ),
     Operation(
@@ -188,11 +221,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "This document",
         responses={200: ("OpenAPI 3 document", None)},
         credentials=False,
+        secret=False,
         broker=False,
     ),
 )
 
 _EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (m.ResultCallback, m.DoneCallback)
+_NO_SECRET = "X-Crbroker-Agent-Secret missing or wrong (code unauthenticated)"
+
+
+def _responses(op: Operation) -> dict[int, tuple[str, Any]]:
+    """The operation's answers, with the agent's own 401 merged in where it needs the secret."""
+    responses = dict(op.responses)
+    if not op.secret:
+        return responses
+    if 401 not in responses:
+        responses[401] = (_NO_SECRET, m.ErrorResponse)
+        return responses
+    desc, model = responses[401]
+    models = model if isinstance(model, tuple) else (model,)
+    if m.ErrorResponse not in models:
+        models = (*models, m.ErrorResponse)
+    responses[401] = (f"{desc}; or {_NO_SECRET}", models if len(models) > 1 else models[0])
+    return responses
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -219,7 +270,7 @@ def build_document() -> dict[str, Any]:
     for op in OPERATIONS:
         if op.body is not None:
             models.add(op.body)
-        for _, model in op.responses.values():
+        for _, model in _responses(op).values():
             if isinstance(model, tuple):
                 models.update(model)
             elif isinstance(model, type):
@@ -249,8 +300,9 @@ def build_document() -> dict[str, Any]:
             params += _query_parameters(op.query)
         if params:
             entry["parameters"] = params
-        if op.credentials:
-            entry["security"] = [{"crCredentials": []}]
+        required = {"agentSecret": op.secret, "crCredentials": op.credentials}
+        if any(required.values()):
+            entry["security"] = [{name: [] for name, on in required.items() if on}]
         if op.body is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -259,7 +311,7 @@ def build_document() -> dict[str, Any]:
                 },
             }
         responses: dict[str, Any] = {}
-        for status, (desc, model) in sorted(op.responses.items()):
+        for status, (desc, model) in sorted(_responses(op).items()):
             resp: dict[str, Any] = {"description": desc}
             if model == "text/plain":
                 resp["content"] = {"text/plain": {"schema": {"type": "string"}}}
@@ -297,7 +349,11 @@ def build_document() -> dict[str, Any]:
                 "proxyEndpoint. registryBase may carry a scheme; plain http:// is used only "
                 "when written. Unknown request fields are rejected. Errors are "
                 "{error: {code, message, field, step}}; a job's results go to "
-                "<callbackUrl><callbackApiPrefix>/v2/import/result and its end to .../done. "
+                "<BROKER_CLIENT_URL><callbackApiPrefix>/v2/import/result and its end to "
+                ".../done (a request's callbackUrl must be that URL, unless the agent runs with "
+                "CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true). Every route but /healthcheck, "
+                "/metrics and /openapi.json needs the X-Crbroker-Agent-Secret header "
+                "(CR_AGENT_SECRET). "
                 "Every answer carries X-Request-Id (the caller's, if it sent a sane one)."
             ),
         },
@@ -305,12 +361,20 @@ def build_document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
+                "agentSecret": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Crbroker-Agent-Secret",
+                    "description": "the shared secret CR_AGENT_SECRET (broker client and agent); "
+                    "every route but /healthcheck, /metrics and /openapi.json needs it unless "
+                    "the agent runs with CR_AGENT_AUTH=disabled",
+                },
                 "crCredentials": {
                     "type": "apiKey",
                     "in": "header",
                     "name": "Authorization",
                     "description": "base64 CR_CREDENTIALS blob",
-                }
+                },
             },
         },
     }

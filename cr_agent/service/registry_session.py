@@ -31,10 +31,12 @@ from cr_agent.registry.reference import ImageReference
 from cr_agent.registry.transport import USER_AGENT
 from cr_agent.registry_types import RegistryType
 from cr_agent.registry_types.base import TypeContext
+from cr_agent.service.allowed_registries import check_credentials, check_host, url_host
 from cr_agent.service.models import (
     ImageMetadataResponse,
     LayerInfo,
     PlatformManifest,
+    RepositoryTag,
     StepResult,
     TagMetadata,
 )
@@ -64,8 +66,12 @@ class RegistrySession:
         return self._client
 
     async def __aenter__(self) -> RegistrySession:
+        allowed = self.ctx.allowed_registries
+        check_credentials(self.creds, self.kind, allowed)
         endpoint = await self.kind.endpoint(self.creds, self.ctx)
         self.host = urllib.parse.urlsplit(endpoint.base_url).netloc
+        # the endpoint may come from elsewhere than the credentials (ECR's proxy endpoint)
+        check_host(url_host(endpoint.base_url), allowed)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             # LOG_LEVEL=debug: one line per HTTP exchange with the registry (method, URL
             # without query, status, time); headers are never logged
@@ -90,6 +96,7 @@ class RegistrySession:
             retries=2,
             max_retry_wait=min(5.0, self.ctx.timeout),
             session=self._http,
+            listing_limits=self.ctx.listing,
         )
         await self._client.__aenter__()
         return self
@@ -155,6 +162,20 @@ class RegistrySession:
         if created:
             tags = await self._bounded(tags, lambda t: self._with_created(repo, t, platform))
         return sorted(tags, key=lambda t: t.tag)
+
+    async def repository_tags(self, repository: str) -> list[RepositoryTag] | None:
+        """The repository's resource tags where its registry type has them (ECR)."""
+        try:
+            found = await self.kind.repository_tags(
+                self.creds, self.ctx, self.repository_name(repository)
+            )
+        except PermissionDenied as exc:
+            # a read-only role without ecr:ListTagsForResource still lists its images
+            log.warning("repository tags not readable", step=exc.step, error=str(exc))
+            return None
+        if found is None:
+            return None
+        return [RepositoryTag(Key=t.key, Value=t.value) for t in found]
 
     async def _bounded(self, items: list[Any], work: Any) -> list[Any]:
         limit = asyncio.Semaphore(HEAD_CONCURRENCY)

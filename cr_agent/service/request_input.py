@@ -7,12 +7,12 @@ with the redaction registry the moment it is seen, before anything can log it.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from cr_agent.registry import json_depth
 from cr_agent.registry_types import RegistryType, registry_type
 from cr_agent.service.errors import ApiError, CredentialsProblem
 from shared.credentials import CredentialsError, RegistryCredentials, decode_credentials
@@ -69,7 +69,9 @@ async def parse_body(request: web.Request, model: type[M]) -> tuple[M, dict[str,
             413, "invalid-request", f"body larger than {MAX_BODY_BYTES} bytes", field="body"
         )
     try:
-        obj = json.loads(raw or b"null")
+        obj = json_depth.loads(raw or b"null")
+    except json_depth.JsonTooDeep as exc:
+        raise ApiError(400, "invalid-request", f"body: {exc}", field="body") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid-request", "body is not valid JSON", field="body") from None
     if not isinstance(obj, dict):

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,19 +65,24 @@ class Spool:
         os.replace(tmp, path)
         return path
 
+    def holds(self, delivery: Delivery) -> bool:
+        """Still waiting (not delivered meanwhile by someone else)."""
+        return self._path(delivery).exists()
+
     def remove(self, delivery: Delivery) -> None:
         self._path(delivery).unlink(missing_ok=True)
 
-    def pending(self) -> list[Delivery]:
-        """Every spooled delivery, oldest first; unreadable files are set aside, not lost."""
-        out = []
+    def pending(self) -> Iterator[Delivery]:
+        """Every spooled delivery, oldest first, read one at a time (bodies can be megabytes
+        each); unreadable files are set aside, not lost."""
         for path in sorted(self.directory.glob("*.json")):
             try:
-                out.append(Delivery.from_json(path.read_text()))
+                yield Delivery.from_json(path.read_text())
+            except FileNotFoundError:
+                continue  # delivered meanwhile
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 log.error("unreadable spool file set aside", file=path.name, error=str(exc))
                 path.rename(path.with_suffix(".bad"))
-        return out
 
     def count(self) -> int:
         return sum(1 for _ in self.directory.glob("*.json"))

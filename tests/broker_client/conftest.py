@@ -3,6 +3,7 @@ the real snyk-broker server, and our client as a real subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tests.broker_client.agent import (
     agent_app,
     upstream_app,
 )
+from tests.support import snyk_broker
 
 REPO = st.REPO
 CLIENT_BIN = Path(sys.executable).with_name("broker-client")
@@ -81,6 +83,29 @@ REGISTRY_ENV = {
     "CR_PASSWORD": SECRET_PASSWORD,
     "CR_BASE": SECRET_BASE,
 }
+
+
+@contextlib.contextmanager
+def behind_snyk_server(
+    apps: Apps, workdir: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[snyk_broker.SnykBroker, OurClient]]:
+    """The real snyk-broker server (callbacks to the fake upstream) and our client behind it,
+    both sockets connected; stopped on exit."""
+    snyk_broker.require_snyk_broker()
+    server = snyk_broker.start_server(
+        workdir / "server", accept=snyk_broker.server_accept(apps.upstream_url)
+    )
+    try:
+        client = start_our_client(
+            workdir, server_url=server.url, agent_url=apps.agent_url, extra=extra
+        )
+        try:
+            snyk_broker.wait_for_clients(server.url, client.token, 2, timeout=20)
+            yield server, client
+        finally:
+            client.stop()
+    finally:
+        server.stop()
 
 
 def start_our_client(

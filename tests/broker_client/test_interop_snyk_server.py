@@ -129,9 +129,14 @@ def test_2_var_sub_authorization_delivers_credentials_blob(stack: Stack) -> None
     assert base64.b64decode(blob).endswith(b"}\n")  # snyk's shape: JSON plus a newline
 
 
-def test_2b_body_var_sub_fills_json_fields(stack: Stack) -> None:
+def test_2b_body_var_sub_fills_allowed_json_fields_only(stack: Stack) -> None:
     body = json.dumps(
-        {"image": "a:b", "BROKER_VAR_SUB": ["cb"], "cb": "${BROKER_CLIENT_URL}/api"}
+        {
+            "image": "a:b",
+            "BROKER_VAR_SUB": ["callbackUrl", "cb"],
+            "callbackUrl": "${BROKER_CLIENT_URL}/api",
+            "cb": "${BROKER_CLIENT_URL}/api",
+        }
     ).encode()
     request = urllib.request.Request(
         stack.broker_url("/scan"),
@@ -141,7 +146,11 @@ def test_2b_body_var_sub_fills_json_fields(stack: Stack) -> None:
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         echoed = json.loads(resp.read())
-    assert json.loads(echoed["body"]) == {"image": "a:b", "cb": f"{stack.client.url}/api"}
+    assert json.loads(echoed["body"]) == {
+        "image": "a:b",
+        "callbackUrl": f"{stack.client.url}/api",
+        "cb": "${BROKER_CLIENT_URL}/api",  # not a place BROKER_CLIENT_VAR_SUB_ALLOW names
+    }
 
 
 def test_3_sixty_megabytes_stream_intact_with_bounded_client_memory(stack: Stack) -> None:
@@ -337,7 +346,8 @@ def test_agent_dropping_mid_body_never_yields_a_complete_looking_answer(stack: S
 
 
 def test_8_no_secret_value_in_any_log_line(stack: Stack) -> None:
-    secrets: list[Any] = [stack.token, SECRET_USERNAME, SECRET_PASSWORD, SECRET_BASE]
+    # not SECRET_BASE: a registry's address is not a secret (issue 10 item 10)
+    secrets: list[Any] = [stack.token, SECRET_USERNAME, SECRET_PASSWORD]
     blob = get(
         stack.broker_url("/list"),
         {"x-broker-var-sub": "authorization", "authorization": "${CR_CREDENTIALS}"},

@@ -19,8 +19,13 @@ BASE = {
 }
 
 
+#: a registry for tests about other settings (the client refuses to start without one)
+REGISTRY = {"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"}
+
+
 def load(**env: str):
-    return load_settings({**BASE, **env})
+    registry = {} if {"CR_TYPE", "CR_CREDENTIALS"} & set(env) else REGISTRY
+    return load_settings({**BASE, **registry, **env})
 
 
 def test_defaults_follow_snyk_broker() -> None:
@@ -33,7 +38,7 @@ def test_defaults_follow_snyk_broker() -> None:
     assert (settings.SOCKET_PING_INTERVAL, settings.SOCKET_PONG_TIMEOUT) == (25000, 10000)
     assert settings.SOCKET_MAX_RESPONSE_LENGTH == 20971520
     assert settings.BROKER_TOKEN == BASE["BROKER_TOKEN"].lower()  # the server lower-cases it
-    assert len(rules.private) == 10 and len(rules.public) == 8  # the shipped CRA rules
+    assert len(rules.private) == 11 and len(rules.public) == 8  # the shipped CRA rules
 
 
 @pytest.mark.parametrize(
@@ -61,9 +66,15 @@ def test_defaults_follow_snyk_broker() -> None:
         ({"CR_TYPE": "ecr"}, "CR_ROLE_ARN and CR_REGION required when CR_TYPE=ecr"),
         ({"CR_TYPE": "digitalocean-cr"}, "CR_TOKEN required when CR_TYPE=digitalocean-cr"),
         (
-            {"CR_TYPE": "harbor-cr", "CR_USERNAME": "u"},
+            {"CR_TYPE": "harbor-cr", "CR_BASE": "harbor.example", "CR_USERNAME": "u"},
             "CR_PASSWORD required when CR_TYPE=harbor-cr",
         ),
+        ({"CR_TYPE": "dockerhub"}, "CR_TYPE: unknown registry type 'dockerhub'; use one of acr,"),
+        (
+            {"CR_TYPE": "generic-cr", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+            "CR_BASE required when CR_TYPE=generic-cr",
+        ),
+        ({"CR_TYPE": "harbor-cr"}, "CR_BASE required when CR_TYPE=harbor-cr"),
         ({"CR_CREDENTIALS": "not base64!"}, "CR_CREDENTIALS: credentials"),
         (
             {"ACCEPT": "/nonexistent/accept.json"},
@@ -82,6 +93,14 @@ def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> No
 def test_cr_agent_url_required_by_default_rules() -> None:
     with pytest.raises(SettingsError, match=r"^CR_AGENT_URL: required"):
         load_settings({"BROKER_TOKEN": "t0ken"})
+
+
+def test_a_registry_is_required_by_default_rules() -> None:
+    with pytest.raises(SettingsError, match=r"^CR_TYPE: required \(or CR_CREDENTIALS\)"):
+        load_settings(BASE)
+    # the legacy names snyk's old docs used still work
+    settings, _ = load(CR_TYPE="DockerHub", CR_USERNAME="u", CR_PASSWORD="p")
+    assert settings.CR_TYPE == "docker-hub"
 
 
 def test_accept_rules_file_errors_are_named(tmp_path: Path) -> None:
@@ -131,7 +150,7 @@ def test_given_cr_credentials_is_kept() -> None:
     assert settings.CR_CREDENTIALS == blob
 
 
-def test_secret_values_cover_token_cr_values_and_decoded_fields() -> None:
+def test_secret_values_cover_credentials_but_not_addresses() -> None:
     settings, _ = load(
         CR_TYPE="docker-hub",
         CR_USERNAME="user-x1",
@@ -145,13 +164,15 @@ def test_secret_values_cover_token_cr_values_and_decoded_fields() -> None:
         settings.BROKER_TOKEN,
         "user-x1",
         "pass-y2",
-        "reg.example",
         settings.CR_CREDENTIALS,
         "a:b-1",
         "c:d-2",
         "proxypass",
     ):
         assert value in secrets
+    # host names are not secrets: logs must be able to say which registry or agent failed
+    for address in ("reg.example", settings.CR_AGENT_URL):
+        assert not any(address in value for value in secrets if value != settings.CR_CREDENTIALS)
 
 
 def test_proxy_selection_honours_no_proxy() -> None:
@@ -170,12 +191,12 @@ def test_proxy_selection_honours_no_proxy() -> None:
 
 
 def test_lower_case_proxy_variables_are_read() -> None:
-    settings, _ = load_settings({**BASE, "https_proxy": "http://p:1", "no_proxy": "*"})
+    settings, _ = load_settings({**BASE, **REGISTRY, "https_proxy": "http://p:1", "no_proxy": "*"})
     assert settings.HTTPS_PROXY == "http://p:1"
     assert settings.proxy_for("https://x") is None
 
 
-def test_validation_credentials_follow_snyk_precedence() -> None:
+def test_validation_credentials_follow_snyk_precedence(tmp_path: Path) -> None:
     settings, _ = load(
         BROKER_CLIENT_VALIDATION_AUTHORIZATION_HEADER_POOL="token a,token b",
         BROKER_CLIENT_VALIDATION_BASIC_AUTH="u:p",
@@ -185,7 +206,10 @@ def test_validation_credentials_follow_snyk_precedence() -> None:
     assert basic.validation_credentials() == ["Basic " + base64.b64encode(b"u:p").decode()]
     cra, _ = load(CR_TYPE="docker-hub", CR_USERNAME="u", CR_PASSWORD="p")
     assert cra.validation_credentials() == [cra.CR_CREDENTIALS]
-    none, _ = load()
+    # rules that never reach the agent need no registry
+    accept = tmp_path / "accept.json"
+    accept.write_text('{"private": [{"path": "/x", "origin": "http://127.0.0.1:1"}]}')
+    none, _ = load_settings({**BASE, "ACCEPT": str(accept)})
     assert none.validation_credentials() == [None]
 
 
@@ -203,6 +227,13 @@ def test_wire_version_is_semver_at_or_above_the_recommended_minimum() -> None:
         ({"BROKER_TOKEN": ""}, "BROKER_TOKEN"),
         ({"PORT": "x"}, "PORT"),
         ({"CR_TYPE": "ecr"}, "CR_ROLE_ARN"),
+        # issue 10 item 11: no registry, an unknown type, generic-cr without its address
+        ({}, "CR_TYPE: required (or CR_CREDENTIALS)"),
+        ({"CR_TYPE": "quay"}, "CR_TYPE: unknown registry type 'quay'"),
+        (
+            {"CR_TYPE": "generic-cr", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+            "CR_BASE required when CR_TYPE=generic-cr",
+        ),
     ],
 )
 def test_cli_exits_2_with_one_line_and_no_traceback(env: dict[str, str], needle: str) -> None:

@@ -93,3 +93,18 @@ def test_rules_naming_upstream_url_need_it(tmp_path):
     )
     with pytest.raises(SettingsError, match=r"^UPSTREAM_URL: required"):
         load_settings({"BROKER_TOKENS": GOOD, "ACCEPT": str(accept)})
+
+
+def test_inflight_limits_must_hold_the_largest_message_twice():
+    with pytest.raises(
+        SettingsError,
+        match=r"^BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_TOKEN: 30000000 is less than twice "
+        r"SOCKET_MAX_RESPONSE_LENGTH \(44040192\)",
+    ):
+        load_settings(
+            {"BROKER_TOKENS": GOOD, "BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_TOKEN": "30000000"}
+        )
+    settings, _, _ = load_settings({"BROKER_TOKENS": GOOD})
+    assert settings.BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN == 10
+    assert settings.BROKER_SERVER_MAX_INFLIGHT_BYTES == 256 * 1024 * 1024
+    assert settings.BROKER_SERVER_STREAM_IDLE_TIMEOUT == 60000

@@ -178,3 +178,92 @@ def test_progress_only_when_stdout_is_a_terminal(plain_registry, unique_repo, tm
         tmp_path=tmp_path,
     )
     assert quiet.returncode == 0 and "layers" not in quiet.stderr
+
+
+def test_log_level_debug_prints_each_registry_request(plain_registry, unique_repo, tmp_path):
+    push(plain_registry.url, unique_repo, _image(), tag="v1")
+    ref = f"{plain_registry.host}/{unique_repo}:v1"
+    proc = _run([ref, "--plain-http", "--no-cache", "--log-level", "debug"], tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    requests = [e for e in lines if e["event"] == "registry http"]
+    assert requests and all(e["level"] == "debug" for e in lines)
+    assert any(e["url"].endswith(f"/v2/{unique_repo}/manifests/v1") for e in requests)
+    assert {"resolved", "layer_done"} <= {e["event"] for e in lines}
+    quiet = _run([ref, "--plain-http", "--no-cache"], tmp_path=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_bad_option_combinations_are_usage_errors(tmp_path):
+    cases = [
+        (["--log-level", "loud"], "unknown log level 'loud'"),
+        (["--username", "u"], "--username needs --password-stdin"),
+        (["--password-stdin"], "--password-stdin needs --username"),
+        (["--timeout", "0"], "--timeout must be more than 0"),
+    ]
+    for extra, message in cases:
+        proc = _run(["127.0.0.1:1/x:tag", "--no-cache", *extra], stdin="pw\n", tmp_path=tmp_path)
+        assert proc.returncode == 2, (extra, proc.stderr)
+        assert proc.stderr.startswith("usage: cr-agent scan"), proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tls_error_against_a_plain_http_registry_suggests_the_flag(plain_registry, tmp_path):
+    proc = _run([f"{plain_registry.host}/x:tag", "--no-cache"], tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert "TLS handshake" in proc.stderr and "try --plain-http" in proc.stderr
+    assert plain_registry.host in proc.stderr
+
+
+def test_a_hung_registry_is_reported_while_waiting_and_given_up(tmp_path):
+    import socket
+    import threading
+
+    from cr_agent.cli import DEFAULT_TIMEOUT, TRIES
+
+    # the default bound: a hung registry ends the command within about a minute
+    assert DEFAULT_TIMEOUT * TRIES <= 60
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(hang.accept()[0])  # and never answer
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{hang.getsockname()[1]}"
+        proc = _run(
+            [f"{host}/t/x:v1", "--plain-http", "--no-cache", "--timeout", "2"], tmp_path=tmp_path
+        )
+    finally:
+        hang.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 1
+    notices = [line for line in proc.stderr.splitlines() if "has not answered" in line]
+    assert len(notices) == TRIES, proc.stderr
+    assert notices[0].startswith(f"cr-agent scan: waiting for {host}: GET /v2/t/x/manifests/v1")
+    assert proc.stderr.splitlines()[-1].startswith("cr-agent scan: error: manifest:")
+
+
+def test_an_unwritable_cache_directory_costs_the_cache_not_the_scan(
+    plain_registry, unique_repo, tmp_path
+):
+    from tests.support.read_only import assert_unwritable, read_only_dir
+
+    push(plain_registry.url, unique_repo, _image(), tag="v1")
+    with read_only_dir(tmp_path / "cache") as cache:
+        assert_unwritable(cache)
+        proc = _run(
+            [f"{plain_registry.host}/{unique_repo}:v1", "--plain-http", "--cache-dir", str(cache)],
+            tmp_path=tmp_path,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["packages"][0]["name"] == "curl"
+    assert f"layer cache {cache} is not usable" in proc.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from cr_agent.image.layer import LayerContents
 from cr_agent.layer_cache import LayerCache
+from tests.support.read_only import assert_unwritable, read_only_dir
 
 
 def _contents(tag: bytes, size: int = 1000) -> LayerContents:
@@ -96,3 +97,24 @@ def test_round_trip(size):
         entries=3,
     )
     assert LayerContents.from_bytes(c.to_bytes()) == c
+
+
+def test_a_directory_that_takes_no_file_is_refused_at_once(tmp_path):
+    # mkdir succeeds on an existing directory of a read-only filesystem; only a write tells
+    with read_only_dir(tmp_path / "ro") as directory:
+        assert_unwritable(directory)
+        with pytest.raises(OSError):
+            LayerCache(directory)
+
+
+def test_a_cache_that_turns_unwritable_keeps_serving_and_stops_adding(tmp_path):
+    cache = LayerCache(tmp_path / "cache")
+    cache.put("old", _contents(b"O"))
+    with read_only_dir(tmp_path / "cache") as directory:
+        assert_unwritable(directory)
+        cache.put("new", _contents(b"N"))  # no exception: the scan goes on
+        assert cache.writable is False
+        assert cache.get("new") is None
+        assert cache.get("old") == _contents(b"O")
+        cache.put("newer", _contents(b"M"))  # not tried again
+        assert not (directory / "newer.layer").exists()

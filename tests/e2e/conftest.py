@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy import stack as st
+from deploy.processes import free_port
 from deploy.sample_images import SampleImage, many_packages_image, push_all, sample_images
 from deploy.upstream_receiver import UpstreamReceiver
 from tests.support import snyk_broker
@@ -62,8 +63,8 @@ def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e")
 
 
-@pytest.fixture(scope="session")
-def receiver() -> Iterator[UpstreamReceiver]:
+def recording_server() -> Iterator[UpstreamReceiver]:
+    """An HTTP server that records every request (for fixtures)."""
     rec = UpstreamReceiver().start()
     try:
         yield rec
@@ -72,13 +73,24 @@ def receiver() -> Iterator[UpstreamReceiver]:
 
 
 @pytest.fixture(scope="session")
-def agent(e2e_dir: Path) -> Iterator[st.Service]:
+def receiver() -> Iterator[UpstreamReceiver]:
+    yield from recording_server()
+
+
+def start_agent(workdir: Path, callback_url: str | None = None, **env: str) -> st.Service:
     # debug logging everywhere: the secret scan at the end then covers the chattiest logs
-    service = st.start_agent(
-        e2e_dir / "agent",
+    return st.start_agent(
+        workdir,
         max_active=2,
-        env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT), "LOG_LEVEL": "debug"},
+        callback_url=callback_url,
+        env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT), "LOG_LEVEL": "debug", **env},
     )
+
+
+@pytest.fixture(scope="session")
+def agent(e2e_dir: Path) -> Iterator[st.Service]:
+    """An agent on its own (no broker client in front of it)."""
+    service = start_agent(e2e_dir / "agent")
     try:
         yield service
     finally:
@@ -91,6 +103,7 @@ class Broker:
     server_url: str
     token: str
     client: st.Service
+    agent: st.Service
     logs: list[Path]
 
     def request(self, method: str, path: str, **kwargs: object) -> tuple[int, object]:
@@ -104,10 +117,11 @@ class Broker:
 def broker(
     request: pytest.FixtureRequest,
     registry: Registry,
-    agent: st.Service,
     receiver: UpstreamReceiver,
     e2e_dir: Path,
 ) -> Iterator[Broker]:
+    """Server (snyk-broker or ours) -> our client -> our agent, which calls back to the client
+    and talks only to the test registry (CR_ALLOWED_REGISTRIES)."""
     flavour: str = request.param
     workdir = e2e_dir / flavour
     token = str(uuid.uuid4())
@@ -126,18 +140,68 @@ def broker(
             )
             stoppers.append(ours.stop)
             server_url, server_log = ours.url, ours.process.log_path
+        client_port = free_port()
+        agent = start_agent(
+            workdir,
+            callback_url=f"http://127.0.0.1:{client_port}",
+            CR_ALLOWED_REGISTRIES=registry.running.url.split("://", 1)[1],
+        )
+        stoppers.append(agent.stop)
         client = st.start_broker_client(
             workdir,
             token=token,
             server_url=server_url,
             agent_url=agent.url,
             registry=registry.cr_env,
+            port=client_port,
+            agent_secret=agent.env["CR_AGENT_SECRET"],
             env={"LOG_LEVEL": "debug", "DEBUG": "true"},
         )
         stoppers.append(client.stop)
         st.wait_for_connection(server_url, token)
         logs = [server_log, client.process.log_path, agent.process.log_path]
-        yield Broker(flavour, server_url, token, client, logs)
+        yield Broker(flavour, server_url, token, client, agent, logs)
+    finally:
+        for stop in reversed(stoppers):
+            stop()
+
+
+@dataclass
+class Trio:
+    """Our three services, no registry: an agent, a broker server and a client connected to it."""
+
+    agent: st.Service
+    server: st.Service
+    client: st.Service
+
+    @property
+    def token(self) -> str:
+        return self.client.token
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trio]:
+    workdir = tmp_path_factory.mktemp("trio")
+    token = str(uuid.uuid4())
+    stoppers = []
+    try:
+        agent = st.start_agent(workdir / "agent")
+        stoppers.append(agent.stop)
+        server = st.start_broker_server(
+            workdir / "server", token=token, upstream_url="http://127.0.0.1:9"
+        )
+        stoppers.append(server.stop)
+        client = st.start_broker_client(
+            workdir / "client",
+            token=token,
+            server_url=server.url,
+            agent_url=agent.url,
+            registry={"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+            validation_path=None,
+        )
+        stoppers.append(client.stop)
+        st.wait_for_connection(server.url, token)
+        yield Trio(agent, server, client)
     finally:
         for stop in reversed(stoppers):
             stop()

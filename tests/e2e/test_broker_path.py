@@ -130,6 +130,19 @@ def test_image_metadata_and_state_identifier(broker: Broker, registry: Registry)
     assert state["digest"] == digest and state["stateIdentifier"].startswith("sha256:")
 
 
+def test_status_path_the_agent_advertises_is_allowed(broker: Broker, registry: Registry) -> None:
+    """Issue 10 item 6: ``statusPath`` from POST /scan answers through the shipped filter."""
+    status, answer = broker.request(
+        "POST", "/scan", body=st.scan_body([registry.images[0].reference])
+    )
+    assert status == 202, answer
+    assert isinstance(answer, dict)
+    status, job = broker.request("GET", answer["statusPath"])
+    assert status == 200, job
+    assert isinstance(job, dict)
+    assert job["jobId"] == answer["jobId"]
+
+
 def test_credentials_in_the_body_via_broker_var_sub(
     broker: Broker, registry: Registry, receiver: UpstreamReceiver
 ) -> None:
@@ -190,11 +203,65 @@ def test_discover_v1_callback_path(
     assert components(result) == sample.packages
 
 
-def test_without_credentials_the_agent_refuses(broker: Broker) -> None:
+def test_without_server_credentials_the_agent_gets_the_clients(
+    broker: Broker, registry: Registry
+) -> None:
+    # the credentials are the broker client's alone: nothing from the server is needed
     status, body = broker.request("GET", "/list", credentials=False)
-    assert status in (400, 401), body
+    assert status == 200, body
     assert isinstance(body, dict)
-    assert body["error"]["field"] == "Authorization"
+    assert set(body["repositories"]) >= {s.repository for s in registry.images}
+
+
+def test_server_written_credentials_cannot_point_the_agent_elsewhere(
+    broker: Broker, registry: Registry
+) -> None:
+    """Issue 10 item 2: a literal blob naming an internal host, in the header and the body."""
+    internal = UpstreamReceiver().start()  # an internal HTTP service the attacker wants read
+    try:
+        blob = encode_credentials(
+            build_credentials_json("generic-cr", base=internal.url, username="a", password="b")
+        )
+        status, body = broker.request(
+            "GET", "/list", headers={"authorization": blob}, credentials=False
+        )
+        assert status == 200, body
+        assert isinstance(body, dict)
+        assert set(body["repositories"]) >= {s.repository for s in registry.images}
+        sample = registry.images[0]
+        status, meta = broker.request(
+            "POST",
+            "/scan",
+            body={**st.scan_body([sample.reference]), "credentials": blob},
+            credentials=False,
+        )
+        assert status == 202, meta
+        assert internal.requests == []
+    finally:
+        internal.stop()
+
+
+def test_echoed_request_id_keeps_client_variables_literal(
+    broker: Broker, registry: Registry, receiver: UpstreamReceiver
+) -> None:
+    """Issue 10 item 4: the agent echoes requestId upstream; it must not carry the token.
+
+    Two layers hold: the client leaves the placeholders literal (not on its substitution
+    allow-list), and the agent refuses a requestId that is not a plain identifier, so nothing
+    is scanned and nothing is echoed."""
+    sample = registry.images[0]
+    body = st.scan_body([sample.reference])
+    body["requestId"] = "${BROKER_TOKEN}:${CR_PASSWORD}"
+    body["BROKER_VAR_SUB"] = ["callbackUrl", "requestId"]
+    before = len(receiver.all_bytes())
+    status, answer = broker.request("POST", "/scan", body=body)
+    assert status == 400, answer
+    assert isinstance(answer, dict)
+    assert answer["error"]["field"] == "requestId"
+    text = json.dumps(answer)
+    # the literal placeholder may be quoted back; neither value it names ever is
+    assert REGISTRY_PASSWORD not in text and broker.token not in text
+    assert REGISTRY_PASSWORD.encode() not in receiver.all_bytes()[before:]
 
 
 def test_registry_api_is_not_reachable_through_the_broker(broker: Broker) -> None:

@@ -176,7 +176,9 @@ def test_agent_healthcheck_command(agent: st.Service) -> None:
 def test_broker_healthcheck_command(tmp_path: Path) -> None:
     receiver = UpstreamReceiver().start()
     try:
-        with st.Stack(tmp_path, upstream_url=receiver.url, registry={}) as stack:
+        # the client refuses to start without a registry (CR_TYPE): any will do here
+        registry = {"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"}
+        with st.Stack(tmp_path, upstream_url=receiver.url, registry=registry) as stack:
             port = str(stack.client.port)
             assert run_healthcheck("Dockerfile.broker", {"PORT": port}) == 0
             # the server goes away: the client's socket closes and the check fails

@@ -78,6 +78,12 @@ def test_agent_deployment() -> None:
     env = environment(docs, c)
     settings = load_agent_settings(env)
     assert not SECRET_NAMES & set(env), "the agent holds no registry secret"
+    # it shares its secret with the client and calls back to the client's Service only
+    client_env = environment(docs, container(docs, "crbroker-broker-client"))
+    assert settings.CR_AGENT_SECRET is not None
+    assert settings.CR_AGENT_SECRET.get_secret_value() == client_env["CR_AGENT_SECRET"]
+    assert {i["name"] for i in c["env"] if "valueFrom" in i} == {"CR_AGENT_SECRET"}
+    assert settings.BROKER_CLIENT_URL == service_url(docs, "crbroker-broker-client")
     (port,) = c["ports"]
     assert port["containerPort"] == settings.port
     agent_url = urllib.parse.urlsplit(service_url(docs, "crbroker-cr-agent"))

@@ -32,6 +32,8 @@ class CallbackReceiver:
     received: list[Received] = field(default_factory=list)
     refused: int = 0
     keys: set[str] = field(default_factory=set)
+    #: every POST that got past ``fail_first``, duplicates included: (path, Idempotency-Key)
+    posts: list[tuple[str, str]] = field(default_factory=list)
     server: TestServer | None = None
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -41,6 +43,7 @@ class CallbackReceiver:
             self.refused += 1
             return web.json_response({"error": "not now"}, status=self.fail_status)
         key = request.headers.get("Idempotency-Key", "")
+        self.posts.append((request.path, key))
         if key and key in self.keys:
             return web.json_response({"duplicate": key}, status=409)
         self.keys.add(key)

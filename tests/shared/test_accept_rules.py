@@ -237,6 +237,8 @@ def test_shipped_container_registry_agent_rules() -> None:
         ("GET", "/healthcheck"),
         ("GET", "/validate-credentials"),
         ("GET", "/get-state-identifier"),
+        ("GET", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc"),  # statusPath of a scan job
+        ("GET", "/scan/0F0E0D0C-AAAA-4BBB-8CCC-123456789ABC"),
     ]
     for method, url in allowed:
         rule = cra.match_private(method, url)
@@ -246,6 +248,13 @@ def test_shipped_container_registry_agent_rules() -> None:
         ("DELETE", "/list"),
         ("GET", "/scan"),
         ("GET", "/list/%2e%2e/x"),
+        # the status rule is as narrow as a job id
+        ("GET", "/scan/not-a-job"),
+        ("GET", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc/x"),
+        ("GET", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc0"),
+        ("GET", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc%2f..%2fx"),
+        ("POST", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc"),
+        ("DELETE", "/scan/0f0e0d0c-aaaa-4bbb-8ccc-123456789abc"),
     ]:
         assert cra.match_private(method, url) is None, (method, url)
     assert cra.match_public("POST", "/api/v2/import/result") is not None

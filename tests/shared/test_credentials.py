@@ -54,7 +54,8 @@ def test_digitalocean_uses_token_as_username_and_password():
     [
         ({"cr_type": "ecr", "region": "x"}, "CR_ROLE_ARN"),
         ({"cr_type": "digitalocean-cr"}, "CR_TOKEN"),
-        ({"cr_type": "acr", "username": "u"}, "CR_PASSWORD"),
+        ({"cr_type": "acr", "username": "u", "base": "a.azurecr.io"}, "CR_PASSWORD"),
+        ({"cr_type": "generic-cr", "username": "u", "password": "p"}, "CR_BASE"),
     ],
 )
 def test_missing_variable_is_named(kwargs, needle):

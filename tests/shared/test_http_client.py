@@ -187,3 +187,32 @@ async def test_header_injection_is_refused() -> None:
     client = HttpClient(None)
     with pytest.raises(ValueError, match="line break"):
         await client.request("GET", "http://127.0.0.1:9/", headers={"x-a": "1\r\nx-b: 2"})
+
+
+async def test_bounded_pool_frees_a_slot_on_release_close_and_failure() -> None:
+    recorder = Recorder()
+    port = free_port()
+    runner = await start(agent_app(recorder), port)
+    client = HttpClient(None, max_connections_per_origin=1)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first = await client.request("GET", f"{url}/list/a", headers={})
+        # the one slot is taken until the body is read: a second request waits
+        waiting = asyncio.ensure_future(client.request("GET", f"{url}/list/b", headers={}))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        first.close()  # dropped unread: the slot comes back all the same
+        second = await asyncio.wait_for(waiting, 5)
+        await second.read()  # read to the end: released, socket kept for reuse
+        third = await asyncio.wait_for(client.request("GET", f"{url}/list/c", headers={}), 5)
+        third.release()
+        dead = f"http://127.0.0.1:{free_port()}/x"
+        for _ in range(2):  # a failed connect gives its slot back (else the second would hang)
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.wait_for(client.request("GET", dead, headers={}), 5)
+        fourth = await asyncio.wait_for(client.request("GET", f"{url}/list/d", headers={}), 5)
+        assert fourth.status == 200
+        await fourth.read()
+    finally:
+        await client.close()
+        await runner.cleanup()

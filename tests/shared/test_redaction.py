@@ -5,10 +5,13 @@ import logging
 
 import pytest
 
+from shared.credentials import build_credentials_json, encode_credentials
 from shared.logging import configure_logging, get_logger, register_secrets
 from shared.redaction import (
     SECRETS,
+    WITHHELD,
     SecretRegistry,
+    excerpt,
     hash_token,
     is_sensitive_key,
     mask_credentials,
@@ -114,3 +117,48 @@ def test_a_secret_containing_another_is_replaced_whole() -> None:
 )
 def test_sensitive_key_names(key: str, sensitive: bool) -> None:
     assert is_sensitive_key(key) is sensitive
+
+
+# --------------------------------------------------------------------------- wire excerpts
+
+#: the issue's example: base64 of ``,"password":"testpass",`` sits inside this blob
+ISSUE_BLOB = encode_credentials(
+    build_credentials_json(
+        "generic-cr", base="registry.example", username="testuser", password="testpass"
+    )
+)
+
+
+def test_the_issue_fragment_is_inside_the_blob() -> None:
+    assert "iLCJwYXNzd29yZCI6InRlc3RwYXNz" in ISSUE_BLOB
+
+
+def test_a_cut_through_a_secret_leaks_nothing_of_it() -> None:
+    """Issue 16 item 7: cut first and redact after, and the part before the cut escapes."""
+    registry = SecretRegistry()
+    registry.add(ISSUE_BLOB)
+    limit = 400
+    for start in range(limit - len(ISSUE_BLOB), limit):
+        frame = "4" + "x" * (start - 1) + ISSUE_BLOB + "y" * 50
+        if start + 30 < limit < start + len(ISSUE_BLOB):
+            # the old order, for contrast: the piece before the cut matches no registered form
+            assert ISSUE_BLOB[:30] in registry.scrub(frame[:limit])
+        shown = excerpt(frame, limit, registry)
+        assert len(shown) <= limit
+        for i in range(len(ISSUE_BLOB) - 8):
+            assert ISSUE_BLOB[i : i + 8] not in shown
+
+
+def test_frames_with_secrets_or_credential_fields_are_withheld() -> None:
+    registry = SecretRegistry()
+    registry.add("s3cret-value")
+    assert excerpt('{"a":"s3cret-value"}', 400, registry) == WITHHELD
+    # a credential field is withheld whatever its value (a substituted blob, a server's own)
+    assert excerpt('{"headers":{"Authorization":"Bearer abc"}}', 400, registry) == WITHHELD
+    assert excerpt('{"credentials": "whatever"}', 400, registry) == WITHHELD
+    assert excerpt('{"url":"/list","method":"GET"}', 10, registry) == '{"url":"/l'
+
+
+def test_escaped_credential_fields_inside_a_json_string_are_withheld_too() -> None:
+    frame = json.dumps({"body": json.dumps({"credentials": "x", "image": "a:b"})})
+    assert excerpt(frame, 400, SecretRegistry()) == WITHHELD

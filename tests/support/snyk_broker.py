@@ -1,9 +1,15 @@
 """Run the real snyk-broker 5.22.14 (npm) server or client on loopback for interop tests.
 
-The npm tarball lacks ``config.default.json``; it is copied from the reference folder into
-``.cache/snyk-broker/`` (an ancestor of ``node_modules``, git-ignored) at run time. Tests that
-need the real broker call :func:`require_snyk_broker`, which skips with a reason when the
-reference folder or the npm install is missing.
+Everything comes from the npm install (``make npm``), so a clone of the repository alone runs
+these tests: the stock container-registry-agent filter is the package's
+``dist/client-templates/container-registry-agent/accept.json.sample``. The npm tarball lacks
+``config.default.json``, which the broker refuses to start without (it looks for one in an
+ancestor of its own directory); :func:`prepare` writes one into ``.cache/snyk-broker/``
+(git-ignored): the upstream repository's file from ``../shared/reference`` when that folder is
+beside the clone, else :data:`MINIMAL_CONFIG`, with which the classic server and client run
+alike. Tests that need the real
+broker call :func:`require_snyk_broker`, which skips with a reason when the npm install is
+missing.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,9 +31,14 @@ from deploy.processes import ServerProcess, free_port, wait_for_http
 from deploy.stack import Service
 
 REPO = Path(__file__).resolve().parents[2]
+#: optional: the upstream repository's config.default.json, used when present
 REFERENCE_DIR = REPO.parent / "shared" / "reference" / "snyk-broker"
 CACHE_DIR = REPO / ".cache" / "snyk-broker"
 BROKER_BIN = CACHE_DIR / "node_modules" / ".bin" / "broker"
+PACKAGE_DIR = CACHE_DIR / "node_modules" / "snyk-broker"
+STOCK_CRA_ACCEPT = (
+    PACKAGE_DIR / "dist" / "client-templates" / "container-registry-agent" / "accept.json.sample"
+)
 #: What the npm client reports; the package itself has no version (protocol reference, section 9).
 SNYK_CLIENT_VERSION = "5.22.14"
 
@@ -40,8 +52,6 @@ _QUIET_ENV = {
 
 def missing_reason() -> str | None:
     """Why the real snyk-broker cannot run here, or None when it can."""
-    if not (REFERENCE_DIR / "config.default.json").is_file():
-        return f"snyk-broker reference data not found at {REFERENCE_DIR}"
     if not BROKER_BIN.exists():
         return f"snyk-broker npm install not found at {BROKER_BIN} (run `make npm`)"
     if shutil.which("node") is None:
@@ -60,19 +70,71 @@ def require_snyk_broker() -> Path:
     return BROKER_BIN
 
 
-def prepare() -> None:
-    """Copy config.default.json next to node_modules (idempotent; the copy is not committed)."""
-    target = CACHE_DIR / "config.default.json"
-    source = REFERENCE_DIR / "config.default.json"
-    if not target.exists() or target.read_bytes() != source.read_bytes():
+#: What the classic server and client need from config.default.json when the upstream
+#: repository's file is not at hand: where the request "workloads" live inside the package
+#: (without them the server accepts clients but cannot relay a request). Every other default
+#: the tests rely on is in the broker's code or set by the tests.
+MINIMAL_CONFIG = {
+    "REMOTE_WORKLOAD_NAME": "BrokerWorkload",
+    "REMOTE_WORKLOAD_MODULE_PATH": "../broker-workload/websocketRequests",
+    "CLIENT_WORKLOAD_NAME": "BrokerClientRequestWorkload",
+    "CLIENT_WORKLOAD_MODULE_PATH": "../broker-workload/clientLocalRequests",
+}
+
+
+def prepare(cache_dir: Path = CACHE_DIR, reference_dir: Path = REFERENCE_DIR) -> None:
+    """Put a config.default.json in ``cache_dir``, next to node_modules (idempotent; not
+    committed): the reference copy when ``reference_dir`` has one, else :data:`MINIMAL_CONFIG`."""
+    target = cache_dir / "config.default.json"
+    source = reference_dir / "config.default.json"
+    if source.is_file():
+        content = source.read_bytes()
+    elif target.is_file():
+        return  # the reference copy or an earlier empty one: either runs
+    else:
+        content = json.dumps(MINIMAL_CONFIG, indent=2).encode() + b"\n"
+    if not target.exists() or target.read_bytes() != content:
         tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
+        tmp.write_bytes(content)
         tmp.replace(target)
 
 
-def reference_accept_path() -> Path:
-    """The stock container-registry-agent filter from the reference folder (read-only)."""
-    return REFERENCE_DIR / "container-registry-agent.accept.json"
+def clone_root(workdir: Path) -> Path:
+    """A directory laid out like a fresh clone's ``.cache/snyk-broker`` with no ``../shared``:
+    ``node_modules`` linked to the real install, config.default.json as :func:`prepare` writes
+    it there. Pass it as ``root`` to run the broker from it."""
+    root = workdir / "clone-cache"
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "node_modules"
+    if not link.exists():
+        link.symlink_to(CACHE_DIR / "node_modules", target_is_directory=True)
+    prepare(root, workdir / "no-shared-reference")
+    return root
+
+
+#: ``CRBROKER_INTEROP_AS_CLONE=1`` runs every real broker of the session from a clone root
+#: (no ``../shared``): what a fresh clone's ``make test`` does, on a machine that has it
+AS_CLONE = os.environ.get("CRBROKER_INTEROP_AS_CLONE", "") not in ("", "0")
+_session_root: list[Path] = []
+
+
+def _command(role: str, root: Path | None) -> list[str]:
+    if root is None and AS_CLONE:
+        if not _session_root:
+            _session_root.append(clone_root(Path(tempfile.mkdtemp(prefix="crb-clone-"))))
+        root = _session_root[0]
+    if root is None:
+        return [str(require_snyk_broker()), role]
+    require_snyk_broker()
+    # node resolves symlinks by default, and the broker looks for its config.default.json above
+    # its own real path; with the links preserved it finds the one in ``root``
+    script = root / "node_modules" / "snyk-broker" / "dist" / "cli" / "index.js"
+    return ["node", "--preserve-symlinks", "--preserve-symlinks-main", str(script), role]
+
+
+def stock_accept_path() -> Path:
+    """The stock container-registry-agent filter, as the npm package ships it (read-only)."""
+    return STOCK_CRA_ACCEPT
 
 
 def server_accept(upstream_origin: str) -> dict[str, Any]:
@@ -138,10 +200,11 @@ def start_server(
     log_level: str = "info",
     timeout: float = 30.0,
     wait: bool = True,
+    root: Path | None = None,
 ) -> SnykBroker:
     """Start ``broker server`` on a free loopback port; returns once ``/healthcheck`` answers
-    (``wait=False``: at once, e.g. when the server speaks HTTPS and the caller waits itself)."""
-    binary = require_snyk_broker()
+    (``wait=False``: at once, e.g. when the server speaks HTTPS and the caller waits itself).
+    ``root``: run from a :func:`clone_root` instead of the install itself."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     full_env = _base_env(
@@ -154,7 +217,7 @@ def start_server(
         }
     )
     proc = ServerProcess(
-        [str(binary), "server"],
+        _command("server", root),
         env=full_env,
         cwd=workdir,
         log_path=workdir / f"snyk-server-{port}.log",
@@ -176,9 +239,10 @@ def start_client(
     log_level: str = "info",
     wait_connected: bool = True,
     timeout: float = 30.0,
+    root: Path | None = None,
 ) -> SnykBroker:
-    """Start the real ``broker client`` (classic); by default wait until its sockets are open."""
-    binary = require_snyk_broker()
+    """Start the real ``broker client`` (classic); by default wait until its sockets are open.
+    ``root``: run from a :func:`clone_root` instead of the install itself."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     full_env = _base_env(
@@ -189,15 +253,13 @@ def start_client(
             "BROKER_CLIENT_URL": f"http://127.0.0.1:{port}",
             "PORT": str(port),
             "BROKER_VERSION": SNYK_CLIENT_VERSION,
-            "ACCEPT": _write_accept(
-                workdir, "client-accept.json", accept or reference_accept_path()
-            ),
+            "ACCEPT": _write_accept(workdir, "client-accept.json", accept or stock_accept_path()),
             "LOG_LEVEL": log_level,
             **(env or {}),
         }
     )
     proc = ServerProcess(
-        [str(binary), "client"],
+        _command("client", root),
         env=full_env,
         cwd=workdir,
         log_path=workdir / f"snyk-client-{port}.log",

@@ -151,7 +151,7 @@ def test_default_catalogers_include_rpm() -> None:
 
 def test_suse_ndb_matches_expected_list() -> None:
     if not SUSE_NDB.exists():
-        pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = SUSE_NDB.read_bytes()
     result = catalog({"usr/lib/sysimage/rpm/Packages.db": data})
     assert result.warnings == []
@@ -172,9 +172,23 @@ def test_suse_ndb_matches_expected_list() -> None:
     assert len(missing) == len(expected) - 35
 
 
-def test_suse_ndb_blob_checksum_mismatch_skips_only_that_package() -> None:
+def test_suse_ndb_source_packages_from_sourcerpm() -> None:
+    # what advisory matching keys on: SUSE's binary libreadline7 is built from bash
     if not SUSE_NDB.exists():
         pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+    result = catalog({"usr/lib/sysimage/rpm/Packages.db": SUSE_NDB.read_bytes()})
+    sources = {p.name: (p.source_name, p.source_version) for p in result.packages}
+    assert sources["libreadline7"] == ("bash", "4.4-19.6.1")
+    assert sources["libstdc++6"] == ("gcc11", "11.2.1+git610-1.3.9")
+    assert sources["libz1"] == ("zlib", "1.2.11-3.21.1")
+    for package in result.packages:
+        rpm_name = dict(package.extra)["sourcerpm"]
+        assert rpm_name == f"{package.source_name}-{package.source_version}.src.rpm"
+
+
+def test_suse_ndb_blob_checksum_mismatch_skips_only_that_package() -> None:
+    if not SUSE_NDB.exists():
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = bytearray(SUSE_NDB.read_bytes())
     # Slot 1 of the first slot page: package index and block offset of its blob.
     _, index, block_offset, _ = struct.unpack_from("<4sIII", data, 32 + 16)
@@ -189,7 +203,7 @@ def test_suse_ndb_blob_checksum_mismatch_skips_only_that_package() -> None:
 
 def test_suse_ndb_truncated_and_bad_header() -> None:
     if not SUSE_NDB.exists():
-        pytest.skip(f"real NDB database not present at {SUSE_NDB}")
+        pytest.skip(f"needs ../shared beside the clone: real NDB database {SUSE_NDB} is absent")
     data = SUSE_NDB.read_bytes()
     blobs, warnings = read_ndb_blobs(data[: len(data) // 2], "Packages.db")
     assert 0 < len(blobs) < 35

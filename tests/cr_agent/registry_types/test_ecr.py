@@ -7,18 +7,22 @@ DescribeImages, GetAuthorizationToken, token caching) goes to moto over HTTP on 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import boto3
+import botocore.exceptions
 import pytest
 from moto.server import ThreadedMotoServer
 
 from cr_agent.registry_types.base import TypeContext
-from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry
+from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry, _aws_call
 from deploy.processes import free_port
 from shared.credentials import decode_credentials, encode_credentials
 from tests.cr_agent.service.agent import AgentFactory
@@ -270,3 +274,115 @@ async def test_ecr_scan_end_to_end(
         assert result["packageCount"] == 3
     finally:
         await receiver.stop()
+
+
+async def test_ecr_endpoint_from_the_token_is_checked_against_allowed_registries(
+    make_agent: AgentFactory, ecr_images: dict[str, Any], moto_url: str
+) -> None:
+    # no registryBase: the registry is the token's proxyEndpoint, known only after STS
+    endpoint = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    refused = await make_agent(AWS_ENDPOINT_URL=moto_url, CR_ALLOWED_REGISTRIES="other.example")
+    status, body = await refused.get("/list", ecr_creds(None))
+    assert status == 403, body
+    assert body["error"]["code"] == "registry-not-allowed"
+    assert body["error"]["registry"] == endpoint
+    allowed = await make_agent(AWS_ENDPOINT_URL=moto_url, CR_ALLOWED_REGISTRIES=endpoint)
+    status, body = await allowed.get("/list", ecr_creds(None))
+    assert status == 200, body
+    assert ecr_images["repo"] in body["repositories"]
+
+
+#: the jq a catalog rule uses on AWS's tag shape (docs/ecr-tags.md): `port-<service>` keys
+SERVICE_JQ = '.Tags | from_entries | keys[] | select(startswith("port-")) | .[5:]'
+
+
+@pytest.fixture
+def tagged_repositories(aws_identity: str, unique_repo: str) -> dict[str, str]:
+    """Two ECR repositories: one with resource tags (two of them naming services), one without."""
+    ecr = _ecr(aws_identity)
+    tagged, bare = f"{unique_repo}/api", f"{unique_repo}/bare"
+    ecr.create_repository(
+        repositoryName=tagged,
+        tags=[{"Key": "port-auth-service", "Value": ""}, {"Key": "team", "Value": "payments"}],
+    )
+    arn = ecr.describe_repositories(repositoryNames=[tagged])["repositories"][0]["repositoryArn"]
+    # a tag added later (aws ecr tag-resource, as product document 002 does it)
+    ecr.tag_resource(resourceArn=arn, tags=[{"Key": "port-billing", "Value": "owner"}])
+    ecr.create_repository(repositoryName=bare)
+    return {"tagged": tagged, "bare": bare, "moto_url": aws_identity}
+
+
+def run_jq(expression: str, document: Any) -> subprocess.CompletedProcess[str]:
+    jq = shutil.which("jq")
+    if jq is None:
+        pytest.skip("Debian's jq is not installed (make deps installs it)")
+    return subprocess.run(
+        [jq, "-r", expression],
+        input=json.dumps(document),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def test_ecr_repository_tags_in_aws_shape_and_the_documented_jq_finds_the_services(
+    make_agent: AgentFactory, tagged_repositories: dict[str, str], plain_registry: RunningRegistry
+) -> None:
+    agent = await make_agent(AWS_ENDPOINT_URL=tagged_repositories["moto_url"])
+    creds = ecr_creds(plain_registry)
+    answers = {}
+    for name in ("tagged", "bare"):
+        status, answers[name] = await agent.get(
+            f"/list-with-metadata/{tagged_repositories[name]}", creds
+        )
+        assert status == 200, answers[name]
+    assert sorted(answers["tagged"]["Tags"], key=lambda t: t["Key"]) == [
+        {"Key": "port-auth-service", "Value": ""},
+        {"Key": "port-billing", "Value": "owner"},
+        {"Key": "team", "Value": "payments"},
+    ]
+    assert answers["tagged"]["tags"] == [] and answers["tagged"]["count"] == 0
+    assert answers["bare"]["Tags"] == []
+    # Debian's jq, the expression of docs/ecr-tags.md, over the agent's answers
+    found = {}
+    for name, answer in answers.items():
+        run = await asyncio.to_thread(run_jq, SERVICE_JQ, answer)
+        assert run.returncode == 0, run.stderr
+        found[name] = sorted(run.stdout.split())
+    assert found == {"tagged": ["auth-service", "billing"], "bare": []}
+    # the expression as product document 002 prints it (`keys` on a list, `.[6:]`) does not
+    # work on this shape; the one in docs/ecr-tags.md is the one that does
+    broken = await asyncio.to_thread(
+        run_jq, '.Tags | keys[] | select(startswith("port-")) | .[6:]', answers["tagged"]
+    )
+    assert broken.returncode != 0 and "startswith() requires string inputs" in broken.stderr
+
+
+async def test_a_role_that_may_not_read_repository_tags_still_lists(
+    make_agent: AgentFactory,
+    tagged_repositories: dict[str, str],
+    plain_registry: RunningRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = EcrRegistry._ecr_call
+
+    async def denied(self: EcrRegistry, creds: Any, ctx: Any, fn: Any, step: str) -> Any:
+        if step != "repository-tags":
+            return await original(self, creds, ctx, fn, step)
+
+        def refuse() -> None:
+            # what AWS answers a role without ecr:ListTagsForResource
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
+                "ListTagsForResource",
+            )
+
+        return await _aws_call(refuse, step=step, ctx=ctx)
+
+    monkeypatch.setattr(EcrRegistry, "_ecr_call", denied)
+    agent = await make_agent(AWS_ENDPOINT_URL=tagged_repositories["moto_url"])
+    status, body = await agent.get(
+        f"/list-with-metadata/{tagged_repositories['tagged']}", ecr_creds(plain_registry)
+    )
+    assert status == 200, body
+    assert "Tags" not in body and body["tags"] == []

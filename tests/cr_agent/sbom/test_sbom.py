@@ -43,7 +43,7 @@ RHEL = Distro("rhel", "9.3")
                 source_version="1.5.2-6+deb12u1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&upstream=pam&distro=debian-12",
+            "pkg:deb/debian/libpam-runtime@1.5.2-6%2Bdeb12u1?arch=all&distro=debian-12&upstream=pam",
         ),
         (
             Package(
@@ -56,12 +56,23 @@ RHEL = Distro("rhel", "9.3")
                 source_version="2:6.2.1+dfsg1-1.1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp&distro=debian-12",
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12&upstream=gmp",
         ),
         (
+            # origin equal to the name: no upstream (syft: OriginPackage != Package)
             Package("apk", "musl", "1.2.4-r2", arch="x86_64", source_name="musl"),
             ALPINE,
-            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&upstream=musl&distro=alpine-3.19.1",
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1",
+        ),
+        (
+            Package("apk", "libstdc++", "13.2.1-r0", arch="x86_64", source_name="gcc"),
+            ALPINE,
+            "pkg:apk/alpine/libstdc%2B%2B@13.2.1-r0?arch=x86_64&distro=alpine-3.19.1&upstream=gcc",
+        ),
+        (
+            Package("deb", "libstdc++6", "12.2.0-14", arch="amd64", source_name="gcc-12"),
+            DEBIAN,
+            "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64&distro=debian-12&upstream=gcc-12",
         ),
         (
             Package(
@@ -74,8 +85,8 @@ RHEL = Distro("rhel", "9.3")
                 extra=(("sourcerpm", "openssl-3.0.7-25.el9_3.src.rpm"),),
             ),
             RHEL,
-            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&epoch=1"
-            "&upstream=openssl-3.0.7-25.el9_3.src.rpm&distro=rhel-9.3",
+            "pkg:rpm/redhat/openssl-libs@3.0.7-25.el9_3?arch=x86_64&distro=rhel-9.3&epoch=1"
+            "&upstream=openssl-3.0.7-25.el9_3.src.rpm",
         ),
         (
             Package(
@@ -88,8 +99,8 @@ RHEL = Distro("rhel", "9.3")
                 source_version="2:6.2.1+dfsg1-1",
             ),
             DEBIAN,
-            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&upstream=gmp%402:6.2.1%2Bdfsg1-1"
-            "&distro=debian-12",
+            "pkg:deb/debian/libgmp10@2:6.2.1%2Bdfsg1-1.1?arch=amd64&distro=debian-12"
+            "&upstream=gmp%402:6.2.1%2Bdfsg1-1",
         ),
         (
             Package("rpm", "bash", "5.1.8", release="6.el9", arch="x86_64"),
@@ -99,7 +110,7 @@ RHEL = Distro("rhel", "9.3")
     ],
 )
 def test_purls_in_syft_form(package, distro, expected):
-    # syft order: the package's qualifiers sorted, distro last; parses back to the same values
+    # syft order: every qualifier sorted by key; parses back to the same values
     assert purl_string(package, distro) == expected
     parsed = PackageURL.from_string(expected)
     assert (parsed.name, parsed.qualifiers.get("arch")) == (package.name, package.arch)
@@ -290,3 +301,51 @@ def test_document_stamps_are_uuid4_and_utc_time():
     before = time.time()
     stamp = dt.datetime.strptime(utc_timestamp(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert before - 2 <= stamp.timestamp() <= time.time() + 1
+
+
+def test_cyclonedx_names_source_packages_as_syft_does():
+    # syft's property names, which grype and trivy read back from a CycloneDX SBOM
+    result = _result()
+    layer_id = result.layers[0].diff_id
+    # (type, name, epoch, version, source name, source version)
+    rows = [
+        ("deb", "libpam-runtime", None, "1.5.2-6+deb12u1", "pam", "1.5.2-6+deb12u1"),
+        ("deb", "libgcc-s1", None, "12.2.0-14", "gcc-12", "12.2.0-14"),
+        ("deb", "bash", None, "5.2.15-2+b2", "bash", "5.2.15-2"),
+        ("deb", "login", 1, "4.13+dfsg1-1", "shadow", "1:4.13+dfsg1-1"),
+        ("deb", "curl", None, "7.88.1-10+deb12u5", "curl", "7.88.1-10+deb12u5"),
+        ("apk", "libcrypto3", None, "3.3.1-r0", "openssl", "3.3.1-r0"),
+    ]
+    packages = [
+        Package(kind, name, version, epoch=epoch, source_name=source, source_version=source_version)
+        for kind, name, epoch, version, source, source_version in rows
+    ]
+    packages.append(
+        Package(
+            "rpm",
+            "openssl-libs",
+            "3.0.7",
+            epoch=1,
+            release="25.el9",
+            source_name="openssl",
+            source_version="3.0.7-25.el9",
+            extra=(("sourcerpm", "openssl-3.0.7-25.el9.src.rpm"),),
+        )
+    )
+    result.packages = [PackageRecord(package, 0, layer_id, None) for package in packages]
+    text = to_cyclonedx_json(result)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    syft = {
+        c["name"]: {p["name"]: p["value"] for p in c["properties"] if p["name"].startswith("syft:")}
+        for c in json.loads(text)["components"]
+        if c["type"] == "library"
+    }
+    assert syft == {
+        "libpam-runtime": {"syft:metadata:source": "pam"},
+        "libgcc-s1": {"syft:metadata:source": "gcc-12"},
+        "bash": {"syft:metadata:sourceVersion": "5.2.15-2"},
+        "login": {"syft:metadata:source": "shadow"},
+        "curl": {},
+        "libcrypto3": {"syft:metadata:originPackage": "openssl"},
+        "openssl-libs": {"syft:metadata:sourceRpm": "openssl-3.0.7-25.el9.src.rpm"},
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestServer
 
-from cr_agent.service.app import create_app
+from cr_agent.service.app import SECRET_HEADER, create_app
 from cr_agent.service.settings import load_settings
 from shared.credentials import build_credentials_json, encode_credentials
 from tests.support.registry import RunningRegistry
+
+#: the shared secret every test agent is started with and every test request carries
+SECRET = "test-agent-secret-" + secrets.token_hex(8)
+SECRET_HEADERS = {SECRET_HEADER: SECRET}
 
 DOCUMENT = json.loads((Path(__file__).resolve().parents[3] / "docs" / "openapi.json").read_text())
 _TEMPLATES = sorted(
@@ -46,6 +51,8 @@ def check_against_openapi(method: str, path: str, status: int, body: Any) -> Non
 
 
 class Agent:
+    """``http`` sends the agent's secret header with every request (as the broker client does)."""
+
     def __init__(self, server: TestServer, http: aiohttp.ClientSession) -> None:
         self.server = server
         self.http = http
@@ -87,12 +94,18 @@ async def make_agent(tmp_path: Path) -> AsyncIterator[AgentFactory]:
             "SPOOL_DIR": str(tmp_path / "spool"),
             "REGISTRY_TIMEOUT": "5",
             "REQUEST_TIMEOUT": "20",
+            "CR_AGENT_SECRET": SECRET,
+            # these tests drive the agent directly, each with its own callback receiver; the
+            # restriction to BROKER_CLIENT_URL has its own tests (test_upstream_steering.py)
+            "CR_AGENT_ALLOW_REQUEST_CALLBACK_URL": "true",
         }
         values.update({k: str(v) for k, v in env.items()})
         app = create_app(load_settings(values), scanner=scanner)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60), headers=SECRET_HEADERS
+        )
         started.append((server, http))
         return Agent(server, http)
 

@@ -357,7 +357,9 @@ async def test_shutdown_spools_what_a_running_job_still_owes(
         await make_agent(CALLBACK_RETRY_SECONDS=60)
         [done] = await receiver.wait_for(DONE, wait_seconds=30)
         results = [r.json() for r in receiver.on(RESULT)]
-        assert [r["error"]["code"] for r in results] == ["agent-stopped", "agent-stopped"]
+        # the first image was scanning, the second never started: both say so
+        assert [r["error"]["code"] for r in results] == ["agent-stopped", "not-run"]
+        assert [r["error"]["step"] for r in results] == ["scan", "queue"]
         assert done.json()["jobId"] == accepted["jobId"] and done.json()["status"] == "failed"
     finally:
         await receiver.stop()

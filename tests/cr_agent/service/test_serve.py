@@ -16,24 +16,38 @@ import pytest
 
 from cr_agent.service.settings import DEFAULT_PORT, SettingsError, load_settings
 from deploy.processes import ServerProcess, free_port, wait_for_http
+from tests.cr_agent.service.agent import SECRET, SECRET_HEADERS
 from tests.support.registry import self_signed_server_cert
 
 ROOT = Path(__file__).resolve().parents[3]
+#: settings every test here starts from: the agent does not start without a secret
+BASE = {"CR_AGENT_SECRET": SECRET}
 
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNYK_", "HTTPS_", "MAX_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SNYK_", "HTTPS_", "MAX_", "CR_", "BROKER_"))
+    }
     env.pop("PORT", None)
-    env.update({"SPOOL_DIR": str(tmp_path / "spool"), "LOG_LEVEL": "info", "HOST": "127.0.0.1"})
+    env.update(
+        {
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "LOG_LEVEL": "info",
+            "HOST": "127.0.0.1",
+            "CR_AGENT_SECRET": SECRET,
+        }
+    )
     env.update(extra)
     return env
 
 
 def test_port_comes_from_snyk_port_then_port_then_default() -> None:
-    assert load_settings({}).port == DEFAULT_PORT == 8081
-    assert load_settings({"PORT": "9000"}).port == 9000
-    assert load_settings({"PORT": "9000", "SNYK_PORT": "9100"}).port == 9100
-    assert load_settings({"SNYK_PORT": "0"}).port == 0
+    assert load_settings(BASE).port == DEFAULT_PORT == 8081
+    assert load_settings({**BASE, "PORT": "9000"}).port == 9000
+    assert load_settings({**BASE, "PORT": "9000", "SNYK_PORT": "9100"}).port == 9100
+    assert load_settings({**BASE, "SNYK_PORT": "0"}).port == 0
 
 
 @pytest.mark.parametrize(
@@ -50,14 +64,24 @@ def test_port_comes_from_snyk_port_then_port_then_default() -> None:
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings(env)
+        load_settings({**BASE, **env})
     assert str(caught.value).startswith(variable)
 
 
-def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "variable"),
+    [
+        ({"MAX_ACTIVE_OPERATIONS": "many"}, "MAX_ACTIVE_OPERATIONS"),
+        ({"CR_AGENT_SECRET": ""}, "CR_AGENT_SECRET"),  # no secret and auth not switched off
+        ({"CR_AGENT_SECRET": "too-short"}, "CR_AGENT_SECRET"),
+    ],
+)
+def test_bad_setting_exits_2_with_one_line(
+    tmp_path: Path, extra: dict[str, str], variable: str
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "cr_agent", "serve"],
-        env=agent_env(tmp_path, MAX_ACTIVE_OPERATIONS="many"),
+        env=agent_env(tmp_path, **extra),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -65,7 +89,10 @@ def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "MAX_ACTIVE_OPERATIONS" in lines[0]
+    assert len(lines) == 1 and variable in lines[0], lines
+    secret = extra.get("CR_AGENT_SECRET")
+    if secret:
+        assert secret not in lines[0]  # the variable is named, never its value
 
 
 def test_serve_on_snyk_port_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -183,7 +210,7 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
             )
         )
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/list", headers={"Authorization": creds}
+            f"http://127.0.0.1:{port}/list", headers={"Authorization": creds, **SECRET_HEADERS}
         )
 
         def ask() -> None:
@@ -212,5 +239,5 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
 def test_layer_cache_is_on_by_default_and_off_turns_it_off() -> None:
     from cr_agent.service.settings import load_settings
 
-    assert load_settings({}).LAYER_CACHE_DIR is not None
-    assert load_settings({"LAYER_CACHE_DIR": "off"}).LAYER_CACHE_DIR is None
+    assert load_settings(BASE).LAYER_CACHE_DIR is not None
+    assert load_settings({**BASE, "LAYER_CACHE_DIR": "off"}).LAYER_CACHE_DIR is None

@@ -1,0 +1,119 @@
+"""Advisory files as users bring them: OSV JSON records, directories of them, osv.dev's
+per-ecosystem ``all.zip``, Alpine secdb JSON and the Debian security tracker's JSON.
+
+The format is recognised from the content, not the file name, so a mirror's naming does not
+matter. Nothing here raises on bad input: an unreadable file or member becomes a Skipped entry
+naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from control_plane.advisories.alpine_secdb import read_secdb
+from control_plane.advisories.debian_tracker import read_tracker
+from control_plane.advisories.osv import read_osv_records
+from control_plane.advisories.records import ReadOutcome, Skipped
+
+# A single record is a few kB; the Debian tracker's whole JSON is ~100 MB.
+MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024
+WHOLE = "(file)"
+
+
+def _is_tracker(doc: dict[str, Any]) -> bool:
+    for issues in doc.values():
+        if isinstance(issues, dict):
+            for body in issues.values():
+                return isinstance(body, dict) and "releases" in body
+    return False
+
+
+def read_document(doc: Any, where: str) -> ReadOutcome:
+    """Advisories from one decoded JSON document of any supported format."""
+    if isinstance(doc, list):
+        return read_osv_records(doc, where)
+    if isinstance(doc, dict):
+        if "affected" in doc or "modified" in doc or "schema_version" in doc:
+            return read_osv_records(doc, where)
+        if "packages" in doc and ("distroversion" in doc or "reponame" in doc):
+            return read_secdb(doc, where)
+        if _is_tracker(doc):
+            return read_tracker(doc, where)
+    outcome = ReadOutcome()
+    outcome.skipped.append(
+        Skipped(where, "(document)", "not an OSV record, Alpine secdb or Debian tracker document")
+    )
+    return outcome
+
+
+def read_bytes(data: bytes, where: str) -> ReadOutcome:
+    """Advisories from the bytes of one JSON file."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        outcome = ReadOutcome()
+        outcome.skipped.append(Skipped(where, WHOLE, f"not JSON: {exc}"))
+        return outcome
+    return read_document(doc, where)
+
+
+def read_zip(path: Path) -> ReadOutcome:
+    """Every ``*.json`` member of a zip archive (osv.dev's ``<ecosystem>/all.zip``)."""
+    outcome = ReadOutcome()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                where = f"{path}:{info.filename}"
+                if info.is_dir() or not info.filename.endswith(".json"):
+                    continue
+                if info.file_size > MAX_DOCUMENT_BYTES:
+                    outcome.skipped.append(
+                        Skipped(
+                            where, WHOLE, f"{info.file_size} bytes is more than this reader takes"
+                        )
+                    )
+                    continue
+                try:
+                    data = archive.read(info)
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                    outcome.skipped.append(Skipped(where, WHOLE, f"cannot read member: {exc}"))
+                    continue
+                outcome.extend(read_bytes(data, where))
+    except (zipfile.BadZipFile, OSError) as exc:
+        outcome.skipped.append(Skipped(str(path), WHOLE, f"not a readable zip archive: {exc}"))
+    return outcome
+
+
+def read_path(path: str | os.PathLike[str]) -> ReadOutcome:
+    """Advisories from a file (JSON or zip) or every JSON and zip file under a directory."""
+    target = Path(path)
+    outcome = ReadOutcome()
+    if target.is_dir():
+        for child in sorted(target.rglob("*")):
+            if child.is_file() and child.suffix in (".json", ".zip"):
+                outcome.extend(read_path(child))
+        return outcome
+    try:
+        if zipfile.is_zipfile(target):
+            return read_zip(target)
+        size = target.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            outcome.skipped.append(Skipped(str(target), WHOLE, f"{size} bytes is too large"))
+            return outcome
+        data = target.read_bytes()
+    except OSError as exc:
+        outcome.skipped.append(Skipped(str(target), WHOLE, f"cannot read: {exc.strerror or exc}"))
+        return outcome
+    return read_bytes(data, str(target))
+
+
+def read_paths(paths: Iterable[str | os.PathLike[str]]) -> ReadOutcome:
+    outcome = ReadOutcome()
+    for path in paths:
+        outcome.extend(read_path(path))
+    return outcome

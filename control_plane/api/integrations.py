@@ -1,0 +1,143 @@
+"""Registry integrations: ``/rest/orgs/{org_id}/integrations[/{integration_id}]``.
+
+Create with ``attributes: {integration_type, profile_name, has_broker, credentials?,
+broker_token?, registry_base?, is_active?, max_in_flight?}``. The broker token of a brokered
+integration is in the creation answer (``attributes.broker_token``) and nowhere after;
+credentials are never rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from control_plane.accounts.services import visible_org
+from control_plane.api.app import context, principal_of, session_of
+from control_plane.api.body import Body
+from control_plane.api.jsonapi import document, iso, page_links
+from control_plane.api.query import PAGINATION, Query, path_uuid
+from control_plane.integrations.services import (
+    IntegrationInput,
+    create_integration,
+    delete_integration,
+    get_integration,
+    list_integrations,
+    update_integration,
+)
+from control_plane.models import Integration, Org
+
+_ATTRIBUTES = {
+    "integration_type",
+    "profile_name",
+    "has_broker",
+    "is_active",
+    "registry_base",
+    "credentials",
+    "broker_token",
+    "max_in_flight",
+}
+
+
+def integration_resource(integration: Integration) -> dict[str, Any]:
+    return {
+        "type": "integration",
+        "id": str(integration.id),
+        "attributes": {
+            "integration_type": integration.integration_type,
+            "profile_name": integration.profile_name,
+            "has_broker": integration.has_broker,
+            "is_active": integration.is_active,
+            "registry_base": integration.registry_base,
+            "max_in_flight": integration.max_in_flight,
+            "created_at": iso(integration.created_at),
+            "updated_at": iso(integration.updated_at),
+        },
+        "relationships": {"org": {"data": {"type": "org", "id": str(integration.org_id)}}},
+    }
+
+
+def _input(body: Body, *, required: tuple[str, ...] = ()) -> IntegrationInput:
+    attributes = body.attributes(_ATTRIBUTES, required=required)
+    return IntegrationInput(
+        integration_type=body.string(attributes, "integration_type"),
+        profile_name=body.string(attributes, "profile_name"),
+        has_broker=body.boolean(attributes, "has_broker"),
+        is_active=body.boolean(attributes, "is_active"),
+        registry_base=body.string(attributes, "registry_base"),
+        credentials=body.obj(attributes, "credentials"),
+        broker_token=body.string(attributes, "broker_token"),
+        max_in_flight=body.integer(attributes, "max_in_flight", 1, 1000),
+    )
+
+
+async def _org(request: web.Request) -> Org:
+    return await visible_org(
+        session_of(request), principal_of(request), path_uuid(request, "org_id")
+    )
+
+
+async def list_view(request: web.Request) -> web.Response:
+    query = Query(request, PAGINATION | {"integration_type"})
+    org = await _org(request)
+    page = await list_integrations(
+        session_of(request),
+        org.id,
+        query.page(),
+        integration_types=list(query.many("integration_type")),
+    )
+    data = [integration_resource(i) for i in page.items]
+    return document(data, links=page_links(request, page))
+
+
+async def create_view(request: web.Request) -> web.Response:
+    Query(request, ())
+    org = await _org(request)
+    body = await Body.read(request, "integration")
+    given = _input(body, required=("integration_type",))
+    integration, token = await create_integration(
+        session_of(request), context(request).box, org.id, given
+    )
+    resource = integration_resource(integration)
+    if token is not None:
+        resource["attributes"]["broker_token"] = token
+    location = f"/rest/orgs/{org.id}/integrations/{integration.id}"
+    response = document(resource, links={"self": location}, status=201)
+    response.headers["Location"] = location
+    return response
+
+
+async def get_view(request: web.Request) -> web.Response:
+    Query(request, ())
+    org = await _org(request)
+    integration = await get_integration(
+        session_of(request), org.id, path_uuid(request, "integration_id")
+    )
+    return document(integration_resource(integration), links={"self": request.path_qs})
+
+
+async def patch_view(request: web.Request) -> web.Response:
+    Query(request, ())
+    org = await _org(request)
+    integration_id = path_uuid(request, "integration_id")
+    await get_integration(session_of(request), org.id, integration_id)
+    body = await Body.read(request, "integration", resource_id=integration_id)
+    integration = await update_integration(
+        session_of(request), context(request).box, org.id, integration_id, _input(body)
+    )
+    return document(integration_resource(integration), links={"self": request.path})
+
+
+async def delete_view(request: web.Request) -> web.Response:
+    Query(request, ())
+    org = await _org(request)
+    await delete_integration(session_of(request), org.id, path_uuid(request, "integration_id"))
+    return web.Response(status=204)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/rest/orgs/{org_id}/integrations", list_view)
+    router.add_post("/rest/orgs/{org_id}/integrations", create_view)
+    router.add_get("/rest/orgs/{org_id}/integrations/{integration_id}", get_view)
+    router.add_patch("/rest/orgs/{org_id}/integrations/{integration_id}", patch_view)
+    router.add_delete("/rest/orgs/{org_id}/integrations/{integration_id}", delete_view)

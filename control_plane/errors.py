@@ -1,0 +1,43 @@
+"""Domain errors: what a service refuses, in words the API turns into JSON:API error objects.
+
+Services raise these and know nothing of HTTP; :mod:`control_plane.api.jsonapi` maps each to a
+status and names the offending query parameter or JSON pointer.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class; ``detail`` is safe to show to the caller (never holds a secret)."""
+
+    status = 400
+    code = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, parameter: str | None = None, pointer: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.parameter = parameter
+        self.pointer = pointer
+
+
+class InvalidInput(DomainError):
+    """A parameter or body member has a value the domain cannot take."""
+
+
+class NotFound(DomainError):
+    """No such resource, or not in an org the caller may see (the same answer, on purpose)."""
+
+    status = 404
+    code = "not-found"
+    title = "Not found"
+
+    def __init__(self, kind: str, ident: object):
+        super().__init__(f"{kind} {ident} not found")
+        self.kind = kind
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"

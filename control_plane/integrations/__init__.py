@@ -1,0 +1,1 @@
+"""Registry integrations (Snyk's REST integrations resource)."""

@@ -1,0 +1,1 @@
+"""Projects: one image tag of a target (``{repository}:{tag}``)."""

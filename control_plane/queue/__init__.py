@@ -1,0 +1,1 @@
+"""The scan queue: claiming scans from the database and asking agents to run them."""

@@ -1,0 +1,1 @@
+"""What agents report back: scan results, chunked or whole, and the end of each job."""

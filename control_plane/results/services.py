@@ -1,0 +1,256 @@
+"""Storing what agents report: scan results (whole or in chunks) and the end of each job.
+
+A result is taken only for a scan this control plane asked for (``context.ticket``, see
+:mod:`control_plane.agent_dispatch`). A scan takes one result: the same result again (a
+retry, the same ``resultId``) is answered as stored and changes nothing. A success stores
+both SBOMs compressed and, if no newer scan has landed meanwhile, becomes what the project
+shows (type, digest, platform, package count); a failure records the error and the step
+that failed and leaves the project showing its previous result.
+
+Chunked results (``chunk: {index, count, fields}``) wait in ``result_chunks`` until every
+body is in; the scan's row is locked first, so two replicas receiving the last two bodies at
+once cannot both miss the moment the result is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from control_plane.encryption import SecretBox
+from control_plane.models import ResultChunk, Scan, utcnow
+from control_plane.queue.dispatch import ticket_matches
+from control_plane.results import sbom_documents as docs
+from control_plane.scans import services as scans
+from shared.logging import get_logger
+
+log = get_logger("control_plane.results")
+
+FINISHED = ("succeeded", "failed")
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ChunkMark(_Lenient):
+    index: int = Field(..., ge=0)
+    count: int = Field(..., ge=1, le=100000)
+    fields: list[str] = Field(default_factory=list)
+
+
+class AgentError(_Lenient):
+    code: str | None = None
+    message: str = ""
+    step: str | None = None
+
+
+class ResultBody(_Lenient):
+    """The agent's ``ResultCallback`` (docs/openapi.json), read leniently."""
+
+    jobId: str
+    resultId: str = Field(..., min_length=1, max_length=200)
+    image: str
+    status: Literal["success", "error"]
+    digest: str | None = None
+    platform: str | None = None
+    distro: dict[str, Any] | None = None
+    format: str | None = None
+    packageCount: int | None = None
+    sbom: dict[str, Any] | None = None
+    error: AgentError | None = None
+    chunk: ChunkMark | None = None
+    context: dict[str, Any] | None = None
+
+
+class DoneBody(_Lenient):
+    jobId: str
+    status: str
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the callback is answered: HTTP status and a short JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def _bad(message: str, status: int = 400) -> Outcome:
+    return Outcome(status, {"code": "bad-callback", "message": message})
+
+
+def _scan_of(context: dict[str, Any] | None, box: SecretBox) -> uuid.UUID | Outcome:
+    scan = (context or {}).get("scan")
+    if not isinstance(scan, str):
+        return _bad("context.scan missing: this control plane did not ask for the scan", 403)
+    if not ticket_matches(box, (context or {}).get("ticket"), scan):
+        return _bad("context.ticket does not match context.scan", 403)
+    try:
+        return uuid.UUID(scan)
+    except ValueError:
+        return _bad("context.scan is not a scan id", 403)
+
+
+def _parse(raw: bytes, model: type[BaseModel]) -> BaseModel | Outcome:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ())) or "body"
+        return _bad(f"{where}: {error.get('msg', 'invalid')}")
+
+
+async def _lock_scan(session: AsyncSession, scan_id: uuid.UUID) -> Scan | None:
+    query = select(Scan).where(Scan.id == scan_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def ingest_result(
+    sessions: async_sessionmaker[AsyncSession], box: SecretBox, raw: bytes
+) -> Outcome:
+    parsed = _parse(raw, ResultBody)
+    if isinstance(parsed, Outcome):
+        return parsed
+    assert isinstance(parsed, ResultBody)
+    scan_id = _scan_of(parsed.context, box)
+    if isinstance(scan_id, Outcome):
+        return scan_id
+    try:
+        async with sessions() as session, session.begin():
+            scan = await _lock_scan(session, scan_id)
+            if scan is None:
+                # the project was deleted meanwhile: nothing to store, nothing to retry
+                return Outcome(409, {"code": "gone", "message": "the scan no longer exists"})
+            if scan.status in FINISHED:
+                return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan.id)})
+            body: ResultBody | None = parsed
+            if parsed.chunk is not None:
+                body = await _add_chunk(session, scan, parsed, raw)
+                if body is None:
+                    return Outcome(202, {"stored": False, "partial": True, "scan": str(scan.id)})
+            assert body is not None
+            await _store(session, scan, body)
+    except IntegrityError:
+        # another replica stored this result a moment ago (unique idempotency key)
+        return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan_id)})
+    log.info(
+        "scan result stored",
+        scan=str(scan_id),
+        image=parsed.image,
+        status=parsed.status,
+        packages=parsed.packageCount,
+    )
+    return Outcome(200, {"stored": True, "scan": str(scan_id)})
+
+
+async def _add_chunk(
+    session: AsyncSession, scan: Scan, part: ResultBody, raw: bytes
+) -> ResultBody | None:
+    """Keep one body; the whole result once every body is in, else None."""
+    assert part.chunk is not None
+    exists = await session.scalar(
+        select(func.count())
+        .select_from(ResultChunk)
+        .where(ResultChunk.result_id == part.resultId, ResultChunk.index == part.chunk.index)
+    )
+    if not exists:
+        session.add(
+            ResultChunk(
+                result_id=part.resultId,
+                index=part.chunk.index,
+                count=part.chunk.count,
+                scan_id=scan.id,
+                body=docs.compress(raw),
+            )
+        )
+        await session.flush()
+    rows = list(
+        await session.scalars(
+            select(ResultChunk)
+            .where(ResultChunk.result_id == part.resultId)
+            .order_by(ResultChunk.index)
+        )
+    )
+    if len(rows) < part.chunk.count:
+        return None
+    bodies = [json.loads(docs.decompress(r.body)) for r in rows[: part.chunk.count]]
+    await session.execute(delete(ResultChunk).where(ResultChunk.result_id == part.resultId))
+    return ResultBody.model_validate(_join(bodies))
+
+
+def _join(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate each SBOM list named in ``chunk.fields`` in index order."""
+    merged = dict(bodies[0])
+    fields = (merged.pop("chunk", None) or {}).get("fields") or []
+    sbom = dict(merged.get("sbom") or {})
+    for name in fields:
+        sbom[name] = [item for body in bodies for item in (body.get("sbom") or {}).get(name, [])]
+    merged["sbom"] = sbom
+    return merged
+
+
+async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
+    """The scans domain records it: a failure apart, a success with both SBOMs."""
+    started = scan.started_at or scan.claimed_at or scan.requested_at
+    elapsed = max(0, int((utcnow() - started) / dt.timedelta(milliseconds=1)))
+    scan.started_at = started
+    scan.duration_ms = elapsed
+    scan.platform = body.platform
+    if body.status == "error" or body.sbom is None:
+        error = body.error or AgentError(message="the agent reported no SBOM")
+        await scans.record_failure(
+            session,
+            scan.id,
+            error=(error.message or error.code or "scan failed")[:2000],
+            failed_step=(error.step or error.code or "scan")[:64],
+            idempotency_key=body.resultId,
+        )
+        return
+    outcome = scans.ScanOutcome(
+        image_digest=body.digest,
+        platform=body.platform,
+        package_type=docs.package_type(body.sbom),
+        package_count=body.packageCount or 0,
+        duration_ms=elapsed,
+        sboms={
+            "cyclonedx": docs.canonical_bytes(body.sbom),
+            "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
+        },
+        idempotency_key=body.resultId,
+    )
+    await scans.record_success(session, scan.id, outcome)
+
+
+async def ingest_done(
+    sessions: async_sessionmaker[AsyncSession], box: SecretBox, raw: bytes
+) -> Outcome:
+    """The agent finished a job: a scan still without a result fails at step "callback"."""
+    parsed = _parse(raw, DoneBody)
+    if isinstance(parsed, Outcome):
+        return parsed
+    assert isinstance(parsed, DoneBody)
+    scan_id = _scan_of(parsed.context, box)
+    if isinstance(scan_id, Outcome):
+        return scan_id
+    async with sessions() as session, session.begin():
+        scan = await _lock_scan(session, scan_id)
+        if scan is None or scan.status in FINISHED:
+            return Outcome(200, {"stored": False, "scan": str(scan_id)})
+        scan.status = "failed"
+        scan.failed_step = "callback"
+        scan.error = "the agent finished the job without delivering this image's result"
+        scan.finished_at = utcnow()
+    log.warning("scan job done without its result", scan=str(scan_id), job=parsed.jobId)
+    return Outcome(200, {"stored": True, "scan": str(scan_id)})

@@ -1,0 +1,1 @@
+"""Scans: every scan of a project, its outcome and its SBOMs."""

@@ -1,0 +1,1 @@
+"""Targets: the repositories of a registry (Snyk's targets resource)."""
