@@ -374,6 +374,8 @@ class Run:
     deployment: str | None = None
     entrypoint: str | None = None
     after: tuple[str, ...] = ()
+    #: further ports it listens on, as ``Context.ports["<name>.<port name>"]``
+    more_ports: tuple[str, ...] = ()
 
 
 RUNS: dict[str, Run] = {
@@ -410,6 +412,18 @@ RUNS: dict[str, Run] = {
             "CR_AGENT_URL": c.urls["cr-agent"],
             "BROKER_CLIENT_VALIDATION_URL": f"{c.urls['cr-agent']}/systemcheck",
             **c.registry.cr_env,
+        },
+    ),
+    # the relay (its /healthcheck on PORT) and the control plane (the image's HEALTHCHECK),
+    # SQLite in the image's data volume
+    "crbroker-server": Run(
+        "Dockerfile.server",
+        more_ports=("control-plane",),
+        env=lambda port, c: {
+            "PORT": str(port),
+            "BROKER_SERVER_HOST": "127.0.0.1",
+            "CONTROL_PLANE_PORT": str(c.ports["crbroker-server.control-plane"]),
+            "CONTROL_PLANE_HOST": "127.0.0.1",
         },
     ),
 }
@@ -505,6 +519,8 @@ def deployment(
 ) -> Iterator[Deployment]:
     context = Context(registry, receiver, token=str(uuid.uuid4()))
     context.ports = {name: free_port() for name in RUNS}
+    for name, run in RUNS.items():
+        context.ports.update({f"{name}.{more}": free_port() for more in run.more_ports})
     running: dict[str, Running] = {}
     volumes_dir = built.workdir / f"volumes-{secrets.token_hex(4)}"
     deployed = Deployment(built, context, running)
