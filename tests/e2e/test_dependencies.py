@@ -124,7 +124,7 @@ def test_image_dependency_list_covers_what_the_image_copies(image: str) -> None:
 
 
 def test_an_image_without_a_list_installs_every_dependency() -> None:
-    assert image_requirements(PYPROJECT, "agent") == PYPROJECT["project"]["dependencies"]
+    assert image_requirements(PYPROJECT, "server") == PYPROJECT["project"]["dependencies"]
 
 
 def test_an_image_list_naming_an_undeclared_distribution_is_refused() -> None:

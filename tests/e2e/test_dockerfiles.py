@@ -82,6 +82,8 @@ IMAGES = {
         "port": ClientSettings.model_fields["PORT"].default,
     },
     "Dockerfile.agent": {"entrypoint": ["cr-agent", "serve"], "port": AGENT_PORT},
+    # the relay's port and the control plane's
+    "Dockerfile.server": {"entrypoint": ["crbroker-server"], "port": "7341 8080"},
 }
 
 
