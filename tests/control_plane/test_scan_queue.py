@@ -55,10 +55,22 @@ async def test_a_re_test_someone_asked_for_goes_before_scheduled_scans(db: Datab
 async def test_concurrent_claimers_never_take_the_same_scan(db: Database) -> None:
     scans = await _queued(db, count=40, max_in_flight=100)
 
+    async def still_queued() -> int:
+        async with db.sessions() as session:
+            rows = await session.execute(select(Scan.id).where(Scan.status == "queued"))
+            return len(rows.all())
+
     async def claimer(name: str) -> list[str]:
+        # a claim that meets another's lock skips (SKIP LOCKED) and may come back empty while
+        # scans remain: claim until none is queued (bounded), not a fixed number of times
         got: list[str] = []
-        for _ in range(10):
-            got += [str(c.scan_id) for c in await queue.claim(db.sessions, name, limit=3)]
+        for _ in range(500):
+            batch = await queue.claim(db.sessions, name, limit=3)
+            got += [str(c.scan_id) for c in batch]
+            if not batch:
+                if not await still_queued():
+                    break
+                await asyncio.sleep(0.005)
         return got
 
     results = await asyncio.gather(*(claimer(f"w{n}") for n in range(6)))

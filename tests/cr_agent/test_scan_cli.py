@@ -268,6 +268,7 @@ def test_an_unwritable_cache_directory_costs_the_cache_not_the_scan(
     assert json.loads(proc.stdout)["packages"][0]["name"] == "curl"
     assert f"layer cache {cache} is not usable" in proc.stderr
 
+
 def test_scan_matches_advisory_files_without_a_server(plain_registry, unique_repo, tmp_path):
     push(plain_registry.url, unique_repo, _image(), tag="v1")
     feed = tmp_path / "feed"

@@ -112,9 +112,22 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
     admin = "adm-" + secrets.token_hex(16)
     stoppers: list[Callable[[], None]] = []
     try:
+        # the agent co-located with the control plane, for direct integrations: it calls back
+        # to the control plane's own listener only, and requires the secret the server sends
+        api_port = free_port()
+        direct_agent = start_agent(
+            workdir / "direct-agent", callback_url=f"http://127.0.0.1:{api_port}"
+        )
+        stoppers.append(direct_agent.stop)
         server = st.start_crbroker_server(
             workdir,
-            env={"CRBROKER_ADMIN_TOKEN": admin, "LOG_LEVEL": "debug", "CR_AGENT_URL": agent.url},
+            env={
+                "CRBROKER_ADMIN_TOKEN": admin,
+                "LOG_LEVEL": "debug",
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CR_AGENT_URL": direct_agent.url,
+                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
+            },
         )
         stoppers.append(server.stop)
         api = ControlPlaneClient(server.api_url, admin)
@@ -132,7 +145,7 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
         client, agent = _client(flavour, workdir, token, server, registry, stoppers)
         stoppers.append(client.stop)
         st.wait_for_connection(server.url, token)
-        logs = [server.log_path, client.process.log_path, agent.log_path]
+        logs = [server.log_path, client.process.log_path, agent.log_path, direct_agent.log_path]
         yield Plane(flavour, server, api, org, integration["id"], logs)
     finally:
         for stop in reversed(stoppers):

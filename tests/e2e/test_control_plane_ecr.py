@@ -110,17 +110,15 @@ def test_an_ecr_import_carries_the_repository_tags_to_target_and_project(
             org, {"integration_type": "ecr", "profile_name": "aws", "has_broker": True}
         )
         token = integration["attributes"]["broker_token"]
-        agent = st.start_agent(tmp_path, env=aws_identity)
-        started.append(agent)
-        client = st.start_broker_client(
+        agent, client = st.start_agent_and_client(
             tmp_path,
             token=token,
             server_url=server.url,
-            agent_url=agent.url,
             registry={"CR_TYPE": "ecr", "CR_CREDENTIALS": credentials},
+            agent_env=aws_identity,
             startup=st.Startup(ready=(200, 500)),
         )
-        started.append(client)
+        started += [agent, client]
         st.wait_for_connection(server.url, token)
         status, listing = st.broker_request(
             server.url, token, "GET", f"/list-with-metadata/{REPOSITORY}"
