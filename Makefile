@@ -60,6 +60,8 @@ bench: deps
 	$(PY) bench/scan.py
 	$(PY) bench/agent.py
 	$(PY) bench/server_memory.py
+	$(PY) bench/control_plane.py
+	$(PY) bench/control_plane_ingest.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -84,8 +84,11 @@ async def fetch_page(
     query: Select[Any],
     id_column: InstrumentedAttribute[uuid.UUID],
     page: PageRequest,
+    *,
+    rows: bool = False,
 ) -> Page[Any]:
-    """Run ``query`` (already filtered) for one page, oldest first.
+    """Run ``query`` (already filtered) for one page, oldest first: ORM entities, or with
+    ``rows`` the result rows of a multi-column select (each with an ``id``).
 
     One row more than asked says whether another page follows; whether one precedes is
     known from the cursor (a page reached by a cursor has rows on the cursor's side).
@@ -96,10 +99,17 @@ async def fetch_page(
         if page.starting_after is not None:
             query = query.where(id_column > page.starting_after)
         query = query.order_by(id_column)
-    rows = list((await session.scalars(query.limit(page.limit + 1))).unique())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    # callers eager-load to-one relationships by join and collections by selectin, so rows
+    # are never repeated and need no unique() pass
+    limited = query.limit(page.limit + 1)
+    found: list[Any] = (
+        list((await session.execute(limited)).all())
+        if rows
+        else list(await session.scalars(limited))
+    )
+    more = len(found) > page.limit
+    found = found[: page.limit]
     if page.ending_before is not None:
-        rows.reverse()
-        return Page(rows, has_next=True, has_prev=more)
-    return Page(rows, has_next=more, has_prev=page.starting_after is not None)
+        found.reverse()
+        return Page(found, has_next=True, has_prev=more)
+    return Page(found, has_next=more, has_prev=page.starting_after is not None)

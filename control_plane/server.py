@@ -27,6 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker_server.server import SERVER_KEY
@@ -48,7 +49,7 @@ from control_plane.server_settings import (
 )
 from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
-from shared.logging import configure_logging, get_logger
+from shared.logging import configure_logging, get_logger, register_secrets
 
 log = get_logger("control_plane.server")
 
@@ -154,9 +155,12 @@ class Running:
     closers: list[object] = field(default_factory=list)
 
 
-async def _site(runner: web.AppRunner, host: str, port: int) -> None:
+async def _site(runner: web.AppRunner, host: str, port: int, name: str) -> None:
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise StartupError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def serve(
@@ -172,6 +176,11 @@ async def serve(
                 plane = await open_control_plane(load_domain_settings(environ))
             except (DomainSettingsError, SecretKeyError) as exc:
                 raise StartupError(str(exc)) from None
+            except (OSError, SQLAlchemyError) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise StartupError(
+                    f"DATABASE_URL: the database is unusable: {type(exc).__name__}: {first}"[:500]
+                ) from None
             database, box = plane.db, plane.box
         relay_port: int | None = None
         if mode in ("all", "relay"):
@@ -190,7 +199,7 @@ async def serve(
             relay_registry = relay_app[SERVER_KEY].tokens
             runner = web.AppRunner(relay_app, access_log=None)
             running.runners.append(runner)
-            await _site(runner, relay_settings.BROKER_SERVER_HOST, relay_settings.PORT)
+            await _site(runner, relay_settings.BROKER_SERVER_HOST, relay_settings.PORT, "PORT")
             relay_port = relay_settings.PORT
             log.info("relay listening", port=relay_port, upstream=relay_settings.UPSTREAM_URL)
         if database is not None and box is not None and relay_registry is not None:
@@ -216,7 +225,12 @@ async def serve(
             app = build_control_plane_app(database, box, dispatcher)
             runner = web.AppRunner(app, access_log=None)
             running.runners.append(runner)
-            await _site(runner, settings.CONTROL_PLANE_HOST, settings.CONTROL_PLANE_PORT)
+            await _site(
+                runner,
+                settings.CONTROL_PLANE_HOST,
+                settings.CONTROL_PLANE_PORT,
+                "CONTROL_PLANE_PORT",
+            )
             dispatcher.start()
             running.closers.append(dispatcher)
             log.info(
@@ -256,6 +270,7 @@ def run(mode: str, environ: Mapping[str, str] | None = None) -> int:
         print(f"crbroker-server: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(env.get("LOG_LEVEL", "info"), service="crbroker-server")
+    register_secrets(settings.CR_AGENT_SECRET)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
@@ -294,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] == ["token"]:
         from control_plane import cli
 
+        # stdout carries the token alone; log lines go to stderr
+        configure_logging(
+            os.environ.get("LOG_LEVEL", "warning"), service="crbroker-server", stream=sys.stderr
+        )
         return cli.run(given)
     args = _parser().parse_args(given)
     mode = args.command or os.environ.get("CRBROKER_MODE") or "all"

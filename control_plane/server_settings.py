@@ -43,6 +43,8 @@ class ServerSettings(BaseSettings):
     BROKER_SERVER_URL: str | None = None
     #: the agent a direct integration (no broker) scans with, co-located with this server
     CR_AGENT_URL: str | None = None
+    #: shared secret of that agent (sent as X-Crbroker-Agent-Secret on direct calls)
+    CR_AGENT_SECRET: str | None = None
     #: base URL agents of direct integrations send results to (this listener as they reach it)
     CONTROL_PLANE_URL: str | None = None
     #: name of this process in ``scans.claimed_by`` (default: host name and pid)

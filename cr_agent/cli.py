@@ -77,6 +77,13 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "--platform", default="linux/amd64", help="os/arch[/variant] for multi-arch images"
     )
     p.add_argument("--output", "-o", help="write the document here instead of stdout")
+    p.add_argument(
+        "--advisories",
+        nargs="+",
+        metavar="PATH",
+        help="match against these advisory files (OSV JSON, a directory or all.zip; Alpine "
+        "secdb; Debian tracker JSON) and list the matches in json/cyclonedx output",
+    )
     p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
     p.add_argument(
         "--insecure", action="store_true", help="do not verify the registry's TLS certificate"
@@ -178,6 +185,12 @@ async def _scan(args: argparse.Namespace) -> str:
                 file=sys.stderr,
             )
     progress = _progress()
+    reading = None
+    if args.advisories:
+        from control_plane.advisories.advisory_files import read_paths
+
+        # the advisory files are read while the layers stream
+        reading = asyncio.create_task(asyncio.to_thread(read_paths, args.advisories))
     writer_module = {"json": "native", "cyclonedx": "cyclonedx", "spdx": "spdx"}[args.format]
     # the SBOM library takes a noticeable share of start-up; load it while layers stream
     warm = asyncio.create_task(
@@ -213,7 +226,23 @@ async def _scan(args: argparse.Namespace) -> str:
         print(f"warning: {warning}", file=sys.stderr)
     writer = {"native": "to_native_json", "cyclonedx": "to_cyclonedx_json", "spdx": "to_spdx_json"}
     module = importlib.import_module(f"cr_agent.sbom.{writer_module}")
-    return str(getattr(module, writer[writer_module])(result))
+    if reading is None:
+        return str(getattr(module, writer[writer_module])(result))
+    from cr_agent.advisories import match_scan
+
+    match, notes = match_scan(result, await reading)
+    for note in notes:
+        print(note, file=sys.stderr)
+    counts = match.counts
+    print(
+        f"vulnerabilities: {counts.total} ({counts.critical} critical, {counts.high} high, "
+        f"{counts.medium} medium, {counts.low} low, {counts.unknown} unknown; "
+        f"{counts.fixable} fixable)",
+        file=sys.stderr,
+    )
+    if writer_module == "spdx":
+        return str(module.to_spdx_json(result))  # SPDX 2.3 has no place for them
+    return str(getattr(module, writer[writer_module])(result, match))
 
 
 def _notice(text: str) -> None:

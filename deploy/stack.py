@@ -238,13 +238,17 @@ def start_agent_and_client(
     server_url: str,
     registry: Mapping[str, str],
     max_active: int = 1,
+    agent_env: Mapping[str, str] | None = None,
     startup: Startup | None = None,
 ) -> tuple[Service, Service]:
     """An agent and our broker client in front of it, paired as production pairs them: the
     agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
     client_port = free_port()
     agent = start_agent(
-        workdir, max_active=max_active, callback_url=f"http://127.0.0.1:{client_port}"
+        workdir,
+        max_active=max_active,
+        callback_url=f"http://127.0.0.1:{client_port}",
+        env=agent_env,
     )
     try:
         client = start_broker_client(

@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.accounts.tokens import generate_token, hash_token
@@ -66,6 +66,18 @@ async def visible_org(session: AsyncSession, principal: Principal, org_id: uuid.
     if org is None:
         raise NotFound("org", org_id)
     return org
+
+
+async def visible_org_id(
+    session: AsyncSession, principal: Principal, org_id: uuid.UUID
+) -> uuid.UUID:
+    """``org_id`` if the principal may see that org, else NotFound; no query for a member
+    (memberships go with their org), one for an admin."""
+    if org_id in principal.org_ids:
+        return org_id
+    if principal.is_admin and await session.scalar(select(Org.id).where(Org.id == org_id)):
+        return org_id
+    raise NotFound("org", org_id)
 
 
 async def list_orgs(
@@ -161,21 +173,37 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> None:
 
 
 async def authenticate(session: AsyncSession, value: str) -> Principal | None:
-    """The principal a token value stands for, or None (unknown, revoked, inactive user)."""
-    token = await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
-    if token is None or token.revoked_at is not None or not token.user.active:
+    """The principal a token value stands for, or None (unknown, revoked, inactive user).
+
+    On every request: read by column (no ORM objects), and ``last_used_at`` written only
+    when it is older than :data:`LAST_USED_RESOLUTION`.
+    """
+    row = (
+        await session.execute(
+            select(
+                ApiToken.id,
+                ApiToken.user_id,
+                ApiToken.revoked_at,
+                ApiToken.last_used_at,
+                User.active,
+                User.is_admin,
+            )
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == hash_token(value))
+        )
+    ).first()
+    if row is None or row.revoked_at is not None or not row.active:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
+        )
     org_ids = await session.scalars(
-        select(Membership.org_id).where(Membership.user_id == token.user_id)
+        select(Membership.org_id).where(Membership.user_id == row.user_id)
     )
     return Principal(
-        user_id=token.user_id,
-        token_id=token.id,
-        is_admin=token.user.is_admin,
-        org_ids=frozenset(org_ids),
+        user_id=row.user_id, token_id=row.id, is_admin=row.is_admin, org_ids=frozenset(org_ids)
     )
 
 

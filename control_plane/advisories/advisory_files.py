@@ -44,11 +44,9 @@ def read_document(doc: Any, where: str) -> ReadOutcome:
             return read_secdb(doc, where)
         if _is_tracker(doc):
             return read_tracker(doc, where)
-    outcome = ReadOutcome()
-    outcome.skipped.append(
-        Skipped(where, "(document)", "not an OSV record, Alpine secdb or Debian tracker document")
+    return ReadOutcome.failed(
+        where, "(document)", "not an OSV record, Alpine secdb or Debian tracker document"
     )
-    return outcome
 
 
 def read_bytes(data: bytes, where: str) -> ReadOutcome:
@@ -56,9 +54,9 @@ def read_bytes(data: bytes, where: str) -> ReadOutcome:
     try:
         doc = json.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-        outcome = ReadOutcome()
-        outcome.skipped.append(Skipped(where, WHOLE, f"not JSON: {exc}"))
-        return outcome
+        return ReadOutcome.failed(where, WHOLE, f"not JSON: {exc}")
+    except RecursionError:
+        return ReadOutcome.failed(where, WHOLE, "not JSON this reader takes: nested too deeply")
     return read_document(doc, where)
 
 
@@ -94,8 +92,12 @@ def read_path(path: str | os.PathLike[str]) -> ReadOutcome:
     target = Path(path)
     outcome = ReadOutcome()
     if target.is_dir():
-        for child in sorted(target.rglob("*")):
-            if child.is_file() and child.suffix in (".json", ".zip"):
+        try:
+            children = sorted(target.rglob("*"))
+        except OSError as exc:
+            return ReadOutcome.failed(str(target), WHOLE, f"cannot list: {exc.strerror or exc}")
+        for child in children:
+            if child.suffix in (".json", ".zip") and child.is_file():
                 outcome.extend(read_path(child))
         return outcome
     try:

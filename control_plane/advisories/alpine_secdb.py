@@ -37,10 +37,9 @@ def _stream(doc: dict[str, Any]) -> tuple[Stream, str] | None:
 
 def read_secdb(doc: Any, where: str) -> ReadOutcome:
     """Advisories from one decoded secdb document."""
-    outcome = ReadOutcome()
     if not isinstance(doc, dict):
-        outcome.skipped.append(Skipped(where, "(document)", "expected a JSON object"))
-        return outcome
+        return ReadOutcome.failed(where, "(document)", "expected a JSON object")
+    outcome = ReadOutcome()
     found = _stream(doc)
     if found is None:
         outcome.skipped.append(

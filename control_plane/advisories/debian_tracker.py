@@ -65,10 +65,9 @@ def _affected(
 
 def read_tracker(doc: Any, where: str) -> ReadOutcome:
     """Advisories from the decoded tracker document."""
-    outcome = ReadOutcome()
     if not isinstance(doc, dict):
-        outcome.skipped.append(Skipped(where, "(document)", "expected a JSON object"))
-        return outcome
+        return ReadOutcome.failed(where, "(document)", "expected a JSON object")
+    outcome = ReadOutcome()
     affected: dict[str, list[Affected]] = {}
     summaries: dict[str, str] = {}
     for package, issues in doc.items():

@@ -71,7 +71,7 @@ class MatchResult(NamedTuple):
     warnings: tuple[str, ...]
 
 
-def count(issues: Iterable[Issue]) -> IssueCounts:
+def count_issues(issues: Iterable[Issue]) -> IssueCounts:
     tally = dict.fromkeys((*LEVELS, UNKNOWN, "fixable"), 0)
     for issue in issues:
         tally[issue.severity] += 1
@@ -80,13 +80,15 @@ def count(issues: Iterable[Issue]) -> IssueCounts:
     return IssueCounts(**tally)
 
 
-def vulnerability_key(advisory: Advisory) -> str:
-    """The vulnerability an advisory is about, so that the same CVE read from two feeds
-    (Debian's OSV ``DEBIAN-CVE-…`` and the tracker's ``CVE-…``) is one issue, not two."""
-    if _CVE.fullmatch(advisory.id):
-        return advisory.id
-    cves = [alias for alias in advisory.aliases if _CVE.fullmatch(alias)]
-    return cves[0] if len(cves) == 1 else advisory.id
+def vulnerability_keys(advisory: Advisory) -> tuple[str, ...]:
+    """The vulnerabilities an advisory is about: its CVEs (its id or aliases), else its id.
+
+    The same CVE read from two feeds (Debian's OSV ``DEBIAN-CVE-…`` and the tracker's
+    ``CVE-…``), or from a DSA that fixes several CVEs and the per-CVE records beside it, is
+    then one issue, not two.
+    """
+    cves = tuple(dict.fromkeys(x for x in (advisory.id, *advisory.aliases) if _CVE.fullmatch(x)))
+    return cves or (advisory.id,)
 
 
 @functools.lru_cache(maxsize=262144)
@@ -111,12 +113,12 @@ def _affects(scheme: str, installed: str, entry: Affected) -> bool:
 class Candidate:
     """One affected entry in the index, with what every match of it needs computed once."""
 
-    __slots__ = ("_rating", "advisory", "entry", "key")
+    __slots__ = ("_rating", "advisory", "entry", "keys")
 
     def __init__(self, advisory: Advisory, entry: Affected) -> None:
         self.advisory = advisory
         self.entry = entry
-        self.key = vulnerability_key(advisory)
+        self.keys = vulnerability_keys(advisory)
         self._rating: Rating | None = None
 
     @property
@@ -161,9 +163,8 @@ class AdvisoryIndex:
         """The affected entries for one package name of a stream."""
         return self._entries.get((stream, name), [])
 
-    def match(self, inventory: Inventory) -> MatchResult:
-        """Issues for every package of ``inventory``."""
-        warnings: list[str] = []
+    def _stream(self, inventory: Inventory) -> tuple[Stream, str] | str:
+        """(stream, version scheme) of the inventory's distro, or the warning why none."""
         stream = (
             stream_from_os_release(inventory.distro_id, inventory.distro_version)
             if inventory.distro_id
@@ -172,20 +173,43 @@ class AdvisoryIndex:
         scheme = scheme_for(stream) if stream is not None else None
         if stream is None or scheme is None:
             described = " ".join(x for x in (inventory.distro_id, inventory.distro_version) if x)
-            warnings.append(
-                f"distro {described or '(unknown)'}: no advisory stream for it; nothing matched"
-            )
-            return MatchResult(None, (), IssueCounts(), tuple(warnings))
+            return f"distro {described or '(unknown)'}: no advisory stream for it; nothing matched"
+        return stream, scheme
+
+    def match(self, inventory: Inventory) -> MatchResult:
+        """Issues for every package of ``inventory``."""
+        found = self._stream(inventory)
+        if isinstance(found, str):
+            return MatchResult(None, (), IssueCounts(), (found,))
+        stream, scheme = found
+        warnings: list[str] = []
         issues: list[Issue] = []
         for package in inventory.packages:
             if package.type != scheme:
                 continue  # e.g. an rpm database left in a Debian image: not this distro's feed
             issues.extend(self._match_package(stream, scheme, package, warnings))
-        return MatchResult(stream, tuple(issues), count(issues), tuple(warnings))
+        return MatchResult(stream, tuple(issues), count_issues(issues), tuple(warnings))
 
-    def _match_package(
-        self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
-    ) -> list[Issue]:
+    def count(self, inventory: Inventory) -> IssueCounts:
+        """What :meth:`match` would count, without building the issues (a re-match of many
+        stored inventories needs only the counts)."""
+        found = self._stream(inventory)
+        if isinstance(found, str):
+            return IssueCounts()
+        stream, scheme = found
+        tally = dict.fromkeys((*LEVELS, UNKNOWN, "fixable"), 0)
+        for package in inventory.packages:
+            if package.type != scheme:
+                continue
+            for hit in self._remembered_hits(stream, scheme, package)[0]:
+                tally[hit.rating.level] += 1
+                if hit.candidate.entry.fixed is not None:
+                    tally["fixable"] += 1
+        return IssueCounts(**tally)
+
+    def _remembered_hits(
+        self, stream: Stream, scheme: str, package: InventoryPackage
+    ) -> tuple[tuple[_Hit, ...], tuple[str, ...]]:
         memo_key = (
             stream,
             package.source_name,
@@ -199,6 +223,12 @@ class AdvisoryIndex:
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
             self._memo[memo_key] = found
+        return found
+
+    def _match_package(
+        self, stream: Stream, scheme: str, package: InventoryPackage, warnings: list[str]
+    ) -> list[Issue]:
+        found = self._remembered_hits(stream, scheme, package)
         hits, problems = found
         warnings.extend(problems)
         return [
@@ -235,12 +265,14 @@ class AdvisoryIndex:
             lookups.append((package.name, package.version))
         hits: list[_Hit] = []
         problems: list[str] = []
-        seen: dict[str, int] = {}  # vulnerability -> its place in hits
+        covered: dict[str, int] = {}  # vulnerability -> the hit that reports it
         for name, version in lookups:
             for candidate in self.candidates(stream, name):
-                earlier = seen.get(candidate.key)
-                if earlier is not None and hits[earlier].rating.level != UNKNOWN:
-                    continue
+                earlier = [covered[k] for k in candidate.keys if k in covered]
+                if len(earlier) == len(candidate.keys) and all(
+                    hits[i].rating.level != UNKNOWN for i in earlier
+                ):
+                    continue  # reported already, with a severity
                 try:
                     hit = _affects(scheme, version, candidate.entry)
                 except VersionError as exc:
@@ -251,12 +283,15 @@ class AdvisoryIndex:
                     continue
                 if not hit:
                     continue
-                if earlier is not None:
-                    # The same vulnerability from a second feed: one issue, which takes the
-                    # severity the first feed lacked.
+                if len(earlier) == len(candidate.keys):
+                    # Every vulnerability it speaks of is reported already: no new issue,
+                    # but the severity the first feed lacked.
                     if candidate.rating.level != UNKNOWN:
-                        hits[earlier] = hits[earlier]._replace(rating=candidate.rating)
+                        for i in earlier:
+                            if hits[i].rating.level == UNKNOWN:
+                                hits[i] = hits[i]._replace(rating=candidate.rating)
                     continue
-                seen[candidate.key] = len(hits)
+                for key in candidate.keys:
+                    covered.setdefault(key, len(hits))
                 hits.append(_Hit(candidate, name, version, candidate.rating))
         return tuple(hits), tuple(problems)

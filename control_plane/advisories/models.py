@@ -1,4 +1,5 @@
-"""Stored advisories: one row per advisory, one per package and release it affects.
+"""Stored advisories: one row per advisory, one per package and release it affects, and
+the issue counts of matched scans.
 
 The affected rows are what matching reads, by (family, release, package); the advisory row
 keeps what the import compares (``modified``, ``content_sha256``) and what issues show.
@@ -10,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from control_plane.ids import new_id
@@ -61,3 +62,37 @@ class AffectedPackage(Base):
     introduced: Mapped[str | None] = mapped_column(String(200), default=None)
     last_affected: Mapped[str | None] = mapped_column(String(200), default=None)
     severity: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class ScanIssueCounts(Base):
+    """How many issues a scan's packages have against the advisories in force, by severity.
+
+    Written when a scan lands and again for every project's latest scan when advisories
+    change; the issue list itself is computed from the stored SBOM when asked for.
+    """
+
+    __tablename__ = "scan_issue_counts"
+
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    critical: Mapped[int] = mapped_column(Integer, default=0)
+    high: Mapped[int] = mapped_column(Integer, default=0)
+    medium: Mapped[int] = mapped_column(Integer, default=0)
+    low: Mapped[int] = mapped_column(Integer, default=0)
+    unknown: Mapped[int] = mapped_column(Integer, default=0)
+    fixable: Mapped[int] = mapped_column(Integer, default=0)
+    matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ScanInventory(Base):
+    """What matching needs of a scan, read once from its SBOM and kept compact (zstd JSON),
+    so re-matching thousands of stored scans does not parse their SBOMs again."""
+
+    __tablename__ = "scan_inventories"
+
+    scan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -38,10 +38,8 @@ def normalise_time(text: Any, field: str) -> str:
     return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
-def _string(value: Any, field: str, *, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
+def _string(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
         raise _Bad(field, "missing" if value is None else "expected a non-empty string")
     return value
 
@@ -66,7 +64,6 @@ def _severities(value: Any, field: str) -> list[Severity]:
         entry = _object(item, f"{field}[{index}]")
         kind = _string(entry.get("type"), f"{field}[{index}].type")
         score = _string(entry.get("score"), f"{field}[{index}].score")
-        assert kind is not None and score is not None
         if kind in _CVSS_TYPES:
             found.append(Severity(kind, score))
         else:  # "Ubuntu": {"type": "Ubuntu", "score": "medium"}, and future distro types
@@ -112,7 +109,6 @@ def _intervals(
                 )
             key = known[0]
             version = _string(event[key], f"{where}.events[{e_index}].{key}")
-            assert version is not None
             if version != "0" or key != "introduced":
                 try:
                     parse(scheme, version)
@@ -137,7 +133,6 @@ def _affected(item: Any, field: str) -> tuple[list[Affected], str | None]:
     package = _object(entry.get("package"), f"{field}.package")
     ecosystem = _string(package.get("ecosystem"), f"{field}.package.ecosystem")
     name = _string(package.get("name"), f"{field}.package.name")
-    assert ecosystem is not None and name is not None
     stream = stream_from_osv(ecosystem)
     if stream is None:
         return [], ecosystem
@@ -173,7 +168,6 @@ def advisory_from_osv(record: Any) -> Advisory:
     """One OSV record as an Advisory; raises _Bad naming the field that is wrong."""
     doc = _object(record, "(record)")
     advisory_id = _string(doc.get("id"), "id")
-    assert advisory_id is not None
     modified = normalise_time(doc.get("modified"), "modified")
     published = (
         normalise_time(doc["published"], "published") if doc.get("published") is not None else None
@@ -182,7 +176,7 @@ def advisory_from_osv(record: Any) -> Advisory:
         normalise_time(doc["withdrawn"], "withdrawn") if doc.get("withdrawn") is not None else None
     )
     aliases = tuple(
-        _string(alias, f"aliases[{i}]") or ""
+        _string(alias, f"aliases[{i}]")
         for i, alias in enumerate(_list(doc.get("aliases"), "aliases"))
     )
     affected: list[Affected] = []

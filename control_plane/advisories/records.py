@@ -82,6 +82,13 @@ class ReadOutcome:
         self.advisories: list[Advisory] = []
         self.skipped: list[Skipped] = []
 
+    @classmethod
+    def failed(cls, where: str, field: str, reason: str) -> ReadOutcome:
+        """An outcome of nothing read but one skipped input."""
+        outcome = cls()
+        outcome.skipped.append(Skipped(where, field, reason))
+        return outcome
+
     def extend(self, other: ReadOutcome) -> None:
         self.advisories.extend(other.advisories)
         self.skipped.extend(other.skipped)

@@ -15,7 +15,8 @@ Routes are absolute (``/rest/...``, ``/v1/...``, ``/healthcheck``, ``/metrics``,
 
 Other routes under ``/rest/`` or ``/v1/`` added to the same application go through the same
 middleware: the version is checked, a transaction is open and the caller authenticated;
-views read them with :func:`session_of` / :func:`principal_of` and raise
+views read them with :func:`session_of` / :func:`principal_of`, register work for after the
+commit with :func:`on_commit`, and raise
 :class:`control_plane.errors.DomainError` subclasses to refuse (rendered as JSON:API errors,
 transaction rolled back). Render with :mod:`control_plane.api.jsonapi` and parse query strings
 with :class:`control_plane.api.query.Query`, bodies with :class:`control_plane.api.body.Body`.
@@ -26,6 +27,7 @@ from control_plane.api.app import (
     ApiContext,
     context,
     create_api_app,
+    on_commit,
     principal_of,
     session_of,
     setup_api,
@@ -36,6 +38,7 @@ __all__ = [
     "ApiContext",
     "context",
     "create_api_app",
+    "on_commit",
     "principal_of",
     "session_of",
     "setup_api",

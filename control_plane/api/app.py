@@ -18,10 +18,11 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.accounts.services import Principal
+from control_plane.accounts.services import Principal, visible_org_id
 from control_plane.api.auth import Unauthorized, principal_from_header
 from control_plane.api.jsonapi import dumps, error_response, served_version
 from control_plane.api.metrics import ApiMetrics
+from control_plane.api.query import path_uuid
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.errors import DomainError, InvalidInput
@@ -44,6 +45,7 @@ class ApiContext:
 CONTEXT = web.AppKey("control_plane", ApiContext)
 SESSION = web.RequestKey("cp_session", AsyncSession)
 PRINCIPAL = web.RequestKey("cp_principal", Principal)
+AFTER_COMMIT = web.RequestKey("cp_after_commit", list[Callable[[], None]])
 
 
 def context(request: web.Request) -> ApiContext:
@@ -57,6 +59,19 @@ def session_of(request: web.Request) -> AsyncSession:
 
 def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+async def org_id_of(request: web.Request) -> uuid.UUID:
+    """The path's ``org_id``, if the caller may see that org (else NotFound)."""
+    return await visible_org_id(
+        session_of(request), principal_of(request), path_uuid(request, "org_id")
+    )
+
+
+def on_commit(request: web.Request, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (not if it rolls back),
+    before the answer is sent: e.g. wake a dispatcher for the scans the view queued."""
+    request[AFTER_COMMIT].append(callback)
 
 
 def _kind(path: str) -> str | None:
@@ -112,12 +127,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 "snyk-version-served": served,
                 "snyk-version-lifecycle-stage": stage,
             }
+        request[AFTER_COMMIT] = []
         async with ctx.db.sessions() as session, session.begin():
             request[SESSION] = session
             request[PRINCIPAL] = await principal_from_header(
                 session, request.headers.get("Authorization")
             )
             response = await handler(request)
+        for callback in request[AFTER_COMMIT]:
+            try:
+                callback()
+            except Exception:  # committed already: the answer stands
+                log.exception("after-commit callback failed", path=request.path)
     except Unauthorized as exc:
         response = _error(kind, 401, "Unauthorized", exc.detail)
     except DomainError as exc:

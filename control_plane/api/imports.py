@@ -23,7 +23,6 @@ dispatcher, so they go out at once rather than at the next poll.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from control_plane.accounts.services import visible_org
-from control_plane.api.app import principal_of, session_of
+from control_plane.api.app import on_commit, principal_of, session_of
 from control_plane.api.body import Body
 from control_plane.api.jsonapi import document, iso, page_links
 from control_plane.api.query import PAGINATION, Query, path_uuid
@@ -232,10 +231,10 @@ async def history_view(request: web.Request) -> web.Response:
 
 
 def _wake_after_commit(request: web.Request) -> None:
-    """The transaction commits when the view returns; the dispatcher looks a moment later."""
+    """The dispatcher looks for the new scans once they are committed."""
     wake = request.config_dict.get(WAKE)
     if wake is not None:
-        asyncio.get_running_loop().call_later(0.05, wake)
+        on_commit(request, wake)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -12,8 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane.accounts.services import visible_org
-from control_plane.api.app import context, principal_of, session_of
+from control_plane.api.app import context, org_id_of, session_of
 from control_plane.api.body import Body
 from control_plane.api.jsonapi import document, iso, page_links
 from control_plane.api.query import PAGINATION, Query, path_uuid
@@ -25,7 +24,7 @@ from control_plane.integrations.services import (
     list_integrations,
     update_integration,
 )
-from control_plane.models import Integration, Org
+from control_plane.models import Integration
 
 _ATTRIBUTES = {
     "integration_type",
@@ -71,18 +70,12 @@ def _input(body: Body, *, required: tuple[str, ...] = ()) -> IntegrationInput:
     )
 
 
-async def _org(request: web.Request) -> Org:
-    return await visible_org(
-        session_of(request), principal_of(request), path_uuid(request, "org_id")
-    )
-
-
 async def list_view(request: web.Request) -> web.Response:
     query = Query(request, PAGINATION | {"integration_type"})
-    org = await _org(request)
+    org_id = await org_id_of(request)
     page = await list_integrations(
         session_of(request),
-        org.id,
+        org_id,
         query.page(),
         integration_types=list(query.many("integration_type")),
     )
@@ -92,16 +85,16 @@ async def list_view(request: web.Request) -> web.Response:
 
 async def create_view(request: web.Request) -> web.Response:
     Query(request, ())
-    org = await _org(request)
+    org_id = await org_id_of(request)
     body = await Body.read(request, "integration")
     given = _input(body, required=("integration_type",))
     integration, token = await create_integration(
-        session_of(request), context(request).box, org.id, given
+        session_of(request), context(request).box, org_id, given
     )
     resource = integration_resource(integration)
     if token is not None:
         resource["attributes"]["broker_token"] = token
-    location = f"/rest/orgs/{org.id}/integrations/{integration.id}"
+    location = f"/rest/orgs/{org_id}/integrations/{integration.id}"
     response = document(resource, links={"self": location}, status=201)
     response.headers["Location"] = location
     return response
@@ -109,29 +102,29 @@ async def create_view(request: web.Request) -> web.Response:
 
 async def get_view(request: web.Request) -> web.Response:
     Query(request, ())
-    org = await _org(request)
+    org_id = await org_id_of(request)
     integration = await get_integration(
-        session_of(request), org.id, path_uuid(request, "integration_id")
+        session_of(request), org_id, path_uuid(request, "integration_id")
     )
     return document(integration_resource(integration), links={"self": request.path_qs})
 
 
 async def patch_view(request: web.Request) -> web.Response:
     Query(request, ())
-    org = await _org(request)
+    org_id = await org_id_of(request)
     integration_id = path_uuid(request, "integration_id")
-    await get_integration(session_of(request), org.id, integration_id)
+    await get_integration(session_of(request), org_id, integration_id)
     body = await Body.read(request, "integration", resource_id=integration_id)
     integration = await update_integration(
-        session_of(request), context(request).box, org.id, integration_id, _input(body)
+        session_of(request), context(request).box, org_id, integration_id, _input(body)
     )
     return document(integration_resource(integration), links={"self": request.path})
 
 
 async def delete_view(request: web.Request) -> web.Response:
     Query(request, ())
-    org = await _org(request)
-    await delete_integration(session_of(request), org.id, path_uuid(request, "integration_id"))
+    org_id = await org_id_of(request)
+    await delete_integration(session_of(request), org_id, path_uuid(request, "integration_id"))
     return web.Response(status=204)
 
 

@@ -75,7 +75,8 @@ def served_version(requested: str) -> tuple[str, str]:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # the documents are trees of dicts built per request: no cycle to look for
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def json_response(body: Mapping[str, Any], status: int = 200) -> web.Response:

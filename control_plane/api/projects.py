@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
 
-from control_plane.accounts.services import visible_org
-from control_plane.api.app import principal_of, session_of
+from control_plane.api.app import org_id_of, session_of
 from control_plane.api.body import Body
 from control_plane.api.jsonapi import document, iso, page_links, relationship
 from control_plane.api.query import PAGINATION, Query, path_uuid
@@ -20,6 +20,7 @@ from control_plane.projects.services import (
     LIFECYCLE,
     ProjectFilter,
     ProjectUpdate,
+    TargetSummary,
     check_tags,
     delete_project,
     get_project,
@@ -50,10 +51,12 @@ _LIST = (
 )
 
 
-def target_relationship(org_id: uuid.UUID, project: Project, expand: bool) -> dict[str, Any]:
+def target_relationship(
+    org_id: uuid.UUID, project: Project | SimpleNamespace, expand: bool
+) -> dict[str, Any]:
     rel = relationship("target", project.target_id, f"/orgs/{org_id}/targets/{project.target_id}")
     if expand:
-        target: Target = project.target
+        target: Target | TargetSummary = project.target
         rel["data"]["attributes"] = {
             "display_name": target.display_name,
             "url": target.url,
@@ -64,7 +67,11 @@ def target_relationship(org_id: uuid.UUID, project: Project, expand: bool) -> di
 
 
 def project_resource(
-    project: Project, *, expand_target: bool, issue_counts: bool, dependency_total: bool
+    project: Project | SimpleNamespace,
+    *,
+    expand_target: bool,
+    issue_counts: bool,
+    dependency_total: bool,
 ) -> dict[str, Any]:
     org = project.org_id
     resource: dict[str, Any] = {
@@ -163,10 +170,10 @@ def _filters(query: Query) -> ProjectFilter:
 async def list_projects_view(request: web.Request) -> web.Response:
     query = Query(request, _LIST)
     session = session_of(request)
-    org = await visible_org(session, principal_of(request), path_uuid(request, "org_id"))
+    org_id = await org_id_of(request)
     options = _render_options(query)
     page = await list_projects(
-        session, org.id, _filters(query), query.page(), with_target=options["expand_target"]
+        session, org_id, _filters(query), query.page(), with_target=options["expand_target"]
     )
     data = [project_resource(p, **options) for p in page.items]
     return document(data, links=page_links(request, page))
@@ -174,9 +181,9 @@ async def list_projects_view(request: web.Request) -> web.Response:
 
 async def _org_project(request: web.Request, *, with_target: bool = False) -> Project:
     session = session_of(request)
-    org = await visible_org(session, principal_of(request), path_uuid(request, "org_id"))
+    org_id = await org_id_of(request)
     return await get_project(
-        session, org.id, path_uuid(request, "project_id"), with_target=with_target
+        session, org_id, path_uuid(request, "project_id"), with_target=with_target
     )
 
 

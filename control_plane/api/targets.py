@@ -11,8 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane.accounts.services import visible_org
-from control_plane.api.app import principal_of, session_of
+from control_plane.api.app import org_id_of, session_of
 from control_plane.api.jsonapi import document, iso, page_links
 from control_plane.api.query import PAGINATION, Query, path_uuid
 from control_plane.errors import InvalidInput
@@ -73,7 +72,7 @@ async def list_targets_view(request: web.Request) -> web.Response:
         | {"display_name", "url", "exclude_empty", "is_private", "created_gte", "source_types"},
     )
     session = session_of(request)
-    org = await visible_org(session, principal_of(request), path_uuid(request, "org_id"))
+    org_id = await org_id_of(request)
     filters = TargetFilter(
         display_name=query.one("display_name"),
         url=query.one("url"),
@@ -82,7 +81,7 @@ async def list_targets_view(request: web.Request) -> web.Response:
         created_gte=_created_gte(query),
         integration_types=query.many("source_types"),
     )
-    page = await list_targets(session, org.id, filters, query.page())
+    page = await list_targets(session, org_id, filters, query.page())
     integrations = await target_integrations(session, list(page.items))
     data = [target_resource(t, integrations.get(t.integration_id)) for t in page.items]  # type: ignore[arg-type]
     return document(data, links=page_links(request, page))
@@ -90,8 +89,8 @@ async def list_targets_view(request: web.Request) -> web.Response:
 
 async def _org_target(request: web.Request) -> Target:
     session = session_of(request)
-    org = await visible_org(session, principal_of(request), path_uuid(request, "org_id"))
-    return await get_target(session, org.id, path_uuid(request, "target_id"))
+    org_id = await org_id_of(request)
+    return await get_target(session, org_id, path_uuid(request, "target_id"))
 
 
 async def get_target_view(request: web.Request) -> web.Response:

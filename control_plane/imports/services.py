@@ -18,11 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.integrations.services import get_integration
-from control_plane.models import ImportJob, Project, Scan
-from control_plane.projects.services import get_project, import_project
+from control_plane.models import ImportJob, Project, Scan, Target, utcnow
+from control_plane.projects.services import (
+    get_project,
+    import_project,
+    replace_tags,
+    tags_from_aws,
+)
 from control_plane.queue.services import FINISHED, PRIORITY_ADHOC
 from control_plane.scans.services import enqueue_scan
-from control_plane.targets.services import get_or_create_target
+from control_plane.targets.services import check_aws_tags, get_or_create_target
 
 #: images one import call may name
 MAX_IMAGES = 100
@@ -100,6 +105,29 @@ async def retest(
     return await enqueue_scan(
         session, project, reason="retest", requested_by=user_id, priority=PRIORITY_ADHOC
     )
+
+
+async def apply_repository_tags(
+    session: AsyncSession, project_id: uuid.UUID, tags: list[dict[str, str]]
+) -> None:
+    """A repository's resource tags (ECR, AWS's ``[{"Key", "Value"}]``) on its target, and as
+    tags of the project; project tags a user set under other keys stay, tags that came from
+    the repository before and are gone now go."""
+    project = await session.get(Project, project_id)
+    if project is None:
+        return
+    target = await session.get(Target, project.target_id)
+    if target is None:
+        return
+    checked = check_aws_tags(tags)
+    before = {t["Key"] for t in target.tags or []}
+    target.tags = checked
+    target.updated_at = utcnow()
+    from_repository = tags_from_aws(checked)
+    keys = before | {key for key, _ in from_repository}
+    kept = [(t.key, t.value) for t in project.tags if t.key not in keys]
+    replace_tags(project, from_repository + kept)
+    await session.flush()
 
 
 @dataclass(frozen=True)

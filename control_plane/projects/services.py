@@ -7,10 +7,12 @@ A project's scan fields show its latest *succeeded* scan (written by
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, cast, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,8 +37,9 @@ ENVIRONMENT = (
 )
 LIFECYCLE = ("production", "development", "sandbox")
 TEST_FREQUENCIES = ("daily", "weekly", "never")
-#: Snyk's project tag rules: key of letters, digits, - and _ (ECR tag keys fit), value free
-TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@-]{1,128}$")
+#: tag keys: Snyk's letters, digits, - and _, widened to every character AWS allows in a
+#: resource tag key (space . : / = + @), so ECR repository tags can become project tags
+TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/=+@ -]{1,128}$")
 MAX_TAG_VALUE = 256
 
 
@@ -114,6 +117,43 @@ def _conditions(org_id: uuid.UUID, f: ProjectFilter) -> list[ColumnElement[bool]
     return where
 
 
+#: what a listing reads of each project (timestamps cost a parse each on SQLite: only the
+#: ones shown are read)
+LISTED_COLUMNS = (
+    Project.id,
+    Project.org_id,
+    Project.target_id,
+    Project.name,
+    Project.type,
+    Project.target_reference,
+    Project.origin,
+    Project.created_at,
+    Project.status,
+    Project.business_criticality,
+    Project.environment,
+    Project.lifecycle,
+    Project.test_frequency,
+    Project.image_digest,
+    Project.platform,
+    Project.importer_id,
+    Project.owner_id,
+    Project.dependency_total,
+    Project.dependency_total_updated_at,
+)
+
+
+class TagPair(NamedTuple):
+    key: str
+    value: str
+
+
+class TargetSummary(NamedTuple):
+    id: uuid.UUID
+    display_name: str
+    url: str | None
+    created_at: dt.datetime
+
+
 async def list_projects(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -121,12 +161,44 @@ async def list_projects(
     page: PageRequest,
     *,
     with_target: bool = False,
-) -> Page[Project]:
-    """One page of the org's live projects, oldest first; targets loaded when asked."""
-    query = select(Project).where(*_conditions(org_id, filters))
+) -> Page[SimpleNamespace]:
+    """One page of the org's live projects, oldest first, targets summarised when asked.
+
+    Items are read-only views with the :class:`Project` attributes a listing shows
+    (:data:`LISTED_COLUMNS`; ``tags`` as
+    :class:`TagPair`, ``target`` a :class:`TargetSummary` or None): a listing is read by
+    column, not as ORM objects, which halves its cost on a page of 100.
+    """
+    query = select(*LISTED_COLUMNS).where(*_conditions(org_id, filters))
     if with_target:
-        query = query.options(joinedload(Project.target))
-    return await fetch_page(session, query, Project.id, page)
+        query = query.join(Target, Target.id == Project.target_id).add_columns(
+            Target.display_name.label("_target_display_name"),
+            Target.url.label("_target_url"),
+            Target.created_at.label("_target_created_at"),
+        )
+    found = await fetch_page(session, query, Project.id, page, rows=True)
+    tags: dict[uuid.UUID, list[TagPair]] = {row.id: [] for row in found.items}
+    if tags:
+        tag_rows = await session.execute(
+            select(ProjectTag.project_id, ProjectTag.key, ProjectTag.value)
+            .where(ProjectTag.project_id.in_(list(tags)))
+            .order_by(ProjectTag.project_id, ProjectTag.position)
+        )
+        for project_id, key, value in tag_rows:
+            tags[project_id].append(TagPair(key, value))
+    items = []
+    for row in found.items:
+        values = row._asdict()
+        target = None
+        if with_target:
+            target = TargetSummary(
+                row.target_id,
+                values.pop("_target_display_name"),
+                values.pop("_target_url"),
+                values.pop("_target_created_at"),
+            )
+        items.append(SimpleNamespace(**values, tags=tags[row.id], target=target))
+    return Page(items, has_next=found.has_next, has_prev=found.has_prev)
 
 
 async def get_project(
@@ -147,7 +219,7 @@ def check_tags(pairs: list[tuple[str, str]], pointer: str = "/data/attributes/ta
     for index, (key, value) in enumerate(pairs):
         if not TAG_KEY.match(key):
             raise InvalidInput(
-                "tag key must be 1 to 128 letters, digits or - _ . : / = + @",
+                "tag key must be 1 to 128 letters, digits, spaces or - _ . : / = + @",
                 pointer=f"{pointer}/{index}/key",
             )
         if len(value) > MAX_TAG_VALUE:
@@ -155,6 +227,11 @@ def check_tags(pairs: list[tuple[str, str]], pointer: str = "/data/attributes/ta
                 f"tag value must be at most {MAX_TAG_VALUE} characters",
                 pointer=f"{pointer}/{index}/value",
             )
+
+
+def tags_from_aws(tags: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """Project tags from resource tags in AWS's ``[{"Key", "Value"}]`` shape (ECR)."""
+    return [(t["Key"], t["Value"]) for t in tags]
 
 
 def _check_words(values: list[str], allowed: tuple[str, ...], name: str) -> list[str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from control_plane.models import Integration, Project, Scan, utcnow
+from control_plane.models import Integration, Project, Scan, Target, utcnow
 
 IN_FLIGHT = ("claimed", "running")
 FINISHED = ("succeeded", "failed")
@@ -48,6 +48,7 @@ class Claimed:
     integration_id: uuid.UUID
     image: str
     attempts: int
+    repository: str = ""
 
 
 def _ready(now: dt.datetime) -> ColumnElement[bool]:
@@ -161,9 +162,16 @@ def _dialect(session: AsyncSession) -> str:
 async def _describe(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Claimed]:
     rows = await session.execute(
         select(
-            Scan.id, Scan.org_id, Scan.project_id, Scan.integration_id, Scan.attempts, Project.name
+            Scan.id,
+            Scan.org_id,
+            Scan.project_id,
+            Scan.integration_id,
+            Scan.attempts,
+            Project.name,
+            Target.repository,
         )
         .join(Project, Project.id == Scan.project_id)
+        .join(Target, Target.id == Project.target_id)
         .where(Scan.id.in_(ids))
         .order_by(Scan.priority.desc(), Scan.id)
     )
@@ -175,6 +183,7 @@ async def _describe(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Cla
             integration_id=r[3] or uuid.UUID(int=0),
             attempts=r[4],
             image=r[5],
+            repository=r[6],
         )
         for r in rows
     ]
@@ -220,7 +229,8 @@ async def reap(
     sessions: async_sessionmaker[AsyncSession], *, claim_timeout: float, result_timeout: float
 ) -> tuple[int, int]:
     """Claims a dead process left behind go back to the queue; scans an agent never reported
-    on fail at step "timeout". Returns (requeued, timed out)."""
+    on fail at step "timeout", and so do queued scans whose integration was deleted (nothing
+    could ever run them). Returns (requeued, failed)."""
     now = utcnow()
     async with sessions() as session, session.begin():
         requeued = await session.execute(
@@ -246,7 +256,19 @@ async def reap(
             )
             .execution_options(synchronize_session=False)
         )
-    return requeued.rowcount, timed_out.rowcount  # type: ignore[attr-defined]
+        orphaned = await session.execute(
+            update(Scan)
+            .where(Scan.status == "queued", Scan.integration_id.is_(None))
+            .values(
+                status="failed",
+                failed_step="dispatch",
+                error="the integration was deleted before the scan could run",
+                finished_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    failed = timed_out.rowcount + orphaned.rowcount  # type: ignore[attr-defined]
+    return requeued.rowcount, failed  # type: ignore[attr-defined]
 
 
 async def counts(session: AsyncSession) -> dict[str, int]:

@@ -14,9 +14,12 @@ once cannot both miss the moment the result is complete.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -110,6 +113,26 @@ def _parse(raw: bytes, model: type[BaseModel]) -> BaseModel | Outcome:
         return _bad(f"{where}: {error.get('msg', 'invalid')}")
 
 
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _one_writer(
+    sessions: async_sessionmaker[AsyncSession],
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """SQLite: one storing transaction of this process at a time.
+
+    SQLite has one writer; concurrent transactions would wait in its busy handler, which
+    sleeps in growing steps (seconds at the tail with 8 callbacks at once). Waiting here
+    instead is first come, first served. PostgreSQL: no wait (row locks suffice)."""
+    bind = sessions.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _SQLITE_WRITERS.get(bind)
+    if lock is None:
+        lock = _SQLITE_WRITERS[bind] = asyncio.Lock()
+    return lock
+
+
 async def _lock_scan(session: AsyncSession, scan_id: uuid.UUID) -> Scan | None:
     query = select(Scan).where(Scan.id == scan_id)
     if session.get_bind().dialect.name == "postgresql":
@@ -127,8 +150,10 @@ async def ingest_result(
     scan_id = _scan_of(parsed.context, box)
     if isinstance(scan_id, Outcome):
         return scan_id
+    # the CPU-heavy part (SPDX, serialising) before the transaction, so it holds no lock
+    documents = _documents(parsed) if parsed.chunk is None else None
     try:
-        async with sessions() as session, session.begin():
+        async with _one_writer(sessions), sessions() as session, session.begin():
             scan = await _lock_scan(session, scan_id)
             if scan is None:
                 # the project was deleted meanwhile: nothing to store, nothing to retry
@@ -141,7 +166,7 @@ async def ingest_result(
                 if body is None:
                     return Outcome(202, {"stored": False, "partial": True, "scan": str(scan.id)})
             assert body is not None
-            await _store(session, scan, body)
+            await _store(session, scan, body, documents or _documents(body))
     except IntegrityError:
         # another replica stored this result a moment ago (unique idempotency key)
         return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan_id)})
@@ -201,14 +226,23 @@ def _join(bodies: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
+def _documents(body: ResultBody) -> dict[str, bytes] | None:
+    """The SBOMs to store for a successful result: CycloneDX as sent, SPDX derived."""
+    if body.status != "success" or body.sbom is None:
+        return None
+    return {
+        "cyclonedx": docs.canonical_bytes(body.sbom),
+        "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
+    }
+
+
+async def _store(
+    session: AsyncSession, scan: Scan, body: ResultBody, documents: dict[str, bytes] | None
+) -> None:
     """The scans domain records it: a failure apart, a success with both SBOMs."""
     started = scan.started_at or scan.claimed_at or scan.requested_at
     elapsed = max(0, int((utcnow() - started) / dt.timedelta(milliseconds=1)))
-    scan.started_at = started
-    scan.duration_ms = elapsed
-    scan.platform = body.platform
-    if body.status == "error" or body.sbom is None:
+    if documents is None or body.sbom is None:
         error = body.error or AgentError(message="the agent reported no SBOM")
         await scans.record_failure(
             session,
@@ -217,20 +251,21 @@ async def _store(session: AsyncSession, scan: Scan, body: ResultBody) -> None:
             failed_step=(error.step or error.code or "scan")[:64],
             idempotency_key=body.resultId,
         )
-        return
-    outcome = scans.ScanOutcome(
-        image_digest=body.digest,
-        platform=body.platform,
-        package_type=docs.package_type(body.sbom),
-        package_count=body.packageCount or 0,
-        duration_ms=elapsed,
-        sboms={
-            "cyclonedx": docs.canonical_bytes(body.sbom),
-            "spdx": docs.canonical_bytes(docs.spdx_from_cyclonedx(body.sbom)),
-        },
-        idempotency_key=body.resultId,
-    )
-    await scans.record_success(session, scan.id, outcome)
+        scan.platform = body.platform
+    else:
+        outcome = scans.ScanOutcome(
+            image_digest=body.digest,
+            platform=body.platform,
+            package_type=docs.package_type(body.sbom),
+            package_count=body.packageCount or 0,
+            duration_ms=elapsed,
+            sboms=documents,
+            idempotency_key=body.resultId,
+        )
+        await scans.record_success(session, scan.id, outcome)
+    # set after recording: changed before, they would be flushed by its first query
+    scan.started_at = started
+    scan.duration_ms = elapsed
 
 
 async def ingest_done(
@@ -244,7 +279,7 @@ async def ingest_done(
     scan_id = _scan_of(parsed.context, box)
     if isinstance(scan_id, Outcome):
         return scan_id
-    async with sessions() as session, session.begin():
+    async with _one_writer(sessions), sessions() as session, session.begin():
         scan = await _lock_scan(session, scan_id)
         if scan is None or scan.status in FINISHED:
             return Outcome(200, {"stored": False, "scan": str(scan_id)})

@@ -23,6 +23,7 @@ from cr_agent.scan import ScanResult
 if TYPE_CHECKING:
     import datetime as dt
 
+    from control_plane.advisories.matching import Issue, MatchResult
     from cr_agent.catalogers.base import Package
 
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
@@ -105,7 +106,62 @@ def _syft_source_properties(package: Package) -> list[dict[str, str]]:
     return []
 
 
-def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) -> dict[str, Any]:
+_CVSS_METHODS = {"CVSS:3.1/": "CVSSv31", "CVSS:3.0/": "CVSSv3", "CVSS:4.0/": "CVSSv4"}
+
+
+def _rating(issue: Issue) -> dict[str, Any]:
+    if issue.cvss_vector is None or issue.cvss_score is None:
+        return {"severity": issue.severity, "method": "other"}
+    method = next(
+        (m for prefix, m in _CVSS_METHODS.items() if issue.cvss_vector.startswith(prefix)),
+        "CVSSv2",
+    )
+    return {
+        "score": issue.cvss_score,
+        "severity": issue.severity,
+        "method": method,
+        "vector": issue.cvss_vector,
+    }
+
+
+def _vulnerabilities(match: MatchResult, refs: list[str]) -> list[dict[str, Any]]:
+    """One entry per issue (advisory x package), pointing at the package's component."""
+    found = []
+    for number, issue in enumerate(match.issues):
+        vulnerability: dict[str, Any] = {
+            "bom-ref": f"vuln:{number}",
+            "id": issue.advisory_id,
+            "source": {"name": issue.advisory_source},
+        }
+        if issue.aliases:
+            vulnerability["references"] = [
+                {"id": alias, "source": {"name": alias.partition("-")[0]}}
+                for alias in issue.aliases
+            ]
+        vulnerability["ratings"] = [_rating(issue)]
+        if issue.summary:
+            vulnerability["description"] = issue.summary
+        if issue.fixed_version:
+            vulnerability["recommendation"] = (
+                f"Upgrade {issue.package_name} to {issue.fixed_version} or later"
+            )
+        affected = {"version": issue.package_version, "status": "affected"}
+        vulnerability["affects"] = [
+            {"ref": refs[int(issue.package_ref or 0)], "versions": [affected]}
+        ]
+        props = [_prop("crbroker:vulnerability:installedVersion", issue.package_version)]
+        if issue.fixed_version:
+            props.append(_prop("crbroker:vulnerability:fixedVersion", issue.fixed_version))
+        props.append(_prop("crbroker:vulnerability:matchedPackage", issue.matched_name))
+        vulnerability["properties"] = props
+        found.append(vulnerability)
+    return found
+
+
+def cyclonedx_document(
+    result: ScanResult, *, now: dt.datetime | None = None, match: MatchResult | None = None
+) -> dict[str, Any]:
+    """The document; with ``match``, its issues in the ``vulnerabilities`` section."""
     image_ref = f"image:{result.digest}"
     components: list[dict[str, Any]] = []
     if result.distro is not None:
@@ -148,7 +204,7 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
             component["licenses"] = licenses
         component["properties"] = props
         components.append(component)
-    return {
+    document: dict[str, Any] = {
         "$schema": SCHEMA,
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
@@ -178,7 +234,11 @@ def cyclonedx_document(result: ScanResult, *, now: dt.datetime | None = None) ->
         "dependencies": [{"ref": image_ref, "dependsOn": [c["bom-ref"] for c in components]}]
         + [{"ref": c["bom-ref"]} for c in components],
     }
+    if match is not None:
+        package_refs = [c["bom-ref"] for c in components if c["type"] == "library"]
+        document["vulnerabilities"] = _vulnerabilities(match, package_refs)
+    return document
 
 
-def to_cyclonedx_json(result: ScanResult) -> str:
-    return indented_json(cyclonedx_document(result))
+def to_cyclonedx_json(result: ScanResult, match: MatchResult | None = None) -> str:
+    return indented_json(cyclonedx_document(result, match=match))

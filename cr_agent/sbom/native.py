@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
+if TYPE_CHECKING:
+    from control_plane.advisories.matching import MatchResult
+
 SCHEMA = "crbroker.scan/v1"
 
 
-def native_document(result: ScanResult) -> dict[str, Any]:
+def _vulnerabilities(match: MatchResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": issue.advisory_id,
+            "aliases": list(issue.aliases),
+            "source": issue.advisory_source,
+            "package": issue.package_name,
+            "packageIndex": int(issue.package_ref or 0),
+            "installedVersion": issue.package_version,
+            "matchedName": issue.matched_name,
+            "matchedVersion": issue.matched_version,
+            "fixedVersion": issue.fixed_version,
+            "severity": issue.severity,
+            "cvssScore": issue.cvss_score,
+            "cvssVector": issue.cvss_vector,
+            "ecosystem": issue.ecosystem,
+            "layer": {"index": issue.layer_index, "diffId": issue.layer_diff_id},
+        }
+        for issue in match.issues
+    ]
+
+
+def native_document(result: ScanResult, match: MatchResult | None = None) -> dict[str, Any]:
+    """The document; with ``match``, its issues and their counts."""
     distro = result.distro
-    return {
+    document: dict[str, Any] = {
         "schema": SCHEMA,
         "image": {
             "registry": result.registry,
@@ -71,9 +97,15 @@ def native_document(result: ScanResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "durationSeconds": round(result.duration_seconds, 3),
     }
+    if match is not None:
+        document["vulnerabilities"] = _vulnerabilities(match)
+        document["vulnerabilityCounts"] = {**match.counts._asdict(), "total": match.counts.total}
+    return document
 
 
-def to_native_json(result: ScanResult, *, indent: int | None = 2) -> str:
+def to_native_json(
+    result: ScanResult, match: MatchResult | None = None, *, indent: int | None = 2
+) -> str:
     if indent == 2:
-        return indented_json(native_document(result))
-    return json.dumps(native_document(result), indent=indent, ensure_ascii=False)
+        return indented_json(native_document(result, match))
+    return json.dumps(native_document(result, match), indent=indent, ensure_ascii=False)

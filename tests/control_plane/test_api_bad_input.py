@@ -266,6 +266,11 @@ async def test_unknown_routes_and_methods_answer_json_api_errors(
     assert missing.status == 404 and missing.error()["status"] == "404"
     wrong = await api.call("PUT", f"/rest/orgs/{mine.org.id}/projects")
     assert wrong.status == 405 and wrong.error()["status"] == "405"
+    # Port's Ocean asks this per project when configured to; a 404 becomes an empty list there
+    issues = await api.call(
+        "POST", f"/v1/org/{mine.org.id}/project/{uuid.uuid4()}/aggregated-issues", body={}
+    )
+    assert issues.status == 404 and issues.json["code"] == 404
     bad_id = await api.get("/rest/orgs/not-a-uuid/projects")
     assert bad_id.status == 400 and bad_id.error()["source"] == {"parameter": "org_id"}
 

@@ -126,3 +126,33 @@ async def test_seed_000_selector_picks_the_os_package_projects_of_the_listed_ori
         repository = item["attributes"]["name"].rsplit(":", 1)[0]
         assert target.json["data"]["attributes"]["display_name"] == repository
         assert item["relationships"]["target"]["data"]["attributes"]["display_name"] == repository
+
+
+#: the jq docs/catalog.md gives for ECR repository tags on our targets
+TARGET_TAGS_JQ = '.attributes.tags | from_entries | keys[] | select(startswith("port-")) | .[5:]'
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (apt-get install jq)")
+async def test_documented_jq_finds_the_services_of_an_ecr_repository(
+    api: ApiClient, box: SecretBox
+) -> None:
+    assert TARGET_TAGS_JQ in (Path(__file__).parents[2] / "docs" / "catalog.md").read_text()
+    tags = [
+        {"Key": "port-auth-service", "Value": ""},
+        {"Key": "team", "Value": "identity"},
+        {"Key": "port-login", "Value": "x"},
+    ]
+    async with api.db.sessions() as session, session.begin():
+        acct = await factories.account(session)
+        ecr = await factories.integration(session, box, acct.org, "ecr")
+        project = await factories.scanned_project(
+            session, acct.org, ecr, "auth/api", target_tags=tags
+        )
+    api.token = acct.token
+    target = await api.get(f"/rest/orgs/{acct.org.id}/targets/{project.target_id}")
+    jq = await asyncio.create_subprocess_exec(
+        "jq", "-r", TARGET_TAGS_JQ, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await jq.communicate(json.dumps(target.json["data"]).encode())
+    assert jq.returncode == 0
+    assert out.decode().split() == ["auth-service", "login"]

@@ -267,3 +267,60 @@ def test_an_unwritable_cache_directory_costs_the_cache_not_the_scan(
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["packages"][0]["name"] == "curl"
     assert f"layer cache {cache} is not usable" in proc.stderr
+
+
+def test_scan_matches_advisory_files_without_a_server(plain_registry, unique_repo, tmp_path):
+    push(plain_registry.url, unique_repo, _image(), tag="v1")
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "DSA-1-1.json").write_text(
+        json.dumps(
+            {
+                "id": "DSA-1-1",
+                "modified": "2024-05-01T00:00:00Z",
+                "aliases": ["CVE-2024-2398"],
+                "severity": [
+                    {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}
+                ],
+                "affected": [
+                    {
+                        "package": {"ecosystem": "Debian:12", "name": "curl"},
+                        "ranges": [
+                            {
+                                "type": "ECOSYSTEM",
+                                "events": [{"introduced": "0"}, {"fixed": "7.88.1-10+deb12u6"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    (feed / "broken.json").write_text("{")
+    proc = _run(
+        [
+            f"{plain_registry.host}/{unique_repo}:v1",
+            "--plain-http",
+            "--no-cache",
+            "--format",
+            "cyclonedx",
+            "--advisories",
+            str(feed),
+        ],
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    [curl] = [c for c in doc["components"] if c.get("name") == "curl"]
+    [vulnerability] = doc["vulnerabilities"]
+    assert vulnerability["id"] == "DSA-1-1"
+    assert vulnerability["affects"][0]["ref"] == curl["bom-ref"]
+    assert vulnerability["ratings"][0]["severity"] == "high"
+    assert {"name": "crbroker:vulnerability:fixedVersion", "value": "7.88.1-10+deb12u6"} in (
+        vulnerability["properties"]
+    )
+    assert "broken.json: (file): not JSON" in proc.stderr
+    assert (
+        "vulnerabilities: 1 (0 critical, 1 high, 0 medium, 0 low, 0 unknown; 1 fixable)"
+        in proc.stderr
+    )

@@ -112,8 +112,22 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
     admin = "adm-" + secrets.token_hex(16)
     stoppers: list[Callable[[], None]] = []
     try:
+        # the agent co-located with the control plane, for direct integrations: it calls back
+        # to the control plane's own listener only, and requires the secret the server sends
+        api_port = free_port()
+        direct_agent = start_agent(
+            workdir / "direct-agent", callback_url=f"http://127.0.0.1:{api_port}"
+        )
+        stoppers.append(direct_agent.stop)
         server = st.start_crbroker_server(
-            workdir, env={"CRBROKER_ADMIN_TOKEN": admin, "LOG_LEVEL": "debug"}
+            workdir,
+            env={
+                "CRBROKER_ADMIN_TOKEN": admin,
+                "LOG_LEVEL": "debug",
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CR_AGENT_URL": direct_agent.url,
+                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
+            },
         )
         stoppers.append(server.stop)
         api = ControlPlaneClient(server.api_url, admin)
@@ -131,7 +145,7 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
         client, agent = _client(flavour, workdir, token, server, registry, stoppers)
         stoppers.append(client.stop)
         st.wait_for_connection(server.url, token)
-        logs = [server.log_path, client.process.log_path, agent.log_path]
+        logs = [server.log_path, client.process.log_path, agent.log_path, direct_agent.log_path]
         yield Plane(flavour, server, api, org, integration["id"], logs)
     finally:
         for stop in reversed(stoppers):
@@ -245,6 +259,38 @@ def test_a_retest_adds_a_second_scan_and_keeps_the_first(plane: Plane, registry:
     assert all(s["attributes"]["status"] == "succeeded" for s in after)
     assert after[-1]["attributes"]["reason"] == "retest"
     assert after[-1]["attributes"]["image_digest"] == after[0]["attributes"]["image_digest"]
+
+
+def test_a_direct_integration_scans_with_the_co_located_agent(
+    plane: Plane, registry: Registry
+) -> None:
+    if plane.flavour != "our-client":
+        pytest.skip("no broker client involved: once is enough")
+    direct = plane.api.create_integration(
+        plane.org,
+        {
+            "integration_type": "generic-cr",
+            "profile_name": "direct",
+            "has_broker": False,
+            "credentials": {
+                "username": REGISTRY_USER,
+                "password": REGISTRY_PASSWORD,
+                "registry_base": registry.running.url,
+            },
+        },
+    )
+    assert "credentials" not in direct["attributes"] and "broker_token" not in direct["attributes"]
+    sample = registry.images[-1]
+    job = plane.api.wait_import(plane.api.import_image(plane.org, direct["id"], sample.reference))
+    assert job["status"] == "complete", job
+    project_id = job["logs"][0]["projects"][0]["projectId"]
+    sbom = plane.api.sbom(plane.org, project_id)
+    assert {c["name"] for c in sbom["components"] if c.get("purl")} == set(sample.packages)
+    (project,) = [p for p in plane.api.projects(plane.org) if p["id"] == project_id]
+    assert project["attributes"]["type"] == _expected_type(registry, sample.reference)
+    assert REGISTRY_PASSWORD not in json.dumps(
+        plane.api.all_pages(f"/rest/orgs/{plane.org}/integrations")
+    )
 
 
 def test_no_registry_secret_reaches_the_control_plane_or_its_logs(plane: Plane) -> None:

@@ -14,12 +14,14 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,7 +92,8 @@ class RunningPostgres:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()  # "smart" shutdown: waits for clients to go
+            # "fast" shutdown: ends open sessions (a test's pool may still hold some) at once
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
@@ -99,8 +102,10 @@ class RunningPostgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _as_postgres_user() -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+def _as_postgres_user() -> dict[str, Any]:
+    """Popen arguments that run the child as the ``postgres`` system user when we are root
+    (the child is postgres itself, not a wrapper, so signals reach it)."""
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
 
 def start_postgres() -> RunningPostgres:
@@ -117,10 +122,9 @@ def start_postgres() -> RunningPostgres:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(directory, entry.pw_uid, entry.pw_gid)
-    wrap = _as_postgres_user()
+    as_postgres = _as_postgres_user()
     subprocess.run(
         [
-            *wrap,
             str(bindir / "initdb"),
             "-D",
             str(data),
@@ -134,12 +138,13 @@ def start_postgres() -> RunningPostgres:
         ],
         check=True,
         capture_output=True,
+        cwd=directory,
+        **as_postgres,
     )
     port = free_port()
     log = open(directory / "postgres.log", "wb")
     process = subprocess.Popen(
         [
-            *wrap,
             str(bindir / "postgres"),
             "-D",
             str(data),
@@ -158,6 +163,8 @@ def start_postgres() -> RunningPostgres:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=directory,
+        **as_postgres,
     )
     log.close()
     running = RunningPostgres(port, directory, process)

@@ -1,4 +1,5 @@
-"""advisories: imported advisory records and the packages and releases they affect
+"""advisories: imported advisory records, the packages and releases they affect, and the
+issue counts and compact inventories of matched scans
 
 Revision ID: 0200
 Revises: 0100
@@ -72,8 +73,42 @@ def upgrade() -> None:
             "ix_advisory_packages_stream_package", ["family", "release", "package"], unique=False
         )
 
+    op.create_table(
+        "scan_inventories",
+        sa.Column("scan_id", sa.Uuid(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", control_plane.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["scan_id"],
+            ["scans.id"],
+            name=op.f("fk_scan_inventories_scan_id_scans"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_inventories")),
+    )
+    op.create_table(
+        "scan_issue_counts",
+        sa.Column("scan_id", sa.Uuid(), nullable=False),
+        sa.Column("critical", sa.Integer(), nullable=False),
+        sa.Column("high", sa.Integer(), nullable=False),
+        sa.Column("medium", sa.Integer(), nullable=False),
+        sa.Column("low", sa.Integer(), nullable=False),
+        sa.Column("unknown", sa.Integer(), nullable=False),
+        sa.Column("fixable", sa.Integer(), nullable=False),
+        sa.Column("matched_at", control_plane.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["scan_id"],
+            ["scans.id"],
+            name=op.f("fk_scan_issue_counts_scan_id_scans"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_issue_counts")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("scan_issue_counts")
+    op.drop_table("scan_inventories")
     with op.batch_alter_table("advisory_packages", schema=None) as batch_op:
         batch_op.drop_index("ix_advisory_packages_stream_package")
         batch_op.drop_index(batch_op.f("ix_advisory_packages_advisory_pk"))

@@ -106,3 +106,15 @@ def tracker(entries: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> dict[st
         }
         for package, issues in entries.items()
     }
+
+
+def openssl_dsa() -> dict[str, Any]:
+    """DSA-5600-1: openssl in Debian 12, fixed in 3.0.13-1~deb12u1, CVSS high (7.5)."""
+    return osv(
+        "DSA-5600-1",
+        "Debian:12",
+        "openssl",
+        fixed="3.0.13-1~deb12u1",
+        aliases=("CVE-2024-0727",),
+        cvss=CVSS_HIGH,
+    )

@@ -331,3 +331,12 @@ def test_record_that_is_not_an_object(tmp_path: Path) -> None:
         (f"{tmp_path / 'l.json'}[1]", "(record)")
     ]
     assert json.loads((tmp_path / "l.json").read_text())[1] == "junk"
+
+
+def test_deeply_nested_json_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    outcome = read_path(path)
+    assert [(s.field, s.reason) for s in outcome.skipped] == [
+        ("(file)", "not JSON this reader takes: nested too deeply")
+    ]

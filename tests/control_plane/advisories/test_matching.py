@@ -18,61 +18,15 @@ from control_plane.advisories.matching import AdvisoryIndex, IssueCounts, MatchR
 from control_plane.advisories.records import Stream
 from cr_agent.catalogers.apk import ApkCataloger
 from cr_agent.catalogers.base import Distro, Package
-from cr_agent.catalogers.dpkg import DpkgCataloger
 from cr_agent.catalogers.rpm import RpmCataloger
-from cr_agent.sbom.native import native_document
-from cr_agent.scan import LayerInfo, PackageRecord, ScanResult
 from tests.control_plane.advisories import feeds
+from tests.control_plane.advisories.scans import (
+    OPENSSL_LIBS_EL9,
+    dpkg_packages,
+    layer,
+    scan_document,
+)
 from tests.cr_agent.catalogers.rpm_fixtures import SUSE_NDB
-
-
-def layer(index: int) -> LayerInfo:
-    return LayerInfo(
-        index,
-        f"sha256:{index:064x}",
-        f"sha256:{index + 100:064x}",
-        1000,
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        f"RUN step {index}",
-    )
-
-
-def scan_document(distro: Distro, layers_of_packages: list[list[Package]]) -> dict[str, Any]:
-    """The native scan JSON for an image whose layer N added layers_of_packages[N]."""
-    layers = [layer(i) for i in range(len(layers_of_packages))]
-    records = [
-        PackageRecord(package, info.index, info.diff_id, info.created_by)
-        for info, packages in zip(layers, layers_of_packages, strict=True)
-        for package in packages
-    ]
-    result = ScanResult(
-        repository="library/app",
-        reference="1",
-        digest="sha256:" + "e" * 64,
-        index_digest=None,
-        platform="linux/amd64",
-        config_digest="sha256:" + "f" * 64,
-        registry="127.0.0.1:5000",
-        distro=distro,
-        layers=layers,
-        packages=records,
-        warnings=[],
-    )
-    return native_document(result)
-
-
-def dpkg_status(*paragraphs: dict[str, str]) -> bytes:
-    text = ""
-    for fields in paragraphs:
-        fields = {"Status": "install ok installed", "Architecture": "amd64", **fields}
-        text += "".join(f"{key}: {value}\n" for key, value in fields.items()) + "\n"
-    return text.encode()
-
-
-def dpkg_packages(*paragraphs: dict[str, str]) -> list[Package]:
-    result = DpkgCataloger().catalog({"var/lib/dpkg/status": dpkg_status(*paragraphs)})
-    assert result.warnings == []
-    return result.packages
 
 
 def by_package(result: MatchResult) -> dict[str, list[tuple[str, str | None, str]]]:
@@ -91,14 +45,7 @@ def by_package(result: MatchResult) -> dict[str, list[tuple[str, str | None, str
 def debian_feed(tmp_path: Path) -> list[Path]:
     records = [
         # vulnerable: binary libssl3 and openssl both come from source openssl
-        feeds.osv(
-            "DSA-5600-1",
-            "Debian:12",
-            "openssl",
-            fixed="3.0.13-1~deb12u1",
-            aliases=("CVE-2024-0727",),
-            cvss=feeds.CVSS_HIGH,
-        ),
+        feeds.openssl_dsa(),
         # fixed below the installed version: not affected
         feeds.osv("DSA-5400-1", "Debian:12", "bash", fixed="5.2.15-1", aliases=("CVE-2022-3715",)),
         # unfixed, on a source whose name differs from its binary's (gcc-12 -> libgcc-s1)
@@ -187,6 +134,9 @@ def test_debian_image_against_osv_zip_and_tracker(debian_feed: list[Path]) -> No
     }
     assert result.counts == IssueCounts(critical=1, high=2, medium=0, low=2, unknown=0, fixable=3)
     assert result.counts.total == 5
+    # the counts-only path (a re-match of stored scans) counts the same
+    fresh = AdvisoryIndex(outcome.advisories)
+    assert fresh.count(inventory_from_scan(debian_image())) == result.counts
 
 
 def test_issue_carries_package_source_aliases_and_introducing_layer(
@@ -254,17 +204,7 @@ def test_alpine_image_against_secdb(tmp_path: Path) -> None:
 
 
 def test_rpm_epoch_decides(tmp_path: Path) -> None:
-    package = Package(
-        "rpm",
-        "openssl-libs",
-        "3.0.7",
-        epoch=1,
-        release="25.el9",
-        arch="x86_64",
-        source_name="openssl",
-        source_version="3.0.7-25.el9",
-    )
-    doc = scan_document(Distro("rhel", "9.4"), [[package]])
+    doc = scan_document(Distro("rhel", "9.4"), [[OPENSSL_LIBS_EL9]])
     feed = feeds.write_json(
         tmp_path / "rh.json",
         [
@@ -356,3 +296,41 @@ def test_bad_scan_document_names_the_field() -> None:
         inventory_from_scan({"distro": None, "packages": [{"type": "deb", "fullVersion": "1"}]})
     with pytest.raises(InventoryError, match="packages: expected a list"):
         inventory_from_scan({"packages": {}})
+
+
+def test_a_dsa_and_the_per_cve_records_beside_it_are_not_counted_twice(tmp_path: Path) -> None:
+    # osv.dev's Debian feed holds both: DEBIAN-CVE-… per CVE and the DSA that fixed several
+    fixed = "3.0.13-1~deb12u1"
+    feed = feeds.write_json(
+        tmp_path / "debian.json",
+        [
+            feeds.osv(
+                "DEBIAN-CVE-2024-10", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-10",)
+            ),
+            feeds.osv(
+                "DEBIAN-CVE-2024-11", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-11",)
+            ),
+            feeds.osv(
+                "DSA-5700-1",
+                "Debian:12",
+                "openssl",
+                fixed=fixed,
+                aliases=("CVE-2024-10", "CVE-2024-11"),
+                cvss=feeds.CVSS_HIGH,
+            ),
+            feeds.osv("DSA-5701-1", "Debian:12", "openssl", fixed=fixed, aliases=("CVE-2024-12",)),
+        ],
+    )
+    doc = scan_document(
+        Distro("debian", "12"),
+        [dpkg_packages({"Package": "libssl3", "Source": "openssl", "Version": "3.0.11-1~deb12u2"})],
+    )
+    result = AdvisoryIndex(read_paths([feed]).advisories).match(inventory_from_scan(doc))
+    # the DSA adds no issue of its own, but its severity reaches the per-CVE issues
+    assert by_package(result) == {
+        "libssl3": [
+            ("DEBIAN-CVE-2024-10", fixed, "high"),
+            ("DEBIAN-CVE-2024-11", fixed, "high"),
+            ("DSA-5701-1", fixed, "unknown"),
+        ]
+    }

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import random
+from collections.abc import Callable
 
 import pytest
-from univers.versions import AlpineLinuxVersion
+from debian.debian_support import version_compare
+from univers.versions import AlpineLinuxVersion, RpmVersion
 
 from control_plane.advisories.version_order import VersionError, compare, parse
 
@@ -125,3 +129,57 @@ def test_apk_order_agrees_with_univers_where_univers_reads_the_versions() -> Non
 def test_unreadable_versions_raise_version_error(scheme: str, text: str) -> None:
     with pytest.raises(VersionError):
         parse(scheme, text)
+
+
+def _random_versions(rng: random.Random, count: int, alphabet: str, *, separator: str) -> list[str]:
+    """Versions with an optional epoch, a part that starts with a digit, and a release part."""
+    found = []
+    for _ in range(count):
+        epoch = f"{rng.randint(0, 2)}:" if rng.random() < 0.3 else ""
+        upstream = rng.choice("0123456789") + "".join(
+            rng.choice(alphabet) for _ in range(rng.randint(0, 6))
+        )
+        release = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
+        found.append(f"{epoch}{upstream}{separator}{release}")
+    return found
+
+
+_REAL_DEB = (
+    "1.0-1 1:0.1-1 2.3~rc1-1 2.3-1~bpo12+1 7.88.1-10+deb12u5 3.0.11-1~deb12u2 "
+    "1:4.13+dfsg1-1 2.36-9+deb12u4 12.2.0-14 1.0 1.0~ 1.0a 1.0.0 0 1.0-0 1.0-00"
+).split()
+
+
+_REAL_RPM = (
+    "3.0.7-27.el9 1:3.0.7-25.el9 1.0~rc1-1 1.0-1 1.0^git20240101-1 1.0.1-1 2.31-9.3.2 "
+    "2.31-10 5.1.8-9.el9_4.1 11.2.1+git610-1.3.9 1.0a-1 1.0.a-1 1.0-1.el9 1.0-1.el9~ "
+    "01.0-1"
+).split()
+
+
+def _python_debian(left: str, right: str) -> int:
+    result = version_compare(left, right)
+    return (result > 0) - (result < 0)
+
+
+_univers_rpm_version = functools.cache(RpmVersion)
+
+
+def _univers_rpm(left: str, right: str) -> int:
+    a, b = _univers_rpm_version(left), _univers_rpm_version(right)
+    return -1 if a < b else (1 if b < a else 0)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "real", "alphabet", "library"),
+    [
+        ("deb", _REAL_DEB, "0123456789.+~abcAB", _python_debian),
+        ("rpm", _REAL_RPM, "0123456789.abc~^_+", _univers_rpm),
+    ],
+)
+def test_sort_keys_order_as_the_library_does(
+    scheme: str, real: list[str], alphabet: str, library: Callable[[str, str], int]
+) -> None:
+    corpus = real + _random_versions(random.Random(14), 100, alphabet, separator="-")
+    for left, right in itertools.product(corpus, repeat=2):
+        assert compare(scheme, left, right) == library(left, right), (left, right)
