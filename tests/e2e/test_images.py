@@ -624,9 +624,9 @@ def test_agent_image_answers_advisories_with_a_usage_error(built: Built) -> None
         "--entrypoint=cr-agent",
         built.images["Dockerfile.agent"],
         "scan",
+        "127.0.0.1:5000/any/image:1",
         "--advisories",
         "/nonexistent.json",
-        "127.0.0.1:5000/any/image:1",
     )
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
