@@ -13,7 +13,7 @@ from broker_server.engine_transport import EngineTransport, new_sid
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
 from broker_server.relay import Relay
-from broker_server.session import ClientSession
+from broker_server.session import ClientSocket
 from broker_server.settings import Settings
 from broker_server.status import StatusEndpoints
 from broker_server.streams import StreamRegistry
@@ -44,7 +44,7 @@ class BrokerServer:
             connection=settings.BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_CONNECTION,
         )
         self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
-        self.sessions: dict[str, ClientSession] = {}
+        self.sessions: dict[str, ClientSocket] = {}
         #: tasks not owned by a session or a request (kept referenced until done)
         self.background: set[asyncio.Task[None]] = set()
         self.engine = EngineTransport(self)
@@ -63,8 +63,8 @@ class BrokerServer:
         transport: str,
         request: web.Request,
         account: Account | None = None,
-    ) -> ClientSession:
-        session = ClientSession(
+    ) -> ClientSocket:
+        session = ClientSocket(
             self,
             account=account or self.budget.account(token),
             token=token,
@@ -81,7 +81,7 @@ class BrokerServer:
         log.info("client socket opened", **session.describe(), **self.tokens.describe(token))
         return session
 
-    def forget_session(self, session: ClientSession) -> None:
+    def forget_session(self, session: ClientSocket) -> None:
         self.pool.remove(session)
         self.streams.fail_session(session)
         if session.ws is None and session.outbox:
@@ -91,7 +91,7 @@ class BrokerServer:
             self._drop(session)
         self.refresh_connection_metrics()
 
-    def _drop(self, session: ClientSession) -> None:
+    def _drop(self, session: ClientSocket) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
 

@@ -1,8 +1,8 @@
 """One client socket on the server: engine.io session state plus the broker conversation.
 
 Transport plumbing (long-polling GET/POST, websocket frames) lives in
-:mod:`broker_server.engine_transport`; it hands every decoded event to :meth:`ClientSession.handle`.
-Outgoing packets go through :meth:`ClientSession.send`, which writes to the websocket when the
+:mod:`broker_server.engine_transport`; it hands every decoded event to :meth:`ClientSocket.handle`.
+Outgoing packets go through :meth:`ClientSocket.send`, which writes to the websocket when the
 session has one and otherwise queues them for the next poll.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from shared import primus
+from shared.broker_message import body_size, error_reply, reply
 from shared.broker_protocol import (
     SERVER_CAPABILITIES,
     AckReceived,
@@ -52,21 +52,11 @@ log = get_logger("broker_server.session")
 MAX_CONSECUTIVE_FAULTS = 20
 
 
-def _body_size(request: Any) -> int:
-    """Roughly the bytes a callback's body holds (its length; a Buffer shape's list of bytes)."""
-    body = request.get("body") if isinstance(request, dict) else None
-    if isinstance(body, (str, bytes)):
-        return len(body)
-    if isinstance(body, dict) and isinstance(body.get("data"), list):
-        return len(body["data"])
-    return 0
-
-
 class SessionClosed(Exception):
     """The socket closed while a request was waiting on it."""
 
 
-class ClientSession:
+class ClientSocket:
     def __init__(
         self,
         server: BrokerServer,
@@ -405,17 +395,15 @@ class ClientSession:
                 await self.fault(f"{event.name} event without an ack id cannot be answered")
                 return
             # the body stays in memory until the upstream has answered: charge it meanwhile
-            size = _body_size(event.args[0] if event.args else None)
+            first = event.args[0] if event.args else None
+            size = body_size(first.get("body") if isinstance(first, dict) else None)
             refusal = self.account.try_take(size)
             if refusal is not None:
                 self.server.metrics.refusals.labels(refusal.scope).inc()
                 log.warning("client callback refused", reason=refusal.message, **self.describe())
-                reply = {
-                    "status": refusal.http_status,
-                    "headers": {"content-type": "application/json", "retry-after": "1"},
-                    "body": json.dumps({"code": "SERVER_BUSY", "message": refusal.message}),
-                }
-                await self.send(self.conn.send_ack(event.ack_id, reply))
+                busy = error_reply(refusal.http_status, "SERVER_BUSY", refusal.message)
+                busy["headers"]["retry-after"] = "1"
+                await self.send(self.conn.send_ack(event.ack_id, busy))
                 return
             self.spawn(self._answer_upstream(event.ack_id, event.args, size))
         elif event.name in ("client-event", "terminate"):
@@ -424,20 +412,18 @@ class ClientSession:
             log.debug("ignoring client event", event_name=event.name, **self.describe())
             if event.ack_id is not None:
                 body = f'{{"message":"unsupported event {event.name}"}}'
-                await self.send(
-                    self.conn.send_ack(event.ack_id, {"status": 501, "headers": {}, "body": body})
-                )
+                await self.send(self.conn.send_ack(event.ack_id, reply(501, {}, body)))
 
     async def _answer_upstream(self, ack_id: int, args: list[Any], charged: int) -> None:
         try:
-            reply = await self.server.upstream.forward(self, args[0] if args else None)
+            answer = await self.server.upstream.forward(self, args[0] if args else None)
         finally:
             self.account.give(charged)
         try:
-            data = self.conn.send_ack(ack_id, reply)
+            data = self.conn.send_ack(ack_id, answer)
         except ProtocolError as exc:
             log.error("cannot encode the upstream answer", error=str(exc), **self.describe())
-            data = self.conn.send_ack(ack_id, {"status": 502, "headers": {}, "body": str(exc)})
+            data = self.conn.send_ack(ack_id, reply(502, {}, str(exc)))
         await self.send(data)
 
     # -- requests to the client -----------------------------------------------------------
