@@ -21,8 +21,8 @@ from shared.engineio import encode_payload
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    from broker_server.client_socket import ClientSocket
     from broker_server.server import BrokerServer
-    from broker_server.session import ClientSocket
 
 log = get_logger("broker_server.engine")
 

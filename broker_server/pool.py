@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from broker_server.session import ClientSocket
+    from broker_server.client_socket import ClientSocket
 
 TokenState = Literal["ready", "handshaking", "grace", "not-ready", "none"]
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from broker_server.body_reader import read_body
 from broker_server.budget import Account, OverBudget
-from broker_server.session import ClientSocket, SessionClosed
+from broker_server.client_socket import ClientSocket, SocketClosed
 from broker_server.streams import PendingStream, StreamFailed, StreamTimedOut
 from shared.broker_message import (
     FRAMING,
@@ -45,6 +45,14 @@ WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 class ClientGone(Exception):
     """The chosen client disconnected before it started answering."""
+
+
+class NoClient(Exception):
+    """No client of the token can take the request; ``response`` tells the caller why."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
 
 
 class AnswerStalled(Exception):
@@ -136,9 +144,10 @@ class Relay:
                 ),
                 "none",
             )
-        session = await self._client_for(token)
-        if isinstance(session, web.Response):
-            return self._count(session, "none")
+        try:
+            session = await self._client_for(token)
+        except NoClient as exc:
+            return self._count(exc.response, "none")
         # only unique, not secret (the streaming id is the secret one): no urandom call per request
         request_id = headers.get("snyk-request-id") or str(
             uuid.UUID(int=random.getrandbits(128), version=4)
@@ -149,10 +158,10 @@ class Relay:
         attempts = 2 if request.method in ("GET", "HEAD") else 1
         for attempt in range(attempts):
             if attempt:
-                retry = await self._client_for(token)
-                if isinstance(retry, web.Response):
-                    return self._count(retry, "none")
-                session = retry
+                try:
+                    session = await self._client_for(token)
+                except NoClient as exc:
+                    return self._count(exc.response, "none")
                 log.info("retrying on another client after a disconnect", method=request.method)
             stream_mode = (
                 "x-broker-ws-response" not in headers and "post-streams" in session.capabilities
@@ -170,7 +179,9 @@ class Relay:
         self.server.metrics.requests.labels("to_client", mode, str(response.status)).inc()
         return response
 
-    async def _client_for(self, token: str) -> ClientSocket | web.Response:
+    async def _client_for(self, token: str) -> ClientSocket:
+        """The newest ready client of ``token``, waiting briefly for one mid-handshake;
+        :class:`NoClient` with the answer for the caller when there is none."""
         pool = self.server.pool
         for attempt, pause in enumerate((*WAIT_STEPS, None)):
             session = pool.select(token)
@@ -178,20 +189,26 @@ class Relay:
                 return session
             state = pool.state(token)
             if state == "none" and attempt == 0:
-                return failure(404, "no-connection", "no broker client is connected for this token")
+                raise NoClient(
+                    failure(404, "no-connection", "no broker client is connected for this token")
+                )
             if state == "not-ready":
-                return failure(
-                    400,
-                    "bad-request",
-                    "the connected broker clients did not send version/capabilities",
+                raise NoClient(
+                    failure(
+                        400,
+                        "bad-request",
+                        "the connected broker clients did not send version/capabilities",
+                    )
                 )
             if pause is not None:
                 await asyncio.sleep(pause)
-        return failure(
-            503,
-            "connection-not-ready",
-            "the broker client is connecting or reconnecting; retry shortly",
-            {"Retry-After": "1"},
+        raise NoClient(
+            failure(
+                503,
+                "connection-not-ready",
+                "the broker client is connecting or reconnecting; retry shortly",
+                {"Retry-After": "1"},
+            )
         )
 
     async def _acked(
@@ -205,7 +222,7 @@ class Relay:
                 failure(504, "timeout", f"no answer from the broker client within {timeout:g}s"),
                 "ack",
             )
-        except SessionClosed as exc:
+        except SocketClosed as exc:
             raise ClientGone(f"the broker client disconnected: {exc}") from None
         self.server.metrics.latency.labels("to_client", "ack").observe(
             time.perf_counter() - started

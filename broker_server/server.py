@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from broker_server.budget import Account, ByteBudget
+from broker_server.client_socket import ClientSocket, SocketHooks
 from broker_server.engine_transport import EngineTransport, new_sid
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
 from broker_server.relay import Relay
-from broker_server.session import ClientSocket
 from broker_server.settings import Settings
 from broker_server.status import StatusEndpoints
 from broker_server.streams import StreamRegistry
@@ -45,12 +45,19 @@ class BrokerServer:
         )
         self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
         self.sessions: dict[str, ClientSocket] = {}
-        #: tasks not owned by a session or a request (kept referenced until done)
-        self.background: set[asyncio.Task[None]] = set()
         self.engine = EngineTransport(self)
         self.relay = Relay(self)
         self.upstream = UpstreamForwarder(self)
         self.status = StatusEndpoints(self)
+        self.socket_hooks = SocketHooks(
+            settings=settings,
+            metrics=self.metrics,
+            tokens=self.tokens,
+            forward=self.upstream.forward,
+            identified=self._identified,
+            transport_changed=self.refresh_connection_metrics,
+            closed=self.forget_session,
+        )
 
     def open_sessions(self, token: str) -> int:
         return sum(1 for s in self.sessions.values() if s.token == token and not s.closed)
@@ -65,7 +72,7 @@ class BrokerServer:
         account: Account | None = None,
     ) -> ClientSocket:
         session = ClientSocket(
-            self,
+            self.socket_hooks,
             account=account or self.budget.account(token),
             token=token,
             sid=new_sid(),
@@ -80,6 +87,10 @@ class BrokerServer:
         self.refresh_connection_metrics()
         log.info("client socket opened", **session.describe(), **self.tokens.describe(token))
         return session
+
+    def _identified(self, session: ClientSocket) -> None:
+        self.pool.register(session)
+        self.refresh_connection_metrics()
 
     def forget_session(self, session: ClientSocket) -> None:
         self.pool.remove(session)

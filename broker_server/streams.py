@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from broker_server.session import ClientSocket
+    from broker_server.client_socket import ClientSocket
 
 
 class StreamFailed(Exception):

@@ -20,8 +20,8 @@ from shared.protocol_error import ProtocolError
 from shared.redaction import mask_token
 
 if TYPE_CHECKING:
+    from broker_server.client_socket import ClientSocket
     from broker_server.server import BrokerServer
-    from broker_server.session import ClientSocket
 
 log = get_logger("broker_server.upstream")
 

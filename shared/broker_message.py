@@ -199,8 +199,17 @@ class Reply:
         )
 
 
-def reply(status: int, headers: Mapping[str, Any], body: str, **extra: Any) -> dict[str, Any]:
-    """An ack reply argument as the server sends it: the body as text."""
+def reply(
+    status: int, headers: Mapping[str, Any], body: Any, *, body_first: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """An ack reply argument. ``extra`` fields (``errorType``, ...) follow the three.
+
+    Members are read by name, but each side keeps the order its snyk-broker counterpart
+    writes: the server ``status, headers, body``; the client (``body_first``)
+    ``status, body, headers`` (protocol reference, 1.4 item 4).
+    """
+    if body_first:
+        return {"status": status, "body": body, "headers": dict(headers), **extra}
     return {"status": status, "headers": dict(headers), "body": body, **extra}
 
 
