@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.broker_message import FRAMING, HOP_BY_HOP, answer_headers
+from shared.broker_message import BUFFERED_DROP, HOP_BY_HOP, answer_headers
 
 #: Never forwarded to the downstream: the server side's routing and correlation data, and
 #: headers that make a server or framework behind the agent re-route the request or change
@@ -71,5 +71,5 @@ def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 def relay_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     """Headers of a server answer (ack) for the local caller: framing is ours to set."""
-    kept = answer_headers(headers, drop=FRAMING | {"content-encoding"})
+    kept = answer_headers(headers, drop=BUFFERED_DROP)
     return {name.lower(): value for name, value in kept.items()}

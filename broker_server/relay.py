@@ -23,7 +23,7 @@ from broker_server.budget import Account, OverBudget
 from broker_server.client_socket import ClientSocket, SocketClosed
 from broker_server.streams import PendingStream, StreamFailed, StreamTimedOut
 from shared.broker_message import (
-    FRAMING,
+    BUFFERED_DROP,
     Reply,
     RequestMessage,
     answer_headers,
@@ -232,7 +232,7 @@ class Relay:
         except ProtocolError as exc:
             return self._count(failure(502, "bad-answer", f"the broker client's {exc}"), "ack")
         raw = reply.body
-        headers = answer_headers(reply.headers, drop=FRAMING | {"content-encoding"})
+        headers = answer_headers(reply.headers, drop=BUFFERED_DROP)
         self.server.metrics.bytes.labels("to_client", "response").inc(len(raw))
         return self._count(web.Response(status=reply.status, body=raw, headers=headers), "ack")
 

@@ -14,7 +14,14 @@ import aiohttp
 
 from broker_server.body_reader import read_body
 from shared.accept_rules import auth_header, expand_origin
-from shared.broker_message import FRAMING, RequestMessage, answer_headers, error_reply, reply
+from shared.broker_message import (
+    BUFFERED_DROP,
+    FRAMING,
+    RequestMessage,
+    answer_headers,
+    error_reply,
+    reply,
+)
 from shared.logging import get_logger
 from shared.protocol_error import ProtocolError
 from shared.redaction import mask_token
@@ -101,9 +108,7 @@ class UpstreamForwarder:
                         502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
                     )
                 server.metrics.bytes.labels("to_upstream", "response").inc(len(data))
-                resp_headers = answer_headers(
-                    dict(resp.headers), drop=FRAMING | {"content-encoding"}
-                )
+                resp_headers = answer_headers(dict(resp.headers), drop=BUFFERED_DROP)
                 return reply(resp.status, resp_headers, data.decode("utf-8", "replace"))
         except TimeoutError:
             return error_reply(

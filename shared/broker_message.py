@@ -35,6 +35,9 @@ HOP_BY_HOP = frozenset(
 )
 #: Headers that describe one HTTP hop's framing: never copied from one side to the other.
 FRAMING = HOP_BY_HOP | {"content-length"}
+#: What a buffered answer (an ack reply) loses: framing, and the encoding of a body that may have
+#: been decoded on the way (the server reads its upstream with aiohttp's auto-decompression).
+BUFFERED_DROP = FRAMING | {"content-encoding"}
 
 
 def header_value(value: Any) -> str:
@@ -47,15 +50,14 @@ def request_headers(raw: Mapping[Any, Any]) -> dict[str, str]:
     return {str(k).lower(): header_value(v) for k, v in raw.items() if v is not None}
 
 
-def answer_headers(headers: Any, drop: Iterable[str] = FRAMING) -> dict[str, str]:
+def answer_headers(headers: Any, drop: frozenset[str] = FRAMING) -> dict[str, str]:
     """An answer's headers fit for an HTTP response: names as given, ``drop`` (lower-case
     names) and framing left out, values that would split the header block (CR, LF) left out."""
     if not isinstance(headers, Mapping):
         return {}
-    dropped = frozenset(drop)
     out: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or name.lower() in dropped or value is None:
+        if not isinstance(name, str) or name.lower() in drop or value is None:
             continue
         text = header_value(value)
         if "\r" in text or "\n" in text:
