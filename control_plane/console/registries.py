@@ -14,6 +14,7 @@ from control_plane.console.app import DB_SESSION, ORG, PREFIX, ctx, redirect, re
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.integrations import listing
 from control_plane.integrations import services as integrations
+from control_plane.integrations.registry_agent import BrokerConnection
 from control_plane.pagination import MAX_LIMIT, PageRequest
 from control_plane.projects.image_list import image_counts
 from shared.credentials import KNOWN_TYPES
@@ -89,7 +90,13 @@ async def create(request: web.Request) -> web.Response:
         return render(request, "registry_form.html", values, status=400)
     if token is not None:  # shown this once: the broker client's BROKER_TOKEN
         counts = {registry.id: 0}
-        values = {"registry": registry, "broker_token": token, "connection": None, "counts": counts}
+        values = {
+            "registry": registry,
+            "broker_token": token,
+            "connection": BrokerConnection(connected=False),
+            "counts": counts,
+            "notice": None,
+        }
         return render(request, "registry_view.html", values, status=201)
     return redirect(f"{PREFIX}/registries/{registry.id}")
 
