@@ -168,7 +168,6 @@ def test_2_update_images_list_then_scan_one_without_a_reload(
     }
     assert set(listed) == expected
     assert set(listed.values()) == {"not scanned"}
-    _shot(page, "console-images.png")
 
     sample = next(s for s in registry.images if s.packages)
     page.click(f"#images a:text-is('{sample.reference}')")
@@ -220,6 +219,8 @@ def test_3_a_second_scan_joins_the_history_and_an_inactive_registry_is_not_liste
     )
     statuses = page.locator("#history tbody tr td:nth-child(3)").all_inner_texts()
     assert statuses == ["done", "done"]
+    page.goto(f"{console.url}/console/images")
+    _shot(page, "console-images.png")
 
     page.goto(f"{console.url}/console/registries/{console.state['registry']}/edit")
     page.uncheck("input[name=is_active]")
@@ -229,7 +230,6 @@ def test_3_a_second_scan_joins_the_history_and_an_inactive_registry_is_not_liste
     page.click("text=Update images list")
     assert "inactive: its images are not listed" in page.inner_text("main")
     page.goto(f"{console.url}/console/registries")
-    _shot(page, "console-registries.png")
     row = page.locator("#registries tbody tr", has_text="e2e registry")
     assert row.locator("td").nth(3).inner_text() == "no"
 
@@ -269,6 +269,8 @@ def test_3b_a_brokered_registry_shows_its_token_once_and_its_client(
         assert token not in page.content()  # shown once, at creation only
         page.click("text=Refresh status")
         assert "Status: OK" in page.inner_text(".notice")
+        page.goto(f"{console.url}/console/registries")
+        _shot(page, "console-registries.png")
     finally:
         client.stop()
         agent.stop()
