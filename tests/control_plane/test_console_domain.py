@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import cli
 from control_plane.accounts.services import set_password, sign_in
@@ -17,7 +18,7 @@ from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.errors import InvalidInput
 from control_plane.integrations.listing import add_listed_images
-from control_plane.models import User
+from control_plane.models import Integration, User
 from control_plane.projects.image_list import PAGE_SIZE, ImageQuery, list_images
 from control_plane.results.sbom_packages import image_facts
 from tests.control_plane import factories
@@ -52,12 +53,18 @@ def test_user_create_reads_the_password_from_stdin(
     assert "at least 8 characters" in err.getvalue()
 
 
+async def _org_with_registry(
+    session: AsyncSession, box: SecretBox
+) -> tuple[factories.Account, Integration]:
+    acct = await factories.account(session)
+    return acct, await factories.integration(session, box, acct.org)
+
+
 async def test_the_images_list_pages_by_keyset_filters_and_sorts(
     db: Database, box: SecretBox
 ) -> None:
     async with db.sessions() as session, session.begin():
-        acct = await factories.account(session)
-        hub = await factories.integration(session, box, acct.org)
+        acct, hub = await _org_with_registry(session, box)
         total = PAGE_SIZE + 7
         for n in range(total):
             await factories.scanned_project(
@@ -104,8 +111,7 @@ async def test_listing_adds_unknown_images_once_and_never_for_an_inactive_regist
     db: Database, box: SecretBox
 ) -> None:
     async with db.sessions() as session, session.begin():
-        acct = await factories.account(session)
-        hub = await factories.integration(session, box, acct.org)
+        acct, hub = await _org_with_registry(session, box)
         images = [("team/a", "1"), ("team/a", "2"), ("team/b", "latest")]
         report = await add_listed_images(session, hub, images)
         assert (report.listed, report.added) == (3, 3)
