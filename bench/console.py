@@ -14,7 +14,10 @@ aiohttp client asks one request at a time, after 20 untimed warm-up requests:
 - filtered: ``?status=succeeded&name=service-1&sort=-dependencies``, walking "Next" too.
 
 ``ttfb`` is the wall time until the response's headers arrive (the page is rendered before it
-is sent, so this is the server's whole work), ``full`` until the last byte of the HTML is read.
+is sent, so this is the server's whole work), ``full`` until the last byte of the HTML is read;
+``cpu ms`` is this process's CPU time per request (client, server and aiosqlite's thread;
+PostgreSQL's own work is in another process), which depends less on what else the machine
+runs; ``load`` is the 1-minute load average at the end.
 Results print as a table and JSON.
 """
 
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import re
 import sys
 import tempfile
@@ -148,10 +152,12 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
         }
         for label, first in queries.items():
             await walk(http, base, first, 20)
+            cpu = time.process_time()
             if label == "first":
                 times = [t for _ in range(requests) for t in await walk(http, base, first, 1)]
             else:
                 times = await walk(http, base, first, requests)
+            cpu_ms = (time.process_time() - cpu) * 1000 / requests
             ttfb = [t[0] for t in times]
             full = [t[1] for t in times]
             rows.append(
@@ -164,6 +170,9 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
                     "ttfb_p99_ms": round(percentile(ttfb, 99), 2),
                     "full_p50_ms": round(percentile(full, 50), 2),
                     "full_p99_ms": round(percentile(full, 99), 2),
+                    # client + server + aiosqlite's thread: this process's CPU per request
+                    "cpu_ms": round(cpu_ms, 2),
+                    "load_avg": round(os.getloadavg()[0], 1),
                     "fill_s": round(fill_s, 1),
                 }
             )
@@ -199,12 +208,13 @@ async def main() -> None:
             raise SystemExit(f"--db: unknown database {name}")
     print(
         f"{'database':<11}{'query':<10}{'images':>8}{'ttfb p50':>10}{'ttfb p99':>10}"
-        f"{'full p50':>10}{'full p99':>10}"
+        f"{'full p50':>10}{'full p99':>10}{'cpu ms':>9}{'load':>6}"
     )
     for row in rows:
         print(
             f"{row['database']:<11}{row['query']:<10}{row['images']:>8}{row['ttfb_p50_ms']:>10}"
             f"{row['ttfb_p99_ms']:>10}{row['full_p50_ms']:>10}{row['full_p99_ms']:>10}"
+            f"{row['cpu_ms']:>9}{row['load_avg']:>6}"
         )
     print(json.dumps(rows))
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.advisories.models import ScanIssueCounts
@@ -134,10 +134,9 @@ async def list_images(session: AsyncSession, org_id: uuid.UUID, q: ImageQuery) -
         query = query.where(_latest_status() == q.status)
     if q.after:
         key, ident = _decode(q.after, q.sort)
-        if descending:
-            query = query.where(or_(column < key, and_(column == key, Project.id < ident)))
-        else:
-            query = query.where(or_(column > key, and_(column == key, Project.id > ident)))
+        # a row-value comparison: one index range on both databases (an OR of two is not)
+        pair, after = tuple_(column, Project.id), tuple_(literal(key), literal(ident))
+        query = query.where(pair < after if descending else pair > after)
     order = (column.desc(), Project.id.desc()) if descending else (column, Project.id)
     found = (await session.execute(query.order_by(*order).limit(PAGE_SIZE + 1))).all()
     rows = [
