@@ -23,7 +23,7 @@ from control_plane.imports.services import retest
 from control_plane.integrations.services import list_integrations
 from control_plane.pagination import MAX_LIMIT, PageRequest
 from control_plane.projects.image_list import SORTS, STATUSES, ImageQuery, list_images
-from control_plane.projects.image_page import image_details
+from control_plane.projects.image_page import ImageDetails, image_details
 from control_plane.results.pdf_report import render_report
 from control_plane.scans.services import latest_sbom
 
@@ -48,6 +48,12 @@ def _query(request: web.Request) -> ImageQuery:
         name=(q.get("name") or "").strip() or None,
         sort=q.get("sort") or "name",
         after=q.get("after") or None,
+    )
+
+
+async def _details(request: web.Request, ident: uuid.UUID) -> ImageDetails:
+    return await image_details(
+        request[DB_SESSION], request[ORG], ident, advisories=ctx(request).advisories
     )
 
 
@@ -81,13 +87,13 @@ async def images_page(request: web.Request) -> web.Response:
 
 
 async def image_page(request: web.Request) -> web.Response:
-    details = await image_details(request[DB_SESSION], request[ORG], _id(request))
+    details = await _details(request, _id(request))
     return render(request, "image.html", {"d": details})
 
 
 async def scan_section(request: web.Request) -> web.Response:
     """htmx: the scan section (status, packages, history), polled while a scan is in flight."""
-    details = await image_details(request[DB_SESSION], request[ORG], _id(request))
+    details = await _details(request, _id(request))
     return render(request, "_scan.html", {"d": details})
 
 
@@ -96,7 +102,7 @@ async def run_scan(request: web.Request) -> web.Response:
     await retest(request[DB_SESSION], request[ORG], ident, user_id=request[PRINCIPAL].user_id)
     after_commit(request, ctx(request).wake)
     if request.headers.get("HX-Request"):
-        details = await image_details(request[DB_SESSION], request[ORG], ident)
+        details = await _details(request, ident)
         return render(request, "_scan.html", {"d": details})
     return redirect(f"{PREFIX}/images/{ident}")
 
@@ -114,7 +120,7 @@ async def sbom(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    details = await image_details(request[DB_SESSION], request[ORG], _id(request))
+    details = await _details(request, _id(request))
     if details.facts is None:
         raise NotFound("scan result of image", details.project.id)
     filename = details.project.name.replace("/", "_").replace(":", "_") + ".pdf"

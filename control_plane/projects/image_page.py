@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.advisories.index_cache import IndexCache
+from control_plane.advisories.matching import Issue
 from control_plane.advisories.models import ScanIssueCounts
+from control_plane.advisories.scan_issues import list_scan_issues
 from control_plane.errors import NotFound
-from control_plane.models import Integration, Project, Scan
+from control_plane.models import Integration, Project, Scan, User
+from control_plane.pagination import PageRequest
 from control_plane.projects.services import get_project
 from control_plane.results.sbom_packages import ImageFacts, image_facts
 from control_plane.scans.services import latest_sbom
@@ -20,6 +24,8 @@ from control_plane.scans.services import latest_sbom
 IN_FLIGHT = ("queued", "claimed", "running")
 #: scans shown in the history, newest first
 HISTORY = 100
+#: issues listed on the page and in the report (the counts cover them all)
+ISSUES_SHOWN = 500
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,10 @@ class ImageDetails:
     history: list[Scan]
     facts: ImageFacts | None
     issues: ScanIssueCounts | None
+    #: user id -> user name of who asked for each scan in the history
+    requesters: dict[uuid.UUID, str]
+    #: the visible scan's issues, worst first (empty until advisories were matched)
+    vulnerabilities: list[Issue]
 
     @property
     def latest(self) -> Scan | None:
@@ -44,8 +54,16 @@ class ImageDetails:
         return next((s for s in self.history if s.id == self.project.latest_scan_id), None)
 
 
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "unknown": 4}
+
+
 async def image_details(
-    session: AsyncSession, org_id: uuid.UUID, project_id: uuid.UUID, *, packages: bool = True
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    project_id: uuid.UUID,
+    *,
+    packages: bool = True,
+    advisories: IndexCache | None = None,
 ) -> ImageDetails:
     project = await get_project(session, org_id, project_id)
     registry = (
@@ -59,8 +77,17 @@ async def image_details(
             .limit(HISTORY)
         )
     )
+    asked = {s.requested_by for s in history if s.requested_by is not None}
+    requesters = (
+        dict(
+            (await session.execute(select(User.id, User.username).where(User.id.in_(asked)))).all()
+        )
+        if asked
+        else {}
+    )
     facts = None
     issues = None
+    vulnerabilities: list[Issue] = []
     if project.latest_scan_id is not None:
         issues = await session.get(ScanIssueCounts, project.latest_scan_id)
         if packages:
@@ -68,4 +95,13 @@ async def image_details(
                 facts = image_facts((await latest_sbom(session, project, "cyclonedx")).content)
             except NotFound:
                 facts = None
-    return ImageDetails(project, registry, history, facts, issues)
+        if issues is not None and advisories is not None:
+            index = await advisories.get(session)
+            found = await list_scan_issues(
+                session, index, project.latest_scan_id, PageRequest(limit=ISSUES_SHOWN)
+            )
+            vulnerabilities = sorted(
+                (item.issue for item in found.items),
+                key=lambda i: (SEVERITY_ORDER.get(i.severity, 5), i.advisory_id, i.package_name),
+            )
+    return ImageDetails(project, registry, history, facts, issues, requesters, vulnerabilities)

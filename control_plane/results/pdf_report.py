@@ -4,7 +4,7 @@ package count and table, issue counts by severity."""
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -22,6 +22,21 @@ SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 def _escape(text: str) -> str:
     # Paragraph reads a little markup: image names and package fields are data, not markup
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _grid(rows: list[list[Any]], widths_mm: list[int]) -> Table:
+    """A table with a grey grid and a header row repeated on every page."""
+    table = Table(rows, colWidths=[w * mm for w in widths_mm], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+                ("FONTSIZE", (0, 0), (-1, -1), 7),
+            ]
+        )
+    )
+    return table
 
 
 def render_report(details: ImageDetails) -> bytes:
@@ -71,17 +86,21 @@ def render_report(details: ImageDetails) -> bytes:
         ]
         for p in facts.packages
     ]
-    packages = Table(rows, colWidths=[45 * mm, 45 * mm, 15 * mm, 50 * mm, 15 * mm], repeatRows=1)
-    packages.setStyle(
-        TableStyle(
+    story.append(_grid(rows, [45, 45, 15, 50, 15]))
+    if details.vulnerabilities:
+        story += [Spacer(1, 6 * mm), Paragraph("Vulnerabilities", styles["Heading2"])]
+        found = [["Advisory", "Severity", "Package", "Installed", "Fixed in"]]
+        found += [
             [
-                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-                ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
-                ("FONTSIZE", (0, 0), (-1, -1), 7),
+                Paragraph(_escape(v.advisory_id), cell),
+                v.severity,
+                Paragraph(_escape(v.package_name), cell),
+                Paragraph(_escape(v.package_version), cell),
+                Paragraph(_escape(v.fixed_version or "not fixed"), cell),
             ]
-        )
-    )
-    story.append(packages)
+            for v in details.vulnerabilities
+        ]
+        story.append(_grid(found, [40, 20, 40, 35, 35]))
     out = io.BytesIO()
     SimpleDocTemplate(
         out, pagesize=A4, title=f"Scan report {details.project.name}", author="crbroker"

@@ -18,6 +18,8 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,9 @@ ADMIN_PASSWORD = "console-" + secrets.token_hex(8)
 #: a repository name a browser would run if it were rendered as HTML
 HOSTILE = "<img/src=x/onerror=alert(1)>:t<b>g"
 DONE = 120_000  # ms a scan may take in these tests
+IMPORT_ADVISORIES = (
+    "import sys; from control_plane.advisories import cli; sys.exit(cli.run(sys.argv[1:]))"
+)
 
 
 @dataclass
@@ -186,7 +191,6 @@ def test_2_update_images_list_then_scan_one_without_a_reload(
     layers = page.locator("#packages td.layer").all_inner_texts()
     assert all(re.match(r"#\d+", text) for text in layers), layers
     assert page.inner_text("#package-count") == str(len(sample.packages))
-    _shot(page, "console-image.png")
 
     with page.expect_download() as cdx:
         page.click("text=SBOM (CycloneDX)")
@@ -217,8 +221,9 @@ def test_3_a_second_scan_joins_the_history_and_an_inactive_registry_is_not_liste
         " && document.querySelector('#scan-status')?.innerText.includes('done')",
         timeout=DONE,
     )
-    statuses = page.locator("#history tbody tr td:nth-child(3)").all_inner_texts()
+    statuses = page.locator("#history tbody tr td:nth-child(4)").all_inner_texts()
     assert statuses == ["done", "done"]
+    assert page.locator("#history tbody tr td:nth-child(2)").all_inner_texts() == ["admin"] * 2
     page.goto(f"{console.url}/console/images")
     _shot(page, "console-images.png")
 
@@ -274,6 +279,44 @@ def test_3b_a_brokered_registry_shows_its_token_once_and_its_client(
     finally:
         client.stop()
         agent.stop()
+
+
+def test_3c_vulnerabilities_show_once_advisories_are_imported(
+    console: Console, tmp_path: Path
+) -> None:
+    from tests.control_plane.advisories import feeds
+
+    record = feeds.osv("CONSOLE-1", "Debian:12", "bash", fixed="5.2.15-9", cvss=feeds.CVSS_CRITICAL)
+    feed = feeds.write_json(tmp_path / "console-1.json", record)
+    database = console.server.env["CRBROKER_DATA_DIR"] + "/control-plane.db"
+    # another process, as an operator runs the import (the browser's loop runs in this one)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ADVISORIES, "import", str(feed)],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{database}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "re-matched 1 latest scans" in done.stdout, done.stdout
+    page = console.page
+    page.goto(f"{console.url}/console/images/{console.state['image']}")
+    row = page.locator("#vulnerabilities tbody tr")
+    assert row.count() == 1
+    cells = row.locator("td").all_inner_texts()
+    assert cells[:3] == ["CONSOLE-1", "critical", "bash"] and cells[4] == "5.2.15-9", cells
+    _shot(page, "console-image.png")
+    page.goto(f"{console.url}/console/images?name=debian")
+    assert page.locator("#images .sev.critical").first.inner_text() == "1"
+    with page.expect_download() as pdf:
+        page.goto(f"{console.url}/console/images/{console.state['image']}")
+        page.click("text=PDF report")
+    from pypdf import PdfReader
+
+    saved = tmp_path / "report.pdf"
+    shutil.copy(pdf.value.path(), saved)
+    text = "\n".join(p.extract_text() for p in PdfReader(saved).pages)
+    assert "CONSOLE-1" in text and "critical: 1" in text
 
 
 def test_4_no_session_redirects_a_form_without_csrf_is_refused_html_is_text(
