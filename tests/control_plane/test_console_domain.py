@@ -171,3 +171,19 @@ def test_packages_carry_the_layer_that_introduced_them() -> None:
     )
     assert (curl.layer_index, curl.layer_diff_id) == (1, "sha256:def")
     assert curl.layer_created_by == "RUN apt-get install -y curl"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("/console/images?name=a", "/console/images?name=a"),
+        ("https://evil.example/console/", "/console"),
+        ("//evil.example/console/", "/console"),
+        ("/consolex", "/console"),
+        (None, "/console"),
+    ],
+)
+def test_sign_in_returns_only_to_a_console_page(given: object, expected: str) -> None:
+    from control_plane.console.signin import _next
+
+    assert _next(given) == expected
