@@ -356,7 +356,7 @@ async def agent_batch(
     from cr_agent.layer_cache import LayerCache
     from cr_agent.registry import RegistryClient
     from cr_agent.sbom import to_cyclonedx_json
-    from cr_agent.scan import scan_image
+    from cr_agent.scan import scan_reference
 
     cache = LayerCache(cache_dir)
     semaphore = asyncio.Semaphore(4)
@@ -364,7 +364,7 @@ async def agent_batch(
 
         async def one(tag: str) -> None:
             async with semaphore:
-                result = await scan_image(client, repository, tag, cache=cache)
+                result = await scan_reference(client, repository, tag, cache=cache)
                 document = to_cyclonedx_json(result)
                 await asyncio.to_thread(Path(out_dir, f"{tag}.json").write_text, document)
 

@@ -165,7 +165,7 @@ class _Progress:
 
 
 async def _scan(args: argparse.Namespace) -> str:
-    from cr_agent.scan import scan_image
+    from cr_agent.scan import scan_reference
 
     ref = ImageReference.parse(args.image)
     Platform.parse(args.platform)  # fail before any network traffic
@@ -210,7 +210,7 @@ async def _scan(args: argparse.Namespace) -> str:
         notice=_notice,
     ) as client:
         try:
-            result = await scan_image(
+            result = await scan_reference(
                 client,
                 ref.repository,
                 ref.reference,

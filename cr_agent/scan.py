@@ -271,7 +271,7 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def scan_image(
+async def scan_reference(
     client: RegistryClient,
     repository: str,
     reference: str,
@@ -282,14 +282,30 @@ async def scan_image(
     catalogers: Sequence[Cataloger] | None = None,
     progress: Progress | None = None,
 ) -> ScanResult:
-    """Scan one image; registry trouble raises :class:`RegistryError` subclasses, damaged
-    layers and unreadable databases become warnings in the result."""
+    """Resolve ``repository:reference`` for ``platform``, then :func:`scan_image` it."""
+    resolved = await client.resolve_image(repository, reference, platform)
+    return await scan_image(
+        client, resolved, cache=cache, limits=limits, catalogers=catalogers, progress=progress
+    )
+
+
+async def scan_image(
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    *,
+    cache: LayerCache | None = None,
+    limits: ScanLimits | None = None,
+    catalogers: Sequence[Cataloger] | None = None,
+    progress: Progress | None = None,
+) -> ScanResult:
+    """Scan one resolved image; registry trouble raises :class:`RegistryError` subclasses,
+    damaged layers and unreadable databases become warnings in the result."""
     started = time.monotonic()
     _prime_allocator()
     limits = limits or ScanLimits()
     readers = list(catalogers) if catalogers is not None else default_catalogers()
     selector = FileSelector(readers, limits.max_file_bytes)
-    resolved: ResolvedImage = await client.resolve_image(repository, reference, platform)
+    repository = resolved.repository
     manifest, config = resolved.manifest, resolved.config
     total = sum(d.size for d in manifest.layers)
     if total > limits.max_image_bytes:
@@ -376,7 +392,7 @@ async def scan_image(
     )
     return ScanResult(
         repository=repository,
-        reference=reference,
+        reference=resolved.reference,
         digest=resolved.digest,
         index_digest=resolved.index_digest,
         platform=str(resolved.platform),
