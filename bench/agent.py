@@ -128,12 +128,13 @@ class RssPeak:
 
 
 async def direct(base_url: str, refs: list[str], concurrency: int) -> float:
+    from cr_agent.registry.aiohttp_transport import AiohttpTransport
     from cr_agent.registry.client import RegistryClient
     from cr_agent.sbom import to_cyclonedx_json
     from cr_agent.scan import scan_reference
 
     semaphore = asyncio.Semaphore(concurrency)
-    async with RegistryClient(base_url) as client:
+    async with RegistryClient(base_url, transport=AiohttpTransport(None, 60.0)) as client:
 
         async def one(ref: str) -> None:
             repository, tag = ref.rsplit(":", 1)

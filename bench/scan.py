@@ -355,12 +355,13 @@ async def agent_batch(
 ) -> None:
     from cr_agent.layer_cache import LayerCache
     from cr_agent.registry import RegistryClient
+    from cr_agent.registry.aiohttp_transport import AiohttpTransport
     from cr_agent.sbom import to_cyclonedx_json
     from cr_agent.scan import scan_reference
 
     cache = LayerCache(cache_dir)
     semaphore = asyncio.Semaphore(4)
-    async with RegistryClient(url) as client:
+    async with RegistryClient(url, transport=AiohttpTransport(None, 60.0)) as client:
 
         async def one(tag: str) -> None:
             async with semaphore:

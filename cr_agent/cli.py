@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cr_agent.registry.auth import RegistryAuth
+from cr_agent.registry.client import RegistryClient
 from cr_agent.registry.docker_config import (
     CredentialHelperError,
     auth_from_cr_credentials,
@@ -26,7 +27,8 @@ from cr_agent.registry.docker_config import (
 from cr_agent.registry.errors import RegistryError, TlsError
 from cr_agent.registry.manifest import Platform
 from cr_agent.registry.reference import ImageReference
-from cr_agent.request_watch import WatchedClient
+from cr_agent.registry.transport import Transport, proxy_in_environment, tls_context
+from cr_agent.request_watch import WatchedTransport
 from shared.logging import configure_logging, register_secrets
 
 FORMATS = ("json", "cyclonedx", "spdx")
@@ -164,6 +166,21 @@ class _Progress:
         sys.stderr.flush()
 
 
+def scan_transport(
+    base_url: str, *, ca_file: str | None, insecure: bool, timeout: float
+) -> Transport:
+    """A one-shot process's transport: the lean stream one, which spares it aiohttp's import,
+    unless the environment names a proxy, which only aiohttp speaks (see transport.py)."""
+    tls = tls_context(base_url, ca_file=ca_file, insecure=insecure)
+    if proxy_in_environment():
+        from cr_agent.registry.aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport(tls, timeout)
+    from cr_agent.registry.stream_transport import StreamTransport
+
+    return StreamTransport(tls, timeout)
+
+
 async def _scan(args: argparse.Namespace) -> str:
     from cr_agent.scan import scan_reference
 
@@ -196,18 +213,23 @@ async def _scan(args: argparse.Namespace) -> str:
     warm = asyncio.create_task(
         asyncio.to_thread(importlib.import_module, f"cr_agent.sbom.{writer_module}")
     )
-    async with WatchedClient(
-        f"{scheme}://{ref.api_host}",
+    base_url = f"{scheme}://{ref.api_host}"
+    watched = WatchedTransport(
+        scan_transport(
+            base_url, ca_file=args.ca_file, insecure=args.insecure, timeout=args.timeout
+        ),
+        slow_after=min(SLOW_AFTER, args.timeout / 2),
+        timeout=args.timeout,
+        notice=_notice,
+    )
+    async with RegistryClient(
+        base_url,
         auth,
-        ca_file=args.ca_file,
+        transport=watched,
         insecure=args.insecure,
         timeout=args.timeout,
         retries=TRIES,
         max_retry_wait=min(5.0, args.timeout),
-        # a one-shot process: the lean transport spares it aiohttp's import (see transport.py)
-        transport="stream",
-        slow_after=min(SLOW_AFTER, args.timeout / 2),
-        notice=_notice,
     ) as client:
         try:
             result = await scan_reference(

@@ -14,7 +14,7 @@ import pytest
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.layer_cache import LayerCache
-from cr_agent.registry import DigestMismatch, RegistryClient
+from cr_agent.registry import DigestMismatch
 from cr_agent.scan import ScanLimits, ScanResult, scan_reference
 from tests.cr_agent.registry.tamper_proxy import TamperProxy
 from tests.support.images import (
@@ -34,6 +34,7 @@ from tests.support.images import (
     raw_tar,
     sha256_digest,
 )
+from tests.support.registry_client import registry_client
 
 DEBIAN_RELEASE = {
     "usr/lib/os-release": os_release("debian", "12", codename="bookworm"),
@@ -51,7 +52,7 @@ def packages(result: ScanResult) -> set[tuple[str, str, str, int]]:
 
 async def _scan(registry, repo, image, *, tag="v1", **kw) -> ScanResult:
     await asyncio.to_thread(push, registry.url, repo, image, tag=tag)
-    async with RegistryClient(registry.url) as client:
+    async with registry_client(registry.url) as client:
         return await scan_reference(client, repo, tag, **kw)
 
 
@@ -235,7 +236,7 @@ async def test_multi_arch_index_scans_the_requested_platform(plain_registry, uni
 
     index = build_index([arch_image("amd64", "amd64"), arch_image("arm64", "arm64")])
     await asyncio.to_thread(push, plain_registry.url, unique_repo, index, tag="multi")
-    async with RegistryClient(plain_registry.url) as client:
+    async with registry_client(plain_registry.url) as client:
         amd = await scan_reference(client, unique_repo, "multi")
         arm = await scan_reference(client, unique_repo, "multi", platform="linux/arm64")
     assert [r.package.arch for r in amd.packages] == ["amd64"]
@@ -328,7 +329,7 @@ async def test_blob_digest_mismatch_is_an_error(plain_registry, unique_repo):
     proxy = await TamperProxy(plain_registry.url).start()
     try:
         proxy.corrupt_blobs = True
-        async with RegistryClient(proxy.url) as client:
+        async with registry_client(proxy.url) as client:
             with pytest.raises(DigestMismatch):
                 await scan_reference(client, unique_repo, "latest")
     finally:
@@ -351,7 +352,7 @@ async def test_shared_base_layer_is_downloaded_once(plain_registry, unique_repo,
     proxy = await TamperProxy(plain_registry.url).start()
     cache = LayerCache(tmp_path / "cache", max_bytes=10 << 20)
     try:
-        async with RegistryClient(proxy.url) as client:
+        async with registry_client(proxy.url) as client:
             results = await asyncio.gather(
                 *(scan_reference(client, unique_repo, f"t{i}", cache=cache) for i in range(4))
             )
@@ -362,7 +363,7 @@ async def test_shared_base_layer_is_downloaded_once(plain_registry, unique_repo,
             assert packages(result) == {("deb", "base-files", "12.4", 0)}
         # a second process (new cache object on the same directory) reads nothing from the base
         again = LayerCache(tmp_path / "cache", max_bytes=10 << 20)
-        async with RegistryClient(proxy.url) as client:
+        async with registry_client(proxy.url) as client:
             result = await scan_reference(client, unique_repo, "t0", cache=again)
         assert [layer.from_cache for layer in result.layers] == [True, True]
         assert packages(result) == {("deb", "base-files", "12.4", 0)}
@@ -456,7 +457,7 @@ async def test_event_loop_stays_responsive_during_a_big_layer(plain_registry, un
             last = now
 
     tick = asyncio.create_task(ticker())
-    async with RegistryClient(plain_registry.url) as client:
+    async with registry_client(plain_registry.url) as client:
         result = await scan_reference(client, unique_repo, "latest")
     done.set()
     await tick
