@@ -52,22 +52,10 @@ def _log_level(text: str) -> str:
     return text
 
 
-class _QuickFormatter(argparse.HelpFormatter):
-    """argparse builds a formatter for every ``add_argument`` and each one asks the terminal for
-    its width (importing shutil, bz2 and lzma on the way): ~2.5 ms of every scan. A fixed width
-    serves those checks and error usage lines; ``--help`` still gets the terminal's width."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
-
-
-def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    args = sys.argv[1:] if argv is None else argv
-    wants_help = any(a in ("-h", "--help") for a in args)
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cr-agent scan",
         description="Scan a container image in a registry and print its package inventory.",
-        formatter_class=argparse.HelpFormatter if wants_help else _QuickFormatter,
     )
     p.add_argument(
         "image", help="<registry>/<repository>:<tag> or <registry>/<repository>@<digest>"
@@ -306,7 +294,7 @@ def _tls_hint(args: argparse.Namespace, exc: RegistryError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser(argv)
+    parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
     configure_logging(args.log_level, service="cr-agent", stream=sys.stderr)
