@@ -8,7 +8,7 @@ code (tests/support/images.py): each has a dpkg status with ``--packages`` packa
 layer of ``--layer-mb`` MB of incompressible filler files, so the agent has real layers to
 stream, decompress and walk. Then, on the same registry:
 
-- direct: ``scan_image`` + CycloneDX in this process (no HTTP service, no broker), the images
+- direct: ``scan_reference`` + CycloneDX in this process (no HTTP service, no broker), the images
   scanned 1 and 4 at a time;
 - broker: our broker-server + broker-client + ``cr-agent serve`` (subprocesses, as in
   ``make demo``), one ``POST /broker/<token>/scan`` job with every image, timed from the
@@ -128,17 +128,18 @@ class RssPeak:
 
 
 async def direct(base_url: str, refs: list[str], concurrency: int) -> float:
+    from cr_agent.registry.aiohttp_transport import AiohttpTransport
     from cr_agent.registry.client import RegistryClient
     from cr_agent.sbom import to_cyclonedx_json
-    from cr_agent.scan import scan_image
+    from cr_agent.scan import scan_reference
 
     semaphore = asyncio.Semaphore(concurrency)
-    async with RegistryClient(base_url) as client:
+    async with RegistryClient(base_url, transport=AiohttpTransport(None, 60.0)) as client:
 
         async def one(ref: str) -> None:
             repository, tag = ref.rsplit(":", 1)
             async with semaphore:
-                result = await scan_image(client, repository, tag)
+                result = await scan_reference(client, repository, tag)
                 to_cyclonedx_json(result)
                 assert result.packages, ref
 

@@ -228,6 +228,9 @@ class Measurement:
     peak_mb: float
     rc: int
     err: str
+    #: user + system CPU seconds of the tool's process (less sensitive than wall time to a
+    #: shared machine's load)
+    cpu: float = 0.0
 
 
 #: Runs in a fresh, small interpreter (``python -S``): a child's ru_maxrss starts from its
@@ -242,7 +245,8 @@ pid = os.posix_spawnp(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.monotonic() - start
 with open(out, "w") as fh:
-    fh.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    cpu = usage.ru_utime + usage.ru_stime
+    fh.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {cpu}")
 """
 
 
@@ -269,8 +273,8 @@ def measure(
         tail = err_path.read_bytes()[-600:].decode(errors="replace")
         if not result.exists():
             return Measurement(float(timeout), 0.0, -1, tail or "timed out")
-        wall, maxrss, rc = result.read_text().split()
-    return Measurement(float(wall), int(maxrss) / 1024, int(rc), tail)
+        wall, maxrss, rc, cpu = result.read_text().split()
+    return Measurement(float(wall), int(maxrss) / 1024, int(rc), tail, float(cpu))
 
 
 def ours(ref: str, out: Path) -> list[str]:
@@ -355,16 +359,17 @@ async def agent_batch(
 ) -> None:
     from cr_agent.layer_cache import LayerCache
     from cr_agent.registry import RegistryClient
+    from cr_agent.registry.aiohttp_transport import AiohttpTransport
     from cr_agent.sbom import to_cyclonedx_json
-    from cr_agent.scan import scan_image
+    from cr_agent.scan import scan_reference
 
     cache = LayerCache(cache_dir)
     semaphore = asyncio.Semaphore(4)
-    async with RegistryClient(url) as client:
+    async with RegistryClient(url, transport=AiohttpTransport(None, 60.0)) as client:
 
         async def one(tag: str) -> None:
             async with semaphore:
-                result = await scan_image(client, repository, tag, cache=cache)
+                result = await scan_reference(client, repository, tag, cache=cache)
                 document = to_cyclonedx_json(result)
                 await asyncio.to_thread(Path(out_dir, f"{tag}.json").write_text, document)
 
@@ -385,6 +390,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--syft-tags", action="store_true", help="also run syft over the tag set (slow)"
+    )
+    parser.add_argument(
+        "--tools",
+        type=lambda text: set(text.split(",")),
+        default={"ours", "syft", "trivy"},
+        help="comma-separated tools to run on the single images (default: ours,syft,trivy)",
     )
     parser.add_argument(
         "--agent-batch",
@@ -421,9 +432,7 @@ def main() -> int:
             for image in images:
                 ref = f"{registry.host}/{image.repository}:{image.tag}"
                 runs: dict[str, list[tuple[Measurement, int]]] = {
-                    "ours": [],
-                    "syft": [],
-                    "trivy": [],
+                    tool: [] for tool in ("ours", "syft", "trivy") if tool in args.tools
                 }
                 for _round in range(args.rounds):  # interleaved, so load changes hit every tool
                     for tool in runs:
@@ -446,6 +455,7 @@ def main() -> int:
                 for tool, results in runs.items():
                     walls = sorted(r[0].wall for r in results)
                     median = walls[len(walls) // 2]
+                    cpu = sorted(r[0].cpu for r in results)[len(results) // 2]
                     worst = max(results, key=lambda r: r[0].peak_mb)[0]
                     found = min(r[1] for r in results)
                     rc = max(r[0].rc for r in results)
@@ -454,7 +464,7 @@ def main() -> int:
                             image.name,
                             image.layer_bytes,
                             tool,
-                            Measurement(median, worst.peak_mb, rc, worst.err),
+                            Measurement(median, worst.peak_mb, rc, worst.err, cpu),
                             found,
                             image.packages,
                             walls,
@@ -517,14 +527,14 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(
-        f"| image | layers (compressed) | tool | wall s (median of {args.rounds}) | all runs s | peak RSS MB (max) | packages found / put in |"
+        f"| image | layers (compressed) | tool | wall s (median of {args.rounds}) | all runs s | CPU s (median) | peak RSS MB (max) | packages found / put in |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, size, tool, m, found, expected, walls in rows:
         status = "" if m.rc == 0 else f" (exit {m.rc})"
         runs_text = " ".join(f"{w:.3f}" for w in walls)
         print(
-            f"| {name} | {size / 1e6:.0f} MB | {tool} | {m.wall:.3f}{status} | {runs_text} | {m.peak_mb:.0f} | {found} / {expected} |"
+            f"| {name} | {size / 1e6:.0f} MB | {tool} | {m.wall:.3f}{status} | {runs_text} | {m.cpu:.3f} | {m.peak_mb:.0f} | {found} / {expected} |"
         )
     print()
     print(

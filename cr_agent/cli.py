@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cr_agent.registry.auth import RegistryAuth
+from cr_agent.registry.client import RegistryClient
 from cr_agent.registry.docker_config import (
     CredentialHelperError,
     auth_from_cr_credentials,
@@ -27,7 +28,8 @@ from cr_agent.registry.docker_config import (
 from cr_agent.registry.errors import RegistryError, TlsError
 from cr_agent.registry.manifest import Platform
 from cr_agent.registry.reference import ImageReference
-from cr_agent.request_watch import WatchedClient
+from cr_agent.registry.transport import Transport, proxy_in_environment, tls_context
+from cr_agent.request_watch import WatchedTransport
 from shared.logging import configure_logging, register_secrets
 
 FORMATS = ("json", "cyclonedx", "spdx")
@@ -51,22 +53,10 @@ def _log_level(text: str) -> str:
     return text
 
 
-class _QuickFormatter(argparse.HelpFormatter):
-    """argparse builds a formatter for every ``add_argument`` and each one asks the terminal for
-    its width (importing shutil, bz2 and lzma on the way): ~2.5 ms of every scan. A fixed width
-    serves those checks and error usage lines; ``--help`` still gets the terminal's width."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
-
-
-def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    args = sys.argv[1:] if argv is None else argv
-    wants_help = any(a in ("-h", "--help") for a in args)
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cr-agent scan",
         description="Scan a container image in a registry and print its package inventory.",
-        formatter_class=argparse.HelpFormatter if wants_help else _QuickFormatter,
     )
     p.add_argument(
         "image", help="<registry>/<repository>:<tag> or <registry>/<repository>@<digest>"
@@ -170,8 +160,23 @@ class _Progress:
         sys.stderr.flush()
 
 
+def scan_transport(
+    base_url: str, *, ca_file: str | None, insecure: bool, timeout: float
+) -> Transport:
+    """A one-shot process's transport: the lean stream one, which spares it aiohttp's import,
+    unless the environment names a proxy, which only aiohttp speaks (see transport.py)."""
+    tls = tls_context(base_url, ca_file=ca_file, insecure=insecure)
+    if proxy_in_environment():
+        from cr_agent.registry.aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport(tls, timeout)
+    from cr_agent.registry.stream_transport import StreamTransport
+
+    return StreamTransport(tls, timeout)
+
+
 async def _scan(args: argparse.Namespace) -> str:
-    from cr_agent.scan import scan_image
+    from cr_agent.scan import scan_reference
 
     ref = ImageReference.parse(args.image)
     Platform.parse(args.platform)  # fail before any network traffic
@@ -202,21 +207,26 @@ async def _scan(args: argparse.Namespace) -> str:
     warm = asyncio.create_task(
         asyncio.to_thread(importlib.import_module, f"cr_agent.sbom.{writer_module}")
     )
-    async with WatchedClient(
-        f"{scheme}://{ref.api_host}",
+    base_url = f"{scheme}://{ref.api_host}"
+    watched = WatchedTransport(
+        scan_transport(
+            base_url, ca_file=args.ca_file, insecure=args.insecure, timeout=args.timeout
+        ),
+        slow_after=min(SLOW_AFTER, args.timeout / 2),
+        timeout=args.timeout,
+        notice=_notice,
+    )
+    async with RegistryClient(
+        base_url,
         auth,
-        ca_file=args.ca_file,
+        transport=watched,
         insecure=args.insecure,
         timeout=args.timeout,
         retries=TRIES,
         max_retry_wait=min(5.0, args.timeout),
-        # a one-shot process: the lean transport spares it aiohttp's import (see transport.py)
-        transport="stream",
-        slow_after=min(SLOW_AFTER, args.timeout / 2),
-        notice=_notice,
     ) as client:
         try:
-            result = await scan_image(
+            result = await scan_reference(
                 client,
                 ref.repository,
                 ref.reference,
@@ -290,7 +300,7 @@ def _tls_hint(args: argparse.Namespace, exc: RegistryError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser(argv)
+    parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)
     configure_logging(args.log_level, service="cr-agent", stream=sys.stderr)

@@ -2,7 +2,7 @@
 debug line per request (``--log-level debug``).
 
 A registry that accepts the connection and never answers would otherwise keep the command
-silent until the timeout ran out on every retry. :class:`WatchedClient` wraps the client's
+silent until the timeout ran out on every retry. :class:`WatchedTransport` wraps the client's
 transport; it never sees or logs headers, and logs URLs without their query.
 """
 
@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from cr_agent.registry.client import RegistryClient
 from cr_agent.registry.transport import Response, Transport
 from shared.logging import get_logger
 
@@ -81,22 +80,3 @@ class WatchedTransport:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-class WatchedClient(RegistryClient):
-    """A :class:`RegistryClient` whose transport is a :class:`WatchedTransport`."""
-
-    def __init__(
-        self, *args: object, slow_after: float, notice: Callable[[str], None], **kwargs: object
-    ) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._slow_after = slow_after
-        self._notice = notice
-
-    async def __aenter__(self) -> WatchedClient:
-        await super().__aenter__()
-        if self._http is not None and not isinstance(self._http, WatchedTransport):
-            self._http = WatchedTransport(
-                self._http, slow_after=self._slow_after, timeout=self.timeout, notice=self._notice
-            )
-        return self

@@ -10,7 +10,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.catalogers.base import Cataloger, Distro, Package
@@ -30,11 +31,8 @@ log = get_logger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 
 
-# The result types are NamedTuples and plain classes rather than dataclasses: generating four
-# dataclasses cost every ``cr-agent scan`` process ~1.5 ms at import.
-
-
-class ScanLimits(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ScanLimits:
     max_layer_bytes: int = 16 << 30  # decompressed, per layer: stops gzip/zstd bombs
     max_file_bytes: int = 64 << 20  # per wanted file (readers may ask for less)
     max_kept_bytes: int = 256 << 20  # wanted files kept per layer
@@ -49,65 +47,43 @@ class ScanLimits(NamedTuple):
     max_image_entries: int = 50_000_000
 
 
+@dataclass(slots=True)
 class LayerInfo:
-    def __init__(
-        self,
-        index: int,
-        digest: str,
-        diff_id: str,
-        size: int,
-        media_type: str,
-        created_by: str | None,
-        from_cache: bool = False,
-        uncompressed_size: int = 0,
-        entries: int = 0,
-    ) -> None:
-        self.index = index
-        self.digest = digest
-        self.diff_id = diff_id
-        self.size = size
-        self.media_type = media_type
-        self.created_by = created_by
-        self.from_cache = from_cache
-        self.uncompressed_size = uncompressed_size
-        self.entries = entries
+    """One layer of the scanned image; the last three fields are filled in once it is read."""
+
+    index: int
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
+    created_by: str | None
+    from_cache: bool = False
+    uncompressed_size: int = 0
+    entries: int = 0
 
 
-class PackageRecord(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class PackageRecord:
     package: Package
     layer_index: int
     layer_diff_id: str
     layer_created_by: str | None
 
 
+@dataclass(slots=True)
 class ScanResult:
-    def __init__(
-        self,
-        repository: str,
-        reference: str,
-        digest: str,  # platform-specific manifest
-        index_digest: str | None,
-        platform: str,
-        config_digest: str,
-        registry: str | None = None,
-        distro: Distro | None = None,
-        layers: list[LayerInfo] | None = None,
-        packages: list[PackageRecord] | None = None,
-        warnings: list[str] | None = None,
-        duration_seconds: float = 0.0,
-    ) -> None:
-        self.repository = repository
-        self.reference = reference
-        self.digest = digest
-        self.index_digest = index_digest
-        self.platform = platform
-        self.config_digest = config_digest
-        self.registry = registry
-        self.distro = distro
-        self.layers: list[LayerInfo] = [] if layers is None else layers
-        self.packages: list[PackageRecord] = [] if packages is None else packages
-        self.warnings: list[str] = [] if warnings is None else warnings
-        self.duration_seconds = duration_seconds
+    repository: str
+    reference: str  # as the caller asked for it: a tag or a digest
+    digest: str  # platform-specific manifest
+    index_digest: str | None
+    platform: str
+    config_digest: str
+    registry: str | None = None
+    distro: Distro | None = None
+    layers: list[LayerInfo] = field(default_factory=list)
+    packages: list[PackageRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
 
     @property
     def image_name(self) -> str:
@@ -123,34 +99,6 @@ _POOL: ThreadPoolExecutor | None = None
 BATCH = 1 << 20
 
 
-#: see :func:`_prime_allocator`
-ALLOCATOR_PRIME = (4 << 20) - (64 << 10)
-_primed = False
-
-
-def _prime_allocator() -> None:
-    """Let glibc keep a few MB of freed heap instead of returning it to the kernel at once.
-
-    Layer chunks and inflated pieces (1 MB each, tens of MB per image) are allocated and
-    freed continuously; with glibc's start-up thresholds each freed megabyte is given back
-    (brk shrink, munmap) and the next one page-faults it in again: ~8000 faults, ~8 ms on a
-    15 MB image. glibc raises its mmap threshold to the size of any freed mmap'd block (and
-    the trim threshold to twice that); one untouched calloc'd block of ~4 MB, freed at once,
-    moves both there, as the pipeline's own first 1 MB blocks would later, only sooner.
-    Peak memory grows by ~3 MB. Done once per process, and only on glibc.
-    """
-    global _primed
-    if _primed:
-        return
-    _primed = True
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return
-    except (ValueError, OSError):
-        return
-    bytes(ALLOCATOR_PRIME)  # calloc: a fresh mmap, no page touched, freed right away
-
-
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
@@ -160,14 +108,12 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+@dataclass(slots=True)
 class _LayerWatch:
     """Where a layer read is, for the message when its deadline passes."""
 
-    __slots__ = ("received", "step")
-
-    def __init__(self) -> None:
-        self.step = "blob request"
-        self.received = 0
+    step: str = "blob request"
+    received: int = 0
 
 
 async def _read_layer(
@@ -271,7 +217,7 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def scan_image(
+async def scan_reference(
     client: RegistryClient,
     repository: str,
     reference: str,
@@ -282,14 +228,29 @@ async def scan_image(
     catalogers: Sequence[Cataloger] | None = None,
     progress: Progress | None = None,
 ) -> ScanResult:
-    """Scan one image; registry trouble raises :class:`RegistryError` subclasses, damaged
-    layers and unreadable databases become warnings in the result."""
+    """Resolve ``repository:reference`` for ``platform``, then :func:`scan_image` it."""
+    resolved = await client.resolve_image(repository, reference, platform)
+    return await scan_image(
+        client, resolved, cache=cache, limits=limits, catalogers=catalogers, progress=progress
+    )
+
+
+async def scan_image(
+    client: RegistryClient,
+    resolved: ResolvedImage,
+    *,
+    cache: LayerCache | None = None,
+    limits: ScanLimits | None = None,
+    catalogers: Sequence[Cataloger] | None = None,
+    progress: Progress | None = None,
+) -> ScanResult:
+    """Scan one resolved image; registry trouble raises :class:`RegistryError` subclasses,
+    damaged layers and unreadable databases become warnings in the result."""
     started = time.monotonic()
-    _prime_allocator()
     limits = limits or ScanLimits()
     readers = list(catalogers) if catalogers is not None else default_catalogers()
     selector = FileSelector(readers, limits.max_file_bytes)
-    resolved: ResolvedImage = await client.resolve_image(repository, reference, platform)
+    repository = resolved.repository
     manifest, config = resolved.manifest, resolved.config
     total = sum(d.size for d in manifest.layers)
     if total > limits.max_image_bytes:
@@ -376,7 +337,7 @@ async def scan_image(
     )
     return ScanResult(
         repository=repository,
-        reference=reference,
+        reference=resolved.reference,
         digest=resolved.digest,
         index_digest=resolved.index_digest,
         platform=str(resolved.platform),

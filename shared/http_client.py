@@ -26,7 +26,7 @@ MAX_HEAD = 256 * 1024  # also the stream buffer size
 IDLE_SECONDS = 4.0  # below Node's default 5 s keep-alive: never reuse a socket the peer is closing
 
 
-class HttpProtocolError(ValueError):
+class HttpProtocolError(Exception):
     """The peer's answer is not valid HTTP/1.1; the message says what is wrong."""
 
 
@@ -217,7 +217,9 @@ class HttpResponse:
         self._free_slot()
 
 
-class BodyTooLarge(ValueError):
+class BodyTooLarge(Exception):
+    """A body passed the limit its reader set."""
+
     def __init__(self, size: int) -> None:
         super().__init__(f"body larger than allowed ({size} bytes read)")
         self.size = size

@@ -22,11 +22,11 @@ PIECE = 1 << 20
 _ZLIB_ERROR: Any = _zlib.error
 
 
-class DecompressionError(ValueError):
+class DecompressionError(Exception):
     """The compressed stream is damaged or truncated; the message says which."""
 
 
-class LayerTooLarge(ValueError):
+class LayerTooLarge(Exception):
     """Decompressed size passed the per-layer cap (a bomb, or a layer we won't read)."""
 
 

@@ -16,8 +16,8 @@ from cr_agent.image.layer import LayerContents
 MAX_HOPS = 40  # as Linux's MAXSYMLINKS
 
 
-class SymlinkLoop(ValueError):
-    pass
+class SymlinkLoop(Exception):
+    """A path passes more than ``MAX_HOPS`` symlinks (a loop, or a chain built to waste time)."""
 
 
 class ImageFilesystem:

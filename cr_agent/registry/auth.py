@@ -12,7 +12,6 @@ import ipaddress
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from shared.logging import register_secrets
@@ -48,7 +47,8 @@ class RegistryAuth:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-class Challenge(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass
+@dataclass(frozen=True, slots=True)
+class Challenge:
     scheme: str  # lower-case: "basic", "bearer"
     params: dict[str, str]
 

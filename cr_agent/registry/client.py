@@ -1,38 +1,31 @@
-"""Async client for the OCI distribution API.
+"""Async client for the OCI distribution API: the calls.
 
-One :class:`RegistryClient` talks to one registry. It pings ``/v2/``, answers Basic and
-Bearer challenges (tokens cached per scope, refreshed before expiry, scopes widened when a
-challenge asks for more), lists repositories and tags with ``Link`` pagination, fetches and
-verifies manifests and configs, and streams blobs while hashing them. Redirects are followed
-by hand so the registry's ``Authorization`` header never leaves the registry's origin.
-
-The bytes move through a :mod:`~cr_agent.registry.transport`: aiohttp by default (the agent
-service), or the lean ``stream`` transport that the one-shot ``cr-agent scan`` command uses.
+One :class:`RegistryClient` talks to one registry over the :mod:`~cr_agent.registry.transport`
+its caller chose (the agent service: aiohttp; ``cr-agent scan``: the lean stream transport). It
+pings ``/v2/``, lists repositories and tags with ``Link`` pagination, fetches and verifies
+manifests and configs, and streams blobs while hashing them. Redirects are followed by hand so
+the registry's ``Authorization`` header never leaves the registry's origin; which header a
+request carries is the :mod:`~cr_agent.registry.token_flow`'s business, retries the
+:mod:`~cr_agent.registry.exchange`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import socket
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
-from urllib.parse import urlencode, urljoin, urlsplit
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from cr_agent.registry import json_depth
 from cr_agent.registry.auth import (
     CATALOG_SCOPE,
-    Challenge,
     RegistryAuth,
-    TokenCache,
     parse_www_authenticate,
-    realm_refusal,
     repository_scope,
-    token_from_response,
-    widen_scopes,
 )
+from cr_agent.registry.blob_stream import BlobStream
 from cr_agent.registry.errors import (
     AuthenticationError,
     DigestMismatch,
@@ -40,10 +33,9 @@ from cr_agent.registry.errors import (
     NotFoundError,
     PermissionDenied,
     RegistryError,
-    RegistryUnreachable,
-    TlsError,
     UnsupportedManifest,
 )
+from cr_agent.registry.exchange import Exchange, display, read_body
 from cr_agent.registry.manifest import (
     ACCEPT,
     CONFIG_TYPES,
@@ -60,45 +52,35 @@ from cr_agent.registry.manifest import (
     select_platform,
 )
 from cr_agent.registry.pagination import MAX_PAGE_SIZE, ListingLimits, next_link, same_origin
-from cr_agent.registry.rate_limit import RateLimit, parse_rate_limit, parse_retry_after
-from cr_agent.registry.transport import (
-    BodyInterrupted,
-    CertificateRejected,
-    ConnectFailed,
-    Response,
-    TlsFailed,
-    Transport,
-    make_transport,
-)
-from shared.logging import get_logger
+from cr_agent.registry.rate_limit import RateLimit
+from cr_agent.registry.retry import RetryPolicy
+from cr_agent.registry.token_flow import TokenFlow
+from cr_agent.registry.transport import Response, Transport
 
-log = get_logger(__name__)
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 MAX_INDEX_DEPTH = 4
-#: the transport a client uses when none is named (the tests switch it to run both)
-DEFAULT_TRANSPORT = "aiohttp"
 
 
-# NamedTuples, not dataclasses: as immutable, and a quarter of the cost to define at import
-class PingResult(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class PingResult:
     status: int
     scheme: str | None  # "basic" | "bearer" | None when the registry needs no auth
 
 
-class ManifestHead(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
     digest: str | None
     media_type: str | None
     size: int | None
 
 
-class ResolvedImage(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ResolvedImage:
     """A platform-specific image: the manifest, its config and the digests that led there."""
 
     repository: str
-    reference: str
+    reference: str  # as the caller asked for it: a tag or a digest
     digest: str  # of the platform-specific manifest
     index_digest: str | None  # of the top-level index, when the reference named one
     manifest: ImageManifest
@@ -106,79 +88,17 @@ class ResolvedImage(NamedTuple):
     platform: Platform
 
 
-class _Retryable(Exception):
-    def __init__(self, detail: str, status: int | None, wait: float | None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.wait = wait
-
-
-class BlobStream:
-    """Chunks of one blob; the digest (and size, when known) are checked as the bytes pass."""
-
-    def __init__(self, response: Response, digest: str, size: int | None, chunk_size: int) -> None:
-        self._response = response
-        self.digest = digest
-        self.size = size
-        self._chunk_size = chunk_size
-        algorithm, _, self._expected = digest.partition(":")
-        if algorithm not in ("sha256", "sha512"):
-            raise UnsupportedManifest(f"blob {digest}: unsupported digest algorithm", "blob")
-        self._hash = hashlib.new(algorithm)
-        self.bytes_read = 0
-
-    def update(self, chunk: bytes) -> None:
-        """Hash a chunk yourself (e.g. in a worker thread) after ``chunks(verify=False)``."""
-        self._hash.update(chunk)
-
-    async def chunks(self, *, verify: bool = True) -> AsyncIterator[bytes]:
-        """The blob's bytes. With ``verify=False`` the caller hashes each chunk with
-        :meth:`update` and calls :meth:`verify` at the end (so hashing can leave the loop)."""
-        try:
-            async for chunk in self._response.chunks(self._chunk_size):
-                self.bytes_read += len(chunk)
-                if self.size is not None and self.bytes_read > self.size:
-                    raise DigestMismatch(
-                        f"blob {self.digest} is larger than the {self.size} bytes its descriptor says",
-                        "blob",
-                    )
-                if verify:
-                    self._hash.update(chunk)
-                yield chunk
-        except BodyInterrupted as exc:
-            raise RegistryUnreachable(
-                f"blob {self.digest}: {exc} after {self.bytes_read} bytes", "blob"
-            ) from None
-        if verify:
-            self.verify()
-
-    def verify(self) -> None:
-        """Raise :class:`DigestMismatch` unless every byte arrived and hashes to the digest."""
-        if self.size is not None and self.bytes_read != self.size:
-            raise DigestMismatch(
-                f"blob {self.digest}: got {self.bytes_read} bytes, descriptor says {self.size}",
-                "blob",
-            )
-        actual = self._hash.hexdigest()
-        if actual != self._expected:
-            raise DigestMismatch(
-                f"blob {self.digest}: content hashes to {self._hash.name}:{actual}", "blob"
-            )
-
-
 class RegistryClient:
-    """See the module docstring. Use ``async with RegistryClient(...) as client``."""
+    """See the module docstring. ``async with RegistryClient(url, transport=...) as client``;
+    the client closes its transport when it closes."""
 
     def __init__(
         self,
         base_url: str,
         auth: RegistryAuth | None = None,
         *,
-        ca_file: str | None = None,
+        transport: Transport,
         insecure: bool = False,
-        session: Any = None,
-        transport: str | None = None,
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.5,
@@ -186,255 +106,41 @@ class RegistryClient:
         chunk_size: int = 1 << 20,
         listing_limits: ListingLimits | None = None,
     ) -> None:
-        if "://" not in base_url:
-            base_url = "https://" + base_url
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"registry URL {base_url!r} must be http(s)://host[:port][/prefix]")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = normalize_base_url(base_url)
         self.auth = auth or RegistryAuth()
         self.insecure = insecure
         self.timeout = timeout
-        self.retries = max(1, retries)
-        self.backoff = backoff
-        self.max_retry_wait = max_retry_wait
         self.chunk_size = chunk_size
         self.listing_limits = listing_limits or ListingLimits()
-        self.rate_limit: RateLimit | None = None
-        self._session = session  # an aiohttp.ClientSession shared by the agent service
-        self._transport_kind = transport or DEFAULT_TRANSPORT
-        self._http: Transport | None = None
-        self._ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            ctx = ssl.create_default_context()
-            if ca_file:
-                ctx.load_verify_locations(cafile=ca_file)
-            if insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
-        self._tokens = TokenCache()
-        self._challenge: Challenge | None = None
-        self._token_lock = asyncio.Lock()
+        self._exchange = Exchange(transport, RetryPolicy(max(1, retries), backoff, max_retry_wait))
+        self._flow = TokenFlow(
+            self._exchange, self.auth, self.base_url, insecure=insecure, timeout=timeout
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> RegistryClient:
-        if self._http is None:
-            self._http = make_transport(
-                self._transport_kind, self._ssl, self.timeout, session=self._session
-            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._exchange.transport.close()
 
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).netloc
 
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The registry's pull limit as its last answer stated it (Docker Hub's headers)."""
+        return self._exchange.rate_limit
+
     def _url(self, path: str) -> str:
         return self.base_url + path
 
-    # ------------------------------------------------------------------ low-level HTTP
-
-    async def _raw(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        data: bytes | None = None,
-        step: str,
-    ) -> Response:
-        """One request with retries on 408/429/5xx and network errors; redirects not followed."""
-        try:
-            try:
-                return await self._attempt(method, url, headers, data, step)
-            except _Retryable as exc:
-                if self.retries <= 1:
-                    raise
-                first = exc
-            # The retry policy (tenacity) is loaded only once a request has failed: a one-shot
-            # `cr-agent scan` that meets no failure never pays for its import.
-            from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
-            await asyncio.sleep(self._delay(first, 1))
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.retries - 1),
-                wait=lambda state: self._delay(
-                    state.outcome.exception() if state.outcome else None, state.attempt_number + 1
-                ),
-                retry=retry_if_exception_type(_Retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._attempt(method, url, headers, data, step)
-        except _Retryable as exc:
-            what = "rate limited (429)" if exc.status == 429 else exc.detail
-            raise RegistryUnreachable(
-                f"{step}: {method} {self._display(url)} failed after {self.retries} attempts: {what}",
-                step,
-                exc.status,
-            ) from None
-        raise AssertionError("unreachable")
-
-    def _delay(self, failure: BaseException | None, attempts: int) -> float:
-        """Seconds to wait after ``attempts`` failed tries: the server's Retry-After, or
-        exponential back-off, never more than ``max_retry_wait``."""
-        if isinstance(failure, _Retryable) and failure.wait is not None:
-            return min(failure.wait, self.max_retry_wait)
-        return min(self.backoff * (2 ** (attempts - 1)), self.max_retry_wait)
-
-    async def _attempt(
-        self, method: str, url: str, headers: dict[str, str], data: bytes | None, step: str
-    ) -> Response:
-        http = self._http
-        assert http is not None, "use RegistryClient as an async context manager"
-        try:
-            resp = await http.request(method, url, headers=headers, body=data)
-        except CertificateRejected as exc:
-            raise TlsError(
-                f"{step}: TLS certificate of {urlsplit(url).netloc} not trusted "
-                f"({exc.detail}); give a CA bundle or use the insecure switch",
-                step,
-            ) from None
-        except TlsFailed as exc:
-            raise TlsError(
-                f"{step}: TLS handshake with {urlsplit(url).netloc} failed: {exc}", step
-            ) from None
-        except ConnectFailed as exc:
-            raise _Retryable(str(exc), None, None) from None
-        limit = parse_rate_limit(resp.headers)
-        if limit is not None:
-            self.rate_limit = limit
-        if resp.status in RETRY_STATUSES:
-            wait = parse_retry_after(resp.headers.get("Retry-After"), cap=self.max_retry_wait)
-            resp.release()
-            log.info("registry_retry", step=step, status=resp.status, wait=wait)
-            raise _Retryable(f"HTTP {resp.status}", resp.status, wait)
-        return resp
-
-    def _display(self, url: str) -> str:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-    async def _auth_header(self, url: str, scope: str | None) -> dict[str, str]:
-        if not same_origin(url, self.base_url):
-            return {}
-        if self.auth.bearer_token:
-            return {"Authorization": f"Bearer {self.auth.bearer_token}"}
-        challenge = self._challenge
-        if challenge is None:
-            return {}
-        if challenge.scheme == "basic":
-            header = self.auth.basic_header()
-            return {"Authorization": header} if header else {}
-        if challenge.scheme == "bearer" and challenge.realm:
-            scopes = [scope] if scope else []
-            token = self._tokens.get(challenge.realm, challenge.service or "", scopes)
-            if token is None:
-                token = await self._fetch_token(challenge, scopes)
-            return {"Authorization": f"Bearer {token.value}"}
-        return {}
-
-    async def _fetch_token(self, challenge: Challenge, scopes: list[str]) -> Any:
-        realm = challenge.realm or ""
-        service = challenge.service or ""
-        async with self._token_lock:
-            cached = self._tokens.get(realm, service, scopes)
-            if cached is not None:
-                return cached
-            refusal = await self._realm_refusal(realm)
-            if refusal is not None:
-                raise AuthenticationError(refusal, "token")
-            resp = None
-            if self.auth.identity_token:
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": self.auth.identity_token,
-                    "service": service,
-                    "client_id": "crbroker",
-                }
-                if scopes:
-                    form["scope"] = " ".join(scopes)
-                resp = await self._raw(
-                    "POST",
-                    realm,
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                    data=urlencode(form).encode(),
-                    step="token",
-                )
-                if resp.status in (404, 405):
-                    resp.release()
-                    resp = None  # realm without OAuth2: fall back to GET
-            if resp is None:
-                query: list[tuple[str, str]] = [("service", service)] if service else []
-                query += [("scope", s) for s in scopes]
-                url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-                headers = {}
-                basic = self.auth.basic_header()
-                if basic:
-                    headers["Authorization"] = basic
-                resp = await self._raw("GET", url, headers=headers, step="token")
-            try:
-                if resp.status in (401, 403):
-                    raise AuthenticationError(
-                        f"token realm {self._display(realm)} refused the credentials "
-                        f"(HTTP {resp.status})"
-                        if not self.auth.anonymous
-                        else f"token realm {self._display(realm)} refused anonymous access (HTTP {resp.status})",
-                        "token",
-                        resp.status,
-                    )
-                if resp.status != 200:
-                    raise RegistryError(
-                        f"token realm {self._display(realm)} answered HTTP {resp.status}",
-                        "token",
-                        resp.status,
-                    )
-                body = await self._read(resp, "token", 1 << 20)
-            finally:
-                resp.release()
-            try:
-                token = token_from_response(json_depth.loads(body), scopes)
-            except ValueError as exc:
-                raise AuthenticationError(
-                    f"token realm {self._display(realm)}: {exc}", "token"
-                ) from None
-            self._tokens.put(realm, service, token)
-            return token
-
-    async def _realm_refusal(self, realm: str) -> str | None:
-        """:func:`realm_refusal` with both host names resolved, as the connection will be."""
-        realm_host = urlsplit(realm).hostname or ""
-        registry_host = urlsplit(self.base_url).hostname or ""
-        if realm_host == registry_host:
-            return realm_refusal(realm, self.base_url, insecure=self.insecure)
-        return realm_refusal(
-            realm,
-            self.base_url,
-            insecure=self.insecure,
-            realm_addresses=await self._addresses(realm_host),
-            registry_addresses=await self._addresses(registry_host),
-        )
-
-    async def _addresses(self, host: str) -> list[str]:
-        """What the resolver answers for ``host`` (nothing when it cannot: the request that
-        follows fails on its own, or goes through a proxy that resolves for us)."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, None, type=socket.SOCK_STREAM
-                )
-        except (OSError, TimeoutError, UnicodeError):
-            return []
-        return [str(info[4][0]) for info in infos]
+    # ------------------------------------------------------------------ requests
 
     async def _send(
         self,
@@ -451,8 +157,8 @@ class RegistryClient:
         challenged = 0
         redirects = 0
         while True:
-            hdrs = {**extra, **(await self._auth_header(url, scope))}
-            resp = await self._raw(method, url, headers=hdrs, step=step)
+            hdrs = {**extra, **(await self._flow.header(url, scope))}
+            resp = await self._exchange.request(method, url, headers=hdrs, step=step)
             if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                 resp.release()
                 redirects += 1
@@ -464,74 +170,14 @@ class RegistryClient:
                 header = resp.headers.get("WWW-Authenticate", "")
                 resp.release()
                 challenged += 1
-                await self._on_challenge(header, scope, step, challenged)
+                await self._flow.on_challenge(header, scope, step, challenged)
                 continue
             if resp.status == 403:
                 resp.release()
                 raise PermissionDenied(
-                    f"{step}: access denied to {self._display(url)} (HTTP 403)", step, 403
+                    f"{step}: access denied to {display(url)} (HTTP 403)", step, 403
                 )
             return resp
-
-    async def _on_challenge(self, header: str, scope: str | None, step: str, count: int) -> None:
-        challenges = parse_www_authenticate(header)
-        bearer = next((c for c in challenges if c.scheme == "bearer" and c.realm), None)
-        basic = next((c for c in challenges if c.scheme == "basic"), None)
-        if bearer is not None and not self.auth.bearer_token:
-            needed = [scope] if scope else []
-            scopes = widen_scopes(needed, bearer.scopes)
-            previous = self._challenge
-            self._challenge = bearer
-            cached = self._tokens.get(bearer.realm or "", bearer.service or "", scopes)
-            if count > 1 or (cached is not None and previous == bearer):
-                # a token for exactly these scopes was refused: the credentials lack access
-                self._deny(step, scope, bearer.error)
-            await self._fetch_token(bearer, scopes)
-            return
-        if basic is not None and not self.auth.bearer_token:
-            if self.auth.basic_header() is None:
-                raise AuthenticationError(
-                    f"{step}: registry {self.host} requires credentials and none were given",
-                    step,
-                    401,
-                )
-            if count > 1 or (self._challenge is not None and self._challenge.scheme == "basic"):
-                raise AuthenticationError(
-                    f"{step}: registry {self.host} refused the username/password", step, 401
-                )
-            self._challenge = basic
-            return
-        raise AuthenticationError(
-            f"{step}: registry {self.host} refused the credentials (HTTP 401)", step, 401
-        )
-
-    def _deny(self, step: str, scope: str | None, error: str | None) -> None:
-        if self.auth.anonymous:
-            raise AuthenticationError(
-                f"{step}: registry {self.host} requires credentials for {scope or 'this request'}",
-                step,
-                401,
-            )
-        if step == "catalog":
-            raise PermissionDenied(
-                f"catalog: listing repositories on {self.host} is not permitted for these credentials",
-                step,
-                401,
-            )
-        raise PermissionDenied(
-            f"{step}: the credentials have no access to {scope or 'this resource'} on {self.host}"
-            + (f" ({error})" if error else ""),
-            step,
-            401,
-        )
-
-    async def _read(self, resp: Response, step: str, limit: int) -> bytes:
-        try:
-            return await resp.read(limit)
-        except BodyInterrupted as exc:
-            raise RegistryUnreachable(f"{step}: {exc}", step, resp.status) from None
-        finally:
-            resp.release()
 
     def _decode(self, body: bytes, step: str, status: int) -> Any:
         try:
@@ -553,7 +199,7 @@ class RegistryClient:
 
     async def ping(self) -> PingResult:
         """``GET /v2/``; with credentials, also proves they are accepted."""
-        resp = await self._raw("GET", self._url("/v2/"), headers={}, step="ping")
+        resp = await self._exchange.request("GET", self._url("/v2/"), headers={}, step="ping")
         status = resp.status
         header = resp.headers.get("WWW-Authenticate", "")
         resp.release()
@@ -568,12 +214,12 @@ class RegistryClient:
         challenges = parse_www_authenticate(header)
         bearer = next((c for c in challenges if c.scheme == "bearer" and c.realm), None)
         if bearer is not None:
-            self._challenge = bearer
+            self._flow.challenge = bearer
             if not self.auth.anonymous and not self.auth.bearer_token:
-                await self._fetch_token(bearer, [])
+                await self._flow.fetch_token(bearer, [])
             return PingResult(401, "bearer")
         if any(c.scheme == "basic" for c in challenges):
-            self._challenge = next(c for c in challenges if c.scheme == "basic")
+            self._flow.challenge = next(c for c in challenges if c.scheme == "basic")
             resp = await self._send("GET", "/v2/", scope=None, step="ping")
             resp.release()
             return PingResult(resp.status, "basic")
@@ -602,11 +248,11 @@ class RegistryClient:
                 raise NotFoundError(f"{step}: {path} not found (HTTP 404)", step, 404)
             if resp.status == 401:
                 resp.release()
-                self._deny(step, scope, None)
+                self._flow.deny(step, scope, None)
             self._not_found(resp, step, path)
             link = resp.headers.get("Link")
             room = limits.max_bytes - read
-            raw = await self._read(resp, step, room)
+            raw = await read_body(resp, step, room)
             read += len(raw)
             if read > limits.max_bytes:
                 raise limits.too_long(step, f"bytes from {self.host}", "LISTING_MAX_BYTES")
@@ -624,7 +270,7 @@ class RegistryClient:
             nxt = next_link(link, url)
             if nxt is not None and not same_origin(nxt, self.base_url):
                 raise RegistryError(
-                    f"{step}: refusing pagination link to another host ({self._display(nxt)})", step
+                    f"{step}: refusing pagination link to another host ({display(nxt)})", step
                 )
             url = nxt
 
@@ -684,7 +330,7 @@ class RegistryClient:
         )
         content_type = resp.headers.get("Content-Type")
         header_digest = resp.headers.get("Docker-Content-Digest")
-        body = await self._read(resp, "manifest", MAX_MANIFEST_BYTES)
+        body = await read_body(resp, "manifest", MAX_MANIFEST_BYTES)
         if len(body) > MAX_MANIFEST_BYTES:
             raise ManifestError(
                 f"manifest {repository}:{reference} is larger than {MAX_MANIFEST_BYTES} bytes",
@@ -770,6 +416,16 @@ def _digest_of(body: bytes, expected: str | None) -> str:
     if algorithm not in ("sha256", "sha512"):
         algorithm = "sha256"
     return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+
+
+def normalize_base_url(base_url: str) -> str:
+    """``http(s)://host[:port][/prefix]`` without a trailing slash (https when none is given)."""
+    if "://" not in base_url:
+        base_url = "https://" + base_url
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"registry URL {base_url!r} must be http(s)://host[:port][/prefix]")
+    return base_url.rstrip("/")
 
 
 __all__ = [

@@ -8,8 +8,9 @@ Docker schema2 manifests and manifest lists; rejects schema1 and non-image artif
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from cr_agent.registry import json_depth
 from cr_agent.registry.errors import ManifestError, UnsupportedManifest
@@ -33,12 +34,11 @@ ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST, SCHEM
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
-# The values below are NamedTuples rather than frozen dataclasses: they are as immutable, and
-# defining one costs a quarter of the time, which every one-shot `cr-agent scan` pays at import.
 _NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
 
 
-class Platform(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Platform:
     os: str
     architecture: str
     variant: str | None = None
@@ -68,17 +68,19 @@ def platform_matches(wanted: Platform, offered: Platform) -> bool:
     return (offered.variant or default) == wanted.variant
 
 
-class Descriptor(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Descriptor:
     media_type: str
     digest: str
     size: int
     platform: Platform | None = None
     artifact_type: str | None = None
     urls: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = _NO_ANNOTATIONS
+    annotations: Mapping[str, str] = field(default_factory=lambda: _NO_ANNOTATIONS)
 
 
-class ImageManifest(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ImageManifest:
     media_type: str
     config: Descriptor
     layers: list[Descriptor]
@@ -86,20 +88,23 @@ class ImageManifest(NamedTuple):
     raw: bytes
 
 
-class ImageIndex(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ImageIndex:
     media_type: str
     manifests: list[Descriptor]
     digest: str
     raw: bytes
 
 
-class HistoryEntry(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
     created_by: str
     empty_layer: bool
     created: str | None = None
 
 
-class ImageConfig(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
     os: str | None
     architecture: str | None
     variant: str | None

@@ -10,7 +10,7 @@ the caller cannot tell is incomplete.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from cr_agent.registry.errors import ListingTooLong
@@ -20,7 +20,8 @@ _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^,;]+)*)")
 MAX_PAGE_SIZE = 1000  # ECR rejects n > 1000
 
 
-class ListingLimits(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ListingLimits:
     """Per listing (one catalog or one repository's tags): pages, names, response bytes."""
 
     max_pages: int = 1000

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
 
 
-class RateLimit(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass
+@dataclass(frozen=True, slots=True)
+class RateLimit:
     limit: int | None
     remaining: int | None
     window_seconds: int | None

@@ -8,7 +8,7 @@ on Docker Hub, where single names get the ``library/`` namespace.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from cr_agent.registry.errors import InvalidReference
 
@@ -21,7 +21,8 @@ _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 _HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d+)?$")
 
 
-class ImageReference(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass
+@dataclass(frozen=True, slots=True)
+class ImageReference:
     registry: str  # host[:port], "docker.io" for Docker Hub
     repository: str
     tag: str | None = None

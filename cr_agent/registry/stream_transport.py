@@ -27,7 +27,7 @@ class StreamResponse:
     def __init__(self, response: HttpResponse) -> None:
         self._response = response
         self.status = response.status
-        self.headers = Headers(response.headers)
+        self.headers: Mapping[str, str] = Headers(response.headers)
 
     async def read(self, limit: int) -> bytes:
         return await read_limited(self, limit)

@@ -15,7 +15,6 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_and_version
 from cr_agent.sbom.stamps import random_uuid, utc_timestamp
 from cr_agent.scan import ScanResult
@@ -241,4 +240,4 @@ def cyclonedx_document(
 
 
 def to_cyclonedx_json(result: ScanResult, match: MatchResult | None = None) -> str:
-    return indented_json(cyclonedx_document(result, match=match))
+    return json.dumps(cyclonedx_document(result, match=match), indent=2, ensure_ascii=False)

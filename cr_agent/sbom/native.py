@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
 from cr_agent.scan import ScanResult
 
@@ -106,6 +105,4 @@ def native_document(result: ScanResult, match: MatchResult | None = None) -> dic
 def to_native_json(
     result: ScanResult, match: MatchResult | None = None, *, indent: int | None = 2
 ) -> str:
-    if indent == 2:
-        return indented_json(native_document(result, match))
     return json.dumps(native_document(result, match), indent=indent, ensure_ascii=False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from cr_agent.sbom.json_text import indented_json
 from cr_agent.sbom.purl import purl_string
 from cr_agent.sbom.stamps import random_uuid, utc_timestamp
 from cr_agent.scan import ScanResult
@@ -104,4 +104,4 @@ def spdx_document(result: ScanResult, *, created: dt.datetime | None = None) -> 
 
 
 def to_spdx_json(result: ScanResult) -> str:
-    return indented_json(spdx_document(result))
+    return json.dumps(spdx_document(result), indent=2, ensure_ascii=False)

@@ -40,7 +40,7 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 CHUNK_OVERHEAD = 512
 
 
-class CallbackTooLarge(ValueError):
+class CallbackTooLarge(Exception):
     """One indivisible item of a result is larger than the body limit."""
 
 

@@ -11,7 +11,6 @@ instead of holding the queue.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from cr_agent.service.registry_session import RegistrySession
 from shared.credentials import RegistryCredentials
 
 if TYPE_CHECKING:
+    from cr_agent.catalogers.base import Distro
     from cr_agent.layer_cache import LayerCache
     from cr_agent.service.settings import Settings
 
@@ -116,7 +116,7 @@ class RegistryImageScanner:
 
         kind = registry_type(creds.type)
         async with RegistrySession(creds, kind, self.context()) as session:
-            ref, resolved = await session.resolve(image, platform)
+            _, resolved = await session.resolve(image, platform)
             size = sum(layer.size for layer in resolved.manifest.layers)
             if size > self.max_image_bytes:
                 raise ImageTooLarge(
@@ -126,11 +126,11 @@ class RegistryImageScanner:
                 )
             watch.step = "layers"
             watch.layers = [layer.digest for layer in resolved.manifest.layers]
+            # the image resolved (and size-checked) above is the one scanned: a tag moved since
+            # cannot slip in, and the SBOM names the reference asked for and both digests
             result = await scan_image(
                 session.client,
-                ref.repository,
-                resolved.digest,
-                platform=str(resolved.platform),
+                resolved,
                 limits=ScanLimits(
                     max_image_bytes=self.max_image_bytes,
                     layer_deadline=self.layer_deadline,
@@ -141,33 +141,22 @@ class RegistryImageScanner:
                 progress=watch.progress,
             )
         watch.step = "sbom"
-        writer = {
-            "cyclonedx-json": sbom.to_cyclonedx_json,
-            "spdx-json": sbom.to_spdx_json,
-            "native-json": sbom.to_native_json,
+        build = {
+            "cyclonedx-json": sbom.cyclonedx_document,
+            "spdx-json": sbom.spdx_document,
+            "native-json": sbom.native_document,
         }[sbom_format]
-        document = _as_object(writer(result))
-        distro = getattr(result, "distro", None)
-        packages = getattr(result, "packages", None) or []
         return ScanOutcome(
             digest=resolved.index_digest or resolved.digest,
             platform=str(resolved.platform),
-            distro=_distro(distro),
-            package_count=len(packages),
-            sbom=document,
-            warnings=[str(w) for w in getattr(result, "warnings", None) or []],
+            distro=_distro(result.distro),
+            package_count=len(result.packages),
+            sbom=build(result),
+            warnings=list(result.warnings),
         )
 
 
-def _as_object(value: Any) -> dict[str, Any]:
-    if isinstance(value, bytes | str):
-        value = json.loads(value)
-    if not isinstance(value, dict):
-        raise TypeError("SBOM writer returned something that is not a JSON object")
-    return value
-
-
-def _distro(distro: Any) -> dict[str, Any] | None:
+def _distro(distro: Distro | None) -> dict[str, Any] | None:
     if distro is None:
         return None
     fields = ("id", "version_id", "pretty_name", "version_codename")

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from cr_agent.registry.aiohttp_transport import AiohttpTransport
 from cr_agent.registry.client import RegistryClient, ResolvedImage
 from cr_agent.registry.errors import (
     InvalidReference,
@@ -28,7 +29,7 @@ from cr_agent.registry.errors import (
 )
 from cr_agent.registry.manifest import ImageIndex
 from cr_agent.registry.reference import ImageReference
-from cr_agent.registry.transport import USER_AGENT
+from cr_agent.registry.transport import USER_AGENT, tls_context
 from cr_agent.registry_types import RegistryType
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.service.allowed_registries import check_credentials, check_host, url_host
@@ -86,19 +87,22 @@ class RegistrySession:
                 auto_decompress=False,  # layers are streamed and hashed compressed
                 trace_configs=[_http_trace()],
             )
+        transport = AiohttpTransport(
+            tls_context(endpoint.base_url, ca_file=self.ctx.ca_file, insecure=self.ctx.insecure),
+            self.ctx.timeout,
+            self._http,
+        )
         self._client = RegistryClient(
             endpoint.base_url,
             endpoint.auth,
-            ca_file=self.ctx.ca_file,
+            transport=transport,
             insecure=self.ctx.insecure,
             timeout=self.ctx.timeout,
             # a hanging registry must fail the request in bounded time, not after minutes
             retries=2,
             max_retry_wait=min(5.0, self.ctx.timeout),
-            session=self._http,
             listing_limits=self.ctx.listing,
         )
-        await self._client.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

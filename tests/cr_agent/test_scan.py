@@ -14,8 +14,8 @@ import pytest
 
 from cr_agent.catalogers import default_catalogers
 from cr_agent.layer_cache import LayerCache
-from cr_agent.registry import DigestMismatch, RegistryClient
-from cr_agent.scan import ScanLimits, ScanResult, scan_image
+from cr_agent.registry import DigestMismatch
+from cr_agent.scan import ScanLimits, ScanResult, scan_reference
 from tests.cr_agent.registry.tamper_proxy import TamperProxy
 from tests.support.images import (
     OPAQUE,
@@ -34,6 +34,7 @@ from tests.support.images import (
     raw_tar,
     sha256_digest,
 )
+from tests.support.registry_client import registry_client
 
 DEBIAN_RELEASE = {
     "usr/lib/os-release": os_release("debian", "12", codename="bookworm"),
@@ -51,8 +52,8 @@ def packages(result: ScanResult) -> set[tuple[str, str, str, int]]:
 
 async def _scan(registry, repo, image, *, tag="v1", **kw) -> ScanResult:
     await asyncio.to_thread(push, registry.url, repo, image, tag=tag)
-    async with RegistryClient(registry.url) as client:
-        return await scan_image(client, repo, tag, **kw)
+    async with registry_client(registry.url) as client:
+        return await scan_reference(client, repo, tag, **kw)
 
 
 async def test_debian_like_image_with_upgrade_and_removal(plain_registry, unique_repo):
@@ -235,9 +236,9 @@ async def test_multi_arch_index_scans_the_requested_platform(plain_registry, uni
 
     index = build_index([arch_image("amd64", "amd64"), arch_image("arm64", "arm64")])
     await asyncio.to_thread(push, plain_registry.url, unique_repo, index, tag="multi")
-    async with RegistryClient(plain_registry.url) as client:
-        amd = await scan_image(client, unique_repo, "multi")
-        arm = await scan_image(client, unique_repo, "multi", platform="linux/arm64")
+    async with registry_client(plain_registry.url) as client:
+        amd = await scan_reference(client, unique_repo, "multi")
+        arm = await scan_reference(client, unique_repo, "multi", platform="linux/arm64")
     assert [r.package.arch for r in amd.packages] == ["amd64"]
     assert [r.package.arch for r in arm.packages] == ["arm64"]
     assert amd.index_digest == arm.index_digest == index.digest
@@ -328,9 +329,9 @@ async def test_blob_digest_mismatch_is_an_error(plain_registry, unique_repo):
     proxy = await TamperProxy(plain_registry.url).start()
     try:
         proxy.corrupt_blobs = True
-        async with RegistryClient(proxy.url) as client:
+        async with registry_client(proxy.url) as client:
             with pytest.raises(DigestMismatch):
-                await scan_image(client, unique_repo, "latest")
+                await scan_reference(client, unique_repo, "latest")
     finally:
         await proxy.stop()
 
@@ -351,9 +352,9 @@ async def test_shared_base_layer_is_downloaded_once(plain_registry, unique_repo,
     proxy = await TamperProxy(plain_registry.url).start()
     cache = LayerCache(tmp_path / "cache", max_bytes=10 << 20)
     try:
-        async with RegistryClient(proxy.url) as client:
+        async with registry_client(proxy.url) as client:
             results = await asyncio.gather(
-                *(scan_image(client, unique_repo, f"t{i}", cache=cache) for i in range(4))
+                *(scan_reference(client, unique_repo, f"t{i}", cache=cache) for i in range(4))
             )
         base_digest = images[0].layer_digests[0]
         base_gets = [p for m, p, _ in proxy.seen if m == "GET" and p.endswith(base_digest)]
@@ -362,8 +363,8 @@ async def test_shared_base_layer_is_downloaded_once(plain_registry, unique_repo,
             assert packages(result) == {("deb", "base-files", "12.4", 0)}
         # a second process (new cache object on the same directory) reads nothing from the base
         again = LayerCache(tmp_path / "cache", max_bytes=10 << 20)
-        async with RegistryClient(proxy.url) as client:
-            result = await scan_image(client, unique_repo, "t0", cache=again)
+        async with registry_client(proxy.url) as client:
+            result = await scan_reference(client, unique_repo, "t0", cache=again)
         assert [layer.from_cache for layer in result.layers] == [True, True]
         assert packages(result) == {("deb", "base-files", "12.4", 0)}
     finally:
@@ -456,8 +457,8 @@ async def test_event_loop_stays_responsive_during_a_big_layer(plain_registry, un
             last = now
 
     tick = asyncio.create_task(ticker())
-    async with RegistryClient(plain_registry.url) as client:
-        result = await scan_image(client, unique_repo, "latest")
+    async with registry_client(plain_registry.url) as client:
+        result = await scan_reference(client, unique_repo, "latest")
     done.set()
     await tick
     assert packages(result) == {("deb", "x", "1", 0)}

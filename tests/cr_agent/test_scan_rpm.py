@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cr_agent.registry import RegistryClient
 from cr_agent.sbom import purl_string
-from cr_agent.scan import scan_image
+from cr_agent.scan import scan_reference
 from tests.support.images import Layer, Symlink, build_image, os_release, push
+from tests.support.registry_client import registry_client
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rpmdb"
 FORMATS = {
@@ -57,8 +57,8 @@ async def test_rpm_database_formats(plain_registry, unique_repo, kind):
         ]
     )
     await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
-    async with RegistryClient(plain_registry.url) as client:
-        result = await scan_image(client, unique_repo, "latest")
+    async with registry_client(plain_registry.url) as client:
+        result = await scan_reference(client, unique_repo, "latest")
     found = {
         (r.package.name, r.package.version, r.package.epoch, r.package.release, r.package.arch)
         for r in result.packages
@@ -99,8 +99,8 @@ async def test_suse_ndb_database(plain_registry, unique_repo):
         ]
     )
     await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
-    async with RegistryClient(plain_registry.url) as client:
-        result = await scan_image(client, unique_repo, "latest")
+    async with registry_client(plain_registry.url) as client:
+        result = await scan_reference(client, unique_repo, "latest")
     found = {
         (r.package.name, r.package.version, r.package.release, r.package.arch)
         for r in result.packages
@@ -126,8 +126,8 @@ async def test_rpmdb_through_var_lib_rpm_symlink(plain_registry, unique_repo):
         ]
     )
     await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
-    async with RegistryClient(plain_registry.url) as client:
-        result = await scan_image(client, unique_repo, "latest")
+    async with registry_client(plain_registry.url) as client:
+        result = await scan_reference(client, unique_repo, "latest")
     names = sorted(r.package.name for r in result.packages)
     # one database, reachable under two names: each package once
     assert names == sorted(p[0] for p in expected_packages())
@@ -140,8 +140,8 @@ async def test_corrupt_rpmdb_page_is_a_reader_warning(plain_registry, unique_rep
         db[offset] = 0xA5
     image = build_image([Layer({"var/lib/rpm/Packages": bytes(db)})])
     await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
-    async with RegistryClient(plain_registry.url) as client:
-        result = await asyncio.wait_for(scan_image(client, unique_repo, "latest"), 30)
+    async with registry_client(plain_registry.url) as client:
+        result = await asyncio.wait_for(scan_reference(client, unique_repo, "latest"), 30)
     assert any(w.startswith("rpm: ") for w in result.warnings), result.warnings
     assert {r.package.name for r in result.packages} <= {p[0] for p in expected_packages()}
 
@@ -176,8 +176,8 @@ async def test_azure_linux_rpmmanifest(plain_registry, unique_repo):
         ]
     )
     await asyncio.to_thread(push, plain_registry.url, unique_repo, image)
-    async with RegistryClient(plain_registry.url) as client:
-        result = await scan_image(client, unique_repo, "latest")
+    async with registry_client(plain_registry.url) as client:
+        result = await scan_reference(client, unique_repo, "latest")
     found = {
         (r.package.name, r.package.version, r.package.release, r.package.epoch, r.layer_index)
         for r in result.packages

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import pytest
 
-from cr_agent.registry import client as client_module
-from cr_agent.registry.transport import KINDS
+from cr_agent.registry.client import RegistryClient
+from tests.support.registry_client import TRANSPORTS, registry_client
 
 
-@pytest.fixture(params=KINDS)
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(client_module, "DEFAULT_TRANSPORT", request.param)
-    return str(request.param)
+@pytest.fixture(params=TRANSPORTS)
+def client_over(request: pytest.FixtureRequest) -> Callable[..., RegistryClient]:
+    """``registry_client`` over this run's transport."""
+    return functools.partial(registry_client, transport=request.param)

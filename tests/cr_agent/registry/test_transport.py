@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cr_agent.registry import RegistryClient
+from cr_agent.cli import scan_transport
 from cr_agent.registry.aiohttp_transport import AiohttpTransport
 from cr_agent.registry.stream_transport import StreamTransport
 from cr_agent.registry.transport import (
     BodyInterrupted,
     ConnectFailed,
     Headers,
-    make_transport,
     proxy_in_environment,
+    tls_context,
 )
 from deploy.processes import free_port
 from shared.http_client import HttpClient
@@ -61,27 +62,26 @@ def test_proxy_in_environment(environ, expected):
     assert proxy_in_environment(environ) is expected
 
 
-async def test_make_transport_by_name_and_fallback_to_aiohttp_behind_a_proxy(
+async def test_the_scan_command_takes_the_stream_transport_unless_a_proxy_is_named(
     no_proxy_env, monkeypatch
 ):
-    stream = make_transport("stream", None, 5.0)
+    stream = scan_transport("http://127.0.0.1:1", ca_file=None, insecure=False, timeout=5.0)
     assert isinstance(stream, StreamTransport)
     await stream.close()
-    aio = make_transport("aiohttp", None, 5.0)
-    assert isinstance(aio, AiohttpTransport)
-    await aio.close()
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    proxied = make_transport("stream", None, 5.0)
+    proxied = scan_transport("http://127.0.0.1:1", ca_file=None, insecure=False, timeout=5.0)
     assert isinstance(proxied, AiohttpTransport)
     await proxied.close()
-    with pytest.raises(ValueError, match="unknown HTTP transport 'curl'"):
-        make_transport("curl", None, 5.0)
 
 
-async def test_unknown_transport_name_fails_when_the_client_opens():
-    with pytest.raises(ValueError, match="unknown HTTP transport"):
-        async with RegistryClient("http://127.0.0.1:1", transport="curl"):
-            pass
+def test_tls_context_only_for_https_and_insecure_turns_verification_off():
+    assert tls_context("http://127.0.0.1:5000") is None
+    verified = tls_context("https://registry.example")
+    assert verified is not None and verified.verify_mode == ssl.CERT_REQUIRED
+    assert verified.check_hostname
+    loose = tls_context("https://registry.example", insecure=True)
+    assert loose is not None and loose.verify_mode == ssl.CERT_NONE
+    assert not loose.check_hostname
 
 
 async def test_stream_transport_connect_failure_and_cut_body(no_proxy_env):

@@ -14,7 +14,7 @@ from cr_agent.service.image_scanner import RegistryImageScanner
 from cr_agent.service.models import DoneCallback, ResultCallback
 from deploy.processes import free_port
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
-from tests.cr_agent.service.images import debian_image, push_image
+from tests.cr_agent.service.images import debian_image, push_image, push_multiarch
 from tests.fakes.callback_receiver import CallbackReceiver
 from tests.support.registry import RunningRegistry
 
@@ -306,6 +306,39 @@ async def test_discover_posts_to_the_v1_path_and_api_host_prefix_is_honoured(
     spdx = receiver.on("/v2/import/result")[0].json()
     assert spdx["format"] == "spdx-json" and spdx["sbom"]["spdxVersion"].startswith("SPDX-2")
     assert not receiver.on(DONE)  # the api-host variant was used, not /api/...
+
+
+async def test_sbom_of_a_multi_platform_index_names_the_tag_asked_for_and_both_digests(
+    agent: Agent, plain_registry: RunningRegistry, unique_repo: str, receiver: CallbackReceiver
+) -> None:
+    index = await push_multiarch(plain_registry, unique_repo, "multi")
+    arm = index.children[1]
+    creds = creds_for(plain_registry)
+    for sbom_format in ("native-json", "cyclonedx-json"):
+        await agent.post(
+            "/scan",
+            {
+                "images": [f"{unique_repo}:multi"],
+                "callbackUrl": receiver.url,
+                "platform": "linux/arm64",
+                "format": sbom_format,
+            },
+            creds,
+        )
+        await receiver.wait_for(DONE, count=1 if sbom_format == "native-json" else 2)
+    native, cyclonedx = (r.json() for r in receiver.on(RESULT))
+    assert native["digest"] == cyclonedx["digest"] == index.digest
+    assert native["platform"] == "linux/arm64" and native["packageCount"] == 4
+    image = native["sbom"]["image"]
+    assert image["reference"] == "multi"
+    assert image["indexDigest"] == index.digest
+    assert image["digest"] == arm.digest
+    component = cyclonedx["sbom"]["metadata"]["component"]
+    assert component["version"] == arm.digest
+    properties = {p["name"]: p["value"] for p in component["properties"]}
+    assert properties["crbroker:image:reference"] == "multi"
+    assert properties["crbroker:image:indexDigest"] == index.digest
+    assert properties["crbroker:image:platform"] == "linux/arm64"
 
 
 async def test_callback_url_from_settings_when_the_request_has_none(
