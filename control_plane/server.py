@@ -35,13 +35,14 @@ from broker_server.server import build_app as build_relay_app
 from broker_server.settings import SettingsError as RelaySettingsError
 from broker_server.settings import load_settings as load_relay_settings
 from broker_server.tokens import TokenRegistry
-from control_plane.api import agent_callbacks, setup_api
+from control_plane.api import agent_callbacks, container_import, setup_api
 from control_plane.api import imports as imports_api
 from control_plane.bootstrap import open_control_plane
 from control_plane.db import Database
 from control_plane.encryption import SecretBox, SecretKeyError
 from control_plane.models import Integration
 from control_plane.queue.dispatch import Dispatcher
+from control_plane.sync.scheduler import SyncScheduler
 from control_plane.server_settings import (
     ServerSettings,
     ServerSettingsError,
@@ -72,13 +73,18 @@ class StartupError(Exception):
 
 
 def build_control_plane_app(
-    database: Database, box: SecretBox, dispatcher: Dispatcher
+    database: Database,
+    box: SecretBox,
+    dispatcher: Dispatcher,
+    scheduler: SyncScheduler | None = None,
 ) -> web.Application:
     """cp-core's REST and v1 API, the import/re-test views, and the agents' callbacks."""
     app = web.Application(client_max_size=MAX_BODY)
     setup_api(app, database, box)
     imports_api.add_routes(app.router)
     app[imports_api.WAKE] = dispatcher.wake
+    if scheduler is not None:
+        app[container_import.WAKE] = scheduler.wake
     agent_callbacks.add_routes(app, database.sessions, box)
     return app
 
@@ -222,7 +228,8 @@ async def serve(
                 broker_url=broker_url,
                 callback_base=settings.callback_base(settings.CONTROL_PLANE_PORT),
             )
-            app = build_control_plane_app(database, box, dispatcher)
+            scheduler = SyncScheduler(database.sessions, box, settings, broker_url=broker_url)
+            app = build_control_plane_app(database, box, dispatcher, scheduler)
             runner = web.AppRunner(app, access_log=None)
             running.runners.append(runner)
             await _site(
@@ -233,6 +240,8 @@ async def serve(
             )
             dispatcher.start()
             running.closers.append(dispatcher)
+            scheduler.start()
+            running.closers.append(scheduler)
             log.info(
                 "control plane listening",
                 port=settings.CONTROL_PLANE_PORT,
