@@ -42,7 +42,6 @@ from control_plane.db import Database
 from control_plane.encryption import SecretBox, SecretKeyError
 from control_plane.models import Integration
 from control_plane.queue.dispatch import Dispatcher
-from control_plane.sync.scheduler import SyncScheduler
 from control_plane.server_settings import (
     ServerSettings,
     ServerSettingsError,
@@ -50,6 +49,7 @@ from control_plane.server_settings import (
 )
 from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
+from control_plane.sync.scheduler import SyncScheduler
 from shared.logging import configure_logging, get_logger, register_secrets
 
 log = get_logger("control_plane.server")

@@ -81,7 +81,9 @@ class Lister:
         except TimeoutError:
             raise ListingError(step, f"{self.base.where} did not answer in time") from None
         except aiohttp.ClientError as exc:
-            raise ListingError(step, f"{self.base.where} unreachable: {type(exc).__name__}") from None
+            raise ListingError(
+                step, f"{self.base.where} unreachable: {type(exc).__name__}"
+            ) from None
         try:
             answer = json.loads(raw) if raw else None
         except ValueError:

@@ -22,7 +22,7 @@ from control_plane.models import Integration, utcnow
 from control_plane.queue.dispatch import DispatchError, agent_base
 from control_plane.server_settings import ServerSettings
 from control_plane.sync import services
-from control_plane.sync.listing import Lister, ListedTag, ListingError
+from control_plane.sync.listing import ListedTag, Lister, ListingError
 from shared.logging import get_logger
 
 log = get_logger("control_plane.sync")

@@ -325,9 +325,8 @@ async def _known(
             )
         )
     rows = await session.execute(
-        select(Target.repository, Project.target_reference, Project.id, Project.deleted_at).join(
-            Target, Target.id == Project.target_id
-        )
+        select(Target.repository, Project.target_reference, Project.id, Project.deleted_at)
+        .join(Target, Target.id == Project.target_id)
         .where(Target.integration_id == integration_id)
     )
     imported: dict[Key, Imported] = {}
@@ -354,10 +353,12 @@ def dry_run_result(plan: Plan) -> dict[str, Any]:
 
     return {
         "images_to_import": grouped(
-            (i.repository, i.tag, iso(i.time)) for i in plan.to_import  # type: ignore[misc]
+            (i.repository, i.tag, iso(i.time))
+            for i in plan.to_import  # type: ignore[misc]
         ),
         "images_to_delete": grouped(
-            (p.repository, p.tag, None) for p in plan.to_delete  # type: ignore[misc]
+            (p.repository, p.tag, None)
+            for p in plan.to_delete  # type: ignore[misc]
         ),
         "total_images_processed": plan.total_processed,
     }
@@ -479,7 +480,9 @@ async def _carry_out(
         except Exception as exc:
             raise RunFailed("delete", f"{type(exc).__name__}: {exc}"[:500]) from None
     await _forget_gone(sessions, integration.id, listed)
-    await _finish(sessions, run.id, status="completed", imported=imported, failed=failed, deleted=deleted)
+    await _finish(
+        sessions, run.id, status="completed", imported=imported, failed=failed, deleted=deleted
+    )
 
 
 async def _observe(
@@ -540,7 +543,11 @@ async def _import_batch(
                 seen = known.observed.get(image.key)
                 pruned = seen is not None and seen.pruned
                 project = await import_project(
-                    session, target, image.tag, integration=integration, importer_id=None,
+                    session,
+                    target,
+                    image.tag,
+                    integration=integration,
+                    importer_id=None,
                     automatic=not pruned,
                 )
             except InvalidInput:
@@ -596,8 +603,9 @@ async def _forget_gone(
     async with sessions() as session, session.begin():
         rows = list(
             await session.execute(
-                select(ObservedTag.repository, ObservedTag.tag, ObservedTag.project_id)
-                .where(ObservedTag.integration_id == integration_id)
+                select(ObservedTag.repository, ObservedTag.tag, ObservedTag.project_id).where(
+                    ObservedTag.integration_id == integration_id
+                )
             )
         )
         for repository, tag, project_id in rows:
