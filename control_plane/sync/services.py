@@ -64,8 +64,9 @@ async def get_policy(
 async def put_policy(
     session: AsyncSession, org_id: uuid.UUID, integration_id: uuid.UUID, policy: SyncPolicy
 ) -> SyncPolicyRow:
-    """Create or replace the integration's policy; it runs at once."""
-    await get_integration(session, org_id, integration_id)
+    """Create or replace the integration's policy; it runs at once (a pending run is made
+    here, replacing one still pending), then every ``schedule_frequency_hours``."""
+    integration = await get_integration(session, org_id, integration_id)
     now = utcnow()
     row = await session.scalar(
         select(SyncPolicyRow).where(SyncPolicyRow.integration_id == integration_id)
@@ -75,9 +76,21 @@ async def put_policy(
         session.add(row)
     row.document = policy.document()
     row.created_at = row.updated_at = now
-    row.next_run_at = now
+    row.next_run_at = now + dt.timedelta(hours=policy.schedule_frequency_hours)
+    await _drop_pending(session, integration_id)
+    session.add(_new_run(integration, "run", "policy", row.document, now))
     await session.flush()
     return row
+
+
+async def _drop_pending(session: AsyncSession, integration_id: uuid.UUID) -> None:
+    await session.execute(
+        delete(SyncRun).where(
+            SyncRun.integration_id == integration_id,
+            SyncRun.kind == "run",
+            SyncRun.status == "pending",
+        )
+    )
 
 
 async def update_policy(
@@ -105,13 +118,7 @@ async def delete_policy(
 ) -> None:
     row = await get_policy(session, org_id, integration_id)
     await session.delete(row)
-    await session.execute(
-        delete(SyncRun).where(
-            SyncRun.integration_id == integration_id,
-            SyncRun.kind == "run",
-            SyncRun.status == "pending",
-        )
-    )
+    await _drop_pending(session, integration_id)
     await session.flush()
 
 
@@ -238,8 +245,7 @@ async def schedule_due(sessions: async_sessionmaker[AsyncSession], now: dt.datet
             integration = await session.get(Integration, row.integration_id)
             if integration is None or not integration.is_active:
                 continue
-            trigger = "policy" if seen <= row.created_at else "schedule"
-            session.add(_new_run(integration, "run", trigger, row.document, row.created_at))
+            session.add(_new_run(integration, "run", "schedule", row.document, row.created_at))
             made += 1
     return made
 
