@@ -182,7 +182,7 @@ def evaluate(
     )
 
 
-def grouped(items: Iterable[tuple[str, str, dt.datetime]]) -> list[dict[str, object]]:
+def grouped(items: Iterable[tuple[str, str, str | None]]) -> list[dict[str, object]]:
     """``[{repository, tags: [{tag, observed_at}]}]`` (the dry run's result shape), repositories
     in first-appearance order."""
     groups: dict[str, list[dict[str, object]]] = {}

@@ -338,33 +338,33 @@ async def _known(
     imported: dict[Key, Imported] = {}
     tombstoned: set[Key] = set()
     manual: set[Key] = set()
-    for repository, tag, project_id, deleted_at in rows:
-        key = (repository, tag)
+    for repository, reference, project_id, deleted_at in rows:
+        key = (repository, reference)
         seen = observed.get(key)
         by_sync = seen is not None and seen.project_id == project_id
         if deleted_at is not None:
             if not (by_sync and seen is not None and seen.pruned):
                 tombstoned.add(key)
         elif by_sync and seen is not None:
-            imported[key] = Imported(repository, tag, seen.imported_digest)
+            imported[key] = Imported(repository, reference, seen.imported_digest)
         else:
             manual.add(key)
     state = State(images, imported, frozenset(tombstoned), frozenset(manual))
     return _Known(observed, state)
 
 
-def dry_run_result(plan: Plan) -> dict[str, Any]:
-    """Snyk's dry-run ``result``."""
-    from control_plane.api.jsonapi import iso
+def iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
 
+
+def dry_run_result(plan: Plan, state: State) -> dict[str, Any]:
+    """Snyk's dry-run ``result``; ``observed_at`` is the image's time (push, else first seen),
+    null for an image to delete that is no longer listed."""
+    times = {i.key: i.time for i in state.images}
     return {
-        "images_to_import": grouped(
-            (i.repository, i.tag, iso(i.time))
-            for i in plan.to_import  # type: ignore[misc]
-        ),
+        "images_to_import": grouped((i.repository, i.tag, iso(i.time)) for i in plan.to_import),
         "images_to_delete": grouped(
-            (p.repository, p.tag, None)
-            for p in plan.to_delete  # type: ignore[misc]
+            (p.repository, p.tag, iso(times.get((p.repository, p.tag)))) for p in plan.to_delete
         ),
         "total_images_processed": plan.total_processed,
     }
@@ -458,7 +458,7 @@ async def _carry_out(
             sessions,
             run.id,
             status="completed",
-            result=dry_run_result(plan),
+            result=dry_run_result(plan, known.state),
             listed=len(listed),
             imported=len(plan.to_import),
             deleted=len(plan.to_delete),

@@ -100,9 +100,7 @@ CORPUS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
     ),
     (
         "document: last n observed",
-        policy(
-            {"name": "last n", "type": "LastNObserved", "policy": {"limitNewestImages": 1}}
-        ),
+        policy({"name": "last n", "type": "LastNObserved", "policy": {"limitNewestImages": 1}}),
         {"mycompany/web-app:latest", "mycompany/api:2.0", "nginx:latest"},
         {"mycompany/web-app:prod-2", "mycompany/api:2.0", "nginx:latest"},
     ),
