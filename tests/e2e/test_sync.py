@@ -35,6 +35,7 @@ class Stack:
     org: str
     integration: str
     digests: dict[str, str]
+    client: st.Service
 
     @property
     def policy_path(self) -> str:
@@ -113,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
             stoppers += [agent.stop, client.stop]
             st.wait_for_connection(server.url, token)
-            yield Stack(registry, api, org, integration["id"], digests)
+            yield Stack(registry, api, org, integration["id"], digests, client)
         finally:
             for stop in reversed(stoppers):
                 stop()
@@ -254,3 +255,18 @@ def test_dry_run_run_push_delete_prune_and_tombstone(stack: Stack) -> None:
     with pytest.raises(ApiError) as gone:
         call(stack, "POST", f"{stack.policy_path}/run")
     assert gone.value.status == 404
+
+
+def test_a_run_without_its_broker_client_fails_naming_the_step(stack: Stack) -> None:
+    """Runs after the story above (same module): the customer's broker client goes away; the
+    next run fails at its first step and says why, and the projects stay."""
+    before = project_names(stack)
+    stack.client.stop()
+    policy = {"name": "all", "import_policy": {"type": "ImportAll"}}
+    call(stack, "POST", stack.policy_path, body=body(policy))
+    _, _, runs = call(stack, "GET", f"{stack.policy_path}/runs")
+    failed = wait_run(stack, runs["data"][-1]["id"])
+    assert failed["status"] == "failed", failed
+    assert failed["failed_step"] == "list-repositories"
+    assert "broker" in failed["error"]
+    assert project_names(stack) == before
