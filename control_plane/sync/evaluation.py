@@ -14,7 +14,8 @@ is a :class:`Plan`. Semantics (``docs/sync.md`` has one example each):
   LastNObserved: the ``limitNewestImages`` newest per repository (ties by tag);
 - Regex: ``re.search`` of ``repo`` on the repository and ``tag`` on the tag (both when both);
 - a selected image with no project is imported; one whose project exists but whose digest
-  moved is imported again (re-scanned); one whose project a person deleted is skipped;
+  moved is imported again (re-scanned) — where either digest is unknown, it is not moved;
+  one whose project a person deleted is skipped;
 - at most ``limit`` imports per run, newest first (then repository, tag): the rest wait;
 - with ``delete_images``, every project the sync made whose image is no longer selected (or
   no longer listed) is deleted; without it, nothing is.
@@ -165,7 +166,8 @@ def evaluate(
         if image.key in state.manual:
             continue
         before = state.imported.get(image.key)
-        if before is None or (image.digest is not None and before.digest != image.digest):
+        moved = before is not None and None not in (image.digest, before.digest)
+        if before is None or (moved and before.digest != image.digest):
             wanted.append(image)
     to_delete: list[Imported] = []
     if policy.delete_images:

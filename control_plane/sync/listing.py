@@ -120,12 +120,12 @@ class Lister:
         return sorted({n for n in names if isinstance(n, str) and n})
 
     async def tags(self, repository: str) -> list[ListedTag]:
+        """Tags with digest and push time (``/list-with-metadata``)."""
         step = f"list-tags {repository}"
         try:
             answer = await self._get(step, f"/list-with-metadata/{quote(repository)}")
         except _TooLong:
-            names = await self._paged(step, repository)
-            return [ListedTag(repository, t, None, None) for t in names]
+            return await self.names(repository)
         tags = []
         for entry in answer.get("tags", []):
             if isinstance(entry, dict) and isinstance(entry.get("tag"), str):
@@ -140,14 +140,44 @@ class Lister:
                 )
         return tags
 
-    async def everything(self) -> tuple[list[str], list[ListedTag]]:
-        """Every repository and every tag; the first failure ends the listing."""
+    async def names(self, repository: str) -> list[ListedTag]:
+        """Tag names only (``/list/<repository>``, one registry call instead of one per tag)."""
+        step = f"list-tags {repository}"
+        try:
+            answer = await self._get(step, f"/list/{quote(repository)}")
+            names = answer.get("tags", [])
+        except _TooLong:
+            names = await self._paged(step, repository)
+        return [ListedTag(repository, t, None, None) for t in names if isinstance(t, str)]
+
+    async def everything(
+        self, needs_digests: frozenset[str] = frozenset()
+    ) -> tuple[list[str], list[ListedTag]]:
+        """Every repository and every tag; the first failure ends the listing.
+
+        The first repository with tags is read with metadata: if the registry gives push
+        times there (ECR, Docker Hub, GitHub, ...: one vendor call per repository), every
+        repository is. If not (a plain Docker registry, where metadata costs one manifest
+        request per tag, only for the digest), only the repositories in ``needs_digests``
+        (where the sync holds projects whose digest may have moved) are; the others are
+        read by name."""
         repositories = await self.repositories()
+        found: dict[str, list[ListedTag]] = {}
+        push_times = False
+        for repository in repositories[:3]:
+            found[repository] = await self.tags(repository)
+            if found[repository]:
+                push_times = any(t.pushed_at is not None for t in found[repository])
+                break
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(repository: str) -> list[ListedTag]:
             async with gate:
-                return await self.tags(repository)
+                if push_times or repository in needs_digests:
+                    return await self.tags(repository)
+                return await self.names(repository)
 
-        results = await asyncio.gather(*(one(r) for r in repositories))
-        return repositories, [t for group in results for t in group]
+        rest = [r for r in repositories if r not in found]
+        results = await asyncio.gather(*(one(r) for r in rest))
+        found.update(zip(rest, results, strict=True))
+        return repositories, [t for r in repositories for t in found[r]]

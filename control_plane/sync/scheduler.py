@@ -69,7 +69,9 @@ class SyncScheduler:
             base = agent_base(integration, self.box, self.settings, broker_url=self.broker_url)
         except (DispatchError, SecretKeyError) as exc:
             raise ListingError("list-repositories", str(exc)) from None
-        return await Lister(self._http, base).everything()
+        async with self.sessions() as session:
+            needs = await services.repositories_with_imports(session, integration.id)
+        return await Lister(self._http, base).everything(needs)
 
     async def _loop(self) -> None:
         while True:

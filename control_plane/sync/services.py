@@ -206,6 +206,22 @@ async def list_runs(
 # --- the scheduler's side -------------------------------------------------------------------
 
 
+async def repositories_with_imports(
+    session: AsyncSession, integration_id: uuid.UUID
+) -> frozenset[str]:
+    """Repositories where the sync holds projects (their tags' digests are needed)."""
+    rows = await session.scalars(
+        select(ObservedTag.repository)
+        .where(
+            ObservedTag.integration_id == integration_id,
+            ObservedTag.project_id.is_not(None),
+            ObservedTag.pruned.is_(False),
+        )
+        .distinct()
+    )
+    return frozenset(rows)
+
+
 async def schedule_due(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> int:
     """A pending run for each policy whose ``next_run_at`` passed. Each policy's
     ``next_run_at`` is moved on by a conditional UPDATE, so across processes exactly one
@@ -331,14 +347,20 @@ async def _known(
             )
         )
     rows = await session.execute(
-        select(Target.repository, Project.target_reference, Project.id, Project.deleted_at)
+        select(
+            Target.repository,
+            Project.target_reference,
+            Project.id,
+            Project.deleted_at,
+            Project.image_digest,
+        )
         .join(Target, Target.id == Project.target_id)
         .where(Target.integration_id == integration_id)
     )
     imported: dict[Key, Imported] = {}
     tombstoned: set[Key] = set()
     manual: set[Key] = set()
-    for repository, reference, project_id, deleted_at in rows:
+    for repository, reference, project_id, deleted_at, scanned_digest in rows:
         key = (repository, reference)
         seen = observed.get(key)
         by_sync = seen is not None and seen.project_id == project_id
@@ -346,7 +368,9 @@ async def _known(
             if not (by_sync and seen is not None and seen.pruned):
                 tombstoned.add(key)
         elif by_sync and seen is not None:
-            imported[key] = Imported(repository, reference, seen.imported_digest)
+            # imported without a digest (listed by name): the digest its scan found
+            digest = seen.imported_digest or scanned_digest
+            imported[key] = Imported(repository, reference, digest)
         else:
             manual.add(key)
     state = State(images, imported, frozenset(tombstoned), frozenset(manual))
@@ -516,6 +540,9 @@ async def _observe(
                     )
                 )
             elif seen.digest != tag.digest or seen.pushed_at != tag.pushed_at:
+                values: dict[str, Any] = {"digest": tag.digest, "pushed_at": tag.pushed_at}
+                if seen.project_id is not None and seen.imported_digest is None and tag.digest:
+                    values["imported_digest"] = tag.digest  # known now; a move re-sets it
                 await session.execute(
                     update(ObservedTag)
                     .where(
@@ -523,7 +550,7 @@ async def _observe(
                         ObservedTag.repository == tag.repository,
                         ObservedTag.tag == tag.tag,
                     )
-                    .values(digest=tag.digest, pushed_at=tag.pushed_at)
+                    .values(**values)
                     .execution_options(synchronize_session=False)
                 )
 
