@@ -31,7 +31,7 @@ from control_plane.errors import DomainError, InvalidInput, NotFound
 from control_plane.integrations.services import get_integration
 from control_plane.models import Integration, Project, Target, utcnow
 from control_plane.pagination import Page, PageRequest, fetch_page
-from control_plane.projects.services import import_project
+from control_plane.projects.services import import_project, new_project
 from control_plane.queue.services import PRIORITY_SCHEDULED
 from control_plane.scans.services import enqueue_scan
 from control_plane.sync.evaluation import Image, Imported, Key, Plan, State, evaluate, grouped
@@ -321,6 +321,8 @@ async def heartbeat(
 class _Known:
     observed: dict[Key, ObservedTag]
     state: State
+    #: keys that have a project row (active or deleted)
+    rows: frozenset[Key] = frozenset()
 
 
 async def _known(
@@ -360,12 +362,15 @@ async def _known(
     imported: dict[Key, Imported] = {}
     tombstoned: set[Key] = set()
     manual: set[Key] = set()
+    pruned_keys: set[Key] = set()
     for repository, reference, project_id, deleted_at, scanned_digest in rows:
         key = (repository, reference)
         seen = observed.get(key)
         by_sync = seen is not None and seen.project_id == project_id
         if deleted_at is not None:
-            if not (by_sync and seen is not None and seen.pruned):
+            if by_sync and seen is not None and seen.pruned:
+                pruned_keys.add(key)
+            else:
                 tombstoned.add(key)
         elif by_sync and seen is not None:
             # imported without a digest (listed by name): the digest its scan found
@@ -374,7 +379,7 @@ async def _known(
         else:
             manual.add(key)
     state = State(images, imported, frozenset(tombstoned), frozenset(manual))
-    return _Known(observed, state)
+    return _Known(observed, state, frozenset(imported) | tombstoned | manual | pruned_keys)
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -561,10 +566,14 @@ async def _import_batch(
     batch: list[Image],
     known: _Known,
 ) -> tuple[int, int]:
-    """Targets, projects and scheduled-lane scans for one batch, committed together."""
+    """Targets, projects and scheduled-lane scans for one batch, committed together. Images
+    with no project row at all are inserted in bulk (one flush); the others (digest moved,
+    pruned by the sync) go through :func:`import_project`."""
     done = bad = 0
     async with sessions() as session, session.begin():
         targets: dict[str, Target] = {}
+        chosen: list[tuple[Image, Project]] = []
+        fresh: list[Project] = []
         for image in batch:
             try:
                 target = targets.get(image.repository)
@@ -573,33 +582,51 @@ async def _import_batch(
                         session, integration.org_id, integration, image.repository
                     )
                     targets[image.repository] = target
-                seen = known.observed.get(image.key)
-                pruned = seen is not None and seen.pruned
-                project = await import_project(
-                    session,
-                    target,
-                    image.tag,
-                    integration=integration,
-                    importer_id=None,
-                    automatic=not pruned,
-                )
+                if image.key not in known.rows and image.tag.strip() == image.tag and image.tag:
+                    project: Project | None = new_project(
+                        target, image.tag, integration=integration, importer_id=None
+                    )
+                    assert project is not None
+                    fresh.append(project)
+                else:
+                    seen = known.observed.get(image.key)
+                    pruned = seen is not None and seen.pruned
+                    project = await import_project(
+                        session,
+                        target,
+                        image.tag,
+                        integration=integration,
+                        importer_id=None,
+                        automatic=not pruned,
+                    )
             except InvalidInput:
                 bad += 1
                 continue
-            if project is None:  # a person deleted it meanwhile
-                continue
-            await enqueue_scan(session, project, reason="sync", priority=PRIORITY_SCHEDULED)
-            await session.execute(
-                update(ObservedTag)
-                .where(
-                    ObservedTag.integration_id == integration.id,
-                    ObservedTag.repository == image.repository,
-                    ObservedTag.tag == image.tag,
-                )
-                .values(project_id=project.id, imported_digest=image.digest, pruned=False)
-                .execution_options(synchronize_session=False)
+            if project is not None:  # None: a person deleted it meanwhile
+                chosen.append((image, project))
+        session.add_all(fresh)
+        await session.flush()
+        for _, project in chosen:
+            await enqueue_scan(
+                session, project, reason="sync", priority=PRIORITY_SCHEDULED, flush=False
             )
-            done += 1
+        await session.flush()
+        if chosen:
+            await session.execute(
+                update(ObservedTag),
+                [
+                    {
+                        "integration_id": integration.id,
+                        "repository": image.repository,
+                        "tag": image.tag,
+                        "project_id": project.id,
+                        "imported_digest": image.digest,
+                        "pruned": False,
+                    }
+                    for image, project in chosen
+                ],
+            )
+        done = len(chosen)
     return done, bad
 
 
