@@ -42,14 +42,14 @@ class Stack:
         return f"/rest/orgs/{self.org}/container_import/{self.integration}/policy"
 
 
-def push_tag(registry: RunningRegistry, repository: str, tag: str) -> str:
+def push_tag(registry: RunningRegistry, repository: str, tag: str, build: int = 1) -> str:
     """A small Alpine-like image of its own (its own digest) as ``repository:tag``."""
     image = build_image(
         [
             Layer(
                 {
                     "etc/os-release": os_release("alpine", "3.20.0"),
-                    "etc/build-tag": f"{repository}:{tag}\n".encode(),
+                    "etc/build-tag": f"{repository}:{tag} build {build}\n".encode(),
                 }
             )
         ]
@@ -239,7 +239,17 @@ def test_dry_run_run_push_delete_prune_and_tombstone(stack: Stack) -> None:
     assert (third["status"], third["imported"], third["deleted"]) == ("completed", 0, 1), third
     assert "app/api:1.0" not in project_names(stack)
 
-    # 5. a project a person deleted stays deleted
+    # 5. a tag pushed again with new content: the same project, scanned again
+    project = next(
+        p for p in stack.api.projects(stack.org) if p["attributes"]["name"] == "app/web:v3"
+    )
+    scans_before = len(stack.api.scans(stack.org, project["id"]))
+    push_tag(stack.registry, "app/web", "v3", build=2)
+    moved = run_now(stack)
+    assert (moved["status"], moved["imported"], moved["deleted"]) == ("completed", 1, 0), moved
+    assert len(stack.api.scans(stack.org, project["id"])) == scans_before + 1
+
+    # 6. a project a person deleted stays deleted
     project = next(
         p for p in stack.api.projects(stack.org) if p["attributes"]["name"] == "app/web:v1"
     )
@@ -250,7 +260,7 @@ def test_dry_run_run_push_delete_prune_and_tombstone(stack: Stack) -> None:
 
     # the runs list tells the story; deleting the policy stops it
     _, _, runs = call(stack, "GET", f"{stack.policy_path}/runs")
-    assert [r["attributes"]["imported"] for r in runs["data"]] == [5, 1, 0, 0]
+    assert [r["attributes"]["imported"] for r in runs["data"]] == [5, 1, 0, 1, 0]
     call(stack, "DELETE", stack.policy_path)
     with pytest.raises(ApiError) as gone:
         call(stack, "POST", f"{stack.policy_path}/run")
