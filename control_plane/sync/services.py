@@ -42,6 +42,8 @@ from control_plane.targets.services import get_or_create_target
 
 #: images imported per committed batch
 BATCH = 500
+#: claims of one run (a process that dies mid-run leaves it to be taken again)
+MAX_ATTEMPTS = 3
 
 ListRegistry = Callable[[Integration], Awaitable[tuple[list[str], list[ListedTag]]]]
 
@@ -273,10 +275,21 @@ async def claim_run(
     a conditional UPDATE, so one process wins each run."""
     now = utcnow()
     stale = now - dt.timedelta(seconds=stale_after)
-    claimable = or_(
-        SyncRun.status == "pending",
-        (SyncRun.status == "running") & (SyncRun.heartbeat_at < stale),
-    )
+    abandoned = (SyncRun.status == "running") & (SyncRun.heartbeat_at < stale)
+    async with sessions() as session, session.begin():
+        # a run whose process died MAX_ATTEMPTS times is not taken again: it fails
+        await session.execute(
+            update(SyncRun)
+            .where(abandoned, SyncRun.attempts >= MAX_ATTEMPTS)
+            .values(
+                status="failed",
+                failed_step="restart",
+                error=f"its process stopped {MAX_ATTEMPTS} times during the run",
+                finished_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    claimable = or_(SyncRun.status == "pending", abandoned & (SyncRun.attempts < MAX_ATTEMPTS))
     async with sessions() as session:
         candidates = list(
             await session.scalars(select(SyncRun.id).where(claimable).order_by(SyncRun.id).limit(8))

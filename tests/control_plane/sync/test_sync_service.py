@@ -176,6 +176,17 @@ async def test_a_run_whose_process_died_is_taken_over(db: Database, box: SecretB
     assert await services.claim_run(db.sessions, "alive", stale_after=60) == run_id
     assert not await services.heartbeat(db.sessions, run_id, "dead")
     assert await services.heartbeat(db.sessions, run_id, "alive")
+    # a run whose processes keep dying stops being taken again
+    for n in range(services.MAX_ATTEMPTS):
+        async with db.sessions() as session, session.begin():
+            await session.execute(
+                update(SyncRun).values(heartbeat_at=utcnow() - dt.timedelta(seconds=120))
+            )
+        taken = await services.claim_run(db.sessions, f"again{n}", stale_after=60)
+        assert taken == (run_id if n < services.MAX_ATTEMPTS - 2 else None), n
+    async with db.sessions() as session:
+        run = await session.get(SyncRun, run_id)
+    assert run is not None and (run.status, run.failed_step) == ("failed", "restart")
 
 
 async def test_scheduled_scans_keep_to_their_lane(db: Database) -> None:
