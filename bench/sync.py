@@ -32,6 +32,7 @@ from deploy import stack as st  # noqa: E402
 from deploy.control_plane_client import ControlPlaneClient  # noqa: E402
 from tests.support.images import Layer, Pusher, build_image, os_release  # noqa: E402
 from tests.support.registry import running_registry  # noqa: E402
+from tests.support.sync_stack import connect_registry  # noqa: E402
 
 USER = "bench"
 PASSWORD = "bench-" + secrets.token_hex(8)
@@ -98,31 +99,18 @@ def main() -> int:
         try:
             api = ControlPlaneClient(server.api_url, admin, timeout=120)
             org = ready_org(api)
-            integration = api.create_integration(
+            pair = connect_registry(
+                api,
                 org,
-                {
-                    "integration_type": "generic-cr",
-                    "profile_name": "bench",
-                    "has_broker": True,
-                    "registry_base": registry.url,
-                    "max_in_flight": 1,
-                },
+                server,
+                workdir,
+                registry_url=registry.url,
+                username=USER,
+                password=PASSWORD,
+                max_in_flight=1,
             )
-            token = integration["attributes"]["broker_token"]
-            agent, client = st.start_agent_and_client(
-                workdir / "client",
-                token=token,
-                server_url=server.url,
-                registry={
-                    "CR_TYPE": "generic-cr",
-                    "CR_BASE": registry.url,
-                    "CR_USERNAME": USER,
-                    "CR_PASSWORD": PASSWORD,
-                },
-            )
-            stoppers += [agent.stop, client.stop]
-            st.wait_for_connection(server.url, token)
-            path = f"/rest/orgs/{org}/container_import/{integration['id']}/policy"
+            stoppers += pair.stoppers
+            path = f"/rest/orgs/{org}/container_import/{pair.integration}/policy"
             body = {
                 "data": {
                     "type": "container_registry_import_policy",

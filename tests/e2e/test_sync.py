@@ -8,18 +8,25 @@ does not bring back.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import secrets
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from deploy import stack as st
 from deploy.control_plane_client import ApiError, ControlPlaneClient
+from deploy.processes import free_port
 from tests.support.images import Layer, Pusher, build_image, os_release, push
 from tests.support.registry import RunningRegistry, require_registry, running_registry
+from tests.support.sync_stack import Connected, connect_registry
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
 
@@ -66,6 +73,14 @@ def delete_image(registry: RunningRegistry, repository: str, digest: str) -> Non
     )
 
 
+def _connect(
+    api: ControlPlaneClient, org: str, server: st.Service, workdir: Path, registry: RunningRegistry
+) -> Connected:
+    return connect_registry(
+        api, org, server, workdir, registry_url=registry.url, username=USER, password=PASSWORD
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_registry()
@@ -91,30 +106,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stoppers.append(server.stop)
             api = ControlPlaneClient(server.api_url, admin)
             org = api.default_org()
-            integration = api.create_integration(
-                org,
-                {
-                    "integration_type": "generic-cr",
-                    "profile_name": "sync e2e registry",
-                    "has_broker": True,
-                    "registry_base": registry.url,
-                },
-            )
-            token = integration["attributes"]["broker_token"]
-            agent, client = st.start_agent_and_client(
-                workdir / "client",
-                token=token,
-                server_url=server.url,
-                registry={
-                    "CR_TYPE": "generic-cr",
-                    "CR_BASE": registry.url,
-                    "CR_USERNAME": USER,
-                    "CR_PASSWORD": PASSWORD,
-                },
-            )
-            stoppers += [agent.stop, client.stop]
-            st.wait_for_connection(server.url, token)
-            yield Stack(registry, api, org, integration["id"], digests, client)
+            pair = _connect(api, org, server, workdir, registry)
+            stoppers += pair.stoppers
+            yield Stack(registry, api, org, pair.integration, digests, pair.client)
         finally:
             for stop in reversed(stoppers):
                 stop()
@@ -280,3 +274,85 @@ def test_a_run_without_its_broker_client_fails_naming_the_step(stack: Stack) -> 
     assert failed["failed_step"] == "list-repositories"
     assert "broker" in failed["error"]
     assert project_names(stack) == before
+
+
+def test_a_run_cut_short_by_a_stopped_process_is_carried_out_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The control plane stops while a run is ``running`` (the row a dead process leaves:
+    claimed, its heartbeat not renewed); started again on the same data, it takes the run
+    over once ``SYNC_CLAIM_TIMEOUT`` has passed and carries it out from a new listing."""
+    require_registry()
+    admin = "adm-" + secrets.token_hex(16)
+    relay_port, api_port = free_port(), free_port()
+    env = {
+        "CRBROKER_ADMIN_TOKEN": admin,
+        "SYNC_POLL_SECONDS": "0.3",
+        "SYNC_CLAIM_TIMEOUT": "6",
+        "CONTROL_PLANE_PORT": str(api_port),
+    }
+    stoppers: list[Callable[[], None]] = []
+    with running_registry("htpasswd", username=USER, password=PASSWORD) as registry:
+        push_tag(registry, "svc/one", "1")
+        try:
+            server = st.start_crbroker_server(tmp_path, port=relay_port, env=env)
+            stoppers.append(server.stop)
+            api = ControlPlaneClient(server.api_url, admin)
+            org = api.default_org()
+            pair = _connect(api, org, server, tmp_path, registry)
+            stoppers += pair.stoppers
+            token = pair.token
+            stack = Stack(registry, api, org, pair.integration, {}, pair.client)
+            policy = {"name": "all", "import_policy": {"type": "ImportAll"}}
+            call(stack, "POST", stack.policy_path, body=body(policy))
+            _, _, runs = call(stack, "GET", f"{stack.policy_path}/runs")
+            assert wait_run(stack, runs["data"][0]["id"])["imported"] == 1
+            push_tag(registry, "svc/one", "2")
+            server.stop()
+            cut_short = _leave_a_running_run(tmp_path, pair.integration)
+            server = st.start_crbroker_server(tmp_path, port=relay_port, env=env)
+            stoppers.append(server.stop)
+            st.wait_for_connection(server.url, token)
+            done = wait_run(stack, cut_short)
+            assert (done["status"], done["imported"]) == ("completed", 1), done
+            assert "svc/one:2" in project_names(stack)
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+
+
+def _leave_a_running_run(workdir: Path, integration_id: str) -> str:
+    """What a process that died during a run leaves in the table."""
+    from control_plane.db import open_database
+    from control_plane.models import utcnow
+    from control_plane.sync.models import SyncPolicyRow, SyncRun
+
+    async def write() -> str:
+        url = f"sqlite+aiosqlite:///{(workdir / 'crbroker-data' / 'control-plane.db').resolve()}"
+        db = await open_database(url, run_migrations=False)
+        try:
+            async with db.sessions() as session, session.begin():
+                policy = await session.scalar(select(SyncPolicyRow))
+                assert policy is not None
+                run = SyncRun(
+                    org_id=policy.org_id,
+                    integration_id=uuid.UUID(integration_id),
+                    kind="run",
+                    trigger="schedule",
+                    status="running",
+                    policy=policy.document,
+                    policy_created_at=policy.created_at,
+                    claimed_by="a-process-that-died",
+                    started_at=utcnow() - dt.timedelta(minutes=1),
+                    # just now: taken over SYNC_CLAIM_TIMEOUT later, once the broker
+                    # client is connected to the restarted server again
+                    heartbeat_at=utcnow(),
+                    attempts=1,
+                )
+                session.add(run)
+                await session.flush()
+                return str(run.id)
+        finally:
+            await db.close()
+
+    return asyncio.run(write())
