@@ -71,7 +71,7 @@ class MatchResult(NamedTuple):
     warnings: tuple[str, ...]
 
 
-def count(issues: Iterable[Issue]) -> IssueCounts:
+def count_issues(issues: Iterable[Issue]) -> IssueCounts:
     tally = dict.fromkeys((*LEVELS, UNKNOWN, "fixable"), 0)
     for issue in issues:
         tally[issue.severity] += 1
@@ -188,7 +188,7 @@ class AdvisoryIndex:
             if package.type != scheme:
                 continue  # e.g. an rpm database left in a Debian image: not this distro's feed
             issues.extend(self._match_package(stream, scheme, package, warnings))
-        return MatchResult(stream, tuple(issues), count(issues), tuple(warnings))
+        return MatchResult(stream, tuple(issues), count_issues(issues), tuple(warnings))
 
     def count(self, inventory: Inventory) -> IssueCounts:
         """What :meth:`match` would count, without building the issues (a re-match of many

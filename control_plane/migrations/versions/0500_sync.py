@@ -1,7 +1,7 @@
 """registry sync: policies, runs, observed tags
 
-Revision ID: 0300
-Revises: 0200
+Revision ID: 0500
+Revises: 0400
 Create Date: 2026-12-06 04:20:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import control_plane.models
 
-revision = "0300"
-down_revision = "0200"
+revision = "0500"
+down_revision = "0400"
 branch_labels = None
 depends_on = None
 
