@@ -414,3 +414,4 @@ class ResultChunk(Base):
 # Tables of domains that keep their models beside their code register on Base here, so that
 # Alembic and the schema test see every table whichever module is imported first.
 from control_plane.advisories import models as _advisory_models  # noqa: E402, F401
+from control_plane.sync import models as _sync_models  # noqa: E402, F401

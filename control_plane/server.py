@@ -35,7 +35,7 @@ from broker_server.server import build_app as build_relay_app
 from broker_server.settings import SettingsError as RelaySettingsError
 from broker_server.settings import load_settings as load_relay_settings
 from broker_server.tokens import TokenRegistry
-from control_plane.api import agent_callbacks, setup_api
+from control_plane.api import agent_callbacks, container_import, setup_api
 from control_plane.api import imports as imports_api
 from control_plane.bootstrap import open_control_plane
 from control_plane.console.app import setup_console
@@ -51,6 +51,7 @@ from control_plane.server_settings import (
 )
 from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
+from control_plane.sync.scheduler import SyncScheduler
 from shared.logging import configure_logging, get_logger, register_secrets
 
 log = get_logger("control_plane.server")
@@ -74,7 +75,10 @@ class StartupError(Exception):
 
 
 def build_control_plane_app(
-    database: Database, box: SecretBox, dispatcher: Dispatcher
+    database: Database,
+    box: SecretBox,
+    dispatcher: Dispatcher,
+    scheduler: SyncScheduler | None = None,
 ) -> web.Application:
     """cp-core's REST and v1 API, the import/re-test views, the agents' callbacks, and the
     web console (``/console``)."""
@@ -82,6 +86,8 @@ def build_control_plane_app(
     setup_api(app, database, box)
     imports_api.add_routes(app.router)
     app[imports_api.WAKE] = dispatcher.wake
+    if scheduler is not None:
+        app[container_import.WAKE] = scheduler.wake
     agent_callbacks.add_routes(app, database.sessions, box)
     agent = RegistryAgent(dispatcher.settings, box, dispatcher.broker_url)
     setup_console(app, database, box, agent, dispatcher.wake)
@@ -227,7 +233,8 @@ async def serve(
                 broker_url=broker_url,
                 callback_base=settings.callback_base(settings.CONTROL_PLANE_PORT),
             )
-            app = build_control_plane_app(database, box, dispatcher)
+            scheduler = SyncScheduler(database.sessions, box, settings, broker_url=broker_url)
+            app = build_control_plane_app(database, box, dispatcher, scheduler)
             runner = web.AppRunner(app, access_log=None)
             running.runners.append(runner)
             await _site(
@@ -238,6 +245,8 @@ async def serve(
             )
             dispatcher.start()
             running.closers.append(dispatcher)
+            scheduler.start()
+            running.closers.append(scheduler)
             log.info(
                 "control plane listening",
                 port=settings.CONTROL_PLANE_PORT,

@@ -59,6 +59,10 @@ class ServerSettings(BaseSettings):
     SCAN_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
     #: seconds before the first retry of a dispatch that could not reach the agent (doubles)
     SCAN_RETRY_SECONDS: float = Field(5.0, gt=0)
+    #: seconds between registry-sync scheduler rounds when idle
+    SYNC_POLL_SECONDS: float = Field(5.0, gt=0, le=300)
+    #: a sync run whose process stopped beating for this many seconds is taken over
+    SYNC_CLAIM_TIMEOUT: float = Field(120.0, ge=2)
     #: seconds between syncs of the relay's admitted tokens with the integrations (mode all)
     TOKEN_SYNC_SECONDS: float = Field(2.0, gt=0, le=300)
 

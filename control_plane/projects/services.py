@@ -293,6 +293,23 @@ async def delete_project(session: AsyncSession, org_id: uuid.UUID, project_id: u
     await session.flush()
 
 
+def new_project(
+    target: Target, tag: str, *, integration: Integration | None, importer_id: uuid.UUID | None
+) -> Project:
+    """A project row for ``target:tag`` (not added to a session: bulk imports add many and
+    flush once)."""
+    return Project(
+        org_id=target.org_id,
+        target_id=target.id,
+        integration_id=integration.id if integration is not None else None,
+        name=f"{target.repository}:{tag}",
+        target_reference=tag,
+        origin=integration.integration_type if integration is not None else "api",
+        importer_id=importer_id,
+        tags=[],
+    )
+
+
 async def import_project(
     session: AsyncSession,
     target: Target,
@@ -320,16 +337,7 @@ async def import_project(
         project.deleted_at = None
         project.updated_at = utcnow()
     if project is None:
-        project = Project(
-            org_id=target.org_id,
-            target_id=target.id,
-            integration_id=integration.id if integration is not None else None,
-            name=f"{target.repository}:{tag}",
-            target_reference=tag,
-            origin=integration.integration_type if integration is not None else "api",
-            importer_id=importer_id,
-            tags=[],
-        )
+        project = new_project(target, tag, integration=integration, importer_id=importer_id)
         session.add(project)
     if tags is not None:
         replace_tags(project, tags)

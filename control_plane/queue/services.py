@@ -15,7 +15,10 @@ Each integration has a bound on scans in flight (``integrations.max_in_flight``,
   runs a statement under its single write lock, so count and claim cannot interleave.
 
 Order inside an integration: higher ``priority`` first (a re-test a user asked for before
-scheduled work), then oldest first (ids grow with time).
+scheduled work), then oldest first (ids grow with time). Scheduled scans (priority below
+``PRIORITY_ADHOC``: a registry sync's) are a lane with its own bound,
+:func:`scheduled_bound` of the integration's, so a big sync never holds every place and an
+ad-hoc scan always finds one soon.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ FINISHED = ("succeeded", "failed")
 #: priorities: what a person asked for goes before what a schedule asked for
 PRIORITY_ADHOC = 10
 PRIORITY_SCHEDULED = 0
+
+
+def scheduled_bound(bound: int) -> int:
+    """Scheduled scans of an integration in flight at most: half its bound (at least one)."""
+    return max(1, bound // 2)
+
+
+def _scheduled(flag: bool) -> ColumnElement[bool]:
+    return Scan.priority < PRIORITY_ADHOC if flag else Scan.priority >= PRIORITY_ADHOC
 
 
 @dataclass(frozen=True)
@@ -98,23 +110,26 @@ async def _claim_postgres(
     )
     if bound is None:
         return []  # another process is claiming for it right now, or it is inactive
-    busy = await session.scalar(
-        select(func.count())
-        .select_from(Scan)
-        .where(Scan.integration_id == integration_id, Scan.status.in_(IN_FLIGHT))
+    in_flight = and_(Scan.integration_id == integration_id, Scan.status.in_(IN_FLIGHT))
+    busy = await session.scalar(select(func.count()).select_from(Scan).where(in_flight))
+    busy_scheduled = await session.scalar(
+        select(func.count()).select_from(Scan).where(in_flight, _scheduled(True))
     )
     free = min(limit, bound - (busy or 0))
-    if free <= 0:
-        return []
-    ids = list(
-        await session.scalars(
+    ids: list[uuid.UUID] = []
+    for scheduled in (False, True):
+        places = free - len(ids)
+        if scheduled:
+            places = min(places, scheduled_bound(bound) - (busy_scheduled or 0))
+        if places <= 0:
+            continue
+        ids += await session.scalars(
             select(Scan.id)
-            .where(Scan.integration_id == integration_id, _ready(now))
+            .where(Scan.integration_id == integration_id, _ready(now), _scheduled(scheduled))
             .order_by(Scan.priority.desc(), Scan.id)
-            .limit(free)
+            .limit(places)
             .with_for_update(skip_locked=True)
         )
-    )
     if ids:
         await session.execute(_claim_update(worker, now).where(Scan.id.in_(ids)))
     return ids
@@ -123,28 +138,36 @@ async def _claim_postgres(
 async def _claim_sqlite(
     session: AsyncSession, integration_id: uuid.UUID, worker: str, now: dt.datetime, limit: int
 ) -> list[uuid.UUID]:
-    busy = (
-        select(func.count())
-        .select_from(Scan)
-        .where(Scan.integration_id == integration_id, Scan.status.in_(IN_FLIGHT))
-        .scalar_subquery()
+    # each statement counts and claims at once under SQLite's write lock: first the ad-hoc
+    # lane, then the scheduled lane within its own bound
+    in_flight = and_(Scan.integration_id == integration_id, Scan.status.in_(IN_FLIGHT))
+    busy = select(func.count()).select_from(Scan).where(in_flight).scalar_subquery()
+    busy_scheduled = (
+        select(func.count()).select_from(Scan).where(in_flight, _scheduled(True)).scalar_subquery()
     )
-    bound = (
+    bound = func.coalesce(
         select(Integration.max_in_flight)
         .where(Integration.id == integration_id, Integration.is_active.is_(True))
-        .scalar_subquery()
+        .scalar_subquery(),
+        0,
     )
-    free = func.min(limit, func.max(0, func.coalesce(bound, 0) - busy))
-    chosen = (
-        select(Scan.id)
-        .where(Scan.integration_id == integration_id, _ready(now))
-        .order_by(Scan.priority.desc(), Scan.id)
-        .limit(free)
-    )
-    result = await session.execute(
-        _claim_update(worker, now).where(Scan.id.in_(chosen)).returning(Scan.id)
-    )
-    return [r[0] for r in result]
+    ids: list[uuid.UUID] = []
+    for scheduled in (False, True):
+        free = func.min(limit - len(ids), func.max(0, bound - busy))
+        if scheduled:
+            lane = func.max(1, bound.op("/")(2))  # scheduled_bound, in SQL
+            free = func.min(free, func.max(0, lane - busy_scheduled))
+        chosen = (
+            select(Scan.id)
+            .where(Scan.integration_id == integration_id, _ready(now), _scheduled(scheduled))
+            .order_by(Scan.priority.desc(), Scan.id)
+            .limit(free)
+        )
+        result = await session.execute(
+            _claim_update(worker, now).where(Scan.id.in_(chosen)).returning(Scan.id)
+        )
+        ids += [r[0] for r in result]
+    return ids
 
 
 def _claim_update(worker: str, now: dt.datetime) -> Update:

@@ -52,8 +52,10 @@ async def enqueue_scan(
     requested_by: uuid.UUID | None = None,
     priority: int = 0,
     import_job: ImportJob | None = None,
+    flush: bool = True,
 ) -> Scan:
-    """A queued scan of ``project``; the queue claims it from the table."""
+    """A queued scan of ``project``; the queue claims it from the table (``flush=False``:
+    added to the session only, for callers queueing many at once)."""
     scan = Scan(
         org_id=project.org_id,
         project_id=project.id,
@@ -64,7 +66,8 @@ async def enqueue_scan(
         import_job_id=import_job.id if import_job is not None else None,
     )
     session.add(scan)
-    await session.flush()
+    if flush:
+        await session.flush()
     return scan
 
 
