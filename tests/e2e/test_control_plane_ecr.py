@@ -32,8 +32,11 @@ pytestmark = [pytest.mark.registry, pytest.mark.timeout(180)]
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SnykEcrServiceRole"
-REPOSITORY = "payments/api"
+# moto keeps its state per process, shared by every moto server a test run starts: names of
+# our own, so another module's role or repository never collides with these
+ROLE_NAME = f"CrbrokerE2eEcrRole{secrets.token_hex(4)}"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+REPOSITORY = f"payments-{secrets.token_hex(4)}/api"
 TAGS = [
     {"Key": "port-auth-service", "Value": ""},
     {"Key": "port-billing", "Value": "owner"},
@@ -66,7 +69,7 @@ def tagged_repository(moto_url: str) -> Iterator[RunningRegistry]:
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
     }
     _aws("iam", moto_url).create_role(
-        RoleName="SnykEcrServiceRole", AssumeRolePolicyDocument=json.dumps(trust)
+        RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust)
     )
     ecr = _aws("ecr", moto_url)
     ecr.create_repository(repositoryName=REPOSITORY, tags=TAGS)
