@@ -175,10 +175,11 @@ async def revoke_token(session: AsyncSession, token_id: uuid.UUID) -> None:
 async def authenticate(session: AsyncSession, value: str) -> Principal | None:
     """The principal a token value stands for, or None (unknown, revoked, inactive user).
 
-    On every request: read by column (no ORM objects), and ``last_used_at`` written only
-    when it is older than :data:`LAST_USED_RESOLUTION`.
+    On every request, so one query reads the token, its user and the user's memberships (a
+    row per membership), by column; ``last_used_at`` is written only when it is older than
+    :data:`LAST_USED_RESOLUTION`.
     """
-    row = (
+    rows = (
         await session.execute(
             select(
                 ApiToken.id,
@@ -187,23 +188,28 @@ async def authenticate(session: AsyncSession, value: str) -> Principal | None:
                 ApiToken.last_used_at,
                 User.active,
                 User.is_admin,
+                Membership.org_id,
             )
             .join(User, User.id == ApiToken.user_id)
+            .outerjoin(Membership, Membership.user_id == ApiToken.user_id)
             .where(ApiToken.token_hash == hash_token(value))
         )
-    ).first()
-    if row is None or row.revoked_at is not None or not row.active:
+    ).all()
+    if not rows:
+        return None
+    row = rows[0]
+    if row.revoked_at is not None or not row.active:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         await session.execute(
             update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
         )
-    org_ids = await session.scalars(
-        select(Membership.org_id).where(Membership.user_id == row.user_id)
-    )
     return Principal(
-        user_id=row.user_id, token_id=row.id, is_admin=row.is_admin, org_ids=frozenset(org_ids)
+        user_id=row.user_id,
+        token_id=row.id,
+        is_admin=row.is_admin,
+        org_ids=frozenset(r.org_id for r in rows if r.org_id is not None),
     )
 
 

@@ -8,6 +8,7 @@ as an error object. A refused request rolls its transaction back, so nothing is 
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -191,6 +192,14 @@ async def openapi(request: web.Request) -> web.FileResponse:
     return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
 
 
+async def freeze_heap(_app: web.Application) -> None:
+    """Move what start-up built (modules, SQLAlchemy's metadata and caches, the app) out of
+    the collector's reach: a full collection otherwise walks all of it, and on a loaded
+    machine those pauses (up to 170 ms measured) were the API's p99."""
+    gc.collect()
+    gc.freeze()
+
+
 def setup_api(
     app: web.Application, db: Database, box: SecretBox, *, metrics_: ApiMetrics | None = None
 ) -> None:
@@ -199,6 +208,7 @@ def setup_api(
 
     app[CONTEXT] = ApiContext(db=db, box=box, metrics=metrics_ or ApiMetrics())
     app.middlewares.append(api_middleware)
+    app.on_startup.append(freeze_heap)
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
