@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import weakref
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from control_plane.advisories.matching import AdvisoryIndex
 from control_plane.advisories.models import StoredAdvisory
@@ -48,3 +49,14 @@ class IndexCache:
                 self._stamp = stamp
                 self.builds += 1
             return self._index
+
+
+# one index per database per process (tests open several databases in one process)
+_CACHES: weakref.WeakKeyDictionary[AsyncEngine, IndexCache] = weakref.WeakKeyDictionary()
+
+
+def index_cache_for(session: AsyncSession) -> IndexCache:
+    """The process's index cache for the database ``session`` is bound to."""
+    bind = session.bind
+    assert isinstance(bind, AsyncEngine)
+    return _CACHES.setdefault(bind, IndexCache())

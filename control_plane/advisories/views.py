@@ -8,14 +8,12 @@ Register with ``add_routes(app.router)`` beside the control plane's other route 
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.accounts.services import visible_org
-from control_plane.advisories.index_cache import IndexCache
+from control_plane.advisories.index_cache import index_cache_for
 from control_plane.advisories.scan_issues import ScanIssue, list_scan_issues
 from control_plane.api.app import principal_of, session_of
 from control_plane.api.jsonapi import document, page_links, relationship
@@ -33,8 +31,6 @@ _PARAMETERS = PAGINATION | {
     "ignored",
 }
 _SNYK_LEVELS = ("info", "low", "medium", "high", "critical")
-# one index per database per process (tests open several databases in one process)
-_CACHES: weakref.WeakKeyDictionary[AsyncEngine, IndexCache] = weakref.WeakKeyDictionary()
 
 
 def _level(severity: str) -> str:
@@ -130,13 +126,10 @@ async def list_issues_view(request: web.Request) -> web.Response:
     if project.latest_scan_id is None or not wanted:
         page: Page[ScanIssue] = Page([], has_next=False, has_prev=False)
     else:
-        bind = session.bind
-        assert isinstance(bind, AsyncEngine)
-        cache = _CACHES.setdefault(bind, IndexCache())
         severities = {"unknown" if level == "info" else level for level in levels}
         page = await list_scan_issues(
             session,
-            await cache.get(session),
+            await index_cache_for(session).get(session),
             project.latest_scan_id,
             page_request,
             severities=severities,

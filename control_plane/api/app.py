@@ -204,6 +204,7 @@ def setup_api(
     app: web.Application, db: Database, box: SecretBox, *, metrics_: ApiMetrics | None = None
 ) -> None:
     """Add the control plane's routes, middleware and context to ``app`` (before it starts)."""
+    from control_plane.advisories import views as advisories
     from control_plane.api import integrations, orgs, projects, targets, users, v1
 
     app[CONTEXT] = ApiContext(db=db, box=box, metrics=metrics_ or ApiMetrics())
@@ -212,7 +213,7 @@ def setup_api(
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    for module in (orgs, projects, targets, integrations, users, v1):
+    for module in (orgs, projects, targets, integrations, users, v1, advisories):
         module.add_routes(app.router)
 
 
