@@ -20,6 +20,7 @@ import zstandard
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.advisories.index_cache import advisories_stamp, index_cache_for
 from control_plane.advisories.inventory import (
     Inventory,
     InventoryError,
@@ -112,6 +113,16 @@ async def match_scan(
     result = index.match(inventory)
     await _store_counts(session, scan_id, result.counts)
     return result
+
+
+async def match_landed_scan(session: AsyncSession, scan_id: uuid.UUID) -> MatchResult | None:
+    """Match a scan that has just landed against the advisories in force (the process's
+    cached index). None when no advisory was ever imported: its counts stay "never matched"
+    until an import matches every latest scan."""
+    stored, _newest = await advisories_stamp(session)
+    if not stored:
+        return None
+    return await match_scan(session, await index_cache_for(session).get(session), scan_id)
 
 
 async def rematch_latest_scans(session: AsyncSession, index: AdvisoryIndex) -> RematchReport:
