@@ -29,6 +29,8 @@ from control_plane.advisories.inventory import (
 )
 from control_plane.advisories.matching import AdvisoryIndex, Issue, IssueCounts, MatchResult
 from control_plane.advisories.models import ScanInventory, ScanIssueCounts
+from control_plane.advisories.records import ReadOutcome
+from control_plane.advisories.services import ImportReport, import_advisories, load_advisories
 from control_plane.models import Project, ScanSbom, utcnow
 from control_plane.pagination import Page, PageRequest
 from shared.logging import get_logger
@@ -178,6 +180,18 @@ async def _rematch_batch(
         )
         await session.execute(insert(_COUNTS), rows)
     return RematchReport(matched, issues, unreadable)
+
+
+async def import_and_rematch(
+    session: AsyncSession, outcome: ReadOutcome
+) -> tuple[ImportReport, RematchReport | None]:
+    """Store what was read and, when anything changed, match every project's latest scan
+    again, in the caller's one transaction (None: nothing to re-match)."""
+    report = await import_advisories(session, outcome.advisories, outcome.skipped)
+    if not report.changed:
+        return report, None
+    index = AdvisoryIndex(await load_advisories(session))
+    return report, await rematch_latest_scans(session, index)
 
 
 class StoredCounts(NamedTuple):
