@@ -39,6 +39,12 @@ class IndexCache:
         self._lock = asyncio.Lock()
         self.builds = 0
 
+    @property
+    def stored(self) -> int:
+        """Advisories stored (withdrawn included) when :meth:`get` last looked: 0 means none
+        was ever imported."""
+        return self._stamp[0] if self._stamp is not None else 0
+
     async def get(self, session: AsyncSession) -> AdvisoryIndex:
         stamp = await advisories_stamp(session)
         if self._index is not None and stamp == self._stamp:

@@ -20,7 +20,7 @@ import zstandard
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.advisories.index_cache import advisories_stamp, index_cache_for
+from control_plane.advisories.index_cache import index_cache_for
 from control_plane.advisories.inventory import (
     Inventory,
     InventoryError,
@@ -121,10 +121,11 @@ async def match_landed_scan(session: AsyncSession, scan_id: uuid.UUID) -> MatchR
     """Match a scan that has just landed against the advisories in force (the process's
     cached index). None when no advisory was ever imported: its counts stay "never matched"
     until an import matches every latest scan."""
-    stored, _newest = await advisories_stamp(session)
-    if not stored:
+    cache = index_cache_for(session)
+    index = await cache.get(session)
+    if not cache.stored:  # one count query per landing scan: the stamp the cache read
         return None
-    return await match_scan(session, await index_cache_for(session).get(session), scan_id)
+    return await match_scan(session, index, scan_id)
 
 
 async def rematch_latest_scans(session: AsyncSession, index: AdvisoryIndex) -> RematchReport:
