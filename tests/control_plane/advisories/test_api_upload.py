@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from control_plane.advisories import views
 from control_plane.db import Database
 from cr_agent.sbom.cyclonedx import to_cyclonedx_json
 from tests.control_plane import factories
@@ -111,3 +114,16 @@ async def test_bad_uploads_are_refused_naming_the_problem(
     assert extra.status == 400 and extra.error()["source"] == {"parameter": "dry_run"}
     nothing = _counts(await _upload(api, debian_feed(tmp_path).read_bytes(), admin.token))
     assert nothing["new"] == 2  # nothing was stored by the refused uploads
+
+
+async def test_an_upload_over_the_limit_is_refused_with_413(
+    db: Database, api: ApiClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with db.sessions() as session, session.begin():
+        admin = await factories.account(session, admin=True)
+    feed = debian_feed(tmp_path).read_bytes()
+    monkeypatch.setattr(views, "MAX_DOCUMENT_BYTES", len(feed) - 1)
+    refused = await _upload(api, feed, admin.token)
+    assert refused.status == 413 and str(len(feed) - 1) in refused.error()["detail"]
+    monkeypatch.setattr(views, "MAX_DOCUMENT_BYTES", len(feed))
+    assert _counts(await _upload(api, feed, admin.token))["new"] == 2
