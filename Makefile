@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SNYK_BROKER_DIR ?= .cache/snyk-broker
 SNYK_BROKER_VERSION ?= 5.22.14
-APT_PACKAGES := docker-registry rpm db5.3-util apache2-utils postgresql jq
+APT_PACKAGES := docker-registry rpm db5.3-util apache2-utils postgresql jq chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: deps venv apt npm test lint typecheck demo bench clean

@@ -81,7 +81,7 @@ class BrokerClient:
         self.connections = [
             ServerConnection(
                 settings=s,
-                rules=self.rules,
+                rules=lambda: self.rules,
                 role=role,
                 client_id=self.client_id,
                 version=self.version,

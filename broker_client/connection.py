@@ -84,7 +84,7 @@ class ServerConnection:
         self,
         *,
         settings: Settings,
-        rules: AcceptRules,
+        rules: Callable[[], AcceptRules],
         role: str,
         client_id: str,
         version: str,
@@ -255,7 +255,8 @@ class ServerConnection:
                     "insecureDownstream": False,
                     "universalBroker": False,
                 },
-                "filters": dict(self.rules.document),
+                # read at each identify: a reload (POST /filters) reaches the next reconnect
+                "filters": dict(self.rules().document),
             },
         }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.broker_message import BUFFERED_DROP, HOP_BY_HOP, answer_headers
+
 #: Never forwarded to the downstream: the server side's routing and correlation data, and
 #: headers that make a server or framework behind the agent re-route the request or change
 #: its method (the upstream has no business setting them; ``X-Forwarded-*`` and
@@ -30,19 +32,6 @@ DROPPED_DOWNSTREAM = frozenset(
         "snyk-project-type",
         "snyk-integration-type",
         "x-snyk-broker-context-id",
-    }
-)
-
-#: Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, never the message.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
     }
 )
 
@@ -82,10 +71,5 @@ def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 def relay_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     """Headers of a server answer (ack) for the local caller: framing is ours to set."""
-    out: dict[str, str] = {}
-    for key, value in headers.items():
-        name = str(key).lower()
-        if name in HOP_BY_HOP or name in ("content-length", "content-encoding"):
-            continue
-        out[name] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return out
+    kept = answer_headers(headers, drop=BUFFERED_DROP)
+    return {name.lower(): value for name, value in kept.items()}

@@ -6,7 +6,6 @@ ack; the server's answer is returned to the caller.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +15,14 @@ from aiohttp import web
 
 from broker_client import error_answers
 from broker_client.connection import ConnectionLost, OutboxFull, ServerConnection
-from broker_client.header_hygiene import HOP_BY_HOP, relay_headers
+from broker_client.header_hygiene import relay_headers
 from broker_client.metrics import ClientMetrics
 from broker_client.settings import Settings, SettingsError
 from broker_client.systemcheck import run_systemcheck
 from shared.accept_rules import AcceptRules
+from shared.broker_message import HOP_BY_HOP, Reply, RequestMessage, merged_headers
 from shared.logging import get_logger
+from shared.protocol_error import ProtocolError
 
 log = get_logger("broker_client.local_listener")
 
@@ -126,7 +127,9 @@ class LocalListener:
         except web.HTTPRequestEntityTooLarge:
             return _too_large(None, limit)
         url = request.path_qs
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {
+            k: v for k, v in merged_headers(request.headers.items()).items() if k not in HOP_BY_HOP
+        }
         rule = self.rules().match_public(request.method, url, headers, body)
         if rule is None:
             log.warning(
@@ -136,15 +139,8 @@ class LocalListener:
             return web.json_response(answer.body, status=answer.status)
         request_id = headers.get("snyk-request-id") or str(uuid.uuid4())
         headers["snyk-request-id"] = request_id
-        payload: dict[str, Any] = {
-            "url": url,
-            "method": request.method,
-            "headers": headers,
-            "streamingID": "",
-            "requestId": request_id,
-        }
-        if body:
-            payload["body"] = body  # EJSON $binary, as snyk-broker sends raw buffers
+        # the body travels as EJSON $binary, as snyk-broker sends raw buffers
+        payload = RequestMessage(url, request.method, headers, body, "", request_id).to_event()
         event = "service" if headers.get("x-broker-service") == "true" else "request"
         connection = next((c for c in self.connections if c.is_open), self.connections[0])
         timeout = self.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
@@ -165,28 +161,14 @@ class LocalListener:
 
 
 def _answer(args: list[Any]) -> web.Response:
-    reply = args[0] if args and isinstance(args[0], dict) else {}
-    status = reply.get("status")
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        return _error(502, "BAD_UPSTREAM_ANSWER", "the broker server's answer has no valid status")
-    headers = relay_headers(reply.get("headers") or {})
-    body = reply.get("body")
-    if isinstance(body, bytes):
-        data = body
-    elif isinstance(body, str):
-        data = body.encode()
-    elif (
-        isinstance(body, dict)
-        and body.get("type") == "Buffer"
-        and isinstance(body.get("data"), list)
-    ):
-        data = bytes(body["data"])
-    elif body is None:
-        data = b""
-    else:
-        data = json.dumps(body).encode()
+    try:
+        reply = Reply.from_ack(args, default_status=None)
+    except ProtocolError as exc:
+        return _error(502, "BAD_UPSTREAM_ANSWER", f"the broker server's {exc}")
+    headers = relay_headers(reply.headers)
+    if reply.json_body:
         headers.setdefault("content-type", "application/json")
-    return web.Response(status=status, body=data, headers=headers)
+    return web.Response(status=reply.status, body=reply.body, headers=headers)
 
 
 def _too_large(size: int | None, limit: int) -> web.Response:

@@ -20,6 +20,7 @@ from broker_client.connection import ConnectionLost, ServerConnection
 from broker_client.downstream import DownstreamResponse
 from broker_client.error_answers import ErrorAnswer
 from broker_client.settings import Settings
+from shared.broker_message import reply
 from shared.http_client import HttpClient, HttpProtocolError
 from shared.logging import get_logger
 from shared.response_stream import CONTENT_TYPE, encode_head
@@ -245,26 +246,27 @@ class ResponseSender:
                 headers = dict(answer.headers)
                 headers["snyk-request-id"] = request.request_id
                 headers.setdefault("x-broker-ws-response", "true")
-                payload: dict[str, Any] = {
-                    "status": answer.status,
-                    "body": body.decode("utf-8", errors="replace"),
-                    "headers": headers,
-                }
                 error_type = error_answers.classify_status(answer.status)
-                if error_type:
-                    payload["errorType"] = error_type
-                return payload
-        return {
-            "status": answer.status,
-            "errorType": answer.error_type,
-            "body": answer.body,
-            "headers": {
-                **answer.headers,
-                "snyk-request-id": request.request_id,
-                "x-broker-ws-response": "true",
-            },
-            **answer.extra_head,
+                return reply(
+                    answer.status,
+                    headers,
+                    body.decode("utf-8", errors="replace"),
+                    body_first=True,
+                    **({"errorType": error_type} if error_type else {}),
+                )
+        headers = {
+            **answer.headers,
+            "snyk-request-id": request.request_id,
+            "x-broker-ws-response": "true",
         }
+        return reply(
+            answer.status,
+            headers,
+            answer.body,
+            body_first=True,
+            errorType=answer.error_type,
+            **answer.extra_head,
+        )
 
 
 async def _read_capped(answer: DownstreamResponse, limit: int) -> bytes | int:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from broker_server.body_reader import read_body
 from broker_server.budget import Account, OverBudget, Refusal
 from broker_server.metered_websocket import MeteredWebSocket
-from broker_server.relay import read_body
 from shared.engineio import encode_payload
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    from broker_server.client_socket import ClientSocket
     from broker_server.server import BrokerServer
-    from broker_server.session import ClientSession
 
 log = get_logger("broker_server.engine")
 
@@ -107,7 +107,7 @@ class EngineTransport:
             headers={"Retry-After": "5"},
         )
 
-    def _refused(self, account: Account, session: ClientSession | None, refusal: Refusal) -> None:
+    def _refused(self, account: Account, session: ClientSocket | None, refusal: Refusal) -> None:
         self.server.metrics.refusals.labels(refusal.scope).inc()
         describe = session.describe() if session is not None else {}
         log.warning(
@@ -119,7 +119,7 @@ class EngineTransport:
 
     # -- polling ---------------------------------------------------------------------------
 
-    async def _poll(self, request: web.Request, session: ClientSession) -> web.Response:
+    async def _poll(self, request: web.Request, session: ClientSocket) -> web.Response:
         if session.ws is not None:
             return engine_error(3, "this session was upgraded to a websocket; polling has ended")
         if session.polling_active:
@@ -158,7 +158,7 @@ class EngineTransport:
             charset="utf-8",
         )
 
-    async def _post(self, request: web.Request, session: ClientSession) -> web.Response:
+    async def _post(self, request: web.Request, session: ClientSocket) -> web.Response:
         limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
         if request.content_length is not None and request.content_length > limit:
             return await self._oversized(session, request.content_length, limit)
@@ -186,9 +186,7 @@ class EngineTransport:
             session.account.give(len(body))
         return web.Response(text="ok", content_type="text/html")
 
-    async def _oversized(
-        self, session: ClientSession, size: int | None, limit: int
-    ) -> web.Response:
+    async def _oversized(self, session: ClientSocket, size: int | None, limit: int) -> web.Response:
         self.server.metrics.faults.labels("oversized").inc()
         what = f"payload of {size} bytes" if size is not None else "payload"
         log.warning("client message too large", size=size, limit=limit, **session.describe())
@@ -199,9 +197,7 @@ class EngineTransport:
 
     # -- websocket ------------------------------------------------------------------------
 
-    def _websocket(
-        self, account: Account, session: ClientSession | None = None
-    ) -> MeteredWebSocket:
+    def _websocket(self, account: Account, session: ClientSocket | None = None) -> MeteredWebSocket:
         # a little headroom: the limit applies to the engine.io packet, the frame adds the type digit
         return MeteredWebSocket(
             account,
@@ -229,7 +225,7 @@ class EngineTransport:
         await self._run_websocket(session, ws)
         return ws
 
-    async def _upgrade(self, request: web.Request, session: ClientSession) -> web.StreamResponse:
+    async def _upgrade(self, request: web.Request, session: ClientSocket) -> web.StreamResponse:
         if session.ws is not None or session.upgrade_ws is not None or session.closed:
             return engine_error(3, "session already upgraded or upgrading")
         ws = self._websocket(session.account, session)
@@ -238,7 +234,7 @@ class EngineTransport:
         await self._run_websocket(session, ws)
         return ws
 
-    async def _run_websocket(self, session: ClientSession, ws: MeteredWebSocket) -> None:
+    async def _run_websocket(self, session: ClientSocket, ws: MeteredWebSocket) -> None:
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):

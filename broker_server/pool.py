@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from broker_server.session import ClientSession
+    from broker_server.client_socket import ClientSocket
 
 TokenState = Literal["ready", "handshaking", "grace", "not-ready", "none"]
 
@@ -22,14 +22,14 @@ TokenState = Literal["ready", "handshaking", "grace", "not-ready", "none"]
 class ConnectionPool:
     def __init__(self, grace_seconds: float) -> None:
         self.grace_seconds = grace_seconds
-        self._identified: dict[str, list[ClientSession]] = {}
-        self._handshaking: dict[str, set[ClientSession]] = {}
+        self._identified: dict[str, list[ClientSocket]] = {}
+        self._handshaking: dict[str, set[ClientSocket]] = {}
         self._last_disconnect: dict[str, float] = {}
 
-    def add_handshaking(self, session: ClientSession) -> None:
+    def add_handshaking(self, session: ClientSocket) -> None:
         self._handshaking.setdefault(session.token, set()).add(session)
 
-    def register(self, session: ClientSession) -> None:
+    def register(self, session: ClientSocket) -> None:
         """The socket identified: newest first, replacing an entry with the same clientId + role."""
         self._discard_handshaking(session)
         entries = self._identified.setdefault(session.token, [])
@@ -40,7 +40,7 @@ class ConnectionPool:
             entries[:] = [e for e in entries if e.client_key != key]
         entries.insert(0, session)
 
-    def remove(self, session: ClientSession) -> None:
+    def remove(self, session: ClientSocket) -> None:
         self._discard_handshaking(session)
         entries = self._identified.get(session.token)
         if entries and session in entries:
@@ -49,14 +49,14 @@ class ConnectionPool:
             if not entries:
                 del self._identified[session.token]
 
-    def _discard_handshaking(self, session: ClientSession) -> None:
+    def _discard_handshaking(self, session: ClientSocket) -> None:
         pending = self._handshaking.get(session.token)
         if pending is not None:
             pending.discard(session)
             if not pending:
                 del self._handshaking[session.token]
 
-    def select(self, token: str) -> ClientSession | None:
+    def select(self, token: str) -> ClientSocket | None:
         """The newest fully identified open socket of ``token``."""
         for session in self._identified.get(token, ()):
             if session.ready and not session.closed:
@@ -75,10 +75,10 @@ class ConnectionPool:
             return "not-ready"
         return "none"
 
-    def sessions(self, token: str) -> list[ClientSession]:
+    def sessions(self, token: str) -> list[ClientSocket]:
         return list(self._identified.get(token, ()))
 
-    def tokens(self) -> Iterator[tuple[str, list[ClientSession]]]:
+    def tokens(self) -> Iterator[tuple[str, list[ClientSocket]]]:
         for token, entries in self._identified.items():
             yield token, list(entries)
 

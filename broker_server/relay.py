@@ -10,17 +10,26 @@ the client cannot stream) the answer is the event's acknowledgement.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
+from broker_server.body_reader import read_body
 from broker_server.budget import Account, OverBudget
-from broker_server.session import ClientSession, SessionClosed
-from broker_server.streams import PendingStream, StreamFailed
+from broker_server.client_socket import ClientSocket, SocketClosed
+from broker_server.streams import PendingStream, StreamFailed, StreamTimedOut
+from shared.broker_message import (
+    BUFFERED_DROP,
+    Reply,
+    RequestMessage,
+    answer_headers,
+    declared_length,
+    merged_headers,
+)
 from shared.logging import get_logger
 from shared.protocol_error import ProtocolError
 from shared.response_stream import BodyChunk, Head, ResponseStreamDecoder
@@ -30,53 +39,20 @@ if TYPE_CHECKING:
 
 log = get_logger("broker_server.relay")
 
-#: headers that describe one HTTP hop, not the answer; never copied across the broker
-HOP_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "upgrade",
-        "proxy-connection",
-        "te",
-        "trailer",
-    }
-)
 #: back-off while a token's client is mid-handshake or reconnecting (snyk-broker retries 4 times)
 WAIT_STEPS = (0.1, 0.2, 0.4, 0.8)
 
 
-async def read_body(
-    content: StreamReader, limit: int, account: Account | None = None
-) -> bytes | None:
-    """A whole HTTP body, or None as soon as it exceeds ``limit`` bytes.
-
-    With ``account``, each piece is charged to it before it is kept (the caller gives the body's
-    length back when done); :class:`OverBudget` if it does not fit, with nothing left charged.
-    (``StreamReader.read(n)`` returns only what is buffered, so it cannot be used for this.)
-    """
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                if account is not None:
-                    account.give(size - len(chunk))
-                return None
-            if account is not None:
-                account.take(len(chunk))
-            chunks.append(chunk)
-    except OverBudget:
-        assert account is not None
-        account.give(size - len(chunk))
-        raise
-    return b"".join(chunks)
-
-
 class ClientGone(Exception):
     """The chosen client disconnected before it started answering."""
+
+
+class NoClient(Exception):
+    """No client of the token can take the request; ``response`` tells the caller why."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
 
 
 class AnswerStalled(Exception):
@@ -91,41 +67,6 @@ def failure(
         status=status,
         headers={"x-broker-failure": kind, **(headers or {})},
     )
-
-
-def incoming_headers(request: web.Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
-
-
-def answer_headers(headers: Any) -> dict[str, str]:
-    if not isinstance(headers, dict):
-        return {}
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or name.lower() in HOP_HEADERS or value is None:
-            continue
-        if isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
-        text = str(value)
-        if "\r" in text or "\n" in text:
-            continue
-        out[name] = text
-    return out
-
-
-def declared_length(head: Head, method: str) -> int | None:
-    """The answer's content-length when it may be passed on (a body is expected and it parses)."""
-    if method == "HEAD" or head.status < 200 or head.status in (204, 304):
-        return None
-    for name, value in head.headers.items():
-        if isinstance(name, str) and name.lower() == "content-length":
-            text = str(value).strip()
-            return int(text) if text.isdigit() and len(text) < 16 else None
-    return None
 
 
 class Relay:
@@ -156,7 +97,7 @@ class Relay:
         server = self.server
         parts = request.raw_path.split("/", 3)
         url = "/" + (parts[3] if len(parts) > 3 else "")
-        headers = incoming_headers(request)
+        headers = merged_headers(request.headers.items())
         if url.startswith("/ctx/"):
             context, _, rest = url[len("/ctx/") :].partition("/")
             headers["x-snyk-broker-context-id"] = context
@@ -203,40 +144,32 @@ class Relay:
                 ),
                 "none",
             )
-        session = await self._client_for(token)
-        if isinstance(session, web.Response):
-            return self._count(session, "none")
+        try:
+            session = await self._client_for(token)
+        except NoClient as exc:
+            return self._count(exc.response, "none")
         # only unique, not secret (the streaming id is the secret one): no urandom call per request
         request_id = headers.get("snyk-request-id") or str(
             uuid.UUID(int=random.getrandbits(128), version=4)
         )
         headers["snyk-request-id"] = request_id
-        payload: dict[str, Any] = {
-            "url": url,
-            "method": request.method,
-            "headers": headers,
-            "streamingID": "",
-            "requestId": request_id,
-        }
-        if body:
-            payload["body"] = body
+        message = RequestMessage(url, request.method, headers, body, "", request_id)
         # a GET/HEAD whose client vanished before answering is safe to send to the next client
         attempts = 2 if request.method in ("GET", "HEAD") else 1
         for attempt in range(attempts):
             if attempt:
-                retry = await self._client_for(token)
-                if isinstance(retry, web.Response):
-                    return self._count(retry, "none")
-                session = retry
+                try:
+                    session = await self._client_for(token)
+                except NoClient as exc:
+                    return self._count(exc.response, "none")
                 log.info("retrying on another client after a disconnect", method=request.method)
             stream_mode = (
                 "x-broker-ws-response" not in headers and "post-streams" in session.capabilities
             )
             try:
                 if stream_mode:
-                    payload["streamingID"] = ""
-                    return await self._streamed(request, token, session, payload, started)
-                return await self._acked(session, payload, started)
+                    return await self._streamed(request, token, session, message, started)
+                return await self._acked(session, message.to_event(), started)
             except ClientGone as exc:
                 gone = exc
         mode = "stream" if stream_mode else "ack"
@@ -246,7 +179,9 @@ class Relay:
         self.server.metrics.requests.labels("to_client", mode, str(response.status)).inc()
         return response
 
-    async def _client_for(self, token: str) -> ClientSession | web.Response:
+    async def _client_for(self, token: str) -> ClientSocket:
+        """The newest ready client of ``token``, waiting briefly for one mid-handshake;
+        :class:`NoClient` with the answer for the caller when there is none."""
         pool = self.server.pool
         for attempt, pause in enumerate((*WAIT_STEPS, None)):
             session = pool.select(token)
@@ -254,24 +189,30 @@ class Relay:
                 return session
             state = pool.state(token)
             if state == "none" and attempt == 0:
-                return failure(404, "no-connection", "no broker client is connected for this token")
+                raise NoClient(
+                    failure(404, "no-connection", "no broker client is connected for this token")
+                )
             if state == "not-ready":
-                return failure(
-                    400,
-                    "bad-request",
-                    "the connected broker clients did not send version/capabilities",
+                raise NoClient(
+                    failure(
+                        400,
+                        "bad-request",
+                        "the connected broker clients did not send version/capabilities",
+                    )
                 )
             if pause is not None:
                 await asyncio.sleep(pause)
-        return failure(
-            503,
-            "connection-not-ready",
-            "the broker client is connecting or reconnecting; retry shortly",
-            {"Retry-After": "1"},
+        raise NoClient(
+            failure(
+                503,
+                "connection-not-ready",
+                "the broker client is connecting or reconnecting; retry shortly",
+                {"Retry-After": "1"},
+            )
         )
 
     async def _acked(
-        self, session: ClientSession, payload: dict[str, Any], started: float
+        self, session: ClientSocket, payload: dict[str, Any], started: float
     ) -> web.StreamResponse:
         timeout = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
         try:
@@ -281,57 +222,45 @@ class Relay:
                 failure(504, "timeout", f"no answer from the broker client within {timeout:g}s"),
                 "ack",
             )
-        except SessionClosed as exc:
+        except SocketClosed as exc:
             raise ClientGone(f"the broker client disconnected: {exc}") from None
         self.server.metrics.latency.labels("to_client", "ack").observe(
             time.perf_counter() - started
         )
-        reply = ack.args[0] if ack.args and isinstance(ack.args[0], dict) else None
-        if reply is None:
-            return self._count(
-                failure(502, "bad-answer", "the broker client's answer is not an object"), "ack"
-            )
-        status = reply.get("status", 200)
-        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-            return self._count(
-                failure(502, "bad-answer", f"the broker client answered status {status!r}"), "ack"
-            )
-        body = reply.get("body")
-        if body is None:
-            raw = b""
-        elif isinstance(body, bytes):
-            raw = body
-        elif isinstance(body, str):
-            raw = body.encode("utf-8")
-        else:
-            raw = json.dumps(body).encode("utf-8")
-        headers = answer_headers(reply.get("headers"))
-        headers.pop("content-encoding", None)
+        try:
+            reply = Reply.from_ack(ack.args)
+        except ProtocolError as exc:
+            return self._count(failure(502, "bad-answer", f"the broker client's {exc}"), "ack")
+        raw = reply.body
+        headers = answer_headers(reply.headers, drop=BUFFERED_DROP)
         self.server.metrics.bytes.labels("to_client", "response").inc(len(raw))
-        return self._count(web.Response(status=status, body=raw, headers=headers), "ack")
+        return self._count(web.Response(status=reply.status, body=raw, headers=headers), "ack")
 
     async def _streamed(
         self,
         request: web.Request,
         token: str,
-        session: ClientSession,
-        payload: dict[str, Any],
+        session: ClientSocket,
+        message: RequestMessage,
         started: float,
     ) -> web.StreamResponse:
         server = self.server
         stream = server.streams.create(token, request, session)
         stream.started = started
-        payload["streamingID"] = stream.id
-        await session.request_streamed(payload)
+        await session.request_streamed(replace(message, streaming_id=stream.id).to_event())
         timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
         stream.deadline = time.monotonic() + timeout
 
         def expire() -> None:
             # the whole request is bounded, a started answer's body included
             if stream.attached:
-                stream.fail(f"timeout: the answer did not complete within {timeout:g}s")
+                stream.fail(
+                    f"timeout: the answer did not complete within {timeout:g}s", timed_out=True
+                )
             else:
-                server.streams.discard(stream, f"timeout: no answer within {timeout:g}s")
+                server.streams.discard(
+                    stream, f"timeout: no answer within {timeout:g}s", timed_out=True
+                )
 
         timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:
@@ -342,7 +271,7 @@ class Relay:
         except StreamFailed as exc:
             if stream.response is None and not stream.attached and stream.session.closed:
                 raise ClientGone(str(exc)) from None
-            if stream.response is None and str(exc).startswith("timeout:"):
+            if stream.response is None and isinstance(exc, StreamTimedOut):
                 return self._count(failure(504, "timeout", str(exc)), "stream")
             if stream.response is None:
                 return self._count(failure(502, "stream-failed", str(exc)), "stream")
@@ -401,7 +330,7 @@ class Relay:
         except AnswerStalled as exc:
             server.metrics.faults.labels("response-data").inc()
             log.warning("streamed answer stalled", error=str(exc))
-            stream.fail(str(exc))
+            stream.fail(str(exc), timed_out=True)
             return web.json_response({"message": str(exc)}, status=408)
         except ProtocolError as exc:
             server.metrics.faults.labels("response-data").inc()
@@ -456,7 +385,7 @@ class Relay:
                 response = web.StreamResponse(
                     status=item.status, headers=answer_headers(item.headers)
                 )
-                length = declared_length(item, stream.caller.method)
+                length = declared_length(item.status, item.headers, stream.caller.method)
                 if length is not None:
                     # a known length spares the chunked framing (one write less per answer)
                     response.content_length = length

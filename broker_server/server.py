@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from broker_server.budget import Account, ByteBudget
+from broker_server.client_socket import ClientSocket, SocketHooks
 from broker_server.engine_transport import EngineTransport, new_sid
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
 from broker_server.relay import Relay
-from broker_server.session import ClientSession
 from broker_server.settings import Settings
 from broker_server.status import StatusEndpoints
 from broker_server.streams import StreamRegistry
@@ -44,13 +44,20 @@ class BrokerServer:
             connection=settings.BROKER_SERVER_MAX_INFLIGHT_BYTES_PER_CONNECTION,
         )
         self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
-        self.sessions: dict[str, ClientSession] = {}
-        #: tasks not owned by a session or a request (kept referenced until done)
-        self.background: set[asyncio.Task[None]] = set()
+        self.sessions: dict[str, ClientSocket] = {}
         self.engine = EngineTransport(self)
         self.relay = Relay(self)
         self.upstream = UpstreamForwarder(self)
         self.status = StatusEndpoints(self)
+        self.socket_hooks = SocketHooks(
+            settings=settings,
+            metrics=self.metrics,
+            tokens=self.tokens,
+            forward=self.upstream.forward,
+            identified=self._identified,
+            transport_changed=self.refresh_connection_metrics,
+            closed=self.forget_session,
+        )
 
     def open_sessions(self, token: str) -> int:
         return sum(1 for s in self.sessions.values() if s.token == token and not s.closed)
@@ -63,9 +70,9 @@ class BrokerServer:
         transport: str,
         request: web.Request,
         account: Account | None = None,
-    ) -> ClientSession:
-        session = ClientSession(
-            self,
+    ) -> ClientSocket:
+        session = ClientSocket(
+            self.socket_hooks,
             account=account or self.budget.account(token),
             token=token,
             sid=new_sid(),
@@ -81,7 +88,11 @@ class BrokerServer:
         log.info("client socket opened", **session.describe(), **self.tokens.describe(token))
         return session
 
-    def forget_session(self, session: ClientSession) -> None:
+    def _identified(self, session: ClientSocket) -> None:
+        self.pool.register(session)
+        self.refresh_connection_metrics()
+
+    def forget_session(self, session: ClientSocket) -> None:
         self.pool.remove(session)
         self.streams.fail_session(session)
         if session.ws is None and session.outbox:
@@ -91,7 +102,7 @@ class BrokerServer:
             self._drop(session)
         self.refresh_connection_metrics()
 
-    def _drop(self, session: ClientSession) -> None:
+    def _drop(self, session: ClientSocket) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
 

@@ -18,11 +18,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from broker_server.session import ClientSession
+    from broker_server.client_socket import ClientSocket
 
 
 class StreamFailed(Exception):
     """The streamed answer could not be delivered; the message says why."""
+
+
+class StreamTimedOut(StreamFailed):
+    """The streamed answer did not arrive, or not whole, within its time bounds."""
 
 
 @dataclass(eq=False)
@@ -30,7 +34,7 @@ class PendingStream:
     id: str
     token: str
     caller: web.Request
-    session: ClientSession
+    session: ClientSocket
     expires: float
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -42,9 +46,10 @@ class PendingStream:
     #: time.monotonic() past which the caller's whole request has timed out
     deadline: float = math.inf
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, *, timed_out: bool = False) -> None:
         if not self.done.done():
-            self.done.set_exception(StreamFailed(message))
+            error = StreamTimedOut(message) if timed_out else StreamFailed(message)
+            self.done.set_exception(error)
             # the waiting relay handler retrieves it; avoid "exception never retrieved" noise
             self.done.exception()
 
@@ -61,7 +66,7 @@ class StreamRegistry:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def create(self, token: str, caller: web.Request, session: ClientSession) -> PendingStream:
+    def create(self, token: str, caller: web.Request, session: ClientSocket) -> PendingStream:
         stream = PendingStream(
             str(uuid.uuid4()), token, caller, session, time.monotonic() + self.ttl
         )
@@ -75,13 +80,15 @@ class StreamRegistry:
             return None
         return stream
 
-    def discard(self, stream: PendingStream, reason: str | None = None) -> None:
+    def discard(
+        self, stream: PendingStream, reason: str | None = None, *, timed_out: bool = False
+    ) -> None:
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
         if reason is not None:
-            stream.fail(reason)
+            stream.fail(reason, timed_out=timed_out)
 
-    def fail_session(self, session: ClientSession) -> None:
+    def fail_session(self, session: ClientSocket) -> None:
         """A socket closed: streams it never started answering cannot arrive any more."""
         for stream in list(self._streams.values()):
             if stream.session is session and not stream.attached:

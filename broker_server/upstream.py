@@ -7,53 +7,33 @@ as ``{"status", "headers", "body"}`` with the body as a string, as snyk-broker's
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from broker_server.relay import HOP_HEADERS, answer_headers, read_body
+from broker_server.body_reader import read_body
 from shared.accept_rules import auth_header, expand_origin
+from shared.broker_message import (
+    BUFFERED_DROP,
+    FRAMING,
+    RequestMessage,
+    answer_headers,
+    error_reply,
+    reply,
+)
 from shared.logging import get_logger
+from shared.protocol_error import ProtocolError
 from shared.redaction import mask_token
 
 if TYPE_CHECKING:
+    from broker_server.client_socket import ClientSocket
     from broker_server.server import BrokerServer
-    from broker_server.session import ClientSession
 
 log = get_logger("broker_server.upstream")
 
 #: incoming headers never passed upstream: hop-by-hop, and broker headers only the server sets
-DROPPED = HOP_HEADERS | {"host", "x-broker-token", "x-snyk-broker", "content-encoding"}
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "status": status,
-        "headers": {"content-type": "application/json"},
-        "body": json.dumps({"code": code, "message": message, **extra}),
-    }
-
-
-def _body(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if (
-        isinstance(value, dict)
-        and value.get("type") == "Buffer"
-        and isinstance(value.get("data"), list)
-    ):
-        # Node's Buffer.toJSON() shape, tolerated by snyk-broker's prepareRequest
-        try:
-            return bytes(value["data"])
-        except (TypeError, ValueError):
-            return None
-    return json.dumps(value).encode("utf-8")
+DROPPED = FRAMING | {"host", "x-broker-token", "x-snyk-broker", "content-encoding"}
 
 
 class UpstreamForwarder:
@@ -70,27 +50,22 @@ class UpstreamForwarder:
             self._session = aiohttp.ClientSession(auto_decompress=True)
         return self._session
 
-    async def forward(self, session: ClientSession, request: Any) -> dict[str, Any]:
+    async def forward(self, session: ClientSocket, request: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        reply = await self._forward(session, request)
+        answer = await self._forward(session, request)
         metrics = self.server.metrics
-        metrics.requests.labels("to_upstream", "ack", str(reply["status"])).inc()
+        metrics.requests.labels("to_upstream", "ack", str(answer["status"])).inc()
         metrics.latency.labels("to_upstream", "ack").observe(time.perf_counter() - started)
-        return reply
+        return answer
 
-    async def _forward(self, session: ClientSession, request: Any) -> dict[str, Any]:
+    async def _forward(self, session: ClientSocket, request: Any) -> dict[str, Any]:
         server = self.server
-        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
-            return _error(400, "BAD_REQUEST", "request event without a url")
-        url: str = request["url"]
-        method_value = request.get("method")
-        method: str = (
-            method_value.upper() if isinstance(method_value, str) and method_value else "GET"
-        )
-        headers_value = request.get("headers")
-        raw_headers: dict[str, Any] = headers_value if isinstance(headers_value, dict) else {}
-        headers = {str(k).lower(): str(v) for k, v in raw_headers.items() if v is not None}
-        body = _body(request.get("body"))
+        try:
+            message = RequestMessage.from_event(request)
+        except ProtocolError as exc:
+            return error_reply(400, "BAD_REQUEST", str(exc))
+        url, method, headers = message.url, message.method, message.headers
+        body = message.body or None
         rules = server.rules
         rule = rules.match_private(method, url, headers, body) if rules is not None else None
         if rule is None or not rule.origin:
@@ -99,7 +74,7 @@ class UpstreamForwarder:
                 method=method,
                 url=url.split("?")[0],
             )
-            return _error(
+            return error_reply(
                 401,
                 "FILTER_BLOCKED",
                 "blocked",
@@ -129,22 +104,16 @@ class UpstreamForwarder:
             ) as resp:
                 data = await read_body(resp.content, limit)
                 if data is None:
-                    return _error(
+                    return error_reply(
                         502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
                     )
                 server.metrics.bytes.labels("to_upstream", "response").inc(len(data))
-                resp_headers = answer_headers(dict(resp.headers))
-                resp_headers.pop("Content-Encoding", None)
-                resp_headers.pop("content-encoding", None)
-                return {
-                    "status": resp.status,
-                    "headers": resp_headers,
-                    "body": data.decode("utf-8", "replace"),
-                }
+                resp_headers = answer_headers(dict(resp.headers), drop=BUFFERED_DROP)
+                return reply(resp.status, resp_headers, data.decode("utf-8", "replace"))
         except TimeoutError:
-            return _error(
+            return error_reply(
                 504, "UPSTREAM_TIMEOUT", f"upstream did not answer: {target.split('?')[0]}"
             )
         except aiohttp.ClientError as exc:
             log.warning("upstream unreachable", error=str(exc))
-            return _error(502, "UPSTREAM_UNREACHABLE", f"cannot reach upstream: {exc}")
+            return error_reply(502, "UPSTREAM_UNREACHABLE", f"cannot reach upstream: {exc}")

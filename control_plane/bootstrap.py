@@ -28,13 +28,20 @@ async def open_control_plane(settings: Settings) -> ControlPlane:
 
     Safe on every start and on several replicas at once.
     """
-    register_secrets(settings.CRBROKER_ADMIN_TOKEN, settings.CRBROKER_SECRET_KEY)
+    register_secrets(
+        settings.CRBROKER_ADMIN_TOKEN,
+        settings.CRBROKER_SECRET_KEY,
+        settings.CRBROKER_ADMIN_PASSWORD,
+    )
     box = load_box(settings.CRBROKER_SECRET_KEY, settings.secret_key_file)
     db = await open_database(settings.database_url, pool_size=settings.DATABASE_POOL_SIZE)
     try:
         async with db.sessions() as session, session.begin():
             org = await bootstrap(
-                session, settings.CRBROKER_ORG_NAME, settings.CRBROKER_ADMIN_TOKEN
+                session,
+                settings.CRBROKER_ORG_NAME,
+                settings.CRBROKER_ADMIN_TOKEN,
+                settings.CRBROKER_ADMIN_PASSWORD,
             )
     except Exception:
         await db.close()

@@ -1,7 +1,9 @@
 """Command-line functions of the control plane, called by ``crbroker-server``'s entry point.
 
 ``crbroker-server token create [--user NAME] [--org SLUG] [--name LABEL] [--admin]`` prints
-a new API token (shown once; only its hash is stored). :func:`run` takes the arguments after
+a new API token (shown once; only its hash is stored).
+``crbroker-server user create NAME [--admin]`` sets a user's console password, read from
+standard input (one line), creating the user when missing. :func:`run` takes the arguments after
 ``crbroker-server`` (``["token", "create", ...]``) and returns the exit status.
 """
 
@@ -15,7 +17,7 @@ from typing import TextIO
 
 from sqlalchemy import select
 
-from control_plane.accounts.services import add_member, create_token, create_user
+from control_plane.accounts.services import add_member, create_token, create_user, set_password
 from control_plane.bootstrap import open_control_plane
 from control_plane.errors import DomainError
 from control_plane.models import Org, User
@@ -36,7 +38,24 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--org", help="org slug the user joins (default: the first org)")
     create.add_argument("--name", default="cli", help="a label for the token")
     create.add_argument("--admin", action="store_true", help="a new user sees every org")
+    user = commands.add_parser("user", help="console users")
+    user_commands = user.add_subparsers(dest="action", required=True)
+    user_create = user_commands.add_parser(
+        "create", help="set a user's console password (read from standard input)"
+    )
+    user_create.add_argument("username")
+    user_create.add_argument("--admin", action="store_true", help="a new user sees every org")
     return top
+
+
+async def user_create(settings: Settings, *, username: str, password: str, admin: bool) -> None:
+    """Create ``username`` (or update their password) for the console."""
+    plane = await open_control_plane(settings)
+    try:
+        async with plane.db.sessions() as session, session.begin():
+            await set_password(session, username, password, admin=admin)
+    finally:
+        await plane.close()
 
 
 async def token_create(
@@ -64,6 +83,19 @@ async def token_create(
 
 def run(argv: Sequence[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = parser().parse_args(list(argv))
+    if args.command == "user":
+        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            asyncio.run(
+                user_create(
+                    load_settings(), username=args.username, password=password, admin=args.admin
+                )
+            )
+        except (SettingsError, DomainError) as exc:
+            print(f"crbroker-server: {exc}", file=err)
+            return 2
+        print(f"console password set for {args.username}", file=out)
+        return 0
     try:
         settings = load_settings()
         value = asyncio.run(

@@ -119,6 +119,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: an admin sees and manages every org
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: argon2 hash of the console password (None: the user signs in with API tokens only)
+    password_hash: Mapped[str | None] = mapped_column(String(300), default=None)
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -183,6 +185,12 @@ class Integration(Base):
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     #: scans of this integration in flight at most (the queue's per-integration bound)
     max_in_flight: Mapped[int] = mapped_column(Integer, default=4)
+    #: the last connection check: passed or not, and what the agent said (no secret in it)
+    status_ok: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    status_message: Mapped[str | None] = mapped_column(Text, default=None)
+    status_checked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: when the registry's images were last listed into projects
+    last_listed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 

@@ -38,8 +38,10 @@ from broker_server.tokens import TokenRegistry
 from control_plane.api import agent_callbacks, setup_api
 from control_plane.api import imports as imports_api
 from control_plane.bootstrap import open_control_plane
+from control_plane.console.app import setup_console
 from control_plane.db import Database
 from control_plane.encryption import SecretBox, SecretKeyError
+from control_plane.integrations.registry_agent import RegistryAgent
 from control_plane.models import Integration
 from control_plane.queue.dispatch import Dispatcher
 from control_plane.server_settings import (
@@ -74,12 +76,15 @@ class StartupError(Exception):
 def build_control_plane_app(
     database: Database, box: SecretBox, dispatcher: Dispatcher
 ) -> web.Application:
-    """cp-core's REST and v1 API, the import/re-test views, and the agents' callbacks."""
+    """cp-core's REST and v1 API, the import/re-test views, the agents' callbacks, and the
+    web console (``/console``)."""
     app = web.Application(client_max_size=MAX_BODY)
     setup_api(app, database, box)
     imports_api.add_routes(app.router)
     app[imports_api.WAKE] = dispatcher.wake
     agent_callbacks.add_routes(app, database.sessions, box)
+    agent = RegistryAgent(dispatcher.settings, box, dispatcher.broker_url)
+    setup_console(app, database, box, agent, dispatcher.wake)
     return app
 
 
@@ -301,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "token", help="API tokens: token create [--user NAME] [--org SLUG] [--name LABEL] [--admin]"
     )
+    sub.add_parser("user", help="console users: user create NAME [--admin] (password on stdin)")
     sub.add_parser(
         "advisories",
         help="advisories import PATH...: OSV JSON / all.zip, Alpine secdb or Debian tracker "
@@ -311,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
-    if given[:1] == ["token"]:
+    if given[:1] in (["token"], ["user"]):
         from control_plane import cli
 
         # stdout carries the token alone; log lines go to stderr

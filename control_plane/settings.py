@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     DATABASE_URL: str | None = None
     #: API token created for the first admin user on first start (stored hashed only)
     CRBROKER_ADMIN_TOKEN: str | None = None
+    #: console password of the admin user, set on first start when the admin has none
+    #: (stored as an argon2 hash only)
+    CRBROKER_ADMIN_PASSWORD: str | None = Field(None, min_length=8)
     #: name of the organisation created on first start
     CRBROKER_ORG_NAME: str = "Default"
     #: Fernet key (urlsafe base64 of 32 bytes) encrypting direct integrations' credentials

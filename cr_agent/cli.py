@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -118,6 +119,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--password-stdin needs --username")
     if args.timeout <= 0:
         parser.error("--timeout must be more than 0 seconds")
+    if args.advisories and importlib.util.find_spec("control_plane") is None:
+        parser.error(
+            "--advisories needs the control plane's advisory matcher, which this installation "
+            "leaves out (the agent image does): use a full `pip install crbroker`"
+        )
 
 
 def _auth(args: argparse.Namespace, ref: ImageReference) -> RegistryAuth | None:

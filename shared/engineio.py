@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -222,21 +222,3 @@ class OpenHandshake:
 
 def open_packet(handshake: OpenHandshake) -> Packet:
     return Packet(PacketType.OPEN, handshake.to_json())
-
-
-def split_for_payload(
-    packets: Sequence[Packet | str], max_bytes: int, eio: int = 4
-) -> tuple[list[Packet | str], list[Packet | str]]:
-    """Split queued packets into (this response, the rest) so one poll stays under ``max_bytes``.
-
-    At least one packet is always taken, so a single large packet still goes out.
-    """
-    taken: list[Packet | str] = []
-    size = 0
-    for index, packet in enumerate(packets):
-        item_size = len(_payload_item(packet, eio)) + 12
-        if taken and size + item_size > max_bytes:
-            return taken, list(packets[index:])
-        taken.append(packet)
-        size += item_size
-    return taken, []

@@ -162,9 +162,9 @@ class _DeferredFormatter(logging.Formatter):
                 structlog.stdlib.ExtraAdder(),
                 *_shared_processors(self._service),
             ],
+            # no redaction here: both ways in (structlog's chain and foreign_pre_chain) end in it
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                redaction_processor,
                 structlog.processors.JSONRenderer(default=str),
             ],
         )

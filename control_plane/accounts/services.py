@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.accounts import passwords
 from control_plane.accounts.tokens import generate_token, hash_token
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.models import ApiToken, Membership, Org, User, utcnow
@@ -30,7 +31,8 @@ class Principal:
     """Who is asking: a user, by one of their tokens."""
 
     user_id: uuid.UUID
-    token_id: uuid.UUID
+    #: the API token used; None for a console session (signed in with a password)
+    token_id: uuid.UUID | None
     is_admin: bool
     #: orgs the user is a member of (an admin sees every org)
     org_ids: frozenset[uuid.UUID]
@@ -213,13 +215,77 @@ async def authenticate(session: AsyncSession, value: str) -> Principal | None:
     )
 
 
+# --- console passwords ---------------------------------------------------------------------
+
+
+async def set_password(
+    session: AsyncSession, username: str, password: str, *, admin: bool = False
+) -> User:
+    """Set ``username``'s console password (argon2id); the user is created when missing and
+    made a member of the first org."""
+    try:
+        digest = passwords.hash_password(password)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), pointer="/password") from None
+    if not username.strip():
+        raise InvalidInput("the user name must not be empty", pointer="/username")
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = await create_user(session, username, is_admin=admin)
+        org = await session.scalar(select(Org).order_by(Org.id).limit(1))
+        if org is not None:
+            await add_member(session, org, user, role="admin" if admin else "collaborator")
+    user.password_hash = digest
+    await session.flush()
+    return user
+
+
+async def sign_in(session: AsyncSession, username: str, password: str) -> Principal | None:
+    """The principal of an active user whose password matches, else None."""
+    user = await session.scalar(select(User).where(User.username == username))
+    stored = user.password_hash if user is not None and user.active else None
+    if user is None or not passwords.verify(stored, password):
+        return None
+    if stored is not None and passwords.needs_rehash(stored):
+        user.password_hash = passwords.hash_password(password)
+    return await principal_of_user(session, user.id)
+
+
+async def principal_of_user(session: AsyncSession, user_id: uuid.UUID) -> Principal | None:
+    """A console session's principal (None when the user is gone or inactive)."""
+    user = await session.get(User, user_id)
+    if user is None or not user.active:
+        return None
+    org_ids = await session.scalars(select(Membership.org_id).where(Membership.user_id == user_id))
+    return Principal(
+        user_id=user.id, token_id=None, is_admin=user.is_admin, org_ids=frozenset(org_ids)
+    )
+
+
+async def home_org(session: AsyncSession, principal: Principal) -> Org:
+    """The org a console user works in: the first one they see."""
+    query = select(Org).order_by(Org.id).limit(1)
+    if not principal.is_admin:
+        query = query.where(Org.id.in_(principal.org_ids))
+    org = await session.scalar(query)
+    if org is None:
+        raise NotFound("org of user", principal.user_id)
+    return org
+
+
 # --- first start ---------------------------------------------------------------------------
 
 ADMIN_USERNAME = "admin"
 
 
-async def bootstrap(session: AsyncSession, org_name: str, admin_token: str | None) -> Org:
-    """First start: one org, and the admin user with ``admin_token`` if it is set.
+async def bootstrap(
+    session: AsyncSession,
+    org_name: str,
+    admin_token: str | None,
+    admin_password: str | None = None,
+) -> Org:
+    """First start: one org, the admin user with ``admin_token`` if it is set, and the admin's
+    console password if ``admin_password`` is set and the admin has none yet.
 
     Safe to run on every start and by several replicas at once (each step checks first, and
     the unique constraints stop a racing twin).
@@ -237,4 +303,8 @@ async def bootstrap(session: AsyncSession, org_name: str, admin_token: str | Non
                 )
             await add_member(session, org, admin, role="admin")
             await create_token(session, admin, "CRBROKER_ADMIN_TOKEN", admin_token)
+    if admin_password:
+        admin = await session.scalar(select(User).where(User.username == ADMIN_USERNAME))
+        if admin is None or admin.password_hash is None:
+            await set_password(session, ADMIN_USERNAME, admin_password, admin=True)
     return org

@@ -55,7 +55,7 @@ class IntegrationInput:
     max_in_flight: int | None = None
 
 
-def _credentials_json(kind: str, given: dict[str, Any]) -> dict[str, Any]:
+def credentials_json(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     required = REQUIRED_CREDENTIALS.get(kind, DEFAULT_REQUIRED)
     for name, value in given.items():
         if name not in required and name not in OPTIONAL_CREDENTIALS:
@@ -151,7 +151,7 @@ async def create_integration(
             raise InvalidInput(
                 "credentials are required for a direct integration", pointer=CREDENTIALS
             )
-        blob = _credentials_json(kind, given.credentials)
+        blob = credentials_json(kind, given.credentials)
         integration.registry_base = integration.registry_base or blob.get("registryBase") or None
         integration.credentials_encrypted = box.encrypt(json.dumps(blob).encode())
     session.add(integration)
@@ -212,7 +212,7 @@ async def update_integration(
                 "a brokered integration keeps its registry credentials in the broker client",
                 pointer=CREDENTIALS,
             )
-        blob = _credentials_json(integration.integration_type, given.credentials)
+        blob = credentials_json(integration.integration_type, given.credentials)
         integration.credentials_encrypted = box.encrypt(json.dumps(blob).encode())
     if given.broker_token is not None:
         if not integration.has_broker:
@@ -235,6 +235,17 @@ async def delete_integration(
     integration = await get_integration(session, org_id, integration_id)
     await session.delete(integration)
     await session.flush()
+
+
+async def record_check(
+    session: AsyncSession, integration: Integration, ok: bool, message: str
+) -> Integration:
+    """Store the outcome of a connection check (the message names no secret)."""
+    integration.status_ok = ok
+    integration.status_message = message[:1000]
+    integration.status_checked_at = utcnow()
+    await session.flush()
+    return integration
 
 
 async def find_by_broker_token(session: AsyncSession, token: str) -> Integration | None:

@@ -59,7 +59,7 @@ def _spdx_id(text: str) -> str:
     return "SPDXRef-" + "".join(c if c.isalnum() or c in ".-" else "-" for c in text)[:200]
 
 
-def _licence(component: dict[str, Any]) -> str:
+def licence_expression(component: dict[str, Any]) -> str:
     parts = []
     for entry in component.get("licenses") or []:
         if not isinstance(entry, dict):
@@ -105,7 +105,7 @@ def spdx_from_cyclonedx(cyclonedx: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(component, dict) or not component.get("purl"):
             continue  # the operating-system entry has no purl
         spdx_id = _spdx_id(f"package-{number}-{component.get('name', '')}")
-        licence = _licence(component)
+        licence = licence_expression(component)
         packages.append(
             {
                 "name": str(component.get("name", "")),

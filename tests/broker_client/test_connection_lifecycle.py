@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,3 +246,31 @@ def test_server_without_post_streams_gets_chunk_events(
     body = b"".join(c[1] for c in chunks[1:] if isinstance(c[1], bytes))
     assert hashlib.sha256(body).hexdigest() == big_sha256(LEGACY_SIZE)
     assert chunks[-1][1:3] == ["", True]
+
+
+@pytest.mark.parametrize("scripted", ["drop"], indirect=True)
+def test_reconnect_after_post_filters_identifies_with_the_reloaded_rules(
+    scripted: ScriptedServer, apps: Apps, tmp_path: Path
+) -> None:
+    accept = tmp_path / "reloadable.json"
+    accept.write_text(json.dumps({"private": [], "public": [{"method": "POST", "path": "/first"}]}))
+    client = start_our_client(
+        tmp_path, server_url=scripted.url, agent_url=apps.agent_url, extra={"ACCEPT": str(accept)}
+    )
+    peer = scripted.peer
+    try:
+        assert wait_until(lambda: len(peer.identities) >= 1, 15), peer.paths
+        assert peer.identities[0].metadata.raw["filters"]["public"][0]["path"] == "/first"
+        accept.write_text(
+            json.dumps({"private": [], "public": [{"method": "POST", "path": "/second"}]})
+        )
+        reload = urllib.request.Request(f"{client.url}/filters", data=b"", method="POST")
+        with urllib.request.urlopen(reload, timeout=10) as answer:
+            assert answer.status == 200
+        seen = len(peer.identities)
+        # the scripted server drops every socket: the next identify comes from a reconnect
+        assert wait_until(lambda: len(peer.identities) >= seen + 2, 20), peer.paths
+    finally:
+        client.stop()
+    later = [i.metadata.raw["filters"]["public"][0]["path"] for i in peer.identities[seen:]]
+    assert later and set(later) == {"/second"}

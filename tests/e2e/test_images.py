@@ -611,3 +611,24 @@ def test_scan_through_the_three_containers(
     cache = deployment.running["cr-agent"].volumes / "layer-cache"
     assert any(p.is_file() for p in cache.rglob("*")), "nothing reached the layer cache volume"
     assert "Read-only file system" not in deployment.logs()
+
+
+def test_agent_image_answers_advisories_with_a_usage_error(built: Built) -> None:
+    # the image leaves the control plane's matcher out: a clear refusal, not a traceback
+    argv = built.engine.argv(
+        "podman",
+        "run",
+        "--rm",
+        "--network=none",
+        *ulimits(),
+        "--entrypoint=cr-agent",
+        built.images["Dockerfile.agent"],
+        "scan",
+        "127.0.0.1:5000/any/image:1",
+        "--advisories",
+        "/nonexistent.json",
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "--advisories needs the control plane" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -15,7 +15,6 @@ from shared.engineio import (
     encode_packet,
     encode_payload,
     js_length,
-    split_for_payload,
 )
 from shared.protocol_error import ProtocolError
 
@@ -133,12 +132,6 @@ def test_open_handshake_round_trip_and_wire_shape():
 def test_open_handshake_malformed(text, message):
     with pytest.raises(ProtocolError, match=message):
         OpenHandshake.from_json(text)
-
-
-def test_split_for_payload_always_takes_one():
-    big = "4" + "x" * 100
-    first, rest = split_for_payload([big, big, big], max_bytes=150)
-    assert first == [big] and rest == [big, big]
 
 
 def test_v3_empty_items_are_skipped_like_engineio():

@@ -234,3 +234,29 @@ def test_capture_logs_after_configure_sees_the_lines_when_structlog_is_loaded(
     assert captured == [{"event": "captured", "n": 1, "log_level": "info"}]
     get_logger("t.capture").info("written")
     assert [line["event"] for line in json_lines(stream.getvalue())] == ["written"]
+
+
+def test_each_line_passes_the_redaction_processor_once(
+    restore_root: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.logging as shared_logging
+    from shared.redaction import redaction_processor
+
+    seen: list[str] = []
+
+    def counting(logger: Any, method: str, event_dict: Any) -> Any:
+        seen.append(str(event_dict.get("event")))
+        return redaction_processor(logger, method, event_dict)
+
+    monkeypatch.setattr(shared_logging, "redaction_processor", counting)
+    stream = io.StringIO()
+    configure_logging("info", service="t", stream=stream)
+    register_secrets("once-secret")
+    get_logger("t.once").info("structlog line once-secret")
+    logging.getLogger("t.once.stdlib").warning("stdlib line once-secret")
+    assert sorted(seen) == ["stdlib line once-secret", "structlog line once-secret"]
+    assert "once-secret" not in stream.getvalue()
+    assert [line["event"] for line in json_lines(stream.getvalue())] == [
+        "structlog line [REDACTED]",
+        "stdlib line [REDACTED]",
+    ]

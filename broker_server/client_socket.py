@@ -1,8 +1,8 @@
 """One client socket on the server: engine.io session state plus the broker conversation.
 
 Transport plumbing (long-polling GET/POST, websocket frames) lives in
-:mod:`broker_server.engine_transport`; it hands every decoded event to :meth:`ClientSession.handle`.
-Outgoing packets go through :meth:`ClientSession.send`, which writes to the websocket when the
+:mod:`broker_server.engine_transport`; it hands every decoded event to :meth:`ClientSocket.handle`.
+Outgoing packets go through :meth:`ClientSocket.send`, which writes to the websocket when the
 session has one and otherwise queues them for the next poll.
 """
 
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from shared import primus
+from shared.broker_message import body_size, error_reply, reply
 from shared.broker_protocol import (
     SERVER_CAPABILITIES,
     AckReceived,
@@ -44,32 +46,41 @@ from shared.protocol_error import ProtocolError
 
 if TYPE_CHECKING:
     from broker_server.budget import Account
-    from broker_server.server import BrokerServer
+    from broker_server.metrics import ServerMetrics
+    from broker_server.settings import Settings
+    from broker_server.tokens import TokenRegistry
 
-log = get_logger("broker_server.session")
+log = get_logger("broker_server.client_socket")
 
 #: after this many malformed packets in a row the peer is cut off
 MAX_CONSECUTIVE_FAULTS = 20
 
 
-def _body_size(request: Any) -> int:
-    """Roughly the bytes a callback's body holds (its length; a Buffer shape's list of bytes)."""
-    body = request.get("body") if isinstance(request, dict) else None
-    if isinstance(body, (str, bytes)):
-        return len(body)
-    if isinstance(body, dict) and isinstance(body.get("data"), list):
-        return len(body["data"])
-    return 0
+@dataclass(frozen=True)
+class SocketHooks:
+    """What a client socket needs from the server that holds it, and nothing more."""
+
+    settings: Settings
+    metrics: ServerMetrics
+    tokens: TokenRegistry
+    #: a client's ``request``/``service`` event to the upstream; returns the ack reply
+    forward: Callable[[ClientSocket, Any], Awaitable[dict[str, Any]]]
+    #: the socket identified with a known token and a supported version
+    identified: Callable[[ClientSocket], None]
+    #: the socket moved from polling to websocket
+    transport_changed: Callable[[], None]
+    #: the socket closed (called once)
+    closed: Callable[[ClientSocket], None]
 
 
-class SessionClosed(Exception):
+class SocketClosed(Exception):
     """The socket closed while a request was waiting on it."""
 
 
-class ClientSession:
+class ClientSocket:
     def __init__(
         self,
-        server: BrokerServer,
+        hooks: SocketHooks,
         *,
         account: Account,
         token: str,
@@ -79,7 +90,10 @@ class ClientSession:
         role_hint: str | None,
         client_id_header: str | None,
     ) -> None:
-        self.server = server
+        self.hooks = hooks
+        self.settings = hooks.settings
+        self.metrics = hooks.metrics
+        self.tokens = hooks.tokens
         #: bytes in flight charged to this socket (see broker_server.budget)
         self.account = account
         self.token = token
@@ -88,7 +102,7 @@ class ClientSession:
         self.transport = transport
         self.role_hint = role_hint
         self.client_id_header = client_id_header
-        settings = server.settings
+        settings = hooks.settings
         self.conn = BrokerConnection(
             "server", eio=eio, max_message_bytes=settings.SOCKET_MAX_RESPONSE_LENGTH
         )
@@ -143,7 +157,7 @@ class ClientSession:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self, upgrades: list[str]) -> None:
-        settings = self.server.settings
+        settings = self.settings
         handshake = OpenHandshake(
             sid=self.sid,
             upgrades=upgrades,
@@ -186,11 +200,11 @@ class ClientSession:
         self.closed = True
         self.close_reason = reason
         self.outbox_event.set()
-        self.server.forget_session(self)
+        self.hooks.closed(self)
         self.account.close()
         for future in self.pending_acks.values():
             if not future.done():
-                future.set_exception(SessionClosed(reason))
+                future.set_exception(SocketClosed(reason))
                 future.exception()
         self.pending_acks.clear()
         current = asyncio.current_task()
@@ -207,14 +221,12 @@ class ClientSession:
             "client socket closed",
             reason=reason,
             **self.describe(),
-            **self.server.tokens.describe(self.token),
+            **self.tokens.describe(self.token),
         )
 
     def spawn_close(self, reason: str) -> None:
         """Close from a context that cannot await (a cancelled handler)."""
-        task = asyncio.get_running_loop().create_task(self.close(reason))
-        self.server.background.add(task)
-        task.add_done_callback(self.server.background.discard)
+        self.spawn(self.close(reason))
 
     async def notify(self, level: str, message: str) -> None:
         data, _ = self.conn.send_event("notification", {"level": level, "message": message})
@@ -234,7 +246,7 @@ class ClientSession:
             )
 
     async def _heartbeat_loop(self) -> None:
-        settings = self.server.settings
+        settings = self.settings
         interval = settings.SOCKET_PING_INTERVAL / 1000
         timeout = settings.SOCKET_PING_TIMEOUT / 1000
         idle_limit = settings.PRIMUS_TIMEOUT / 1000
@@ -286,17 +298,17 @@ class ClientSession:
                     await self._probe(via)
                 case EnginePing():
                     self.last_client_ping = time.monotonic()
-                    self.server.metrics.heartbeats.labels("engine_ping").inc()
+                    self.metrics.heartbeats.labels("engine_ping").inc()
                     await self.send(self.conn.pong_for(event))
                 case EnginePong():
-                    self.server.metrics.heartbeats.labels("engine_pong").inc()
+                    self.metrics.heartbeats.labels("engine_pong").inc()
                     self.pong_event.set()
                 case Upgraded():
                     await self._upgraded(via)
                 case Noop() | PrimusPong() | ServerClose():
                     pass
                 case PrimusPing():
-                    self.server.metrics.heartbeats.labels("primus_ping").inc()
+                    self.metrics.heartbeats.labels("primus_ping").inc()
                     await self.send(self.conn.pong_for(event))
                 case PrimusIdQuery():
                     await self.send(self.conn.send_data(primus.id_text(self.sid)))
@@ -318,7 +330,7 @@ class ClientSession:
                     await self.fault(event.message)
 
     async def fault(self, message: str) -> None:
-        self.server.metrics.faults.labels("socket").inc()
+        self.metrics.faults.labels("socket").inc()
         self.faults_in_a_row += 1
         log.warning("protocol error from client", error=message, **self.describe())
         await self.notify("error", f"protocol error: {message}")
@@ -347,7 +359,7 @@ class ClientSession:
         self.upgrade_ws = None
         self.upgrading = False
         self.transport = "websocket"
-        self.server.refresh_connection_metrics()
+        self.hooks.transport_changed()
         pending = [p for p in self.take_outbox() if p != self.conn.noop()]
         self.outbox_event.set()  # a poll still waiting ends with a noop
         for packet in pending:
@@ -355,8 +367,8 @@ class ClientSession:
         log.debug("client upgraded to websocket", **self.describe())
 
     async def _identified(self, event: ClientIdentified) -> None:
-        settings = self.server.settings
-        if not self.server.tokens.same(event.token, self.token):
+        settings = self.settings
+        if not self.tokens.same(event.token, self.token):
             await self.notify("error", "identify token does not match the token of this connection")
             await self.close("identify with a different token", server_close=True)
             return
@@ -386,8 +398,7 @@ class ClientSession:
                     f"{settings.MINIMAL_RECOMMENDED_BROKER_VERSION} or later.",
                 )
         self.identity = event
-        self.server.pool.register(self)
-        self.server.refresh_connection_metrics()
+        self.hooks.identified(self)
         log.info(
             "client identified",
             version=version,
@@ -395,7 +406,7 @@ class ClientSession:
             legacy=event.legacy,
             ready=self.ready,
             **self.describe(),
-            **self.server.tokens.describe(self.token),
+            **self.tokens.describe(self.token),
         )
 
     async def _event(self, received: EventReceived) -> None:
@@ -405,17 +416,15 @@ class ClientSession:
                 await self.fault(f"{event.name} event without an ack id cannot be answered")
                 return
             # the body stays in memory until the upstream has answered: charge it meanwhile
-            size = _body_size(event.args[0] if event.args else None)
+            first = event.args[0] if event.args else None
+            size = body_size(first.get("body") if isinstance(first, dict) else None)
             refusal = self.account.try_take(size)
             if refusal is not None:
-                self.server.metrics.refusals.labels(refusal.scope).inc()
+                self.metrics.refusals.labels(refusal.scope).inc()
                 log.warning("client callback refused", reason=refusal.message, **self.describe())
-                reply = {
-                    "status": refusal.http_status,
-                    "headers": {"content-type": "application/json", "retry-after": "1"},
-                    "body": json.dumps({"code": "SERVER_BUSY", "message": refusal.message}),
-                }
-                await self.send(self.conn.send_ack(event.ack_id, reply))
+                busy = error_reply(refusal.http_status, "SERVER_BUSY", refusal.message)
+                busy["headers"]["retry-after"] = "1"
+                await self.send(self.conn.send_ack(event.ack_id, busy))
                 return
             self.spawn(self._answer_upstream(event.ack_id, event.args, size))
         elif event.name in ("client-event", "terminate"):
@@ -424,20 +433,18 @@ class ClientSession:
             log.debug("ignoring client event", event_name=event.name, **self.describe())
             if event.ack_id is not None:
                 body = f'{{"message":"unsupported event {event.name}"}}'
-                await self.send(
-                    self.conn.send_ack(event.ack_id, {"status": 501, "headers": {}, "body": body})
-                )
+                await self.send(self.conn.send_ack(event.ack_id, reply(501, {}, body)))
 
     async def _answer_upstream(self, ack_id: int, args: list[Any], charged: int) -> None:
         try:
-            reply = await self.server.upstream.forward(self, args[0] if args else None)
+            answer = await self.hooks.forward(self, args[0] if args else None)
         finally:
             self.account.give(charged)
         try:
-            data = self.conn.send_ack(ack_id, reply)
+            data = self.conn.send_ack(ack_id, answer)
         except ProtocolError as exc:
             log.error("cannot encode the upstream answer", error=str(exc), **self.describe())
-            data = self.conn.send_ack(ack_id, {"status": 502, "headers": {}, "body": str(exc)})
+            data = self.conn.send_ack(ack_id, reply(502, {}, str(exc)))
         await self.send(data)
 
     # -- requests to the client -----------------------------------------------------------
