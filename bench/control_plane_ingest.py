@@ -1,7 +1,7 @@
 """Control-plane ingestion benchmark: scan results stored per second, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/control_plane_ingest.py [--results 400] [--packages 300]
-        [--concurrency 1,8] [--db sqlite,postgresql] [--json out.json]
+        [--concurrency 1,8] [--db sqlite,postgresql] [--advisories 0] [--json out.json]
 
 For each database: a fresh database migrated by the control plane itself, one org, one
 brokered integration, ``--results`` projects each with a scan already handed to an agent
@@ -17,7 +17,9 @@ what else the machine runs, and the load average at the end of each run.
 
 What one result costs: parse and validate the body, check the ticket (Fernet), lock the
 scan, derive SPDX from the CycloneDX, compress both (zstd), insert two SBOM rows, update the
-scan and the project. Reported: results/s over the whole run and p50/p99 latency of one
+scan and the project; with ``--advisories N`` (N OSV records for Debian 12 imported first, one
+per package of the image, fixed above what is installed) each landed result is also matched
+(SBOM read, compact inventory and counts stored). Reported: results/s over the whole run and p50/p99 latency of one
 callback. PostgreSQL is Debian's, started by tests/support/postgres.py (fsync off as in the
 tests). Compare with how fast agents produce results: docs/benchmarks.md "Agent through the
 broker" (573-679 images/min per agent, i.e. about 10-11 results/s, for 300-package images).
@@ -42,9 +44,12 @@ sys.path.insert(0, str(ROOT))
 from aiohttp import ClientSession, web  # noqa: E402
 from aiohttp.test_utils import TestServer  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
-from sqlalchemy import update  # noqa: E402
+from sqlalchemy import func, select, update  # noqa: E402
 
 from control_plane.accounts.services import create_org  # noqa: E402
+from control_plane.advisories.advisory_files import read_document  # noqa: E402
+from control_plane.advisories.models import ScanIssueCounts  # noqa: E402
+from control_plane.advisories.services import import_advisories  # noqa: E402
 from control_plane.api import agent_callbacks  # noqa: E402
 from control_plane.db import Database, open_database  # noqa: E402
 from control_plane.encryption import SecretBox  # noqa: E402
@@ -181,11 +186,39 @@ async def deliver(url: str, bodies: list[bytes], concurrency: int) -> tuple[floa
         return time.perf_counter() - started, latencies
 
 
-async def run_one(url: str, *, results: int, packages: int, concurrency: int) -> dict[str, Any]:
+def advisory_records(count: int) -> list[dict[str, Any]]:
+    """OSV records affecting the bench image's packages (``lib-bench-N``), fixed above."""
+    return [
+        {
+            "id": f"DEBIAN-BENCH-{n}",
+            "modified": "2024-05-01T00:00:00Z",
+            "severity": [
+                {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}
+            ],
+            "affected": [
+                {
+                    "package": {"ecosystem": "Debian:12", "name": f"lib-bench-{n:05d}"},
+                    "ranges": [
+                        {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99.0-1"}]}
+                    ],
+                }
+            ],
+        }
+        for n in range(count)
+    ]
+
+
+async def run_one(
+    url: str, *, results: int, packages: int, concurrency: int, advisories: int = 0
+) -> dict[str, Any]:
     box = SecretBox(Fernet.generate_key())
     db = await open_database(url, pool_size=max(5, concurrency + 2))
     try:
         bodies = await prepare(db, box, results, packages)
+        if advisories:
+            outcome = read_document(advisory_records(advisories), "bench")
+            async with db.sessions() as session, session.begin():
+                await import_advisories(session, outcome.advisories, outcome.skipped)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         agent_callbacks.add_routes(app, db.sessions, box)
         server = TestServer(app, host="127.0.0.1")
@@ -200,12 +233,18 @@ async def run_one(url: str, *, results: int, packages: int, concurrency: int) ->
             cpu = time.process_time() - cpu
         finally:
             await server.close()
+        async with db.sessions() as session:
+            matched = await session.scalar(
+                select(func.count()).select_from(ScanIssueCounts).where(ScanIssueCounts.high > 0)
+            )
     finally:
         await db.close()
     latencies.sort()
     return {
         "results": len(bodies),
         "packages": packages,
+        "advisories": advisories,
+        "matched_with_issues": matched,
         "body_kb": round(statistics.mean(len(b) for b in warm) / 1024, 1),
         "concurrency": concurrency,
         "seconds": round(seconds, 3),
@@ -224,6 +263,7 @@ async def main() -> None:
     parser.add_argument("--packages", type=int, default=300)
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--advisories", type=int, default=0, help="OSV records imported first")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
@@ -233,7 +273,11 @@ async def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     url = f"sqlite+aiosqlite:///{tmp}/bench.db"
                     row = await run_one(
-                        url, results=args.results, packages=args.packages, concurrency=concurrency
+                        url,
+                        results=args.results,
+                        packages=args.packages,
+                        concurrency=concurrency,
+                        advisories=args.advisories,
                     )
             else:
                 reason = unavailable_reason()
@@ -247,6 +291,7 @@ async def main() -> None:
                         results=args.results,
                         packages=args.packages,
                         concurrency=concurrency,
+                        advisories=args.advisories,
                     )
                 finally:
                     pg.stop()
@@ -255,7 +300,8 @@ async def main() -> None:
             print(
                 f"{name:10s} c={concurrency:<3d} {row['results']} results of {row['body_kb']} KB: "
                 f"{row['results_per_s']} results/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
-                f"{row['cpu_ms_per_result']} ms CPU/result, load {os.getloadavg()[0]:.1f}"
+                f"{row['cpu_ms_per_result']} ms CPU/result, {row['matched_with_issues']} matched "
+                f"with issues, load {os.getloadavg()[0]:.1f}"
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

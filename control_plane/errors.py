@@ -41,3 +41,19 @@ class Conflict(DomainError):
     status = 409
     code = "conflict"
     title = "Conflict"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (e.g. an admin-only action)."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class TooLarge(DomainError):
+    """A request body larger than the server takes."""
+
+    status = 413
+    code = "too-large"
+    title = "Request body too large"

@@ -316,6 +316,11 @@ def _parser() -> argparse.ArgumentParser:
         "token", help="API tokens: token create [--user NAME] [--org SLUG] [--name LABEL] [--admin]"
     )
     sub.add_parser("user", help="console users: user create NAME [--admin] (password on stdin)")
+    sub.add_parser(
+        "advisories",
+        help="advisories import PATH...: OSV JSON / all.zip, Alpine secdb or Debian tracker "
+        "files; every project's latest scan is matched again",
+    )
     return parser
 
 
@@ -329,6 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.get("LOG_LEVEL", "warning"), service="crbroker-server", stream=sys.stderr
         )
         return cli.run(given)
+    if given[:1] == ["advisories"]:
+        from control_plane.advisories import cli as advisories_cli
+
+        configure_logging(
+            os.environ.get("LOG_LEVEL", "warning"), service="crbroker-server", stream=sys.stderr
+        )
+        return advisories_cli.run(given[1:])
     args = _parser().parse_args(given)
     mode = args.command or os.environ.get("CRBROKER_MODE") or "all"
     return run(mode)

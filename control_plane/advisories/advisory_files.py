@@ -60,13 +60,15 @@ def read_bytes(data: bytes, where: str) -> ReadOutcome:
     return read_document(doc, where)
 
 
-def read_zip(path: Path) -> ReadOutcome:
-    """Every ``*.json`` member of a zip archive (osv.dev's ``<ecosystem>/all.zip``)."""
+def read_zip(path: Path, label: str | None = None) -> ReadOutcome:
+    """Every ``*.json`` member of a zip archive (osv.dev's ``<ecosystem>/all.zip``);
+    ``label`` names it in what is skipped (default: its path)."""
+    label = label or str(path)
     outcome = ReadOutcome()
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                where = f"{path}:{info.filename}"
+                where = f"{label}:{info.filename}"
                 if info.is_dir() or not info.filename.endswith(".json"):
                     continue
                 if info.file_size > MAX_DOCUMENT_BYTES:
@@ -83,7 +85,7 @@ def read_zip(path: Path) -> ReadOutcome:
                     continue
                 outcome.extend(read_bytes(data, where))
     except (zipfile.BadZipFile, OSError) as exc:
-        outcome.skipped.append(Skipped(str(path), WHOLE, f"not a readable zip archive: {exc}"))
+        outcome.skipped.append(Skipped(label, WHOLE, f"not a readable zip archive: {exc}"))
     return outcome
 
 
@@ -100,18 +102,23 @@ def read_path(path: str | os.PathLike[str]) -> ReadOutcome:
             if child.suffix in (".json", ".zip") and child.is_file():
                 outcome.extend(read_path(child))
         return outcome
+    return read_file(target)
+
+
+def read_file(target: Path, label: str | None = None) -> ReadOutcome:
+    """Advisories from one JSON or zip file; ``label`` names it in what is skipped (an
+    upload's temporary file has no name worth showing). Default: its path."""
+    label = label or str(target)
     try:
         if zipfile.is_zipfile(target):
-            return read_zip(target)
+            return read_zip(target, label)
         size = target.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
-            outcome.skipped.append(Skipped(str(target), WHOLE, f"{size} bytes is too large"))
-            return outcome
+            return ReadOutcome.failed(label, WHOLE, f"{size} bytes is too large")
         data = target.read_bytes()
     except OSError as exc:
-        outcome.skipped.append(Skipped(str(target), WHOLE, f"cannot read: {exc.strerror or exc}"))
-        return outcome
-    return read_bytes(data, str(target))
+        return ReadOutcome.failed(label, WHOLE, f"cannot read: {exc.strerror or exc}")
+    return read_bytes(data, label)
 
 
 def read_paths(paths: Iterable[str | os.PathLike[str]]) -> ReadOutcome:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import weakref
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from control_plane.advisories.matching import AdvisoryIndex
 from control_plane.advisories.models import StoredAdvisory
@@ -38,6 +39,12 @@ class IndexCache:
         self._lock = asyncio.Lock()
         self.builds = 0
 
+    @property
+    def stored(self) -> int:
+        """Advisories stored (withdrawn included) when :meth:`get` last looked: 0 means none
+        was ever imported."""
+        return self._stamp[0] if self._stamp is not None else 0
+
     async def get(self, session: AsyncSession) -> AdvisoryIndex:
         stamp = await advisories_stamp(session)
         if self._index is not None and stamp == self._stamp:
@@ -48,3 +55,14 @@ class IndexCache:
                 self._stamp = stamp
                 self.builds += 1
             return self._index
+
+
+# one index per database per process (tests open several databases in one process)
+_CACHES: weakref.WeakKeyDictionary[AsyncEngine, IndexCache] = weakref.WeakKeyDictionary()
+
+
+def index_cache_for(session: AsyncSession) -> IndexCache:
+    """The process's index cache for the database ``session`` is bound to."""
+    bind = session.bind
+    assert isinstance(bind, AsyncEngine)
+    return _CACHES.setdefault(bind, IndexCache())

@@ -20,6 +20,7 @@ import zstandard
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.advisories.index_cache import index_cache_for
 from control_plane.advisories.inventory import (
     Inventory,
     InventoryError,
@@ -28,6 +29,8 @@ from control_plane.advisories.inventory import (
 )
 from control_plane.advisories.matching import AdvisoryIndex, Issue, IssueCounts, MatchResult
 from control_plane.advisories.models import ScanInventory, ScanIssueCounts
+from control_plane.advisories.records import ReadOutcome
+from control_plane.advisories.services import ImportReport, import_advisories, load_advisories
 from control_plane.models import Project, ScanSbom, utcnow
 from control_plane.pagination import Page, PageRequest
 from shared.logging import get_logger
@@ -114,6 +117,17 @@ async def match_scan(
     return result
 
 
+async def match_landed_scan(session: AsyncSession, scan_id: uuid.UUID) -> MatchResult | None:
+    """Match a scan that has just landed against the advisories in force (the process's
+    cached index). None when no advisory was ever imported: its counts stay "never matched"
+    until an import matches every latest scan."""
+    cache = index_cache_for(session)
+    index = await cache.get(session)
+    if not cache.stored:  # one count query per landing scan: the stamp the cache read
+        return None
+    return await match_scan(session, index, scan_id)
+
+
 async def rematch_latest_scans(session: AsyncSession, index: AdvisoryIndex) -> RematchReport:
     """Match every live project's latest scan again (after advisories changed)."""
     scan_ids = [
@@ -167,6 +181,18 @@ async def _rematch_batch(
         )
         await session.execute(insert(_COUNTS), rows)
     return RematchReport(matched, issues, unreadable)
+
+
+async def import_and_rematch(
+    session: AsyncSession, outcome: ReadOutcome
+) -> tuple[ImportReport, RematchReport | None]:
+    """Store what was read and, when anything changed, match every project's latest scan
+    again, in the caller's one transaction (None: nothing to re-match)."""
+    report = await import_advisories(session, outcome.advisories, outcome.skipped)
+    if not report.changed:
+        return report, None
+    index = AdvisoryIndex(await load_advisories(session))
+    return report, await rematch_latest_scans(session, index)
 
 
 class StoredCounts(NamedTuple):

@@ -1,6 +1,7 @@
 """Snyk's ``GET /rest/orgs/{org_id}/issues`` for one project (``scan_item.id`` and
 ``scan_item.type``), as catalog exporters ask for it: the issues of the project's latest
-scan, JSON:API with the control plane's cursor pagination.
+scan, JSON:API with the control plane's cursor pagination. And ``POST /rest/advisories``:
+an admin uploads one advisory file, as ``crbroker-server advisories import`` reads it.
 
 Thin: parse the query, call the domain (:mod:`scan_issues`, :mod:`index_cache`), render.
 Register with ``add_routes(app.router)`` beside the control plane's other route modules.
@@ -8,19 +9,22 @@ Register with ``add_routes(app.router)`` beside the control plane's other route 
 
 from __future__ import annotations
 
-import weakref
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.accounts.services import visible_org
-from control_plane.advisories.index_cache import IndexCache
-from control_plane.advisories.scan_issues import ScanIssue, list_scan_issues
+from control_plane.advisories.advisory_files import MAX_DOCUMENT_BYTES, read_file
+from control_plane.advisories.index_cache import index_cache_for
+from control_plane.advisories.scan_issues import ScanIssue, import_and_rematch, list_scan_issues
 from control_plane.api.app import principal_of, session_of
 from control_plane.api.jsonapi import document, page_links, relationship
 from control_plane.api.query import PAGINATION, Query, path_uuid
-from control_plane.errors import InvalidInput
+from control_plane.errors import Forbidden, InvalidInput, TooLarge
 from control_plane.pagination import Page
 from control_plane.projects.services import get_project
 
@@ -33,8 +37,6 @@ _PARAMETERS = PAGINATION | {
     "ignored",
 }
 _SNYK_LEVELS = ("info", "low", "medium", "high", "critical")
-# one index per database per process (tests open several databases in one process)
-_CACHES: weakref.WeakKeyDictionary[AsyncEngine, IndexCache] = weakref.WeakKeyDictionary()
 
 
 def _level(severity: str) -> str:
@@ -130,13 +132,10 @@ async def list_issues_view(request: web.Request) -> web.Response:
     if project.latest_scan_id is None or not wanted:
         page: Page[ScanIssue] = Page([], has_next=False, has_prev=False)
     else:
-        bind = session.bind
-        assert isinstance(bind, AsyncEngine)
-        cache = _CACHES.setdefault(bind, IndexCache())
         severities = {"unknown" if level == "info" else level for level in levels}
         page = await list_scan_issues(
             session,
-            await cache.get(session),
+            await index_cache_for(session).get(session),
             project.latest_scan_id,
             page_request,
             severities=severities,
@@ -145,5 +144,54 @@ async def list_issues_view(request: web.Request) -> web.Response:
     return document(data, links=page_links(request, page))
 
 
+#: skipped records listed in the answer; all are counted
+SHOWN_SKIPS = 100
+#: an upload is named so in what is skipped
+UPLOAD = "upload"
+
+
+async def _receive(request: web.Request, into: Path) -> None:
+    """The request body into a file, streamed (the Debian tracker's JSON is ~100 MB; an
+    aiohttp body read is capped far below)."""
+    size = 0
+    with into.open("wb") as out:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise TooLarge(f"an advisory file is taken up to {MAX_DOCUMENT_BYTES} bytes")
+            out.write(chunk)
+    if size == 0:
+        raise InvalidInput(
+            "the body is empty: send an OSV JSON or all.zip, Alpine secdb or Debian tracker file"
+        )
+
+
+async def import_advisories_view(request: web.Request) -> web.Response:
+    Query(request, ())
+    if not principal_of(request).is_admin:
+        raise Forbidden("only an admin token may import advisories (they apply to every org)")
+    with tempfile.TemporaryDirectory(prefix="crbroker-advisories-") as directory:
+        upload = Path(directory) / UPLOAD
+        await _receive(request, upload)
+        outcome = await asyncio.to_thread(read_file, upload, UPLOAD)  # CPU work: off the loop
+    if not outcome.advisories and outcome.skipped:
+        raise InvalidInput(f"nothing in the body could be read: {outcome.skipped[0]}")
+    report, rematched = await import_and_rematch(session_of(request), outcome)
+    attributes: dict[str, Any] = {
+        "new": report.new,
+        "updated": report.updated,
+        "withdrawn": report.withdrawn,
+        "unchanged": report.unchanged,
+        "skipped": len(report.skipped),
+        "skipped_records": [
+            {"record": skip.where, "field": skip.field, "reason": skip.reason}
+            for skip in report.skipped[:SHOWN_SKIPS]
+        ],
+        "rematched": None if rematched is None else rematched._asdict(),
+    }
+    return document({"type": "advisory_import", "id": str(uuid.uuid4()), "attributes": attributes})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/rest/orgs/{org_id}/issues", list_issues_view)
+    router.add_post("/rest/advisories", import_advisories_view)

@@ -204,6 +204,7 @@ def setup_api(
     app: web.Application, db: Database, box: SecretBox, *, metrics_: ApiMetrics | None = None
 ) -> None:
     """Add the control plane's routes, middleware and context to ``app`` (before it starts)."""
+    from control_plane.advisories import views as advisories
     from control_plane.api import (
         container_import,
         integrations,
@@ -220,7 +221,7 @@ def setup_api(
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    for module in (orgs, projects, targets, integrations, users, v1, container_import):
+    for module in (orgs, projects, targets, integrations, users, v1, container_import, advisories):
         module.add_routes(app.router)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from control_plane.advisories.scan_issues import StoredCounts, issue_counts
 from control_plane.api.app import org_id_of, session_of
 from control_plane.api.body import Body
 from control_plane.api.jsonapi import document, iso, page_links, relationship
@@ -72,6 +73,7 @@ def project_resource(
     expand_target: bool,
     issue_counts: bool,
     dependency_total: bool,
+    counts: StoredCounts | None = None,
 ) -> dict[str, Any]:
     org = project.org_id
     resource: dict[str, Any] = {
@@ -112,13 +114,13 @@ def project_resource(
         )
     meta: dict[str, Any] = {"cli_monitored_at": None}
     if issue_counts:
-        # no advisories are matched yet: zero counts, never updated
+        # the latest scan's counts; zeros, never updated, until it is matched
         meta["latest_issue_counts"] = {
-            "critical": 0,
-            "high": 0,
-            "medium": 0,
-            "low": 0,
-            "updated_at": None,
+            "critical": counts.counts.critical if counts else 0,
+            "high": counts.counts.high if counts else 0,
+            "medium": counts.counts.medium if counts else 0,
+            "low": counts.counts.low if counts else 0,
+            "updated_at": iso(counts.matched_at) if counts else None,
         }
     if dependency_total:
         meta["latest_dependency_total"] = {
@@ -175,7 +177,11 @@ async def list_projects_view(request: web.Request) -> web.Response:
     page = await list_projects(
         session, org_id, _filters(query), query.page(), with_target=options["expand_target"]
     )
-    data = [project_resource(p, **options) for p in page.items]
+    counts = {}
+    if options["issue_counts"]:
+        latest = [p.latest_scan_id for p in page.items if p.latest_scan_id is not None]
+        counts = await issue_counts(session, latest)
+    data = [project_resource(p, **options, counts=counts.get(p.latest_scan_id)) for p in page.items]
     return document(data, links=page_links(request, page))
 
 
@@ -190,7 +196,12 @@ async def _org_project(request: web.Request, *, with_target: bool = False) -> Pr
 async def get_project_view(request: web.Request) -> web.Response:
     options = _render_options(Query(request, _ONE))
     project = await _org_project(request, with_target=options["expand_target"])
-    return document(project_resource(project, **options), links={"self": request.path_qs})
+    counts = None
+    if options["issue_counts"] and project.latest_scan_id is not None:
+        found = await issue_counts(session_of(request), [project.latest_scan_id])
+        counts = found.get(project.latest_scan_id)
+    resource = project_resource(project, **options, counts=counts)
+    return document(resource, links={"self": request.path_qs})
 
 
 def _update(body: Body) -> ProjectUpdate:

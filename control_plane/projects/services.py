@@ -139,6 +139,7 @@ LISTED_COLUMNS = (
     Project.owner_id,
     Project.dependency_total,
     Project.dependency_total_updated_at,
+    Project.latest_scan_id,
 )
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from control_plane.advisories.scan_issues import match_landed_scan
 from control_plane.encryption import SecretBox
 from control_plane.models import ResultChunk, Scan, utcnow
 from control_plane.queue.dispatch import ticket_matches
@@ -166,7 +167,7 @@ async def ingest_result(
                 if body is None:
                     return Outcome(202, {"stored": False, "partial": True, "scan": str(scan.id)})
             assert body is not None
-            await _store(session, scan, body, documents or _documents(body))
+            landed = await _store(session, scan, body, documents or _documents(body))
     except IntegrityError:
         # another replica stored this result a moment ago (unique idempotency key)
         return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan_id)})
@@ -177,7 +178,19 @@ async def ingest_result(
         status=parsed.status,
         packages=parsed.packageCount,
     )
+    if landed:
+        await _match(sessions, scan_id)
     return Outcome(200, {"stored": True, "scan": str(scan_id)})
+
+
+async def _match(sessions: async_sessionmaker[AsyncSession], scan_id: uuid.UUID) -> None:
+    """Match the scan that just landed, in a transaction of its own: the result is stored
+    already, and a failure to match loses nothing (the next advisory import matches it)."""
+    try:
+        async with _one_writer(sessions), sessions() as session, session.begin():
+            await match_landed_scan(session, scan_id)
+    except Exception:
+        log.exception("scan stored but not matched against the advisories", scan=str(scan_id))
 
 
 async def _add_chunk(
@@ -238,8 +251,8 @@ def _documents(body: ResultBody) -> dict[str, bytes] | None:
 
 async def _store(
     session: AsyncSession, scan: Scan, body: ResultBody, documents: dict[str, bytes] | None
-) -> None:
-    """The scans domain records it: a failure apart, a success with both SBOMs."""
+) -> bool:
+    """The scans domain records it: a failure apart, a success with both SBOMs (True)."""
     started = scan.started_at or scan.claimed_at or scan.requested_at
     elapsed = max(0, int((utcnow() - started) / dt.timedelta(milliseconds=1)))
     if documents is None or body.sbom is None:
@@ -266,6 +279,7 @@ async def _store(
     # set after recording: changed before, they would be flushed by its first query
     scan.started_at = started
     scan.duration_ms = elapsed
+    return documents is not None and body.sbom is not None
 
 
 async def ingest_done(
