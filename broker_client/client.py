@@ -11,6 +11,7 @@ import asyncio
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,11 @@ from shared.redaction import hash_token, mask_token
 log = get_logger("broker_client")
 
 ROLES = ("primary", "secondary")
+
+
+def _is_open(connection: ServerConnection) -> Callable[[], bool]:
+    """Read the socket's state when the gauge is collected, not when it is registered."""
+    return lambda: connection.is_open
 
 
 class BrokerClient:
@@ -90,7 +96,7 @@ class BrokerClient:
             for role in ROLES
         ]
         for connection in self.connections:
-            self.metrics.watch_socket(connection.role, lambda c=connection: c.is_open)
+            self.metrics.watch_socket(connection.role, _is_open(connection))
         listener = LocalListener(
             s,
             lambda: self.rules,

@@ -365,7 +365,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, A
     """Read and check the environment; raises :class:`SettingsError` with one line on any problem."""
     env = dict(os.environ if environ is None else environ)
     try:
-        settings = Settings(_env_file=None, **_from_env(env))  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, **_from_env(env))
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     settings.CR_CREDENTIALS = _credentials(settings)

@@ -173,7 +173,7 @@ def load_settings(
         if field is not None and value != "":
             values[field] = value
     try:
-        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, **values)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     if require_tokens and not settings.BROKER_TOKENS and not settings.BROKER_TOKEN_FILE:

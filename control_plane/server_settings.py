@@ -89,7 +89,7 @@ def load_server_settings(environ: Mapping[str, str] | None = None) -> ServerSett
         if field is not None and value != "":
             values[field] = value
     try:
-        return ServerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+        return ServerSettings(_env_file=None, **values)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error.get("loc", ())) or "settings"

@@ -86,7 +86,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         fields[k.upper()]: v for k, v in source.items() if v and k.upper() in fields
     }
     try:
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first.get("loc") else "settings"

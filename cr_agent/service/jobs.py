@@ -34,6 +34,7 @@ from cr_agent.service.models import (
     DoneCallback,
     ErrorDetail,
     ImageStatus,
+    JobState,
     JobStatus,
     ResultCallback,
     ScanRequest,
@@ -76,7 +77,7 @@ class Job:
     creds: RegistryCredentials | None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
-    status: str = "queued"
+    status: JobState = "queued"
     images: list[ImageStatus] = field(default_factory=list)
     delivered: int = 0
     spooled: int = 0
@@ -88,7 +89,7 @@ class Job:
         return JobStatus(
             jobId=self.id,
             kind=self.kind,
-            status=self.status,  # type: ignore[arg-type]
+            status=self.status,
             requestId=self.request.requestId,
             createdAt=self.created_at,
             finishedAt=self.finished_at,
