@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping
+from dataclasses import replace
 from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package, PurlRule
@@ -200,4 +201,4 @@ class DpkgCataloger(FileCataloger):
             cache[path] = licenses
         if not cache[path]:
             return package
-        return package._replace(licenses=cache[path])
+        return replace(package, licenses=cache[path])
