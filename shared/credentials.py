@@ -16,6 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Registry types the product knows (snyk's ``CRA_COMPATIBLE_TYPES`` plus ``generic-cr``).
+#: The registry-type plug-ins (``cr_agent.registry_types``) are the source of truth, but this
+#: list cannot be read from them: the broker client validates ``CR_TYPE`` with it and its image
+#: ships ``shared`` without ``cr_agent`` (Dockerfile.broker), so ``shared`` must not import
+#: ``cr_agent``. tests/cr_agent/registry_types pins the two to the same names instead.
 KNOWN_TYPES: tuple[str, ...] = (
     "acr",
     "artifactory-cr",

@@ -6,12 +6,12 @@ lines and the other per-file letters follow the package fields and are not neede
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from functools import partial
 
-from cr_agent.catalogers.base import CatalogResult, Package
+from cr_agent.catalogers.base import CatalogResult, Package, PurlRule
 from cr_agent.catalogers.deb822 import decode_text
-from cr_agent.catalogers.reader_guard import guarded
+from cr_agent.catalogers.file_cataloger import FileCataloger
 from cr_agent.catalogers.warning_limit import WarningLog, limit_warnings
 
 DB_PATHS = ("lib/apk/db/installed", "usr/lib/apk/db/installed")
@@ -39,6 +39,18 @@ def _package(fields: dict[str, str], path: str, line: int, warnings: list[str]) 
         database=path,
         extra=tuple((label, fields[key]) for key, label in _EXTRA.items() if fields.get(key)),
     )
+
+
+def origin_purl_parts(package: Package) -> tuple[str, dict[str, str]]:
+    """Purl version and qualifiers: ``upstream`` (the origin package) only when it differs
+    from the package's name (syft: ``OriginPackage != Package``)."""
+    qualifiers: dict[str, str] = {}
+    if package.source_name and package.source_name != package.name:
+        qualifiers["upstream"] = package.source_name
+    return package.full_version, qualifiers
+
+
+PURL_RULE = PurlRule("apk", "alpine", origin_purl_parts)
 
 
 def parse_installed(data: bytes, path: str) -> CatalogResult:
@@ -72,7 +84,7 @@ def parse_installed(data: bytes, path: str) -> CatalogResult:
     return result
 
 
-class ApkCataloger:
+class ApkCataloger(FileCataloger):
     """Reads the apk installed database."""
 
     name = "apk"
@@ -86,24 +98,13 @@ class ApkCataloger:
 
     def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
         result = CatalogResult()
+        # With both paths present (a copied rather than symlinked /lib), one listing wins.
+        known: set[Hashable] = set()
         for path in DB_PATHS:
             data = files.get(path)
             if data is None:
                 continue
-            if len(data) > self.max_file_size:
-                result.warnings.append(
-                    f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte limit; skipped"
-                )
-                continue
-            one = guarded(
-                self.name,
-                path,
-                partial(parse_installed, data, path),
-                CatalogResult(),
-                result.warnings,
-            )
-            result.warnings.extend(one.warnings)
-            # With both paths present (a copied rather than symlinked /lib), one listing wins.
-            known = {p.key for p in result.packages}
-            result.packages.extend(p for p in one.packages if p.key not in known)
+            one = self.read_file(path, data, partial(parse_installed, data, path), result.warnings)
+            if one is not None:
+                self.merge(result, one.packages, path, known)
         return result

@@ -8,12 +8,14 @@ copyright files where the package ships one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from dataclasses import replace
 from functools import partial
 
-from cr_agent.catalogers.base import CatalogResult, Package
+from cr_agent.catalogers.base import CatalogResult, Package, PurlRule
 from cr_agent.catalogers.deb822 import Paragraph, parse_paragraphs
 from cr_agent.catalogers.debian_copyright import licenses_from_copyright
+from cr_agent.catalogers.file_cataloger import FileCataloger
 from cr_agent.catalogers.reader_guard import guarded
 from cr_agent.catalogers.warning_limit import limit_warnings
 
@@ -32,6 +34,24 @@ def split_epoch(version: str) -> tuple[int | None, str]:
     if match is None:
         return None, version
     return int(match.group(1)), match.group(2)
+
+
+def _purl_parts(package: Package) -> tuple[str, dict[str, str]]:
+    """Purl version (dpkg's full version, epoch included, as syft writes it) and ``upstream``
+    only when the source package differs (``src`` or ``src@version``)."""
+    qualifiers: dict[str, str] = {}
+    version = package.full_version
+    if package.source_name and package.source_name != package.name:
+        if package.source_version and package.source_version != version:
+            qualifiers["upstream"] = f"{package.source_name}@{package.source_version}"
+        else:
+            qualifiers["upstream"] = package.source_name
+    elif package.source_version and package.source_version != version:
+        qualifiers["upstream"] = f"{package.name}@{package.source_version}"
+    return version, qualifiers
+
+
+PURL_RULE = PurlRule("deb", "debian", _purl_parts)
 
 
 def _installed(status: str | None) -> bool:
@@ -107,7 +127,7 @@ def read_status(data: bytes, path: str) -> CatalogResult:
     return result
 
 
-class DpkgCataloger:
+class DpkgCataloger(FileCataloger):
     """Reads the dpkg status database (full and distroless forms)."""
 
     name = "dpkg"
@@ -115,6 +135,7 @@ class DpkgCataloger:
     max_file_size = 64 * 1024 * 1024
 
     path_prefixes = (STATUS_PATH, DOC_PREFIX)  # STATUS_PATH also starts status.d/
+    warn_duplicates = True
 
     def __init__(self) -> None:
         # Licences per (path, copyright file bytes): a scan catalogs the image again after
@@ -135,27 +156,12 @@ class DpkgCataloger:
     def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
         result = CatalogResult()
         databases = sorted(p for p in files if p == STATUS_PATH or p.startswith(STATUS_D_PREFIX))
-        known: set[tuple[str, str | None]] = set()
+        known: set[Hashable] = set()
         for path in databases:
             data = files[path]
-            if len(data) > self.max_file_size:
-                result.warnings.append(
-                    f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte limit; skipped"
-                )
-                continue
-            one = guarded(
-                self.name, path, partial(read_status, data, path), CatalogResult(), result.warnings
-            )
-            result.warnings.extend(one.warnings)
-            for package in one.packages:
-                if (package.name, package.arch) in known:
-                    result.warnings.append(
-                        f"{path}: {package.name} ({package.arch}) is also listed in an earlier "
-                        "file; kept the first"
-                    )
-                    continue
-                known.add((package.name, package.arch))
-                result.packages.append(package)
+            one = self.read_file(path, data, partial(read_status, data, path), result.warnings)
+            if one is not None:
+                self.merge(result, one.packages, path, known)
         licenses: dict[str, tuple[str, ...]] = {}
         result.packages = [
             self._with_licenses(p, files, licenses, result.warnings) for p in result.packages
@@ -195,4 +201,4 @@ class DpkgCataloger:
             cache[path] = licenses
         if not cache[path]:
             return package
-        return package._replace(licenses=cache[path])
+        return replace(package, licenses=cache[path])

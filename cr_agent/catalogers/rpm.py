@@ -10,11 +10,11 @@ Locations: ``var/lib/rpm`` (classic), ``usr/lib/sysimage/rpm`` (Fedora 36+, SUSE
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 
-from cr_agent.catalogers.base import CatalogResult, Package
-from cr_agent.catalogers.reader_guard import guarded
+from cr_agent.catalogers.base import CatalogResult, Package, PurlRule
+from cr_agent.catalogers.file_cataloger import FileCataloger
 from cr_agent.catalogers.warning_limit import WarningLog
 
 DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm", "usr/share/rpm")
@@ -29,6 +29,24 @@ BlobReader = Callable[[bytes, str], tuple[list[bytes], list[str]]]
 
 # gpg-pubkey "packages" are signing keys imported into the database, not installed software.
 _NOT_SOFTWARE = frozenset({"gpg-pubkey"})
+
+
+def _purl_parts(package: Package) -> tuple[str, dict[str, str]]:
+    """Purl version ``version-release``, ``epoch`` when the header has one, and ``upstream``
+    naming the source rpm."""
+    qualifiers: dict[str, str] = {}
+    version = f"{package.version}-{package.release}" if package.release else package.version
+    if package.epoch is not None:
+        qualifiers["epoch"] = str(package.epoch)
+    extra = dict(package.extra)
+    source_rpm = extra.get("sourcerpm") or extra.get("source_rpm") or extra.get("SourceRPM")
+    if source_rpm:
+        qualifiers["upstream"] = source_rpm
+    return version, qualifiers
+
+
+#: the rule for every rpm package, from a database or from the rpm manifest
+PURL_RULE = PurlRule("rpm", None, _purl_parts)
 
 
 def sniff(data: bytes) -> tuple[str, BlobReader] | None:
@@ -87,7 +105,7 @@ def _identity(package: Package) -> tuple[str, int | None, str, str | None, str |
     return (package.name, package.epoch, package.version, package.release, package.arch)
 
 
-class RpmCataloger:
+class RpmCataloger(FileCataloger):
     """Reads rpm databases of every backend from the usual locations."""
 
     name = "rpm"
@@ -101,36 +119,36 @@ class RpmCataloger:
     def wants(self, path: str) -> bool:
         return path in self._paths
 
+    def identity(self, package: Package) -> Hashable:
+        return _identity(package)
+
     def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
         result = CatalogResult()
-        seen: set[tuple[str, int | None, str, str | None, str | None]] = set()
+        known: set[Hashable] = set()
         for directory in DB_DIRS:
             present = [f"{directory}/{f}" for f in DB_FILES if f"{directory}/{f}" in files]
             for path in present:
                 data = files[path]
-                if len(data) > self.max_file_size:
-                    result.warnings.append(
-                        f"{path}: {len(data)} bytes exceeds the {self.max_file_size}-byte "
-                        "limit; skipped"
-                    )
-                    continue
                 wal = files.get(f"{path}-wal") if path.endswith(".sqlite") else None
-                one = guarded(
-                    self.name,
-                    path,
-                    partial(read_rpmdb, data, path, wal),
-                    CatalogResult(),
-                    result.warnings,
+                one = self.read_file(
+                    path, data, partial(read_rpmdb, data, path, wal), result.warnings
                 )
-                result.warnings.extend(one.warnings)
-                if not one.packages:
+                if one is None or not one.packages:
                     continue  # an empty or unreadable database: try the older one beside it
                 for other in present[present.index(path) + 1 :]:
                     result.warnings.append(f"{other}: ignored, {path} is the newer database")
-                for package in one.packages:
-                    # The same database reached through two directories lists each once.
-                    if _identity(package) not in seen:
-                        seen.add(_identity(package))
-                        result.packages.append(package)
+                # The same database reached through two directories lists each once.
+                self.merge(result, _first_of_each(one.packages), path, known)
                 break
         return result
+
+
+def _first_of_each(packages: list[Package]) -> list[Package]:
+    """``packages`` without a repeat of the same name, epoch, version, release and arch."""
+    seen: set[Hashable] = set()
+    kept = []
+    for package in packages:
+        if _identity(package) not in seen:
+            seen.add(_identity(package))
+            kept.append(package)
+    return kept

@@ -12,7 +12,7 @@ from functools import partial
 
 from cr_agent.catalogers.base import CatalogResult, Package
 from cr_agent.catalogers.deb822 import decode_text
-from cr_agent.catalogers.reader_guard import guarded
+from cr_agent.catalogers.file_cataloger import FileCataloger
 from cr_agent.catalogers.rpm import DB_PATHS as RPMDB_PATHS
 from cr_agent.catalogers.warning_limit import WarningLog, limit_warnings
 
@@ -65,7 +65,7 @@ def parse_manifest(data: bytes, path: str) -> CatalogResult:
     return result
 
 
-class RpmManifestCataloger:
+class RpmManifestCataloger(FileCataloger):
     """Reads the rpm manifest of Azure Linux / CBL-Mariner distroless images.
 
     It also asks for the rpmdb paths, only to stand aside when a real database exists: the
@@ -84,22 +84,11 @@ class RpmManifestCataloger:
 
     def catalog(self, files: Mapping[str, bytes]) -> CatalogResult:
         data = files.get(MANIFEST_PATH)
-        if data is None or any(path in files for path in RPMDB_PATHS):
-            return CatalogResult()
-        if len(data) > self._manifest_limit:
-            return CatalogResult(
-                warnings=[
-                    f"{MANIFEST_PATH}: {len(data)} bytes exceeds the {self._manifest_limit}-byte "
-                    "limit; skipped"
-                ]
-            )
         result = CatalogResult()
-        one = guarded(
-            self.name,
-            MANIFEST_PATH,
-            partial(parse_manifest, data, MANIFEST_PATH),
-            CatalogResult(),
-            result.warnings,
-        )
-        one.warnings[:0] = result.warnings
-        return one
+        if data is None or any(path in files for path in RPMDB_PATHS):
+            return result
+        parse = partial(parse_manifest, data, MANIFEST_PATH)
+        one = self.read_file(MANIFEST_PATH, data, parse, result.warnings, self._manifest_limit)
+        if one is not None:
+            result.packages = one.packages
+        return result

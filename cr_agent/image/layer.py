@@ -63,7 +63,7 @@ class FileSelector:
         # reader (and the usr-merge alias) in Python.
         prefixes: list[str] | None = []
         for cataloger in self.catalogers:
-            hint: tuple[str, ...] | None = getattr(cataloger, "path_prefixes", None)
+            hint = cataloger.path_prefixes
             if hint is None or prefixes is None:
                 prefixes = None
             else:

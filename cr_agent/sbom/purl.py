@@ -1,12 +1,11 @@
 """Package URLs in the form syft emits for OS packages.
 
-- deb: ``pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12``; the version
-  is dpkg's full version (epoch included, as syft does), ``upstream`` only when the source
-  package differs (``src`` or ``src@version``).
-- apk: ``pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=alpine-3.19.1&upstream=openssl``;
-  ``upstream`` (the origin package) only when it differs from the package's name.
-- rpm: ``pkg:rpm/<distro>/<name>@<version>-<release>?arch=..&distro=..&epoch=..&upstream=<srpm>``
-  with ``rhel`` written ``redhat`` and ``opensuse-*`` written ``opensuse``.
+Each package type's rule (the purl version and its own qualifiers, e.g. deb's and apk's
+``upstream``, rpm's ``epoch``) lives beside its reader as ``PURL_RULE``
+(:data:`cr_agent.catalogers.PURL_RULES`). This module adds what all types share: the
+namespace (the distro id, ``rhel`` written ``redhat`` and ``opensuse-*`` written ``opensuse``),
+``arch`` and ``distro``, and writes the text, e.g.
+``pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12``.
 
 Qualifiers come out as current syft writes them: all of them, ``distro`` included, sorted by
 key (syft's own tests, e.g. ``?arch=a&distro=alpine-3.4.6&upstream=origin``); values escape
@@ -21,15 +20,21 @@ from urllib.parse import quote
 
 from packageurl import PackageURL
 
+from cr_agent.catalogers import PURL_RULES, PurlRule
+from cr_agent.catalogers.apk import origin_purl_parts
 from cr_agent.catalogers.base import Distro, Package
 
-_DEFAULT_NAMESPACE = {"deb": "debian", "apk": "alpine"}
 _ESCAPE = re.compile(r"%[0-9a-f]{2}")
+
+
+def _rule(package: Package) -> PurlRule:
+    # A type without a rule of its own: version as written, upstream when the source differs.
+    return PURL_RULES.get(package.type) or PurlRule(package.type, None, origin_purl_parts)
 
 
 def _namespace(package: Package, distro: Distro | None) -> str | None:
     if distro is None or not distro.id:
-        return _DEFAULT_NAMESPACE.get(package.type)
+        return _rule(package).default_namespace
     if distro.id == "rhel":
         return "redhat"
     if distro.id.startswith("opensuse"):
@@ -51,27 +56,8 @@ def _parts(package: Package, distro: Distro | None) -> tuple[str, dict[str, str]
     distro_text = distro_qualifier(distro)
     if distro_text:
         qualifiers["distro"] = distro_text
-    if package.type == "deb":
-        version = package.full_version
-        if package.source_name and package.source_name != package.name:
-            if package.source_version and package.source_version != version:
-                qualifiers["upstream"] = f"{package.source_name}@{package.source_version}"
-            else:
-                qualifiers["upstream"] = package.source_name
-        elif package.source_version and package.source_version != version:
-            qualifiers["upstream"] = f"{package.name}@{package.source_version}"
-    elif package.type == "rpm":
-        version = f"{package.version}-{package.release}" if package.release else package.version
-        if package.epoch is not None:
-            qualifiers["epoch"] = str(package.epoch)
-        extra = dict(package.extra)
-        source_rpm = extra.get("sourcerpm") or extra.get("source_rpm") or extra.get("SourceRPM")
-        if source_rpm:
-            qualifiers["upstream"] = source_rpm
-    else:
-        version = package.full_version
-        if package.source_name and package.source_name != package.name:
-            qualifiers["upstream"] = package.source_name
+    version, own = _rule(package).parts(package)
+    qualifiers.update(own)
     return version, qualifiers
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -88,7 +89,7 @@ def test_cyclonedx_gives_the_inventory_the_native_json_gives(
 
 def test_rpm_source_version_carries_the_binary_epoch() -> None:
     # without the sourcerpm fact: the source version from the record alone
-    package = OPENSSL_LIBS_EL9._replace(extra=())
+    package = dataclasses.replace(OPENSSL_LIBS_EL9, extra=())
     result = scan_result(Distro("rhel", "9.4"), [[package]])
     [found] = inventory_from_cyclonedx(json.loads(to_cyclonedx_json(result))).packages
     assert (found.version, found.source_version) == ("1:3.0.7-25.el9", "1:3.0.7-25.el9")

@@ -18,6 +18,7 @@ class ListCataloger:
     name = "list"
     version = "1"
     max_file_size = 1 << 20
+    path_prefixes = None
 
     def __init__(self) -> None:
         self.calls = 0

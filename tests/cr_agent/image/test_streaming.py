@@ -28,6 +28,7 @@ class WantEtc:
     name = "etc"
     version = "1"
     max_file_size = 1000
+    path_prefixes = None
 
     def wants(self, path: str) -> bool:
         return path.startswith("etc/")
@@ -211,6 +212,7 @@ def test_selector_prefix_hint_changes_nothing():
             self.inner = inner
             self.name, self.version = inner.name, inner.version
             self.max_file_size = inner.max_file_size
+            self.path_prefixes = None
 
         def wants(self, path):
             return self.inner.wants(path)
