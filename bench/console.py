@@ -30,7 +30,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from html import unescape
 from pathlib import Path
@@ -53,7 +52,6 @@ from control_plane.integrations.registry_agent import RegistryAgent  # noqa: E40
 from control_plane.models import Project, Scan, utcnow  # noqa: E402
 from control_plane.server_settings import load_server_settings  # noqa: E402
 from shared.logging import configure_logging  # noqa: E402
-from tests.support.postgres import start_postgres, unavailable_reason  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "bench_control_plane", ROOT / "bench/control_plane.py"
@@ -188,24 +186,9 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--db", default="sqlite,postgresql")
     args = parser.parse_args()
-    rows: list[dict[str, object]] = []
-    for name in args.db.split(","):
-        if name == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-                rows += await run_one(name, url, args.projects, args.requests)
-        elif name == "postgresql":
-            reason = unavailable_reason()
-            if reason:
-                print(f"postgresql skipped: {reason}")
-                continue
-            pg = start_postgres()
-            try:
-                rows += await run_one(name, pg.create_database(), args.projects, args.requests)
-            finally:
-                pg.stop()
-        else:
-            raise SystemExit(f"--db: unknown database {name}")
+    rows = await _api_bench.over_databases(
+        args.db, lambda name, url: run_one(name, url, args.projects, args.requests)
+    )
     print(
         f"{'database':<11}{'query':<10}{'images':>8}{'ttfb p50':>10}{'ttfb p99':>10}"
         f"{'full p50':>10}{'full p99':>10}{'cpu ms':>9}{'load':>6}"

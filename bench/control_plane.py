@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,19 +189,16 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
     return rows
 
 
-async def main() -> None:
-    configure_logging("warning", service="bench")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--projects", type=int, default=10000)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--db", default="sqlite,postgresql")
-    args = parser.parse_args()
+async def over_databases(
+    names: str, run: Callable[[str, str], Awaitable[list[dict[str, object]]]]
+) -> list[dict[str, object]]:
+    """``run(name, url)`` on each database named in ``names`` (a comma list of sqlite and
+    postgresql): SQLite in a temporary directory, PostgreSQL from Debian's packages."""
     rows: list[dict[str, object]] = []
-    for name in args.db.split(","):
+    for name in names.split(","):
         if name == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-                rows += await run_one(name, url, args.projects, args.requests)
+                rows += await run(name, f"sqlite+aiosqlite:///{tmp}/bench.db")
         elif name == "postgresql":
             reason = unavailable_reason()
             if reason:
@@ -209,11 +206,24 @@ async def main() -> None:
                 continue
             pg = start_postgres()
             try:
-                rows += await run_one(name, pg.create_database(), args.projects, args.requests)
+                rows += await run(name, pg.create_database())
             finally:
                 pg.stop()
         else:
             raise SystemExit(f"--db: unknown database {name}")
+    return rows
+
+
+async def main() -> None:
+    configure_logging("warning", service="bench")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--projects", type=int, default=10000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    args = parser.parse_args()
+    rows = await over_databases(
+        args.db, lambda name, url: run_one(name, url, args.projects, args.requests)
+    )
     print(
         f"{'database':<11}{'query':<10}{'projects':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'cpu ms':>9}{'load':>6}"

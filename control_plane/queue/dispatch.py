@@ -42,6 +42,7 @@ from control_plane.imports.services import apply_repository_tags
 from control_plane.integrations import services as integrations
 from control_plane.models import Integration, utcnow
 from control_plane.queue import services as scan_queue
+from control_plane.rounds import run_rounds
 from control_plane.server_settings import ServerSettings
 from shared.credentials import encode_credentials
 from shared.logging import get_logger
@@ -244,30 +245,23 @@ class Dispatcher:
             await self._http.close()
 
     async def _run(self) -> None:
-        last_reap = 0.0
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if loop.time() - last_reap > 10:
-                    last_reap = loop.time()
-                    requeued, timed_out = await scan_queue.reap(
-                        self.sessions,
-                        claim_timeout=self.settings.SCAN_CLAIM_TIMEOUT,
-                        result_timeout=self.settings.SCAN_RESULT_TIMEOUT,
-                    )
-                    if requeued or timed_out:
-                        log.warning("scans reaped", requeued=requeued, timed_out=timed_out)
-                busy = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away for a moment: keep going
-                log.error("dispatch round failed", error=repr(exc)[:500])
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.SCAN_POLL_SECONDS):
-                        await self._wake.wait()
-                self._wake.clear()
+        last_reap = 0.0
+
+        async def one_round() -> bool:
+            nonlocal last_reap
+            if loop.time() - last_reap > 10:
+                last_reap = loop.time()
+                requeued, timed_out = await scan_queue.reap(
+                    self.sessions,
+                    claim_timeout=self.settings.SCAN_CLAIM_TIMEOUT,
+                    result_timeout=self.settings.SCAN_RESULT_TIMEOUT,
+                )
+                if requeued or timed_out:
+                    log.warning("scans reaped", requeued=requeued, timed_out=timed_out)
+            return await self.step()
+
+        await run_rounds(one_round, self._wake, self.settings.SCAN_POLL_SECONDS, "dispatch")
 
     async def step(self) -> bool:
         """One round: claim as many scans as there are free dispatch places and start sending

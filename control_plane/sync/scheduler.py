@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.encryption import SecretBox, SecretKeyError
 from control_plane.models import Integration, utcnow
 from control_plane.queue.dispatch import DispatchError, agent_base
+from control_plane.rounds import run_rounds
 from control_plane.server_settings import ServerSettings
 from control_plane.sync import services
 from control_plane.sync.listing import ListedTag, Lister, ListingError
@@ -74,19 +75,7 @@ class SyncScheduler:
         return await Lister(self._http, base).everything(needs)
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                busy = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away for a moment: keep going
-                log.error("sync round failed", error=repr(exc)[:500])
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.SYNC_POLL_SECONDS):
-                        await self._wake.wait()
-                self._wake.clear()
+        await run_rounds(self.step, self._wake, self.settings.SYNC_POLL_SECONDS, "sync")
 
     async def step(self) -> bool:
         """Schedule what is due, then execute one run; True if a run was executed."""
