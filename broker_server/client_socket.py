@@ -63,8 +63,9 @@ class SocketHooks:
     settings: Settings
     metrics: ServerMetrics
     tokens: TokenRegistry
-    #: a client's ``request``/``service`` event to the upstream; returns the ack reply
-    forward: Callable[[ClientSocket, Any], Awaitable[dict[str, Any]]]
+    #: a client's ``request``/``service`` event argument to the upstream, with the socket's
+    #: token; returns the ack reply
+    forward: Callable[[str, Any], Awaitable[dict[str, Any]]]
     #: the socket identified with a known token and a supported version
     identified: Callable[[ClientSocket], None]
     #: the socket moved from polling to websocket
@@ -437,7 +438,7 @@ class ClientSocket:
 
     async def _answer_upstream(self, ack_id: int, args: list[Any], charged: int) -> None:
         try:
-            answer = await self.hooks.forward(self, args[0] if args else None)
+            answer = await self.hooks.forward(self.token, args[0] if args else None)
         finally:
             self.account.give(charged)
         try:

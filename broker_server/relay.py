@@ -13,15 +13,16 @@ import asyncio
 import random
 import time
 import uuid
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from broker_server.body_reader import read_body
-from broker_server.budget import Account, OverBudget
+from broker_server.budget import Account, ByteBudget, OverBudget
 from broker_server.client_socket import ClientSocket, SocketClosed
-from broker_server.streams import PendingStream, StreamFailed, StreamTimedOut
+from broker_server.streams import PendingStream, StreamFailed, StreamRegistry, StreamTimedOut
+from broker_server.tokens import TokenRegistry
 from shared.broker_message import (
     BUFFERED_DROP,
     Reply,
@@ -35,7 +36,10 @@ from shared.protocol_error import ProtocolError
 from shared.response_stream import BodyChunk, Head, ResponseStreamDecoder
 
 if TYPE_CHECKING:
-    from broker_server.server import BrokerServer
+    from broker_server.metrics import ServerMetrics
+    from broker_server.pool import TokenState
+    from broker_server.settings import Settings
+    from shared.accept_rules import AcceptRules
 
 log = get_logger("broker_server.relay")
 
@@ -69,23 +73,68 @@ def failure(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """The settings the relay reads, times in seconds."""
+
+    #: largest caller's body (BROKER_SERVER_MAX_BODY)
+    max_body: int
+    #: a caller's whole request, its answer's last byte included (BROKER_WEBSERVER_REQUEST_TIMEOUT)
+    request_timeout: float
+    #: longest silence inside a streamed answer's POST (BROKER_SERVER_STREAM_IDLE_TIMEOUT)
+    stream_idle_timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RelayLimits:
+        return cls(
+            max_body=settings.BROKER_SERVER_MAX_BODY,
+            request_timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
+            stream_idle_timeout=settings.BROKER_SERVER_STREAM_IDLE_TIMEOUT / 1000,
+        )
+
+
+class ClientLookup(Protocol):
+    """Which client socket takes a token's request (:class:`broker_server.pool.ConnectionPool`)."""
+
+    def select(self, token: str) -> ClientSocket | None: ...
+
+    def state(self, token: str) -> TokenState: ...
+
+
 class Relay:
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
+    """The two HTTP handlers; what they need of the server is passed in, nothing more."""
+
+    def __init__(
+        self,
+        *,
+        limits: RelayLimits,
+        metrics: ServerMetrics,
+        tokens: TokenRegistry,
+        clients: ClientLookup,
+        streams: StreamRegistry,
+        budget: ByteBudget,
+        rules: AcceptRules | None,
+    ) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.tokens = tokens
+        self.clients = clients
+        self.streams = streams
+        self.budget = budget
+        self.rules = rules
 
     # -- /broker/<token>/<path> -----------------------------------------------------------
 
     async def handle_broker(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
         started = time.perf_counter()
-        token = server.tokens.lookup(request.match_info["token"])
+        token = self.tokens.lookup(request.match_info["token"])
         if token is None:
             return self._count(
                 failure(404, "no-connection", "no broker client is connected for this token"),
                 "none",
             )
         # the caller's body is held until its answer is out: charged to the token meanwhile
-        account = server.budget.account(token, connection=False)
+        account = self.budget.account(token, connection=False)
         try:
             return await self._relay(request, token, account, started)
         finally:
@@ -94,7 +143,6 @@ class Relay:
     async def _relay(
         self, request: web.Request, token: str, account: Account, started: float
     ) -> web.StreamResponse:
-        server = self.server
         parts = request.raw_path.split("/", 3)
         url = "/" + (parts[3] if len(parts) > 3 else "")
         headers = merged_headers(request.headers.items())
@@ -102,7 +150,7 @@ class Relay:
             context, _, rest = url[len("/ctx/") :].partition("/")
             headers["x-snyk-broker-context-id"] = context
             url = "/" + rest
-        limit = server.settings.BROKER_SERVER_MAX_BODY
+        limit = self.limits.max_body
         if request.content_length is not None and request.content_length > limit:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
@@ -110,7 +158,7 @@ class Relay:
         try:
             body = await read_body(request.content, limit, account)
         except OverBudget as exc:
-            server.metrics.refusals.labels(exc.refusal.scope).inc()
+            self.metrics.refusals.labels(exc.refusal.scope).inc()
             log.warning("caller refused", reason=exc.refusal.message)
             return self._count(
                 failure(
@@ -125,8 +173,8 @@ class Relay:
             return self._count(
                 failure(413, "body-too-large", f"request body larger than {limit} bytes"), "none"
             )
-        server.metrics.bytes.labels("to_client", "request").inc(len(body))
-        rules = server.rules
+        self.metrics.bytes.labels("to_client", "request").inc(len(body))
+        rules = self.rules
         if (
             rules is not None
             and rules.public
@@ -176,18 +224,17 @@ class Relay:
         return self._count(failure(502, "client-disconnected", str(gone)), mode)
 
     def _count(self, response: web.StreamResponse, mode: str) -> web.StreamResponse:
-        self.server.metrics.requests.labels("to_client", mode, str(response.status)).inc()
+        self.metrics.requests.labels("to_client", mode, str(response.status)).inc()
         return response
 
     async def _client_for(self, token: str) -> ClientSocket:
         """The newest ready client of ``token``, waiting briefly for one mid-handshake;
         :class:`NoClient` with the answer for the caller when there is none."""
-        pool = self.server.pool
         for attempt, pause in enumerate((*WAIT_STEPS, None)):
-            session = pool.select(token)
+            session = self.clients.select(token)
             if session is not None:
                 return session
-            state = pool.state(token)
+            state = self.clients.state(token)
             if state == "none" and attempt == 0:
                 raise NoClient(
                     failure(404, "no-connection", "no broker client is connected for this token")
@@ -214,7 +261,7 @@ class Relay:
     async def _acked(
         self, session: ClientSocket, payload: dict[str, Any], started: float
     ) -> web.StreamResponse:
-        timeout = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        timeout = self.limits.request_timeout
         try:
             ack = await session.request_with_ack(payload, timeout)
         except TimeoutError:
@@ -224,16 +271,14 @@ class Relay:
             )
         except SocketClosed as exc:
             raise ClientGone(f"the broker client disconnected: {exc}") from None
-        self.server.metrics.latency.labels("to_client", "ack").observe(
-            time.perf_counter() - started
-        )
+        self.metrics.latency.labels("to_client", "ack").observe(time.perf_counter() - started)
         try:
             reply = Reply.from_ack(ack.args)
         except ProtocolError as exc:
             return self._count(failure(502, "bad-answer", f"the broker client's {exc}"), "ack")
         raw = reply.body
         headers = answer_headers(reply.headers, drop=BUFFERED_DROP)
-        self.server.metrics.bytes.labels("to_client", "response").inc(len(raw))
+        self.metrics.bytes.labels("to_client", "response").inc(len(raw))
         return self._count(web.Response(status=reply.status, body=raw, headers=headers), "ack")
 
     async def _streamed(
@@ -244,11 +289,11 @@ class Relay:
         message: RequestMessage,
         started: float,
     ) -> web.StreamResponse:
-        server = self.server
-        stream = server.streams.create(token, request, session)
+        streams = self.streams
+        stream = streams.create(token, request, session)
         stream.started = started
         await session.request_streamed(replace(message, streaming_id=stream.id).to_event())
-        timeout = server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+        timeout = self.limits.request_timeout
         stream.deadline = time.monotonic() + timeout
 
         def expire() -> None:
@@ -258,9 +303,7 @@ class Relay:
                     f"timeout: the answer did not complete within {timeout:g}s", timed_out=True
                 )
             else:
-                server.streams.discard(
-                    stream, f"timeout: no answer within {timeout:g}s", timed_out=True
-                )
+                streams.discard(stream, f"timeout: no answer within {timeout:g}s", timed_out=True)
 
         timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:
@@ -281,29 +324,28 @@ class Relay:
                 request.transport.close()
             return stream.response
         finally:
-            server.streams.discard(stream)
+            streams.discard(stream)
         assert stream.response is not None
         return self._count(stream.response, "stream")
 
     # -- /response-data/<token>/<streamingID> ---------------------------------------------
 
     async def handle_response_data(self, request: web.Request) -> web.Response:
-        server = self.server
-        token = server.tokens.lookup(request.match_info["token"])
+        token = self.tokens.lookup(request.match_info["token"])
         if token is None:
-            server.metrics.faults.labels("response-data").inc()
+            self.metrics.faults.labels("response-data").inc()
             return web.json_response({"message": "unknown broker token"}, status=401)
-        stream = server.streams.get(request.match_info["stream_id"])
+        stream = self.streams.get(request.match_info["stream_id"])
         if stream is None:
             return web.json_response(
                 {"message": "Unable to find request matching streaming id (unknown or expired)."},
                 status=404,
             )
-        if not server.tokens.same(stream.token, token):
-            server.metrics.faults.labels("response-data").inc()
+        if not self.tokens.same(stream.token, token):
+            self.metrics.faults.labels("response-data").inc()
             log.warning(
                 "response-data POST for another token's stream refused",
-                **server.tokens.describe(token),
+                **self.tokens.describe(token),
             )
             return web.json_response(
                 {"message": "this streaming id belongs to another broker token"}, status=403
@@ -313,11 +355,10 @@ class Relay:
                 {"message": "an answer for this streaming id is already being received"}, status=409
             )
         stream.attached = True
-        server.streams.discard(stream)  # single use
+        self.streams.discard(stream)  # single use
         return await self._pump(request, stream)
 
     async def _pump(self, request: web.Request, stream: PendingStream) -> web.Response:
-        server = self.server
         decoder = ResponseStreamDecoder()
         try:
             while chunk := await self._next_piece(request, stream):
@@ -328,12 +369,12 @@ class Relay:
                         )
             decoder.close()
         except AnswerStalled as exc:
-            server.metrics.faults.labels("response-data").inc()
+            self.metrics.faults.labels("response-data").inc()
             log.warning("streamed answer stalled", error=str(exc))
             stream.fail(str(exc), timed_out=True)
             return web.json_response({"message": str(exc)}, status=408)
         except ProtocolError as exc:
-            server.metrics.faults.labels("response-data").inc()
+            self.metrics.faults.labels("response-data").inc()
             log.warning("broken response stream from client", error=str(exc))
             stream.fail(f"broken response stream from the broker client: {exc}")
             return web.json_response({"message": f"broken response stream: {exc}"}, status=400)
@@ -359,14 +400,14 @@ class Relay:
             return web.json_response(
                 {"message": "the caller of this request went away"}, status=410
             )
-        server.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
+        self.metrics.bytes.labels("to_client", "response").inc(decoder.body_bytes)
         stream.finish()
         return web.Response(body=b"{}", content_type="application/json")
 
     async def _next_piece(self, request: web.Request, stream: PendingStream) -> bytes:
         """The next bytes of the answer's POST (b"" at its end), within the idle and the
         whole-request bounds: a client that stalls must not hold the caller."""
-        idle = self.server.settings.BROKER_SERVER_STREAM_IDLE_TIMEOUT / 1000
+        idle = self.limits.stream_idle_timeout
         left = stream.deadline - time.monotonic()
         try:
             async with asyncio.timeout(max(0.0, min(idle, left))):
@@ -376,7 +417,7 @@ class Relay:
                 raise AnswerStalled(
                     f"timeout: the broker client's answer stalled (no data for {idle:g}s)"
                 ) from None
-            total = self.server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
+            total = self.limits.request_timeout
             raise AnswerStalled(f"timeout: the answer did not complete within {total:g}s") from None
 
     async def _deliver(self, stream: PendingStream, item: Head | BodyChunk) -> bool:
@@ -392,7 +433,7 @@ class Relay:
                     stream.expected_length = length
                 await response.prepare(stream.caller)
                 stream.response = response
-                self.server.metrics.latency.labels("to_client", "stream").observe(
+                self.metrics.latency.labels("to_client", "stream").observe(
                     time.perf_counter() - stream.started
                 )
             else:

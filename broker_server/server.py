@@ -13,12 +13,12 @@ from broker_server.client_socket import ClientSocket, SocketHooks
 from broker_server.engine_transport import EngineTransport, new_sid
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
-from broker_server.relay import Relay
+from broker_server.relay import Relay, RelayLimits
 from broker_server.settings import Settings
 from broker_server.status import StatusEndpoints
 from broker_server.streams import StreamRegistry
 from broker_server.tokens import TokenRegistry
-from broker_server.upstream import UpstreamForwarder
+from broker_server.upstream import UpstreamForwarder, UpstreamLimits
 from shared.accept_rules import AcceptRules
 from shared.logging import get_logger
 
@@ -46,8 +46,18 @@ class BrokerServer:
         self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
         self.sessions: dict[str, ClientSocket] = {}
         self.engine = EngineTransport(self)
-        self.relay = Relay(self)
-        self.upstream = UpstreamForwarder(self)
+        self.relay = Relay(
+            limits=RelayLimits.from_settings(settings),
+            metrics=self.metrics,
+            tokens=self.tokens,
+            clients=self.pool,
+            streams=self.streams,
+            budget=self.budget,
+            rules=rules,
+        )
+        self.upstream = UpstreamForwarder(
+            rules, settings.variables, UpstreamLimits.from_settings(settings), self.metrics
+        )
         self.status = StatusEndpoints(self)
         self.socket_hooks = SocketHooks(
             settings=settings,

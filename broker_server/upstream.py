@@ -8,6 +8,8 @@ as ``{"status", "headers", "body"}`` with the body as a string, as snyk-broker's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -27,8 +29,10 @@ from shared.protocol_error import ProtocolError
 from shared.redaction import mask_token
 
 if TYPE_CHECKING:
-    from broker_server.client_socket import ClientSocket
-    from broker_server.server import BrokerServer
+    from broker_server.metrics import ServerMetrics
+    from broker_server.settings import Settings
+    from shared.accept_rules import AcceptRules
+    from shared.var_substitution import VariableSource
 
 log = get_logger("broker_server.upstream")
 
@@ -36,9 +40,40 @@ log = get_logger("broker_server.upstream")
 DROPPED = FRAMING | {"host", "x-broker-token", "x-snyk-broker", "content-encoding"}
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamLimits:
+    """The settings the forwarder reads."""
+
+    #: largest upstream answer passed back in an ack (SOCKET_MAX_RESPONSE_LENGTH)
+    max_answer: int
+    #: seconds one upstream call may take (BROKER_WEBSERVER_REQUEST_TIMEOUT)
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UpstreamLimits:
+        return cls(
+            max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
+            timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
+        )
+
+
 class UpstreamForwarder:
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
+    """Checks a client's callback against the private rules and makes it to the upstream.
+
+    ``variables`` is called per callback (rule origins and auth may name environment variables).
+    """
+
+    def __init__(
+        self,
+        rules: AcceptRules | None,
+        variables: Callable[[], VariableSource],
+        limits: UpstreamLimits,
+        metrics: ServerMetrics,
+    ) -> None:
+        self.rules = rules
+        self.variables = variables
+        self.limits = limits
+        self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -50,23 +85,23 @@ class UpstreamForwarder:
             self._session = aiohttp.ClientSession(auto_decompress=True)
         return self._session
 
-    async def forward(self, session: ClientSocket, request: Any) -> dict[str, Any]:
+    async def forward(self, token: str, request: Any) -> dict[str, Any]:
+        """The ack reply for a callback ``request`` event argument of a socket of ``token``."""
         started = time.perf_counter()
-        answer = await self._forward(session, request)
-        metrics = self.server.metrics
+        answer = await self._forward(token, request)
+        metrics = self.metrics
         metrics.requests.labels("to_upstream", "ack", str(answer["status"])).inc()
         metrics.latency.labels("to_upstream", "ack").observe(time.perf_counter() - started)
         return answer
 
-    async def _forward(self, session: ClientSocket, request: Any) -> dict[str, Any]:
-        server = self.server
+    async def _forward(self, token: str, request: Any) -> dict[str, Any]:
         try:
             message = RequestMessage.from_event(request)
         except ProtocolError as exc:
             return error_reply(400, "BAD_REQUEST", str(exc))
         url, method, headers = message.url, message.method, message.headers
         body = message.body or None
-        rules = server.rules
+        rules = self.rules
         rule = rules.match_private(method, url, headers, body) if rules is not None else None
         if rule is None or not rule.origin:
             log.info(
@@ -81,23 +116,21 @@ class UpstreamForwarder:
                 reason="Request does not match any accept rule on the broker server",
                 url=url,
             )
-        variables = server.settings.variables()
+        variables = self.variables()
         target = expand_origin(rule.origin, variables) + url
         out = {
             k: v
             for k, v in headers.items()
             if k not in DROPPED and not k.startswith("x-forwarded-")
         }
-        out["X-Broker-Token"] = session.token
-        out["x-snyk-broker"] = mask_token(session.token)
+        out["X-Broker-Token"] = token
+        out["x-snyk-broker"] = mask_token(token)
         authorization = auth_header(rule.auth, variables)
         if authorization:
             out["authorization"] = authorization
-        server.metrics.bytes.labels("to_upstream", "request").inc(len(body or b""))
-        limit = server.settings.SOCKET_MAX_RESPONSE_LENGTH
-        timeout = aiohttp.ClientTimeout(
-            total=server.settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000
-        )
+        self.metrics.bytes.labels("to_upstream", "request").inc(len(body or b""))
+        limit = self.limits.max_answer
+        timeout = aiohttp.ClientTimeout(total=self.limits.timeout)
         try:
             async with self._http().request(
                 method, target, headers=out, data=body, timeout=timeout
@@ -107,7 +140,7 @@ class UpstreamForwarder:
                     return error_reply(
                         502, "BODY_TOO_LARGE", f"upstream answer larger than {limit} bytes"
                     )
-                server.metrics.bytes.labels("to_upstream", "response").inc(len(data))
+                self.metrics.bytes.labels("to_upstream", "response").inc(len(data))
                 resp_headers = answer_headers(dict(resp.headers), drop=BUFFERED_DROP)
                 return reply(resp.status, resp_headers, data.decode("utf-8", "replace"))
         except TimeoutError:

@@ -21,8 +21,8 @@ class Recorder:
         self.identified: list[ClientSocket] = []
         self.closed: list[ClientSocket] = []
 
-    async def forward(self, socket: ClientSocket, request: Any) -> dict[str, Any]:
-        self.forwarded.append(request)
+    async def forward(self, token: str, request: Any) -> dict[str, Any]:
+        self.forwarded.append((token, request))
         return {"status": 201, "headers": {"x-from": "upstream"}, "body": "made"}
 
 
@@ -74,7 +74,7 @@ async def test_a_socket_identifies_and_forwards_a_callback_through_its_hooks_alo
     await socket.handle(socket.conn.receive(event))
     while socket._tasks:  # the upstream call runs as the socket's own task
         await next(iter(socket._tasks))
-    assert recorder.forwarded == [request]
+    assert recorder.forwarded == [(TOKEN, request)]
     [answer] = acks(client, socket.take_outbox())
     assert answer == [{"status": 201, "headers": {"x-from": "upstream"}, "body": "made"}]
     assert ack_id == 1
