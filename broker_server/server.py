@@ -18,7 +18,7 @@ from broker_server.settings import Settings
 from broker_server.status import StatusEndpoints
 from broker_server.streams import StreamRegistry
 from broker_server.tokens import TokenRegistry
-from broker_server.upstream import UpstreamForwarder, UpstreamLimits
+from broker_server.upstream import UpstreamForwarder
 from shared.accept_rules import AcceptRules
 from shared.logging import get_logger
 
@@ -56,7 +56,11 @@ class BrokerServer:
             rules=rules,
         )
         self.upstream = UpstreamForwarder(
-            rules, settings.variables, UpstreamLimits.from_settings(settings), self.metrics
+            rules,
+            settings.variables,
+            self.metrics,
+            max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
+            timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
         )
         self.status = StatusEndpoints(self)
         self.socket_hooks = SocketHooks(

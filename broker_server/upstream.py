@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -30,7 +29,6 @@ from shared.redaction import mask_token
 
 if TYPE_CHECKING:
     from broker_server.metrics import ServerMetrics
-    from broker_server.settings import Settings
     from shared.accept_rules import AcceptRules
     from shared.var_substitution import VariableSource
 
@@ -40,40 +38,28 @@ log = get_logger("broker_server.upstream")
 DROPPED = FRAMING | {"host", "x-broker-token", "x-snyk-broker", "content-encoding"}
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamLimits:
-    """The settings the forwarder reads."""
-
-    #: largest upstream answer passed back in an ack (SOCKET_MAX_RESPONSE_LENGTH)
-    max_answer: int
-    #: seconds one upstream call may take (BROKER_WEBSERVER_REQUEST_TIMEOUT)
-    timeout: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> UpstreamLimits:
-        return cls(
-            max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
-            timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
-        )
-
-
 class UpstreamForwarder:
     """Checks a client's callback against the private rules and makes it to the upstream.
 
-    ``variables`` is called per callback (rule origins and auth may name environment variables).
+    ``variables`` is called per callback (rule origins and auth may name environment variables);
+    ``max_answer`` bounds an upstream answer (SOCKET_MAX_RESPONSE_LENGTH), ``timeout`` one
+    upstream call, in seconds (BROKER_WEBSERVER_REQUEST_TIMEOUT).
     """
 
     def __init__(
         self,
         rules: AcceptRules | None,
         variables: Callable[[], VariableSource],
-        limits: UpstreamLimits,
         metrics: ServerMetrics,
+        *,
+        max_answer: int,
+        timeout: float,
     ) -> None:
         self.rules = rules
         self.variables = variables
-        self.limits = limits
         self.metrics = metrics
+        self.max_answer = max_answer
+        self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -129,8 +115,8 @@ class UpstreamForwarder:
         if authorization:
             out["authorization"] = authorization
         self.metrics.bytes.labels("to_upstream", "request").inc(len(body or b""))
-        limit = self.limits.max_answer
-        timeout = aiohttp.ClientTimeout(total=self.limits.timeout)
+        limit = self.max_answer
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._http().request(
                 method, target, headers=out, data=body, timeout=timeout
