@@ -173,8 +173,15 @@ async def answer_by_stream(
         else encode_head(status, headers or {"content-type": "text/plain"}) + body
     )
     assert peer.http is not None
-    async with peer.http.post(
-        f"{peer.base_url}/response-data/{peer.token}/{stream_id}",
+    return await post_response_data(peer.http, peer.base_url, peer.token, stream_id, data)
+
+
+async def post_response_data(
+    http: aiohttp.ClientSession, base_url: str, token: str, stream_id: str, data: bytes
+) -> int:
+    """POST a response-stream frame to ``/response-data``; returns the POST's status."""
+    async with http.post(
+        f"{base_url}/response-data/{token}/{stream_id}",
         data=data,
         headers={"content-type": CONTENT_TYPE},
     ) as resp:

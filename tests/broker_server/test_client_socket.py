@@ -5,14 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker_server.budget import ByteBudget
-from broker_server.client_socket import ClientSocket, SocketHooks
-from broker_server.metrics import ServerMetrics
-from broker_server.settings import load_settings
-from broker_server.tokens import TokenRegistry
+from broker_server.client_socket import ClientSocket
 from shared import broker_protocol as bp
-
-TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
+from tests.broker_server.lone_socket import TOKEN, lone_socket
 
 
 class Recorder:
@@ -27,26 +22,11 @@ class Recorder:
 
 
 def make_socket(recorder: Recorder) -> ClientSocket:
-    settings, _rules, tokens = load_settings({"BROKER_TOKENS": TOKEN})
-    hooks = SocketHooks(
-        settings=settings,
-        metrics=ServerMetrics(),
-        tokens=TokenRegistry(tokens),
+    return lone_socket(
         forward=recorder.forward,
         identified=recorder.identified.append,
-        transport_changed=lambda: None,
         closed=recorder.closed.append,
-    )
-    budget = ByteBudget(server=1 << 20, token=1 << 20, connection=1 << 20)
-    return ClientSocket(
-        hooks,
-        account=budget.account(TOKEN),
-        token=TOKEN,
-        sid="s1",
-        eio=4,
-        transport="polling",
         role_hint="primary",
-        client_id_header=None,
     )
 
 

@@ -15,20 +15,20 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broker_server.budget import ByteBudget
-from broker_server.client_socket import ClientSocket, SocketHooks
+from broker_server.client_socket import ClientSocket
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool, TokenState
 from broker_server.relay import ClientLookup, Relay, RelayLimits
-from broker_server.settings import load_settings
 from broker_server.streams import StreamRegistry
 from broker_server.tokens import TokenRegistry
 from deploy.processes import free_port
 from shared import broker_protocol as bp
 from shared.accept_rules import AcceptRules, load_rules
 from shared.broker_message import reply
-from shared.response_stream import CONTENT_TYPE, encode_head
+from shared.response_stream import encode_head
+from tests.broker_server.lone_socket import TOKEN, lone_socket
+from tests.broker_server.peer import post_response_data
 
-TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
 OTHER_TOKEN = "0c9e8d7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"
 LIMITS = RelayLimits(max_body=4096, request_timeout=10.0, stream_idle_timeout=10.0)
 
@@ -38,25 +38,8 @@ async def no_forward(token: str, request: Any) -> dict[str, Any]:
 
 
 def client_socket(pool: ConnectionPool, budget: ByteBudget) -> ClientSocket:
-    settings, _rules, _tokens = load_settings({"BROKER_TOKENS": TOKEN})
-    hooks = SocketHooks(
-        settings=settings,
-        metrics=ServerMetrics(),
-        tokens=TokenRegistry([TOKEN]),
-        forward=no_forward,
-        identified=pool.register,
-        transport_changed=lambda: None,
-        closed=pool.remove,
-    )
-    socket = ClientSocket(
-        hooks,
-        account=budget.account(TOKEN),
-        token=TOKEN,
-        sid="s1",
-        eio=4,
-        transport="polling",
-        role_hint=None,
-        client_id_header=None,
+    socket = lone_socket(
+        forward=no_forward, identified=pool.register, closed=pool.remove, budget=budget
     )
     pool.add_handshaking(socket)
     return socket
@@ -96,15 +79,6 @@ class Client:
     async def ack(self, ack_id: int, answer: dict[str, Any]) -> None:
         await self.socket.handle(self.socket.conn.receive(self.conn.send_ack(ack_id, answer)))
 
-    async def post_stream(self, http: aiohttp.ClientSession, stream_id: str, data: bytes) -> int:
-        async with http.post(
-            f"{self.base_url}/response-data/{TOKEN}/{stream_id}",
-            data=data,
-            headers={"content-type": CONTENT_TYPE},
-        ) as resp:
-            await resp.read()
-            return resp.status
-
 
 async def echo(
     client: Client, http: aiohttp.ClientSession, request: dict[str, Any], ack_id: int | None
@@ -116,7 +90,10 @@ async def echo(
         return
     body = text.encode()
     head = encode_head(200, {"content-type": "text/plain", "content-length": str(len(body))})
-    assert await client.post_stream(http, request["streamingID"], head + body) == 200
+    status = await post_response_data(
+        http, client.base_url, TOKEN, request["streamingID"], head + body
+    )
+    assert status == 200
 
 
 async def silent(
@@ -219,15 +196,6 @@ async def test_a_caller_is_answered_through_response_data_when_the_client_stream
     assert len(setup.streams) == 0  # the streaming id was used once and dropped
 
 
-async def test_no_socket_for_the_token_is_404_and_an_unknown_token_too(relay_app) -> None:
-    setup = await relay_app()
-    async with aiohttp.ClientSession() as http:
-        for token in (TOKEN, "not-a-known-token"):
-            async with http.get(f"{setup.url}/broker/{token}/list") as resp:
-                assert resp.status == 404
-                assert resp.headers["x-broker-failure"] == "no-connection"
-
-
 class NotReady:
     """A client lookup of our own: sockets are there but none sent version/capabilities."""
 
@@ -309,12 +277,12 @@ async def test_an_answer_posted_with_another_tokens_id_is_refused(relay_app) -> 
     async def wrong_token(
         client: Client, http: aiohttp.ClientSession, request: dict[str, Any], ack_id: int | None
     ) -> None:
-        async with http.post(
-            f"{client.base_url}/response-data/{OTHER_TOKEN}/{request['streamingID']}",
-            data=encode_head(200, {}) + b"stolen",
-            headers={"content-type": CONTENT_TYPE},
-        ) as resp:
-            posted.append(resp.status)
+        frame = encode_head(200, {}) + b"stolen"
+        posted.append(
+            await post_response_data(
+                http, client.base_url, OTHER_TOKEN, request["streamingID"], frame
+            )
+        )
 
     limits = RelayLimits(max_body=4096, request_timeout=0.5, stream_idle_timeout=10.0)
     setup = await relay_app(limits=limits, answer=wrong_token, capabilities=["post-streams"])
