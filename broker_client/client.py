@@ -26,6 +26,7 @@ from broker_client.metrics import ClientMetrics
 from broker_client.response_sender import ResponseSender
 from broker_client.settings import CLIENT_VERSION, Settings, load_accept_rules
 from shared.accept_rules import AcceptRules
+from shared.broker_message import reply
 from shared.emitter import Event
 from shared.http_client import HttpClient, HttpProtocolError
 from shared.logging import get_logger
@@ -204,9 +205,8 @@ class BrokerClient:
             log.warning("malformed request event", error=str(exc), role=connection.role)
             self.metrics.served(error_answers.BAD_REQUEST, 400, time.monotonic() - started)
             if handle is not None:
-                await handle.send(
-                    {"status": 400, "body": {"code": "BAD_REQUEST", "message": str(exc)}}
-                )
+                body = {"code": error_answers.BAD_REQUEST, "message": str(exc)}
+                await handle.send(reply(400, {}, body, body_first=True))
             return
         try:
             answer = await self.downstream.call(request)
@@ -260,17 +260,11 @@ class BrokerClient:
             if isinstance(arg.get("headers"), dict)
             else ""
         )
+        headers = {"requestId": request_id}
+        # snyk-broker's client writes this ack status, headers, body (not its usual order)
         if url.rstrip("/").endswith("/filters/reload"):
-            reply = {
-                "status": 200,
-                "headers": {"requestId": request_id},
-                "body": '"Filters reloaded"',
-            }
+            answer = reply(200, headers, '"Filters reloaded"')
         else:
-            reply = {
-                "status": 400,
-                "headers": {"requestId": request_id},
-                "body": '"Unsupported service command"',
-            }
+            answer = reply(400, headers, '"Unsupported service command"')
         if handle is not None:
-            await handle.send(reply)
+            await handle.send(answer)

@@ -284,6 +284,21 @@ def test_item_5_raw_control_characters_and_lookalikes_from_the_server_get_400(
     assert len(apps.agent.seen) == before
 
 
+def test_a_malformed_request_event_gets_a_400_ack_naming_the_field(
+    hostile: tuple[HostileServer, OurClient], apps: Apps
+) -> None:
+    server, _ = hostile
+    before = len(apps.agent.seen)
+    answer = server.ask({"method": "GET", "headers": {}})
+    assert answer == {
+        "status": 400,
+        "body": {"code": "BAD_REQUEST", "message": "request event has no url"},
+        "headers": {},
+    }
+    assert list(answer) == ["status", "body", "headers"]  # the client's order (shared codec)
+    assert len(apps.agent.seen) == before
+
+
 def test_item_2_scripted_server_cannot_pass_credentials_either(
     hostile: tuple[HostileServer, OurClient],
 ) -> None:
