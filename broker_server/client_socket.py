@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -433,7 +434,8 @@ class ClientSocket:
         else:
             log.debug("ignoring client event", event_name=event.name, **self.describe())
             if event.ack_id is not None:
-                body = f'{{"message":"unsupported event {event.name}"}}'
+                message = {"message": f"unsupported event {event.name}"}
+                body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
                 await self.send(self.conn.send_ack(event.ack_id, reply(501, {}, body)))
 
     async def _answer_upstream(self, ack_id: int, args: list[Any], charged: int) -> None:

@@ -3,6 +3,7 @@ no BrokerServer, fed the packets a client writes, answering through its outbox."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from broker_server.client_socket import ClientSocket
@@ -73,3 +74,13 @@ async def test_an_unsupported_event_gets_a_501_reply_in_the_servers_field_order(
     ]
     # members in the order snyk-broker's server writes them
     assert '"status":501,"headers":{},"body":' in packets[0]
+
+
+async def test_an_unsupported_events_name_cannot_break_the_json_of_its_501_reply() -> None:
+    socket = make_socket(Recorder())
+    client = bp.BrokerConnection("client")
+    event, _ = client.send_event('x","status":"200', {}, want_ack=True)
+    await socket.handle(socket.conn.receive(event))
+    [[answer]] = acks(client, socket.take_outbox())
+    assert answer["status"] == 501
+    assert json.loads(answer["body"]) == {"message": 'unsupported event x","status":"200'}
