@@ -233,12 +233,13 @@ class ResponseSender:
         """The ack argument: ``{"status", "body" (text), "headers", "errorType"?}``."""
         limit = self.settings.SOCKET_MAX_RESPONSE_LENGTH
         if isinstance(answer, DownstreamResponse):
-            body = await _read_capped(answer, limit)
-            if isinstance(body, int):
-                answer = error_answers.body_too_large(body, limit)
+            try:
+                body = await _read_capped(answer, limit)
+            except _OverLimit as exc:
+                answer = error_answers.body_too_large(exc.size, limit)
                 log.error(
                     "response too large for the websocket answer",
-                    size=body,
+                    size=exc.size,
                     limit=limit,
                     request_id=request.request_id,
                 )
@@ -269,23 +270,33 @@ class ResponseSender:
         )
 
 
-async def _read_capped(answer: DownstreamResponse, limit: int) -> bytes | int:
-    """The whole body, or its size (known, or at least limit+1) when it is over ``limit``."""
+class _OverLimit(Exception):
+    """A body over the limit; ``size`` is its length (known, or at least limit+1)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"body of {size} bytes or more")
+        self.size = size
+
+
+async def _read_capped(answer: DownstreamResponse, limit: int) -> bytes:
+    """The whole body; :class:`_OverLimit` (the answer closed) when it is over ``limit``."""
     length = answer.content_length
     if length is not None and length > limit:
         answer.close()
-        return length
+        raise _OverLimit(length)
     parts: list[bytes] = []
     size = 0
     try:
         async for chunk in answer.chunks(CHUNK):
             size += len(chunk)
             if size > limit:
-                answer.close()
-                return size
+                break
             parts.append(chunk)
     except BaseException:
         answer.close()
         raise
+    if size > limit:
+        answer.close()
+        raise _OverLimit(size)
     answer.release()
     return b"".join(parts)
