@@ -1,5 +1,6 @@
 """Registries: list, set up (with "Test it"), view, edit, delete, update images list, refresh
-status. The same integration services as ``/rest/orgs/{org}/integrations``."""
+status. The same integration services as ``/rest/orgs/{org}/integrations``; the two buttons
+are ``POST .../integrations/{id}/list_images`` and ``.../refresh_status`` there."""
 
 from __future__ import annotations
 
