@@ -20,7 +20,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.accounts.services import Principal, home_org, principal_of_user
-from control_plane.advisories.index_cache import IndexCache
 from control_plane.console import security
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
@@ -44,8 +43,6 @@ class ConsoleContext:
     agent: RegistryAgent
     #: tell this process's dispatcher that scans were queued
     wake: Callable[[], None]
-    #: the advisories in force, indexed once per process (image pages list issues)
-    advisories: IndexCache
 
 
 CONSOLE = web.AppKey("console", ConsoleContext)
@@ -130,7 +127,7 @@ def setup_console(
     """Mount the console on ``app`` (before it starts)."""
     from control_plane.console import images, registries, signin
 
-    app[CONSOLE] = ConsoleContext(db=db, box=box, agent=agent, wake=wake, advisories=IndexCache())
+    app[CONSOLE] = ConsoleContext(db=db, box=box, agent=agent, wake=wake)
     security.install(app, box)
     aiohttp_jinja2.setup(
         app,

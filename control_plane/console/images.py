@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from control_plane.advisories.index_cache import index_cache_for
 from control_plane.console.app import (
     DB_SESSION,
     ORG,
@@ -52,9 +53,9 @@ def _query(request: web.Request) -> ImageQuery:
 
 
 async def _details(request: web.Request, ident: uuid.UUID) -> ImageDetails:
-    return await image_details(
-        request[DB_SESSION], request[ORG], ident, advisories=ctx(request).advisories
-    )
+    session = request[DB_SESSION]
+    # the API's cache: one advisory index per database per process
+    return await image_details(session, request[ORG], ident, advisories=index_cache_for(session))
 
 
 async def images_page(request: web.Request) -> web.Response:
