@@ -23,7 +23,7 @@ from control_plane.accounts.services import Principal, home_org, principal_of_us
 from control_plane.console import security
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
-from control_plane.errors import DomainError
+from control_plane.errors import DomainError, NotFound
 from control_plane.integrations.registry_agent import RegistryAgent
 from shared.logging import get_logger
 
@@ -62,6 +62,14 @@ def render(
 ) -> web.Response:
     values = {"csrf_token": request.get(CSRF, ""), "principal": request.get(PRINCIPAL), **values}
     return aiohttp_jinja2.render_template(template, request, values, status=status)
+
+
+def path_id(request: web.Request, what: str, key: str = "id") -> uuid.UUID:
+    """The path's ``key`` as a UUID; a malformed one is a ``what`` not found."""
+    try:
+        return uuid.UUID(request.match_info[key])
+    except ValueError:
+        raise NotFound(what, request.match_info[key]) from None
 
 
 def redirect(location: str) -> web.Response:

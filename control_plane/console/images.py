@@ -16,6 +16,7 @@ from control_plane.console.app import (
     PRINCIPAL,
     after_commit,
     ctx,
+    path_id,
     redirect,
     render,
 )
@@ -30,10 +31,7 @@ from control_plane.scans.services import latest_sbom
 
 
 def _id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NotFound("image", request.match_info["id"]) from None
+    return path_id(request, "image")
 
 
 def _query(request: web.Request) -> ImageQuery:
