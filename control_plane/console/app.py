@@ -125,6 +125,17 @@ async def home(request: web.Request) -> web.Response:
     return redirect(f"{PREFIX}/images")
 
 
+def setup_templates(app: web.Application) -> None:
+    """The console's templates on ``app``: everything rendered is escaped (names come from
+    registries and users)."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
 def setup_console(
     app: web.Application,
     db: Database,
@@ -137,12 +148,7 @@ def setup_console(
 
     app[CONSOLE] = ConsoleContext(db=db, box=box, agent=agent, wake=wake)
     security.install(app, box)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    setup_templates(app)
     app.middlewares.append(console_middleware)
     app.router.add_get("/", home)
     app.router.add_get(PREFIX, home)
