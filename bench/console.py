@@ -128,8 +128,8 @@ async def run_one(name: str, url: str, projects: int, requests: int) -> list[dic
         await set_password(session, "bench", PASSWORD)
     fill_s = time.perf_counter() - began
     app = web.Application()
-    setup_api(app, db, box)
     agent = RegistryAgent(load_server_settings({}), box, None)
+    setup_api(app, db, box, agent=agent)
     setup_console(app, db, box, agent, lambda: None)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

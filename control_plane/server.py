@@ -83,13 +83,14 @@ def build_control_plane_app(
     """cp-core's REST and v1 API, the import/re-test views, the agents' callbacks, and the
     web console (``/console``)."""
     app = web.Application(client_max_size=MAX_BODY)
-    setup_api(app, database, box)
+    # one way to the agents for the API and the console: their buttons are the API's calls
+    agent = RegistryAgent(dispatcher.settings, box, dispatcher.broker_url)
+    setup_api(app, database, box, agent=agent)
     imports_api.add_routes(app.router)
     app[imports_api.WAKE] = dispatcher.wake
     if scheduler is not None:
         app[container_import.WAKE] = scheduler.wake
     agent_callbacks.add_routes(app, database.sessions, box)
-    agent = RegistryAgent(dispatcher.settings, box, dispatcher.broker_url)
     setup_console(app, database, box, agent, dispatcher.wake)
     return app
 

@@ -27,6 +27,7 @@ from control_plane.api.query import path_uuid
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.errors import DomainError, InvalidInput
+from control_plane.integrations.registry_agent import RegistryAgent
 from shared.logging import get_logger
 
 log = get_logger("control_plane.api")
@@ -41,6 +42,9 @@ class ApiContext:
     db: Database
     box: SecretBox
     metrics: ApiMetrics
+    #: the way to the registries' agents ("Update images list", "Refresh status"); None in
+    #: an API served without one
+    agent: RegistryAgent | None = None
 
 
 CONTEXT = web.AppKey("control_plane", ApiContext)
@@ -201,7 +205,12 @@ async def freeze_heap(_app: web.Application) -> None:
 
 
 def setup_api(
-    app: web.Application, db: Database, box: SecretBox, *, metrics_: ApiMetrics | None = None
+    app: web.Application,
+    db: Database,
+    box: SecretBox,
+    *,
+    metrics_: ApiMetrics | None = None,
+    agent: RegistryAgent | None = None,
 ) -> None:
     """Add the control plane's routes, middleware and context to ``app`` (before it starts)."""
     from control_plane.advisories import views as advisories
@@ -215,7 +224,7 @@ def setup_api(
         v1,
     )
 
-    app[CONTEXT] = ApiContext(db=db, box=box, metrics=metrics_ or ApiMetrics())
+    app[CONTEXT] = ApiContext(db=db, box=box, metrics=metrics_ or ApiMetrics(), agent=agent)
     app.middlewares.append(api_middleware)
     app.on_startup.append(freeze_heap)
     app.router.add_get("/healthcheck", healthcheck)
@@ -226,9 +235,13 @@ def setup_api(
 
 
 def create_api_app(
-    db: Database, box: SecretBox, *, metrics_: ApiMetrics | None = None
+    db: Database,
+    box: SecretBox,
+    *,
+    metrics_: ApiMetrics | None = None,
+    agent: RegistryAgent | None = None,
 ) -> web.Application:
     """A standalone aiohttp application serving the control plane's API."""
     app = web.Application()
-    setup_api(app, db, box, metrics_=metrics_)
+    setup_api(app, db, box, metrics_=metrics_, agent=agent)
     return app

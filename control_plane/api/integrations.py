@@ -4,18 +4,30 @@ Create with ``attributes: {integration_type, profile_name, has_broker, credentia
 broker_token?, registry_base?, is_active?, max_in_flight?}``. The broker token of a brokered
 integration is in the creation answer (``attributes.broker_token``) and nowhere after;
 credentials are never rendered.
+
+Two operations ask the integration's agent (through the broker client for a brokered one),
+the console's "Update images list" and "Refresh status" buttons: ``POST
+.../{integration_id}/list_images`` (a project, not scanned, for each image not known yet; an
+inactive integration is refused) and ``POST .../{integration_id}/refresh_status`` (check the
+connection, store the outcome). Both answer when done (200); the console calls the same
+functions of :mod:`control_plane.integrations.listing`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.app import context, org_id_of, session_of
 from control_plane.api.body import Body
 from control_plane.api.jsonapi import document, iso, page_links
 from control_plane.api.query import PAGINATION, Query, path_uuid
+from control_plane.integrations import listing
+from control_plane.integrations.registry_agent import AgentUnavailable, RegistryAgent
 from control_plane.integrations.services import (
     IntegrationInput,
     create_integration,
@@ -25,6 +37,9 @@ from control_plane.integrations.services import (
     update_integration,
 )
 from control_plane.models import Integration
+
+T = TypeVar("T")
+AgentAction = Callable[[AsyncSession, RegistryAgent, uuid.UUID, uuid.UUID], Awaitable[T]]
 
 _ATTRIBUTES = {
     "integration_type",
@@ -128,9 +143,63 @@ async def delete_view(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _agent(request: web.Request) -> RegistryAgent:
+    agent = context(request).agent
+    if agent is None:
+        raise AgentUnavailable("this control plane serves the API without an agent")
+    return agent
+
+
+def _agent_view(
+    kind: str,
+    action: AgentAction[T],
+    attributes: Callable[[T, Integration], dict[str, Any]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A view running ``action`` (the function the console's button calls too) on the path's
+    integration, answering a ``kind`` resource (the integration's id) of its outcome."""
+
+    async def view(request: web.Request) -> web.Response:
+        Query(request, ())
+        org_id = await org_id_of(request)
+        integration_id = path_uuid(request, "integration_id")
+        outcome = await action(session_of(request), _agent(request), org_id, integration_id)
+        integration = await get_integration(session_of(request), org_id, integration_id)
+        resource = {
+            "type": kind,
+            "id": str(integration.id),
+            "attributes": attributes(outcome, integration),
+        }
+        return document(resource, links={"self": request.path})
+
+    return view
+
+
+list_images_view = _agent_view(
+    "integration_images_list",
+    listing.update_images_list,
+    lambda report, integration: {
+        "listed": report.listed,
+        "added": report.added,
+        "listed_at": iso(integration.last_listed_at),
+    },
+)
+refresh_status_view = _agent_view(
+    "integration_status",
+    listing.refresh_status,
+    lambda check, integration: {
+        "ok": check.ok,
+        "message": check.message,
+        "checked_at": iso(integration.status_checked_at),
+    },
+)
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/rest/orgs/{org_id}/integrations", list_view)
     router.add_post("/rest/orgs/{org_id}/integrations", create_view)
     router.add_get("/rest/orgs/{org_id}/integrations/{integration_id}", get_view)
     router.add_patch("/rest/orgs/{org_id}/integrations/{integration_id}", patch_view)
     router.add_delete("/rest/orgs/{org_id}/integrations/{integration_id}", delete_view)
+    one = "/rest/orgs/{org_id}/integrations/{integration_id}"
+    router.add_post(f"{one}/list_images", list_images_view)
+    router.add_post(f"{one}/refresh_status", refresh_status_view)

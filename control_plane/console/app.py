@@ -20,11 +20,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.accounts.services import Principal, home_org, principal_of_user
-from control_plane.advisories.index_cache import IndexCache
 from control_plane.console import security
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
-from control_plane.errors import DomainError
+from control_plane.errors import DomainError, NotFound
 from control_plane.integrations.registry_agent import RegistryAgent
 from shared.logging import get_logger
 
@@ -44,8 +43,6 @@ class ConsoleContext:
     agent: RegistryAgent
     #: tell this process's dispatcher that scans were queued
     wake: Callable[[], None]
-    #: the advisories in force, indexed once per process (image pages list issues)
-    advisories: IndexCache
 
 
 CONSOLE = web.AppKey("console", ConsoleContext)
@@ -65,6 +62,14 @@ def render(
 ) -> web.Response:
     values = {"csrf_token": request.get(CSRF, ""), "principal": request.get(PRINCIPAL), **values}
     return aiohttp_jinja2.render_template(template, request, values, status=status)
+
+
+def path_id(request: web.Request, what: str, key: str = "id") -> uuid.UUID:
+    """The path's ``key`` as a UUID; a malformed one is a ``what`` not found."""
+    try:
+        return uuid.UUID(request.match_info[key])
+    except ValueError:
+        raise NotFound(what, request.match_info[key]) from None
 
 
 def redirect(location: str) -> web.Response:
@@ -120,6 +125,17 @@ async def home(request: web.Request) -> web.Response:
     return redirect(f"{PREFIX}/images")
 
 
+def setup_templates(app: web.Application) -> None:
+    """The console's templates on ``app``: everything rendered is escaped (names come from
+    registries and users)."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
 def setup_console(
     app: web.Application,
     db: Database,
@@ -130,14 +146,9 @@ def setup_console(
     """Mount the console on ``app`` (before it starts)."""
     from control_plane.console import images, registries, signin
 
-    app[CONSOLE] = ConsoleContext(db=db, box=box, agent=agent, wake=wake, advisories=IndexCache())
+    app[CONSOLE] = ConsoleContext(db=db, box=box, agent=agent, wake=wake)
     security.install(app, box)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    setup_templates(app)
     app.middlewares.append(console_middleware)
     app.router.add_get("/", home)
     app.router.add_get(PREFIX, home)

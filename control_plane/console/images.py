@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from control_plane.advisories.index_cache import index_cache_for
 from control_plane.console.app import (
     DB_SESSION,
     ORG,
@@ -15,6 +16,7 @@ from control_plane.console.app import (
     PRINCIPAL,
     after_commit,
     ctx,
+    path_id,
     redirect,
     render,
 )
@@ -29,10 +31,7 @@ from control_plane.scans.services import latest_sbom
 
 
 def _id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NotFound("image", request.match_info["id"]) from None
+    return path_id(request, "image")
 
 
 def _query(request: web.Request) -> ImageQuery:
@@ -52,9 +51,9 @@ def _query(request: web.Request) -> ImageQuery:
 
 
 async def _details(request: web.Request, ident: uuid.UUID) -> ImageDetails:
-    return await image_details(
-        request[DB_SESSION], request[ORG], ident, advisories=ctx(request).advisories
-    )
+    session = request[DB_SESSION]
+    # the API's cache: one advisory index per database per process
+    return await image_details(session, request[ORG], ident, advisories=index_cache_for(session))
 
 
 async def images_page(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
-"""Registries: list, set up (with "Test it"), view, edit, delete, update images list, refresh
-status. The same integration services as ``/rest/orgs/{org}/integrations``."""
+"""Registries: list, set up (with "Test it"), view (with the sync policy), edit, delete, update
+images list, refresh status. The same integration services as ``/rest/orgs/{org}/integrations``; the two buttons
+are ``POST .../integrations/{id}/list_images`` and ``.../refresh_status`` there."""
 
 from __future__ import annotations
 
@@ -10,23 +11,22 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from control_plane.console.app import DB_SESSION, ORG, PREFIX, ctx, redirect, render
-from control_plane.errors import InvalidInput, NotFound
+from control_plane.console import sync_policy
+from control_plane.console.app import DB_SESSION, ORG, PREFIX, ctx, path_id, redirect, render
+from control_plane.errors import InvalidInput
 from control_plane.integrations import listing
 from control_plane.integrations import services as integrations
-from control_plane.integrations.registry_agent import BrokerConnection
+from control_plane.models import Integration
 from control_plane.pagination import MAX_LIMIT, PageRequest
 from control_plane.projects.image_list import image_counts
+from control_plane.sync import services as sync
 from shared.credentials import KNOWN_TYPES
 
 Form = MultiDictProxy[Any]
 
 
 def _id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise NotFound("registry", request.match_info["id"]) from None
+    return path_id(request, "registry")
 
 
 def _text(form: Form, name: str) -> str:
@@ -89,14 +89,7 @@ async def create(request: web.Request) -> web.Response:
         values = _form_values() | {"error": exc.detail, "form": form}
         return render(request, "registry_form.html", values, status=400)
     if token is not None:  # shown this once: the broker client's BROKER_TOKEN
-        counts = {registry.id: 0}
-        values = {
-            "registry": registry,
-            "broker_token": token,
-            "connection": BrokerConnection(connected=False),
-            "counts": counts,
-            "notice": None,
-        }
+        values = await view_values(request, registry) | {"broker_token": token}
         return render(request, "registry_view.html", values, status=201)
     return redirect(f"{PREFIX}/registries/{registry.id}")
 
@@ -114,18 +107,41 @@ async def test_it(request: web.Request) -> web.Response:
     return render(request, "_check.html", {"ok": check.ok, "message": check.message})
 
 
-async def view(request: web.Request) -> web.Response:
+async def view_values(
+    request: web.Request, registry: Integration, policy_form: sync_policy.PolicyForm | None = None
+) -> dict[str, Any]:
     db = request[DB_SESSION]
-    registry = await integrations.get_integration(db, request[ORG], _id(request))
     connection = await ctx(request).agent.broker_connection(registry)
-    values = {
+    return {
         "registry": registry,
         "broker_token": None,
         "connection": connection if registry.has_broker else None,
         "counts": await image_counts(db, [registry.id]),
         "notice": request.query.get("notice"),
+        **await sync_policy.sync_values(db, registry, policy_form),
     }
-    return render(request, "registry_view.html", values)
+
+
+async def view(request: web.Request) -> web.Response:
+    registry = await integrations.get_integration(request[DB_SESSION], request[ORG], _id(request))
+    return render(request, "registry_view.html", await view_values(request, registry))
+
+
+async def save_sync_policy(request: web.Request) -> web.Response:
+    """Create or replace the sync policy (the API's ``POST .../container_import/{id}/policy``)."""
+    ident = _id(request)
+    db = request[DB_SESSION]
+    form = sync_policy.PolicyForm.posted(await request.post())
+    try:
+        policy = form.policy()
+    except InvalidInput as exc:
+        registry = await integrations.get_integration(db, request[ORG], ident)
+        values = await view_values(request, registry, form) | {"policy_error": exc}
+        return render(request, "registry_view.html", values, status=400)
+    row = await sync.put_policy(db, request[ORG], ident, policy)
+    sync_policy.wake_scheduler(request)
+    notice = f"Sync policy {row.document['name']} saved."
+    return redirect(f"{PREFIX}/registries/{ident}?notice={quote(notice)}")
 
 
 async def edit_page(request: web.Request) -> web.Response:
@@ -182,3 +198,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{base}/{{id}}/delete", delete)
     router.add_post(f"{base}/{{id}}/list-images", list_images)
     router.add_post(f"{base}/{{id}}/refresh-status", refresh_status)
+    router.add_post(f"{base}/{{id}}/sync-policy", save_sync_policy)
+    sync_policy.add_routes(router)

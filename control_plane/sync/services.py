@@ -2,6 +2,9 @@
 scheduler call these; nothing here speaks HTTP to a caller (the listing goes through the
 agent, :mod:`control_plane.sync.listing`).
 
+An inactive integration is never listed: its policy is kept (and may be edited), but no run or
+dry run is made for it, and a run made before it was deactivated fails.
+
 Policy: :func:`put_policy` (create or replace: runs at once, ImportAllNew counts from now),
 :func:`update_policy` (PATCH: members replaced, whole policy validated again),
 :func:`get_policy`, :func:`delete_policy` (stops the schedule; pending runs are dropped).
@@ -80,9 +83,17 @@ async def put_policy(
     row.created_at = row.updated_at = now
     row.next_run_at = now + dt.timedelta(hours=policy.schedule_frequency_hours)
     await _drop_pending(session, integration_id)
-    session.add(_new_run(integration, "run", "policy", row.document, now))
+    if integration.is_active:  # never listed while inactive: its schedule runs it once active
+        session.add(_new_run(integration, "run", "policy", row.document, now))
     await session.flush()
     return row
+
+
+def _listable(integration: Integration) -> None:
+    if not integration.is_active:
+        raise InvalidInput(
+            f"registry {integration.profile_name} is inactive: it is not listed or synced"
+        )
 
 
 async def _drop_pending(session: AsyncSession, integration_id: uuid.UUID) -> None:
@@ -150,6 +161,7 @@ async def create_dry_run(
 ) -> SyncRun:
     """A pending dry run of ``policy`` (ImportAllNew counts from now); it changes nothing."""
     integration = await get_integration(session, org_id, integration_id)
+    _listable(integration)
     run = _new_run(integration, "dry_run", "dry_run", policy.document(), utcnow())
     session.add(run)
     await session.flush()
@@ -171,6 +183,7 @@ async def request_run(
     if waiting is not None:
         return waiting
     integration = await get_integration(session, org_id, integration_id)
+    _listable(integration)
     run = _new_run(integration, "run", "manual", row.document, row.created_at)
     session.add(run)
     await session.flush()
@@ -434,6 +447,11 @@ async def execute_run(
     try:
         if integration is None:
             raise RunFailed("list-repositories", "the integration was deleted")
+        if not integration.is_active:  # deactivated after the run was made
+            raise RunFailed(
+                "list-repositories",
+                f"registry {integration.profile_name} is inactive: it is not listed",
+            )
         try:
             _, listed = await list_registry(integration)
         except ListingError as exc:

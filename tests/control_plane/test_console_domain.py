@@ -1,19 +1,23 @@
 """What the web console relies on, built through the domain (no browser): console passwords,
 the images list's filters and keyset pages, the listing of a registry's images, and the
-packages read from a stored SBOM."""
+packages read from a stored SBOM, and names shown as text in a sync preview."""
 
 from __future__ import annotations
 
 import io
 import json
 import uuid
+from html import escape
 
+import aiohttp_jinja2
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import cli
 from control_plane.accounts.services import set_password, sign_in
+from control_plane.console.app import setup_templates
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.errors import InvalidInput
@@ -21,6 +25,7 @@ from control_plane.integrations.listing import add_listed_images
 from control_plane.models import Integration, User
 from control_plane.projects.image_list import PAGE_SIZE, ImageQuery, list_images
 from control_plane.results.sbom_packages import image_facts
+from control_plane.sync.models import SyncRun
 from tests.control_plane import factories
 
 
@@ -187,3 +192,32 @@ def test_sign_in_returns_only_to_a_console_page(given: object, expected: str) ->
     from control_plane.console.signin import _next
 
     assert _next(given) == expected
+
+
+def test_a_dry_run_preview_shows_html_in_names_as_text() -> None:
+    # docker-registry refuses such names; another registry type's listing may not
+    hostile = "<img src=x onerror=alert(1)>"
+    app = web.Application()
+    setup_templates(app)
+    run = SyncRun(
+        id=uuid.uuid4(),
+        integration_id=uuid.uuid4(),
+        status="completed",
+        imported=1,
+        deleted=1,
+        skipped=0,
+        result={
+            "images_to_import": [
+                {"repository": hostile, "tags": [{"tag": "<b>t", "observed_at": None}]}
+            ],
+            "images_to_delete": [
+                {"repository": "r", "tags": [{"tag": hostile, "observed_at": None}]}
+            ],
+            "total_images_processed": 2,
+        },
+    )
+    html = (
+        aiohttp_jinja2.get_env(app).get_template("_sync_preview.html").render(error=None, run=run)
+    )
+    assert "<img" not in html and "<b>" not in html
+    assert f"{escape(hostile)}:&lt;b&gt;t" in html and f"r:{escape(hostile)}" in html

@@ -5,7 +5,8 @@ password auth, and, for a brokered registry, our broker client and its agent.
 The tests run in order on one server and one signed-in browser page: set up a registry (a
 wrong password first), list its images, scan one, download its SBOM and PDF, scan again,
 deactivate the registry; then what is refused (no session, no CSRF token) and how hostile
-names are shown.
+names are shown; last, the registry's sync policy: refused naming the field, previewed by a dry
+run of the real registry, saved.
 
 Screenshots of the registries list, the images list and an image page are written to
 ``$CRBROKER_SCREENSHOTS`` when that is set (``make screenshots`` writes them to docs/).
@@ -13,6 +14,7 @@ Screenshots of the registries list, the images list and an image page are writte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,6 +32,7 @@ from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
 from deploy.processes import free_port
 from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Registry, start_agent
+from tests.support.images import Layer, build_image, os_release, push
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
 
@@ -232,6 +235,9 @@ def test_3_a_second_scan_joins_the_history_and_an_inactive_registry_is_not_liste
     page.click("text=Save")
     page.wait_for_url(re.compile(r".*/console/registries/[0-9a-f-]{36}$"))
     assert "no (its images are not listed)" in page.inner_text("dl.facts")
+    assert "Sync is off while this registry is inactive" in page.inner_text("#sync")
+    page.click("text=Preview (dry run)")
+    assert "inactive: it is not listed or synced" in page.locator("#policy-error").inner_text()
     page.click("text=Update images list")
     assert "inactive: its images are not listed" in page.inner_text("main")
     page.goto(f"{console.url}/console/registries")
@@ -360,3 +366,84 @@ def test_4_no_session_redirects_a_form_without_csrf_is_refused_html_is_text(
     assert page.inner_text("#image-name") == HOSTILE
     assert page.locator("main img").count() == 0
     assert dialogs == []
+
+
+SYNC_RULE = {"type": "Regex", "name": "console tags", "policy": {"repo": "^console-sync/"}}
+
+
+def test_5_a_sync_policy_is_refused_naming_its_field_previewed_by_a_dry_run_and_saved(
+    console: Console, registry: Registry
+) -> None:
+    # two tags with no project yet, the only ones SYNC_RULE selects
+    for tag in ("v1", "v2"):
+        files = {"etc/os-release": os_release("alpine", "3.20.0"), "etc/sync": tag.encode()}
+        push(
+            registry.running.url,
+            "console-sync/app",
+            build_image([Layer(files)]),
+            tag=tag,
+            username=REGISTRY_USER,
+            password=REGISTRY_PASSWORD,
+        )
+    page = console.page
+    dialogs: list[str] = []
+
+    def record(dialog: sync_api.Dialog) -> None:
+        dialogs.append(dialog.message)
+        with contextlib.suppress(sync_api.Error):  # test 4's listener may have dismissed it
+            dialog.dismiss()
+
+    page.on("dialog", record)
+    view = f"{console.url}/console/registries/{console.state['registry']}"
+    try:
+        page.goto(view)
+        assert "No sync policy" in page.inner_text("#sync-state")
+        assert json.loads(page.input_value("textarea[name=import_policy]"))["type"]
+        page.fill("input[name=policy_name]", HOSTILE)
+        bad = {"type": "Regex", "policy": {"repo": "^console-sync/", "tag": "[v"}}
+        page.fill("textarea[name=import_policy]", json.dumps(bad))
+        page.click("text=Preview (dry run)")
+        error = page.locator("#policy-error")
+        assert "/import_policy/policy/tag" in error.inner_text()
+        assert "does not compile" in error.inner_text()
+
+        # Save re-renders the page, the form as typed, the error naming the member (HTML
+        # echoed from the policy is text)
+        page.fill("textarea[name=import_policy]", json.dumps({"type": HOSTILE}))
+        page.click("text=Save policy")
+        assert "/import_policy/type" in page.inner_text("#policy-error")
+        assert HOSTILE in page.inner_text("#policy-error")
+        assert page.input_value("input[name=policy_name]") == HOSTILE
+        assert "No sync policy" in page.inner_text("#sync-state")  # nothing stored
+
+        page.fill("textarea[name=import_policy]", json.dumps(SYNC_RULE))
+        page.click("text=Preview (dry run)")
+        page.locator("#dry-run-import").wait_for(timeout=60_000)
+        shown = page.locator("#dry-run-import tbody td:first-child").all_inner_texts()
+        assert sorted(shown) == ["console-sync/app:v1", "console-sync/app:v2"]
+        assert "a run would import 2 and delete 0" in page.inner_text("#dry-run-summary")
+        _shot(page, "console-registry-sync.png")
+        assert console.api.projects(console.org, names_start_with="console-sync") == []
+
+        page.fill("input[name=schedule_frequency_hours]", "6")
+        page.click("text=Save policy")
+        page.wait_for_url(re.compile(r".*/console/registries/[0-9a-f-]{36}\?notice=.*"))
+        assert "saved" in page.inner_text(".notice")
+        page.goto(view)
+        assert json.loads(page.input_value("textarea[name=import_policy]")) == SYNC_RULE
+        assert page.input_value("input[name=policy_name]") == HOSTILE
+        assert page.input_value("input[name=schedule_frequency_hours]") == "6"
+        assert HOSTILE in page.inner_text("#sync-state")
+        path = f"/rest/orgs/{console.org}/container_import/{console.state['registry']}/policy"
+        _, _, stored = console.api.call("GET", path, query={"version": "2025-09-17"})
+        policy = stored["data"]["attributes"]["policy"]
+        assert policy == {
+            "name": HOSTILE,
+            "schedule_frequency_hours": 6,
+            "delete_images": False,
+            "import_policy": SYNC_RULE,
+        }
+        assert page.locator("#sync img").count() == 0 and page.locator("#sync b").count() == 0
+        assert dialogs == []
+    finally:
+        page.remove_listener("dialog", record)
