@@ -8,7 +8,7 @@ SNYK_BROKER_VERSION ?= 5.22.14
 APT_PACKAGES := docker-registry rpm db5.3-util apache2-utils postgresql jq chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: deps venv apt npm test lint typecheck demo bench clean
+.PHONY: deps venv apt npm test lint typecheck demo bench screenshots clean
 
 deps: apt venv npm
 
@@ -62,6 +62,10 @@ bench: deps
 	$(PY) bench/server_memory.py
 	$(PY) bench/control_plane.py
 	$(PY) bench/control_plane_ingest.py
+
+# the console screenshots in docs/ (README), taken by the browser tests against the real stack
+screenshots: deps
+	CRBROKER_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_console.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

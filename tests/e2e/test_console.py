@@ -422,7 +422,9 @@ def test_5_a_sync_policy_is_refused_naming_its_field_previewed_by_a_dry_run_and_
         shown = page.locator("#dry-run-import tbody td:first-child").all_inner_texts()
         assert sorted(shown) == ["console-sync/app:v1", "console-sync/app:v2"]
         assert "a run would import 2 and delete 0" in page.inner_text("#dry-run-summary")
+        page.fill("input[name=policy_name]", "console tags, nightly")  # for the screenshot
         _shot(page, "console-registry-sync.png")
+        page.fill("input[name=policy_name]", HOSTILE)
         assert console.api.projects(console.org, names_start_with="console-sync") == []
 
         page.fill("input[name=schedule_frequency_hours]", "6")
