@@ -21,6 +21,7 @@ from broker_server.tokens import TokenRegistry
 from broker_server.upstream import UpstreamForwarder
 from shared.accept_rules import AcceptRules
 from shared.logging import get_logger
+from shared.var_substitution import VariableSource
 
 log = get_logger("broker_server")
 
@@ -31,7 +32,13 @@ CLOSED_SESSION_LINGER = 5.0
 
 
 class BrokerServer:
-    def __init__(self, settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: AcceptRules | None,
+        tokens: list[str],
+        variables: VariableSource | None = None,
+    ) -> None:
         self.settings = settings
         self.rules = rules
         self.tokens = TokenRegistry(tokens)
@@ -57,7 +64,8 @@ class BrokerServer:
         )
         self.upstream = UpstreamForwarder(
             rules,
-            settings.variables,
+            # read once, as snyk-broker reads its configuration: a NAME_POOL keeps rotating
+            variables if variables is not None else settings.variables(),
             self.metrics,
             max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
             timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
@@ -157,8 +165,15 @@ class BrokerServer:
         await self.close()
 
 
-def build_app(settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> web.Application:
-    server = BrokerServer(settings, rules, tokens)
+def build_app(
+    settings: Settings,
+    rules: AcceptRules | None,
+    tokens: list[str],
+    variables: VariableSource | None = None,
+) -> web.Application:
+    """The server's application; ``variables`` fill the private rules' ``${NAME}`` (default:
+    the process environment, read now)."""
+    server = BrokerServer(settings, rules, tokens, variables)
     # /broker bodies and polling payloads are bounded by their handlers; /response-data streams
     app = web.Application(
         client_max_size=max(settings.SOCKET_MAX_RESPONSE_LENGTH, settings.BROKER_SERVER_MAX_BODY)
