@@ -70,7 +70,7 @@ class BrokerServer:
             max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
             timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
         )
-        self.status = StatusEndpoints(self)
+        self.status = StatusEndpoints(tokens=self.tokens, clients=self.pool, metrics=self.metrics)
         self.socket_hooks = SocketHooks(
             settings=settings,
             metrics=self.metrics,
