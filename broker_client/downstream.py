@@ -129,7 +129,9 @@ class Downstream:
                 request_id=request.request_id,
             )
             return error_answers.filter_blocked(request.url)
-        origin = expand_origin(rule.origin, self.variables)
+        # one member of each NAME_POOL for the whole request; the next request gets the next
+        variables = self.variables.for_request()
+        origin = expand_origin(rule.origin, variables)
         headers = downstream_headers(request.headers, user_agent=self.user_agent)
         body = request.body
         agent_bound = origin == self.settings.CR_AGENT_URL
@@ -139,9 +141,9 @@ class Downstream:
         refused: list[Refused] = []
         if self.settings.header_substitution:
             skip = ("authorization",) if agent_bound else ()
-            refused += substitute_headers(headers, self.variables, allow, skip)[1]
+            refused += substitute_headers(headers, variables, allow, skip)[1]
         if self.settings.body_substitution:
-            body, _, refused_in_body = substitute_body(body, self.variables, allow)
+            body, _, refused_in_body = substitute_body(body, variables, allow)
             refused += refused_in_body
         if refused:
             log.warning(
@@ -152,7 +154,7 @@ class Downstream:
         if headers.get("x-broker-content-type") == "application/x-www-form-urlencoded" and body:
             body = _form_encode(body)
             headers["content-type"] = "application/x-www-form-urlencoded"
-        authorization = auth_header(rule.auth, self.variables)
+        authorization = auth_header(rule.auth, variables)
         if authorization is not None:
             headers["authorization"] = authorization
         target = _with_userinfo_auth(origin + request.url, headers)

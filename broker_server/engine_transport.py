@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -21,8 +22,11 @@ from shared.engineio import encode_payload
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    from broker_server.budget import ByteBudget
     from broker_server.client_socket import ClientSocket
-    from broker_server.server import BrokerServer
+    from broker_server.metrics import ServerMetrics
+    from broker_server.settings import Settings
+    from broker_server.tokens import TokenRegistry
 
 log = get_logger("broker_server.engine")
 
@@ -42,12 +46,68 @@ def engine_error(code: int, detail: str | None = None, status: int = 400) -> web
     return web.json_response({"code": code, "message": message}, status=status)
 
 
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """The settings the transport reads."""
+
+    #: open sockets one token may have (BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN)
+    max_connections_per_token: int
+    #: largest engine.io packet or polling payload from a client (SOCKET_MAX_RESPONSE_LENGTH)
+    max_message: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineLimits:
+        return cls(
+            max_connections_per_token=settings.BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN,
+            max_message=settings.SOCKET_MAX_RESPONSE_LENGTH,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOpening:
+    """A client socket to open, as its first request and the transport describe it."""
+
+    token: str
+    eio: int
+    #: "polling" or "websocket"
+    transport: str
+    #: the bytes the socket's messages hold, charged to the token's budget
+    account: Account
+    #: ``?connection_role=`` of the first request
+    role_hint: str | None
+    #: ``x-snyk-broker-client-id`` of the first request
+    client_id_header: str | None
+
+
+class SocketTable(Protocol):
+    """The open client sockets by engine.io sid (:class:`broker_server.server.BrokerServer`)."""
+
+    def find(self, sid: str) -> ClientSocket | None: ...
+
+    def open_sessions(self, token: str) -> int: ...
+
+    def new_session(self, opening: SocketOpening) -> ClientSocket: ...
+
+
 class EngineTransport:
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
+    """The ``/primus`` handler; what it needs of the server is passed in, nothing more."""
+
+    def __init__(
+        self,
+        *,
+        limits: EngineLimits,
+        metrics: ServerMetrics,
+        tokens: TokenRegistry,
+        budget: ByteBudget,
+        sockets: SocketTable,
+    ) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.tokens = tokens
+        self.budget = budget
+        self.sockets = sockets
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        server = self.server
         query = request.query
         eio_text = query.get("EIO", "3")
         if eio_text not in ("3", "4"):
@@ -56,9 +116,9 @@ class EngineTransport:
         transport = query.get("transport")
         if transport not in ("polling", "websocket"):
             return engine_error(0)
-        token = server.tokens.lookup(request.match_info["token"])
+        token = self.tokens.lookup(request.match_info["token"])
         if token is None:
-            server.metrics.faults.labels("unknown-token").inc()
+            self.metrics.faults.labels("unknown-token").inc()
             log.warning("socket refused: unknown broker token", path="/primus/<token>/")
             return engine_error(4, "unknown broker token", status=401)
         sid = query.get("sid")
@@ -70,17 +130,18 @@ class EngineTransport:
                 return engine_error(3, "transport=websocket without a websocket Upgrade header")
             if sid is None:
                 return await self._direct_websocket(request, token, eio)
-            session = server.sessions.get(sid)
+            session = self.sockets.find(sid)
             if session is None or session.token != token:
                 return engine_error(1)
             return await self._upgrade(request, session)
         if sid is None:
             if request.method != "GET":
                 return engine_error(2)
-            session = server.new_session(token=token, eio=eio, transport="polling", request=request)
+            account = self.budget.account(token)
+            session = self.sockets.new_session(opening(request, token, eio, "polling", account))
             await session.start(upgrades=["websocket"])
             return await self._poll(request, session)
-        session = server.sessions.get(sid)
+        session = self.sockets.find(sid)
         if session is None or session.token != token:
             return engine_error(1)
         if request.method == "GET":
@@ -91,15 +152,14 @@ class EngineTransport:
 
     def _too_many(self, token: str) -> web.Response | None:
         """429 when ``token`` already has as many open sockets as it may."""
-        server = self.server
-        limit = server.settings.BROKER_SERVER_MAX_CONNECTIONS_PER_TOKEN
-        if server.open_sessions(token) < limit:
+        limit = self.limits.max_connections_per_token
+        if self.sockets.open_sessions(token) < limit:
             return None
-        server.metrics.refusals.labels("connections").inc()
+        self.metrics.refusals.labels("connections").inc()
         log.warning(
             "socket refused: too many connections for the token",
             limit=limit,
-            **server.tokens.describe(token),
+            **self.tokens.describe(token),
         )
         return web.json_response(
             {"code": 4, "message": f"too many connections for this broker token (limit {limit})"},
@@ -108,13 +168,13 @@ class EngineTransport:
         )
 
     def _refused(self, account: Account, session: ClientSocket | None, refusal: Refusal) -> None:
-        self.server.metrics.refusals.labels(refusal.scope).inc()
+        self.metrics.refusals.labels(refusal.scope).inc()
         describe = session.describe() if session is not None else {}
         log.warning(
             "client message refused",
             reason=refusal.message,
             **describe,
-            **self.server.tokens.describe(account.token),
+            **self.tokens.describe(account.token),
         )
 
     # -- polling ---------------------------------------------------------------------------
@@ -159,7 +219,7 @@ class EngineTransport:
         )
 
     async def _post(self, request: web.Request, session: ClientSocket) -> web.Response:
-        limit = self.server.settings.SOCKET_MAX_RESPONSE_LENGTH
+        limit = self.limits.max_message
         if request.content_length is not None and request.content_length > limit:
             return await self._oversized(session, request.content_length, limit)
         try:
@@ -187,7 +247,7 @@ class EngineTransport:
         return web.Response(text="ok", content_type="text/html")
 
     async def _oversized(self, session: ClientSocket, size: int | None, limit: int) -> web.Response:
-        self.server.metrics.faults.labels("oversized").inc()
+        self.metrics.faults.labels("oversized").inc()
         what = f"payload of {size} bytes" if size is not None else "payload"
         log.warning("client message too large", size=size, limit=limit, **session.describe())
         await session.close(f"{what} exceeds maxPayload {limit}")
@@ -202,7 +262,7 @@ class EngineTransport:
         return MeteredWebSocket(
             account,
             lambda refusal: self._refused(account, session, refusal),
-            max_msg_size=self.server.settings.SOCKET_MAX_RESPONSE_LENGTH + 16,
+            max_msg_size=self.limits.max_message + 16,
             autoping=True,
             compress=False,
         )
@@ -210,16 +270,14 @@ class EngineTransport:
     async def _direct_websocket(
         self, request: web.Request, token: str, eio: int
     ) -> web.WebSocketResponse:
-        account = self.server.budget.account(token)
+        account = self.budget.account(token)
         ws = self._websocket(account)
         try:
             await ws.prepare(request)
         except BaseException:
             account.close()
             raise
-        session = self.server.new_session(
-            token=token, eio=eio, transport="websocket", request=request, account=account
-        )
+        session = self.sockets.new_session(opening(request, token, eio, "websocket", account))
         session.ws = ws
         await session.start(upgrades=[])
         await self._run_websocket(session, ws)
@@ -244,7 +302,7 @@ class EngineTransport:
                         del message  # the bytes are given back: let them go too
                         ws.message_done()
                 elif message.type == WSMsgType.ERROR:
-                    self.server.metrics.faults.labels("websocket").inc()
+                    self.metrics.faults.labels("websocket").inc()
                     log.warning(
                         "websocket error from client",
                         error=str(ws.exception()),
@@ -262,6 +320,19 @@ class EngineTransport:
             elif session.upgrade_ws is ws:
                 session.upgrade_ws = None  # upgrade abandoned; polling goes on
                 session.upgrading = False
+
+
+def opening(
+    request: web.Request, token: str, eio: int, transport: str, account: Account
+) -> SocketOpening:
+    return SocketOpening(
+        token=token,
+        eio=eio,
+        transport=transport,
+        account=account,
+        role_hint=request.query.get("connection_role"),
+        client_id_header=request.headers.get("x-snyk-broker-client-id"),
+    )
 
 
 def new_sid() -> str:

@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from broker_server.budget import Account, ByteBudget
+from broker_server.budget import ByteBudget
 from broker_server.client_socket import ClientSocket, SocketHooks
-from broker_server.engine_transport import EngineTransport, new_sid
+from broker_server.engine_transport import (
+    EngineLimits,
+    EngineTransport,
+    SocketOpening,
+    new_sid,
+)
 from broker_server.metrics import ServerMetrics
 from broker_server.pool import ConnectionPool
 from broker_server.relay import Relay, RelayLimits
@@ -21,6 +26,7 @@ from broker_server.tokens import TokenRegistry
 from broker_server.upstream import UpstreamForwarder
 from shared.accept_rules import AcceptRules
 from shared.logging import get_logger
+from shared.var_substitution import VariableSource
 
 log = get_logger("broker_server")
 
@@ -31,7 +37,13 @@ CLOSED_SESSION_LINGER = 5.0
 
 
 class BrokerServer:
-    def __init__(self, settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: AcceptRules | None,
+        tokens: list[str],
+        variables: VariableSource | None = None,
+    ) -> None:
         self.settings = settings
         self.rules = rules
         self.tokens = TokenRegistry(tokens)
@@ -45,7 +57,13 @@ class BrokerServer:
         )
         self.metrics.inflight_bytes.set_function(lambda: self.budget.total)
         self.sessions: dict[str, ClientSocket] = {}
-        self.engine = EngineTransport(self)
+        self.engine = EngineTransport(
+            limits=EngineLimits.from_settings(settings),
+            metrics=self.metrics,
+            tokens=self.tokens,
+            budget=self.budget,
+            sockets=self,
+        )
         self.relay = Relay(
             limits=RelayLimits.from_settings(settings),
             metrics=self.metrics,
@@ -57,12 +75,13 @@ class BrokerServer:
         )
         self.upstream = UpstreamForwarder(
             rules,
-            settings.variables,
+            # read once, as snyk-broker reads its configuration: a NAME_POOL keeps rotating
+            variables if variables is not None else settings.variables(),
             self.metrics,
             max_answer=settings.SOCKET_MAX_RESPONSE_LENGTH,
             timeout=settings.BROKER_WEBSERVER_REQUEST_TIMEOUT / 1000,
         )
-        self.status = StatusEndpoints(self)
+        self.status = StatusEndpoints(tokens=self.tokens, clients=self.pool, metrics=self.metrics)
         self.socket_hooks = SocketHooks(
             settings=settings,
             metrics=self.metrics,
@@ -73,33 +92,32 @@ class BrokerServer:
             closed=self.forget_session,
         )
 
+    # -- the socket table (broker_server.engine_transport.SocketTable) -------------------------
+
+    def find(self, sid: str) -> ClientSocket | None:
+        return self.sessions.get(sid)
+
     def open_sessions(self, token: str) -> int:
         return sum(1 for s in self.sessions.values() if s.token == token and not s.closed)
 
-    def new_session(
-        self,
-        *,
-        token: str,
-        eio: int,
-        transport: str,
-        request: web.Request,
-        account: Account | None = None,
-    ) -> ClientSocket:
+    def new_session(self, opening: SocketOpening) -> ClientSocket:
         session = ClientSocket(
             self.socket_hooks,
-            account=account or self.budget.account(token),
-            token=token,
+            account=opening.account,
+            token=opening.token,
             sid=new_sid(),
-            eio=eio,
-            transport=transport,
-            role_hint=request.query.get("connection_role"),
-            client_id_header=request.headers.get("x-snyk-broker-client-id"),
+            eio=opening.eio,
+            transport=opening.transport,
+            role_hint=opening.role_hint,
+            client_id_header=opening.client_id_header,
         )
         self.sessions[session.sid] = session
         self.pool.add_handshaking(session)
-        self.metrics.connections_total.labels(str(eio)).inc()
+        self.metrics.connections_total.labels(str(opening.eio)).inc()
         self.refresh_connection_metrics()
-        log.info("client socket opened", **session.describe(), **self.tokens.describe(token))
+        log.info(
+            "client socket opened", **session.describe(), **self.tokens.describe(opening.token)
+        )
         return session
 
     def _identified(self, session: ClientSocket) -> None:
@@ -157,8 +175,15 @@ class BrokerServer:
         await self.close()
 
 
-def build_app(settings: Settings, rules: AcceptRules | None, tokens: list[str]) -> web.Application:
-    server = BrokerServer(settings, rules, tokens)
+def build_app(
+    settings: Settings,
+    rules: AcceptRules | None,
+    tokens: list[str],
+    variables: VariableSource | None = None,
+) -> web.Application:
+    """The server's application; ``variables`` fill the private rules' ``${NAME}`` (default:
+    the process environment, read now)."""
+    server = BrokerServer(settings, rules, tokens, variables)
     # /broker bodies and polling payloads are bounded by their handlers; /response-data streams
     app = web.Application(
         client_max_size=max(settings.SOCKET_MAX_RESPONSE_LENGTH, settings.BROKER_SERVER_MAX_BODY)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -10,17 +11,33 @@ from shared.redaction import hash_token, mask_token
 from shared.version import package_version
 
 if TYPE_CHECKING:
-    from broker_server.server import BrokerServer
+    from broker_server.client_socket import ClientSocket
+    from broker_server.metrics import ServerMetrics
+    from broker_server.tokens import TokenRegistry
+
+
+class ConnectedClients(Protocol):
+    """The identified client sockets of each token (:class:`broker_server.pool.ConnectionPool`)."""
+
+    def sessions(self, token: str) -> list[ClientSocket]: ...
+
+    def tokens(self) -> Iterable[tuple[str, list[ClientSocket]]]: ...
 
 
 class StatusEndpoints:
-    def __init__(self, server: BrokerServer) -> None:
-        self.server = server
+    """The read-only handlers; they see the admitted tokens, the connected clients and the
+    metrics, nothing else of the server."""
+
+    def __init__(
+        self, *, tokens: TokenRegistry, clients: ConnectedClients, metrics: ServerMetrics
+    ) -> None:
+        self.tokens = tokens
+        self.clients = clients
+        self._metrics = metrics  # ``metrics`` is the handler of /metrics
 
     async def connection_status(self, request: web.Request) -> web.Response:
-        server = self.server
-        token = server.tokens.lookup(request.match_info["token"])
-        sessions = server.pool.sessions(token) if token is not None else []
+        token = self.tokens.lookup(request.match_info["token"])
+        sessions = self.clients.sessions(token) if token is not None else []
         if not sessions:
             return web.json_response(
                 {"ok": False}, status=404, headers={"x-broker-failure": "no-connection"}
@@ -41,7 +58,7 @@ class StatusEndpoints:
 
     async def connections_status(self, request: web.Request) -> web.Response:
         result = []
-        for token, sessions in self.server.pool.tokens():
+        for token, sessions in self.clients.tokens():
             result.append(
                 {
                     "identifier": mask_token(token),
@@ -68,5 +85,5 @@ class StatusEndpoints:
         return web.json_response({"ok": True, "version": package_version()})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = self.server.metrics.render()
-        return web.Response(body=body, headers={"Content-Type": self.server.metrics.content_type})
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": self._metrics.content_type})

@@ -8,7 +8,6 @@ as ``{"status", "headers", "body"}`` with the body as a string, as snyk-broker's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -41,7 +40,9 @@ DROPPED = FRAMING | {"host", "x-broker-token", "x-snyk-broker", "content-encodin
 class UpstreamForwarder:
     """Checks a client's callback against the private rules and makes it to the upstream.
 
-    ``variables`` is called per callback (rule origins and auth may name environment variables);
+    ``variables`` fills the rule's origin and auth; built once at start-up, so a
+    ``NAME_POOL`` rotates from one callback to the next (snyk-broker reads its configuration
+    once too);
     ``max_answer`` bounds an upstream answer (SOCKET_MAX_RESPONSE_LENGTH), ``timeout`` one
     upstream call, in seconds (BROKER_WEBSERVER_REQUEST_TIMEOUT).
     """
@@ -49,7 +50,7 @@ class UpstreamForwarder:
     def __init__(
         self,
         rules: AcceptRules | None,
-        variables: Callable[[], VariableSource],
+        variables: VariableSource,
         metrics: ServerMetrics,
         *,
         max_answer: int,
@@ -102,7 +103,7 @@ class UpstreamForwarder:
                 reason="Request does not match any accept rule on the broker server",
                 url=url,
             )
-        variables = self.variables()
+        variables = self.variables.for_request()
         target = expand_origin(rule.origin, variables) + url
         out = {
             k: v

@@ -1,7 +1,10 @@
 """``${VAR}`` placeholders: origins, auth values, ``x-broker-var-sub`` headers, ``BROKER_VAR_SUB`` bodies.
 
-snyk-broker fills placeholders from its merged configuration; ``NAME_POOL=a,b,c`` makes
-``${NAME}`` rotate round-robin over the pool. Unknown names become the empty string, as there.
+snyk-broker fills placeholders from its merged configuration, read once at start-up;
+``NAME_POOL=a,b,c`` makes ``${NAME}`` rotate round-robin over the pool, one member per request
+(every ``${NAME}`` of that request gets the same one). Unknown names become the empty string,
+as there. A process therefore builds one :class:`VariableSource` at start-up and takes
+:meth:`VariableSource.for_request` for each request.
 The server uses substitution to hand the agent values only the client knows (``CR_CREDENTIALS``
 in an ``authorization`` header, a callback URL in a JSON body) without ever seeing them.
 
@@ -72,6 +75,11 @@ class VariableSource:
 
         return PLACEHOLDER.sub(one, text), refused
 
+    def for_request(self) -> VariableSource:
+        """The values for one request: each pool's next member, the same for every
+        ``${NAME}`` of the request, and the pool moves on once (snyk-broker's ``_POOL_IDX``)."""
+        return _OneRequest(self)
+
     def pool_members(self, name: str) -> list[str]:
         """The members of ``NAME_POOL``, or ``[NAME]`` when only the single value is set."""
         pooled = self._values.get(f"{name}_POOL")
@@ -79,6 +87,28 @@ class VariableSource:
             return [m.strip() for m in pooled.split(",") if m.strip()]
         single = self._values.get(name)
         return [single] if single else []
+
+
+class _OneRequest(VariableSource):
+    """A request's view of a :class:`VariableSource`: a pool member, once drawn, is kept."""
+
+    def __init__(self, shared: VariableSource) -> None:
+        # the values and the pools' rotation stay the shared source's
+        self._values = shared._values
+        self._pools = shared._pools
+        self._lock = shared._lock
+        self._shared = shared
+        self._drawn: dict[str, str] = {}
+
+    def get(self, name: str) -> str:
+        if name not in self._pools:
+            return self._values.get(name, "")
+        if name not in self._drawn:
+            self._drawn[name] = self._shared.get(name)
+        return self._drawn[name]
+
+    def for_request(self) -> VariableSource:
+        return self._shared.for_request()
 
 
 #: Variables no allow-list may name: the client's own secrets and the network around it.

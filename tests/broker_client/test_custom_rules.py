@@ -1,5 +1,6 @@
 """A custom ACCEPT file through the real snyk-broker server: auth schemes with ${VAR}, `valid`
-conditions, `_POOL` round robin over two agents, origins with embedded credentials."""
+conditions, `_POOL` round robin over two agents and over credentials (one member per request),
+origins with embedded credentials."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ private:
       - {{path: kind, value: image}}
       - {{header: content-type, values: [application/json]}}
   - {{method: any, path: /pooled/*, origin: "${{AGENTS}}"}}
+  - {{method: GET, path: /pair/*, origin: "${{CR_AGENT_URL}}", auth: {{scheme: basic, username: "${{PAIR}}", password: "${{PAIR}}"}}}}
 public: []
 """
     )
@@ -56,6 +58,7 @@ public: []
             "MY_TOKEN": "tok-123",
             "MY_USER": "bob",
             "AGENTS_POOL": f"{apps.agent_url},http://127.0.0.1:{second_port}",
+            "PAIR_POOL": "x,y",
         },
     )
     try:
@@ -106,3 +109,16 @@ def test_pool_origin_rotates_between_agents(stack: tuple, apps: Apps) -> None:
         assert call(f"{server.url}/broker/{client.token}/pooled/{i}")[0] == 200
     assert len(apps.agent.seen) - before_first == 2
     assert len(second.seen) - before_second == 2
+
+
+def test_one_request_uses_one_pool_member_wherever_its_rule_names_it(stack: tuple) -> None:
+    server, client, _ = stack
+    sent = [
+        call(f"{server.url}/broker/{client.token}/pair/{i}")[1]["headers"]["authorization"]
+        for i in range(3)
+    ]
+    assert [base64.b64decode(s.removeprefix("Basic ")).decode() for s in sent] == [
+        "x:x",
+        "y:y",
+        "x:x",
+    ]

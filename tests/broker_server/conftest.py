@@ -54,7 +54,8 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             path.write_text(json.dumps(accept))
             environ["ACCEPT"] = str(path)
         settings, rules, tokens = load_settings(environ)
-        app = build_app(settings, rules, tokens)
+        # ${NAME} in the rules come from the settings given here, as in a server's own process
+        app = build_app(settings, rules, tokens, settings.variables(environ))
         test_server = TestServer(app, host="127.0.0.1", port=free_port())
         await test_server.start_server()
         started.append(test_server)

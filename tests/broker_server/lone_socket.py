@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker_server.budget import ByteBudget
+from broker_server.budget import Account, ByteBudget
 from broker_server.client_socket import ClientSocket, SocketHooks
 from broker_server.metrics import ServerMetrics
 from broker_server.settings import load_settings
@@ -21,8 +21,12 @@ def lone_socket(
     closed: Callable[[ClientSocket], None],
     budget: ByteBudget | None = None,
     role_hint: str | None = None,
+    sid: str = "s1",
+    eio: int = 4,
+    transport: str = "polling",
+    account: Account | None = None,
 ) -> ClientSocket:
-    """A polling engine.io v4 socket of ``TOKEN`` (not started: no heartbeat task)."""
+    """A socket of ``TOKEN``, by default polling engine.io v4 (not started: no heartbeat task)."""
     settings, _rules, tokens = load_settings({"BROKER_TOKENS": TOKEN})
     hooks = SocketHooks(
         settings=settings,
@@ -36,11 +40,11 @@ def lone_socket(
     budget = budget or ByteBudget(server=1 << 20, token=1 << 20, connection=1 << 20)
     return ClientSocket(
         hooks,
-        account=budget.account(TOKEN),
+        account=account or budget.account(TOKEN),
         token=TOKEN,
-        sid="s1",
-        eio=4,
-        transport="polling",
+        sid=sid,
+        eio=eio,
+        transport=transport,
         role_hint=role_hint,
         client_id_header=None,
     )

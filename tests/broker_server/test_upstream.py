@@ -1,4 +1,4 @@
-"""UpstreamForwarder on its own: built from the server's private rules, a variables callable,
+"""UpstreamForwarder on its own: built from the server's private rules, a variable source,
 metrics and two limits, no BrokerServer; the upstream is a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def forwarder(upstream_url: str | None, metrics: ServerMetrics, **limits: Any) -
     variables = VariableSource({"UPSTREAM_URL": upstream_url, "UPSTREAM_TOKEN": "up-secret"})
     return UpstreamForwarder(
         rules,
-        lambda: variables,
+        variables,
         metrics,
         max_answer=limits.get("max_answer", 1 << 20),
         timeout=limits.get("timeout", 10.0),

@@ -78,6 +78,24 @@ def test_pool_rotates() -> None:
     assert source.pool_members("TOKEN") == ["a", "b"]
 
 
+def test_a_request_gets_one_member_of_each_pool_and_the_next_request_the_next() -> None:
+    source = VariableSource({"TOKEN_POOL": "a,b,c", "URL_POOL": "u1,u2", "PLAIN": "p"})
+    seen = []
+    for _ in range(4):
+        request = source.for_request()
+        seen.append(request.replace("${TOKEN}:${TOKEN}/${URL}/${PLAIN}/${URL}"))
+    assert seen == ["a:a/u1/p/u1", "b:b/u2/p/u2", "c:c/u1/p/u1", "a:a/u2/p/u2"]
+
+
+def test_a_pool_moves_on_only_for_a_request_that_uses_it() -> None:
+    source = VariableSource({"TOKEN_POOL": "a,b"})
+    assert source.for_request().replace("${OTHER}") == ""
+    assert source.for_request().replace_only("${TOKEN}", frozenset({"TOKEN"})) == ("a", [])
+    assert source.for_request().replace_only("${TOKEN}", frozenset()) == ("${TOKEN}", ["TOKEN"])
+    assert source.for_request().get("TOKEN") == "b"
+    assert source.for_request().for_request().get("TOKEN") == "a"
+
+
 SECRETS = VariableSource(
     {
         "BROKER_TOKEN": "tok-secret",
