@@ -11,8 +11,6 @@ COMMANDS = {
     "scan": "cr_agent.cli:main",
     "serve": "cr_agent.service.app:main_serve",
 }
-#: one-shot subcommands whose process ends as soon as their output is out (see :func:`run`)
-ONE_SHOT = frozenset({"scan"})
 
 
 HELP = """\
@@ -44,17 +42,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script. A one-shot command has written and closed its output when ``main``
-    returns; tearing the interpreter down (finalising ~250 modules, joining idle worker
-    threads) would add about 15 ms to every scan, so the process ends at once instead."""
-    code = main()
-    if sys.argv[1:2] and sys.argv[1] in ONE_SHOT:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a reader that went away, or a closed stream
-                code = code or 1
-        os._exit(code)
+    """The console script. A reader that goes away (``cr-agent scan ... | head``) makes a
+    failed exit, not a traceback: the way out the Python documentation gives for SIGPIPE."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the interpreter flushes stdout once more at exit; that must not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     sys.exit(code)
 
 

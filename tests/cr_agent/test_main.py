@@ -1,44 +1,42 @@
-"""The ``cr-agent`` dispatcher: one-shot commands end without interpreter teardown."""
+"""The ``cr-agent`` dispatcher: exit codes, and a reader that goes away mid-output."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
 import cr_agent.__main__ as entry
 
 
-class _Ended(Exception):
-    pass
-
-
-@pytest.fixture
-def exits(monkeypatch):
-    seen: list[tuple[str, int]] = []
-
-    def fast(code: int) -> None:
-        seen.append(("os._exit", code))
-        raise _Ended
-
-    def slow(code: int) -> None:
-        seen.append(("sys.exit", code))
-        raise _Ended
-
-    monkeypatch.setattr(entry.os, "_exit", fast)
-    monkeypatch.setattr(entry.sys, "exit", slow)
-    return seen
-
-
-def test_scan_ends_the_process_at_once_with_its_exit_code(monkeypatch, exits, capsys):
-    monkeypatch.setattr(entry.sys, "argv", ["cr-agent", "scan", "bad reference!"])
-    with pytest.raises(_Ended):
+def _exit_code(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
+    monkeypatch.setattr(entry.sys, "argv", ["cr-agent", *argv])
+    with pytest.raises(SystemExit) as ended:
         entry.run()
-    assert exits == [("os._exit", 1)]
+    return int(ended.value.code or 0)
+
+
+def test_scan_exits_with_its_code(monkeypatch, capsys):
+    assert _exit_code(monkeypatch, ["scan", "bad reference!"]) == 1
     assert "bad reference!" in capsys.readouterr().err
 
 
-def test_other_commands_and_usage_errors_exit_normally(monkeypatch, exits, capsys):
-    monkeypatch.setattr(entry.sys, "argv", ["cr-agent", "frobnicate"])
-    with pytest.raises(_Ended):
-        entry.run()
-    assert exits == [("sys.exit", 2)]
+def test_other_commands_and_usage_errors_exit_normally(monkeypatch, capsys):
+    assert _exit_code(monkeypatch, ["frobnicate"]) == 2
     assert "usage: cr-agent {scan|serve}" in capsys.readouterr().err
+
+
+def test_a_reader_that_went_away_is_a_failed_exit_not_a_traceback():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `cr-agent --help | true`
+    with os.fdopen(write_end, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", "from cr_agent.__main__ import run; run()", "--help"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr
