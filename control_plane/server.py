@@ -207,7 +207,9 @@ async def serve(
                 )
             except RelaySettingsError as exc:
                 raise StartupError(str(exc)) from None
-            relay_app = build_relay_app(relay_settings, rules, tokens)
+            relay_app = build_relay_app(
+                relay_settings, rules, tokens, relay_settings.variables(relay_env)
+            )
             relay_registry = relay_app[SERVER_KEY].tokens
             runner = web.AppRunner(relay_app, access_log=None)
             running.runners.append(runner)
