@@ -29,9 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import (
+    ServerProcess,
+    on_a_free_port,
+    wait_for_http,
+    wait_for_port_file,
+)
+from deploy.processes import (
+    StartFailed as StartFailed,  # callers catch stack.StartFailed
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,37 +113,17 @@ class Service:
         wait_for_http(f"{self.url}/healthcheck", timeout=timeout, ok=self.ready)
 
 
-class StartFailed(RuntimeError):
-    """A service did not come up; the message names it and quotes its log."""
-
-    def __init__(self, message: str, *, exited: bool) -> None:
-        super().__init__(message)
-        self.exited = exited
-
-
-#: (argv, environment) of a service listening on the given port
+#: (argv, environment) of a service listening on the given port (0: one it chooses)
 Spec = Callable[[int], tuple[list[str], dict[str, str]]]
-
-
-def _listens(process: ServerProcess, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while process.alive() and time.monotonic() < deadline:
-        try:
-            connections = psutil.Process(process.pid).net_connections("tcp")
-        except psutil.Error:
-            return False
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @dataclass(frozen=True)
 class Startup:
     """How long to wait for a service and what counts as up.
 
-    ``ready`` are the ``/healthcheck`` statuses to wait for; ``wait=False`` returns at once;
-    ``log`` names the log file in the work directory (``{name}`` and ``{port}`` filled in).
+    ``ready`` are the ``/healthcheck`` statuses to wait for; ``wait=False`` returns once it
+    listens; ``log`` names the log file in the work directory (``{name}`` and ``{port}``
+    filled in).
     """
 
     timeout: float = 30.0
@@ -146,46 +132,59 @@ class Startup:
     log: str = "{name}.log"
 
 
-def _start_once(name: str, spec: Spec, workdir: Path, port: int, startup: Startup) -> Service:
+def _start_once(
+    name: str, spec: Spec, workdir: Path, port: int, startup: Startup, port_key: str
+) -> Service:
+    """Start on ``port`` (0: the service binds a free one and writes it to ``PORT_FILE``)."""
     argv, env = spec(port)
-    log_path = workdir / startup.log.format(name=name, port=port)
-    process = ServerProcess(argv, env=env, cwd=workdir, log_path=log_path)
+    port_file = workdir / f".{name}-{uuid.uuid4().hex[:8]}.port"
+    env["PORT_FILE"] = str(port_file)
+    # the log is named after the port once known (rename keeps the child's open file)
+    starting_log = workdir / f".{port_file.stem}.log"
+    process = ServerProcess(argv, env=env, cwd=workdir, log_path=starting_log)
     process.start()
-    service = Service(name, port, process, env, startup.ready)
+    try:
+        ports = wait_for_port_file(process, port_file, name=name, timeout=startup.timeout)
+    except BaseException:  # Ctrl-C while waiting must not leave the child behind
+        process.stop()
+        raise
+    finally:
+        port_file.unlink(missing_ok=True)
+    # a restart binds the same ports again
+    env.update({key: str(value) for key, value in ports.items()})
+    env.pop("PORT_FILE")
+    process.env = env
+    bound = ports[port_key]
+    log_path = workdir / startup.log.format(name=name, port=bound)
+    starting_log.replace(log_path)
+    process.log_path = log_path
+    service = Service(name, bound, process, env, startup.ready)
     if not startup.wait:
         return service
     ready_url = f"{service.url}/healthcheck"
-    timeout = startup.timeout
     try:
-        wait_for_http(ready_url, timeout=timeout, ok=startup.ready)
-        # free_port is a race: whoever answered must be our process, listening on the port
-        if not _listens(process, port, timeout):
-            raise TimeoutError
-    except BaseException as exc:  # Ctrl-C while waiting must not leave the child behind
-        if not isinstance(exc, TimeoutError):
-            service.stop()
-            raise
-        tail = service.log_tail()
-        exited = not process.alive()
+        wait_for_http(ready_url, timeout=startup.timeout, ok=startup.ready, process=process)
+    except TimeoutError:
+        raise process.failed(
+            name, f"did not answer {ready_url} within {startup.timeout:g}s"
+        ) from None
+    except BaseException:
         service.stop()
-        state = "exited" if exited else f"did not answer {ready_url} within {timeout:g}s"
-        raise StartFailed(f"{name} {state}; last log lines:\n{tail}", exited=exited) from None
+        raise
     return service
 
 
 def _start(
-    name: str, spec: Spec, workdir: Path, port: int | None, startup: Startup | None = None
+    name: str,
+    spec: Spec,
+    workdir: Path,
+    port: int | None,
+    startup: Startup | None = None,
+    port_key: str = "PORT",
 ) -> Service:
-    """Start on ``port``, or on a free port, trying another one if that was taken meanwhile."""
+    """Start on ``port``, or on a port the service binds itself (0) and reports."""
     workdir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port else 3
-    for attempt in range(attempts):
-        try:
-            return _start_once(name, spec, workdir, port or free_port(), startup or Startup())
-        except StartFailed as exc:
-            if not exc.exited or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+    return _start_once(name, spec, workdir, port or 0, startup or Startup(), port_key)
 
 
 def new_agent_secret() -> str:
@@ -228,7 +227,7 @@ def start_agent(
             }
         )
 
-    return _start("cr-agent", spec, workdir, port)
+    return _start("cr-agent", spec, workdir, port, port_key="SNYK_PORT")
 
 
 def start_agent_and_client(
@@ -242,29 +241,37 @@ def start_agent_and_client(
     startup: Startup | None = None,
 ) -> tuple[Service, Service]:
     """An agent and our broker client in front of it, paired as production pairs them: the
-    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
-    client_port = free_port()
-    agent = start_agent(
-        workdir,
-        max_active=max_active,
-        callback_url=f"http://127.0.0.1:{client_port}",
-        env=agent_env,
-    )
-    try:
-        client = start_broker_client(
+    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret.
+
+    The one cycle: each must be told the other's URL before it starts. The agent binds a port
+    itself; the client's is chosen first (the agent's callback URL) and, if someone takes it
+    before the client binds, both start again with a new one (:func:`on_a_free_port`).
+    """
+
+    def start(client_port: int) -> tuple[Service, Service]:
+        agent = start_agent(
             workdir,
-            token=token,
-            server_url=server_url,
-            agent_url=agent.url,
-            registry=registry,
-            port=client_port,
-            agent_secret=agent.env["CR_AGENT_SECRET"],
-            startup=startup,
+            max_active=max_active,
+            callback_url=f"http://127.0.0.1:{client_port}",
+            env=agent_env,
         )
-    except BaseException:
-        agent.stop()
-        raise
-    return agent, client
+        try:
+            client = start_broker_client(
+                workdir,
+                token=token,
+                server_url=server_url,
+                agent_url=agent.url,
+                registry=registry,
+                port=client_port,
+                agent_secret=agent.env["CR_AGENT_SECRET"],
+                startup=startup,
+            )
+        except BaseException:
+            agent.stop()
+            raise
+        return agent, client
+
+    return on_a_free_port(start)
 
 
 def start_broker_server(
@@ -326,13 +333,14 @@ def start_crbroker_server(
 ) -> CrbrokerServer:
     """``crbroker-server`` (relay + control plane by default) with its data in ``workdir``.
 
-    ``port`` is the relay's (mode "control-plane": the API's); the other listener gets a free
+    ``port`` is the relay's (mode "control-plane": the API's); the other listener binds a free
     port. The relay's upstream is the control plane of the same process.
     """
     data_dir = workdir / "crbroker-data"
+    port_key = "CONTROL_PLANE_PORT" if mode == "control-plane" else "PORT"
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
-        api_port = port if mode == "control-plane" else free_port()
+        api_port = port if mode == "control-plane" else 0
         return [*command("crbroker-server", "control_plane"), mode], _base_env(
             {
                 "PORT": str(port),
@@ -347,7 +355,7 @@ def start_crbroker_server(
             }
         )
 
-    service = _start("crbroker-server", spec, workdir, port, startup)
+    service = _start("crbroker-server", spec, workdir, port, startup, port_key)
     return CrbrokerServer(service.name, service.port, service.process, service.env, service.ready)
 
 
@@ -368,7 +376,9 @@ def start_broker_client(
 
     Ready when ``/healthcheck`` answers 200, i.e. once a socket to the server is open.
     ``/systemcheck`` checks credentials against ``validation_path`` on the agent (None: unset).
-    ``agent_secret`` is the agent's ``CR_AGENT_SECRET``.
+    ``agent_secret`` is the agent's ``CR_AGENT_SECRET``. Without ``port`` one is chosen with
+    :func:`on_a_free_port`: the client's own URL (``BROKER_CLIENT_URL``, which requests and
+    the agent's callbacks use) is part of its settings, so it cannot bind port 0.
     """
     validation = (
         {}
@@ -395,7 +405,9 @@ def start_broker_client(
             }
         )
 
-    return _start("broker-client", spec, workdir, port, startup)
+    if port is not None:
+        return _start("broker-client", spec, workdir, port, startup)
+    return on_a_free_port(lambda chosen: _start("broker-client", spec, workdir, chosen, startup))
 
 
 def wait_for_connection(
@@ -508,29 +520,19 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        # the client's port first: the agent must know where its callbacks go
-        client_port = free_port()
-        self.agent = start_agent(
-            self.workdir,
-            max_active=self.max_active,
-            callback_url=f"http://127.0.0.1:{client_port}",
-            env=self.agent_env,
-        )
-        self.services.append(self.agent)
         self.server = start_broker_server(
             self.workdir, token=self.token, upstream_url=self.upstream_url
         )
         self.services.append(self.server)
-        self.client = start_broker_client(
+        self.agent, self.client = start_agent_and_client(
             self.workdir,
             token=self.token,
             server_url=self.server.url,
-            agent_url=self.agent.url,
             registry=self.registry,
-            port=client_port,
-            agent_secret=self.agent.env["CR_AGENT_SECRET"],
+            max_active=self.max_active,
+            agent_env=self.agent_env,
         )
-        self.services.append(self.client)
+        self.services += [self.agent, self.client]
         wait_for_connection(self.server.url, self.token)
 
     def stop(self) -> None:
