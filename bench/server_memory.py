@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
-from deploy.processes import ServerProcess, free_port, wait_for_http  # noqa: E402
+from deploy.processes import ServerProcess, free_port, refused_port, wait_for_http  # noqa: E402
 from tests.broker_server.hostile import (  # noqa: E402
     Outcome,
     callback_message,
@@ -74,7 +74,7 @@ class PeakSampler:
 
 def start_server(checkout: Path, workdir: Path) -> tuple[ServerProcess, str]:
     port = free_port()
-    dead_upstream = f"http://127.0.0.1:{free_port()}"  # callbacks fail fast: 502
+    dead_upstream = f"http://127.0.0.1:{refused_port()}"  # callbacks fail fast: 502
     accept = workdir / "accept.json"
     accept.write_text(
         json.dumps(

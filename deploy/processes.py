@@ -2,8 +2,11 @@
 
 Ports: our own services bind port 0 and write the port they got to ``PORT_FILE``
 (:mod:`shared.port_file`); :func:`wait_for_port_file` reads it back. Third-party servers that
-cannot report a port get one from :func:`free_port` through :func:`start_on_free_port`, which
-starts them again on another port when the first was taken between choosing and binding.
+bind port 0 without saying which port they got are asked the kernel
+(:func:`wait_for_listening_port`). Those that cannot bind 0 (PostgreSQL) or must know their
+port beforehand (a broker client's own URL) get one from :func:`free_port` through
+:func:`on_a_free_port`, which starts them again on another port when the first was taken
+between choosing and binding.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import psutil
 
 T = TypeVar("T")
 
@@ -41,6 +46,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: sockets behind :func:`refused_port`, held until the process ends
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A 127.0.0.1 port where connections are refused for as long as this process runs.
+
+    The port stays bound (not listening) by a socket of ours, so no other process can take
+    it meanwhile: a "dead" URL for tests of unreachable peers, with no race.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _REFUSING.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def wait_for_port(
@@ -99,14 +120,12 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         log_path: Path,
-        stop_signal: signal.Signals = signal.SIGTERM,
         popen: Mapping[str, Any] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.log_path = log_path
-        self.stop_signal = stop_signal
         #: further ``subprocess.Popen`` arguments (e.g. ``user``)
         self.popen = dict(popen or {})
         self.proc: subprocess.Popen[bytes] | None = None
@@ -139,7 +158,7 @@ class ServerProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, self.stop_signal)
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -177,6 +196,23 @@ def wait_for_port_file(
         if not process.alive() or time.monotonic() > deadline:
             raise process.failed(name, f"did not report its port within {timeout:g}s")
         time.sleep(0.02)
+
+
+def wait_for_listening_port(process: ServerProcess, *, name: str, timeout: float = 30.0) -> int:
+    """The port a third-party server started on port 0 listens on, read from the kernel's
+    socket table (psutil) for it and its children: for servers that bind 0 but do not say
+    which port they got. :class:`StartFailed` when it exits first or listens on nothing within
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while process.alive() and time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(process.pid)
+            for proc in (parent, *parent.children(recursive=True)):
+                for conn in proc.net_connections("tcp"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        return int(conn.laddr.port)
+        time.sleep(0.05)
+    raise process.failed(name, f"listened on no port within {timeout:g}s")
 
 
 def on_a_free_port(start: Callable[[int], T], *, attempts: int = 3) -> T:

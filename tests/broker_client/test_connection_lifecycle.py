@@ -20,7 +20,6 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from broker_client.settings import CLIENT_VERSION
-from deploy.processes import free_port
 from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
 from tests.broker_client.agent import big_sha256
@@ -114,7 +113,7 @@ async def script(peer: Peer, ws: ServerConnection) -> None:
 class ScriptedServer:
     def __init__(self, mode: str) -> None:
         self.peer = Peer(mode)
-        self.port = free_port()
+        self.port = 0  # known once serving
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.stopping: asyncio.Event | None = None
@@ -126,7 +125,8 @@ class ScriptedServer:
 
     async def _main(self) -> None:
         self.stopping = asyncio.Event()
-        async with serve(lambda ws: script(self.peer, ws), "127.0.0.1", self.port):
+        async with serve(lambda ws: script(self.peer, ws), "127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
             await self.stopping.wait()
 

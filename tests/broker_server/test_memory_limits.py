@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.broker_protocol import AckReceived, BrokerConnection
 from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, start_our_server, upstream_accept
 from tests.broker_server.hostile import (
@@ -62,7 +62,7 @@ async def upstream() -> AsyncIterator[Upstream]:
 
     app = web.Application(client_max_size=4 * MIB)
     app.router.add_route("*", "/{tail:.*}", handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield Upstream(f"http://127.0.0.1:{server.port}", release, held)
     release.set()
@@ -243,7 +243,7 @@ def test_flood_of_huge_messages_against_the_real_server_leaves_other_tokens_serv
     tmp_path: Path,
 ):
     """32 sockets of one token, 21 MB each, against ``broker-server`` with its default limits."""
-    dead_upstream = f"http://127.0.0.1:{free_port()}"
+    dead_upstream = f"http://127.0.0.1:{refused_port()}"
     server = start_our_server(
         tmp_path, accept=upstream_accept(dead_upstream), tokens=f"{TOKEN},{OTHER_TOKEN}"
     )

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.http_client import BodyTooLarge, HttpClient, HttpProtocolError
+from shared.port_file import bound_port
 from tests.broker_client.agent import Recorder, agent_app, big_sha256, start
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -34,8 +35,8 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 async def test_get_post_and_connection_reuse_against_aiohttp_agent() -> None:
     recorder = Recorder()
-    port = free_port()
-    runner = await start(agent_app(recorder), port)
+    runner = await start(agent_app(recorder))
+    port = bound_port(runner.addresses, 0)
     client = HttpClient(None)
     try:
         for i in range(3):
@@ -168,7 +169,7 @@ async def test_malformed_answers_raise_protocol_errors(answer: bytes, message: s
 async def test_refused_connection_and_read_timeout() -> None:
     client = HttpClient(None)
     with pytest.raises(ConnectionRefusedError):
-        await client.request("GET", f"http://127.0.0.1:{free_port()}/", headers={})
+        await client.request("GET", f"http://127.0.0.1:{refused_port()}/", headers={})
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -191,8 +192,8 @@ async def test_header_injection_is_refused() -> None:
 
 async def test_bounded_pool_frees_a_slot_on_release_close_and_failure() -> None:
     recorder = Recorder()
-    port = free_port()
-    runner = await start(agent_app(recorder), port)
+    runner = await start(agent_app(recorder))
+    port = bound_port(runner.addresses, 0)
     client = HttpClient(None, max_connections_per_origin=1)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -206,7 +207,7 @@ async def test_bounded_pool_frees_a_slot_on_release_close_and_failure() -> None:
         await second.read()  # read to the end: released, socket kept for reuse
         third = await asyncio.wait_for(client.request("GET", f"{url}/list/c", headers={}), 5)
         third.release()
-        dead = f"http://127.0.0.1:{free_port()}/x"
+        dead = f"http://127.0.0.1:{refused_port()}/x"
         for _ in range(2):  # a failed connect gives its slot back (else the second would hang)
             with pytest.raises(ConnectionRefusedError):
                 await asyncio.wait_for(client.request("GET", dead, headers={}), 5)

@@ -23,7 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry, _aws_call
-from deploy.processes import free_port
+from deploy.processes import free_port, refused_port
 from shared.credentials import decode_credentials, encode_credentials
 from tests.cr_agent.service.agent import AgentFactory
 from tests.cr_agent.service.images import debian_image, push_image
@@ -156,7 +156,9 @@ async def test_ecr_validate_and_pull_metadata_through_the_local_registry(
 
 
 async def test_ecr_unreachable_aws_is_named(make_agent: AgentFactory, aws_identity: str) -> None:
-    agent = await make_agent(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", REGISTRY_TIMEOUT=2)
+    agent = await make_agent(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{refused_port()}", REGISTRY_TIMEOUT=2
+    )
     status, body = await agent.get("/validate-credentials", ecr_creds(None))
     assert status == 502, body
     assert body["failedStep"] == "authenticate"
