@@ -20,6 +20,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,14 +53,19 @@ def free_port() -> int:
 _REFUSING: list[socket.socket] = []
 
 
-def refused_port() -> int:
-    """A 127.0.0.1 port where connections are refused for as long as this process runs.
-
-    The port stays bound (not listening) by a socket of ours, so no other process can take
-    it meanwhile: a "dead" URL for tests of unreachable peers, with no race.
-    """
+def reserve_port() -> socket.socket:
+    """A socket bound to a free 127.0.0.1 port, not listening: connections are refused and
+    no other process can take the port until a server listens on this very socket (e.g.
+    aiohttp's ``SockSite``). A port to name before its server starts, with no race."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def refused_port() -> int:
+    """A 127.0.0.1 port where connections are refused for as long as this process runs:
+    a "dead" URL for tests of unreachable peers (:func:`reserve_port`, kept)."""
+    sock = reserve_port()
     _REFUSING.append(sock)
     return int(sock.getsockname()[1])
 
@@ -196,6 +202,33 @@ def wait_for_port_file(
         if not process.alive() or time.monotonic() > deadline:
             raise process.failed(name, f"did not report its port within {timeout:g}s")
         time.sleep(0.02)
+
+
+def start_reporting(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path,
+    name: str,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[ServerProcess, dict[str, int]]:
+    """Start one of our services with ``PORT_FILE`` set; it and the ports it bound.
+
+    Its port settings in ``env`` may be 0. :class:`StartFailed` (with its log) when it exits
+    or reports nothing within ``timeout`` seconds.
+    """
+    port_file = log_path.with_name(f".{log_path.name}.{uuid.uuid4().hex[:8]}.port")
+    process = ServerProcess(
+        argv, env={**env, "PORT_FILE": str(port_file)}, cwd=cwd, log_path=log_path
+    ).start()
+    try:
+        return process, wait_for_port_file(process, port_file, name=name, timeout=timeout)
+    except BaseException:  # also Ctrl-C while waiting: never leave the child behind
+        process.stop()
+        raise
+    finally:
+        port_file.unlink(missing_ok=True)
 
 
 def wait_for_listening_port(process: ServerProcess, *, name: str, timeout: float = 30.0) -> int:

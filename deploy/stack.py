@@ -32,8 +32,8 @@ from typing import Any
 from deploy.processes import (
     ServerProcess,
     on_a_free_port,
+    start_reporting,
     wait_for_http,
-    wait_for_port_file,
 )
 from deploy.processes import (
     StartFailed as StartFailed,  # callers catch stack.StartFailed
@@ -137,27 +137,18 @@ def _start_once(
 ) -> Service:
     """Start on ``port`` (0: the service binds a free one and writes it to ``PORT_FILE``)."""
     argv, env = spec(port)
-    port_file = workdir / f".{name}-{uuid.uuid4().hex[:8]}.port"
-    env["PORT_FILE"] = str(port_file)
-    # the log is named after the port once known (rename keeps the child's open file)
-    starting_log = workdir / f".{port_file.stem}.log"
-    process = ServerProcess(argv, env=env, cwd=workdir, log_path=starting_log)
-    process.start()
-    try:
-        ports = wait_for_port_file(process, port_file, name=name, timeout=startup.timeout)
-    except BaseException:  # Ctrl-C while waiting must not leave the child behind
-        process.stop()
-        raise
-    finally:
-        port_file.unlink(missing_ok=True)
+    by_port = "{port}" in startup.log and not port
+    # a log named after a port not known yet is renamed once it is (the child's file stays)
+    log_path = workdir / startup.log.format(name=name, port=port or uuid.uuid4().hex[:8])
+    process, ports = start_reporting(
+        argv, env=env, cwd=workdir, log_path=log_path, name=name, timeout=startup.timeout
+    )
     # a restart binds the same ports again
     env.update({key: str(value) for key, value in ports.items()})
-    env.pop("PORT_FILE")
     process.env = env
     bound = ports[port_key]
-    log_path = workdir / startup.log.format(name=name, port=bound)
-    starting_log.replace(log_path)
-    process.log_path = log_path
+    if by_port:
+        process.log_path = log_path.replace(workdir / startup.log.format(name=name, port=bound))
     service = Service(name, bound, process, env, startup.ready)
     if not startup.wait:
         return service

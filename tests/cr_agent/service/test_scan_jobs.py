@@ -12,7 +12,7 @@ import pytest
 from cr_agent.service.app import STATE
 from cr_agent.service.image_scanner import RegistryImageScanner
 from cr_agent.service.models import DoneCallback, ResultCallback
-from deploy.processes import free_port
+from deploy.processes import reserve_port
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image, push_multiarch
 from tests.fakes.callback_receiver import CallbackReceiver
@@ -185,7 +185,8 @@ async def test_callback_failures_are_retried_with_the_same_idempotency_key(
 async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     agent = await make_agent(CALLBACK_ATTEMPTS=2, CALLBACK_RETRY_SECONDS=0.3)
     await push_image(plain_registry, unique_repo, "1", debian_image(2))
     status, accepted = await agent.post(
@@ -207,7 +208,7 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
     _, health = await agent.get("/healthcheck")
     assert health["spooledCallbacks"] == 2
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await receiver.wait_for(DONE, wait_seconds=30)
         assert [r.path for r in receiver.received] == [RESULT, DONE]
@@ -226,7 +227,8 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
 async def test_spool_survives_a_restart(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     first = await make_agent(CALLBACK_ATTEMPTS=1, CALLBACK_RETRY_SECONDS=60)
     await push_image(plain_registry, unique_repo, "1", debian_image(1))
     await first.post(
@@ -240,7 +242,7 @@ async def test_spool_survives_a_restart(
         await asyncio.sleep(0.1)
     await first.server.close()
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await make_agent(CALLBACK_RETRY_SECONDS=60)  # same SPOOL_DIR: drains at start-up
         await receiver.wait_for(DONE, wait_seconds=30)
@@ -369,7 +371,8 @@ class StalledScanner(RegistryImageScanner):
 async def test_shutdown_spools_what_a_running_job_still_owes(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     probe = await make_agent()
     agent = await make_agent(scanner=StalledScanner(probe.app[STATE].type_context, 1 << 30))
     status, accepted = await agent.post(
@@ -385,7 +388,7 @@ async def test_shutdown_spools_what_a_running_job_still_owes(
     await agent.server.close()  # what SIGTERM does: app cleanup
     assert len(list((tmp_path / "spool").glob("*.json"))) == 3  # two results and the done
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await make_agent(CALLBACK_RETRY_SECONDS=60)
         [done] = await receiver.wait_for(DONE, wait_seconds=30)
