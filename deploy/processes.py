@@ -43,7 +43,7 @@ class StartFailed(RuntimeError):
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (a race: only for servers
-    that cannot bind port 0 and report it; see :func:`start_on_free_port`)."""
+    that cannot bind port 0 and report it; see :func:`on_a_free_port`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deploy.processes import (
     ServerProcess,
@@ -40,6 +40,7 @@ from deploy.processes import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 #: what the server passes upstream: the agent's callbacks (snyk's "Snyk API" paths)
 CALLBACK_PATHS = ("/api/v1/*", "/api/v2/*", "/v1/*", "/v2/*", "/rest/*")
@@ -229,38 +230,47 @@ def start_agent_and_client(
     registry: Mapping[str, str],
     max_active: int = 1,
     agent_env: Mapping[str, str] | None = None,
+    client_env: Mapping[str, str] | None = None,
     startup: Startup | None = None,
 ) -> tuple[Service, Service]:
     """An agent and our broker client in front of it, paired as production pairs them: the
-    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret.
+    agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
+
+    def client(port: int, agent: Service) -> Service:
+        return start_broker_client(
+            workdir,
+            token=token,
+            server_url=server_url,
+            agent_url=agent.url,
+            registry=registry,
+            port=port,
+            agent_secret=agent.env["CR_AGENT_SECRET"],
+            env=client_env,
+            startup=startup,
+        )
+
+    return start_agent_calling_back(workdir, client, max_active=max_active, env=agent_env)
+
+
+def start_agent_calling_back(
+    workdir: Path, start_target: Callable[[int, Service], T], **agent_options: Any
+) -> tuple[Service, T]:
+    """An agent (:func:`start_agent` with ``agent_options``) and the service its results go
+    to (``BROKER_CLIENT_URL``: a broker client, or a control plane for direct integrations).
 
     The one cycle: each must be told the other's URL before it starts. The agent binds a port
-    itself; the client's is chosen first (the agent's callback URL) and, if someone takes it
-    before the client binds, both start again with a new one (:func:`on_a_free_port`).
+    itself; the target's is chosen first and ``start_target(port, agent)`` starts it there.
+    If someone takes that port before the target binds it, both start again with a new one
+    (:func:`on_a_free_port`).
     """
 
-    def start(client_port: int) -> tuple[Service, Service]:
-        agent = start_agent(
-            workdir,
-            max_active=max_active,
-            callback_url=f"http://127.0.0.1:{client_port}",
-            env=agent_env,
-        )
+    def start(port: int) -> tuple[Service, T]:
+        agent = start_agent(workdir, callback_url=f"http://127.0.0.1:{port}", **agent_options)
         try:
-            client = start_broker_client(
-                workdir,
-                token=token,
-                server_url=server_url,
-                agent_url=agent.url,
-                registry=registry,
-                port=client_port,
-                agent_secret=agent.env["CR_AGENT_SECRET"],
-                startup=startup,
-            )
+            return agent, start_target(port, agent)
         except BaseException:
             agent.stop()
             raise
-        return agent, client
 
     return on_a_free_port(start)
 

@@ -6,6 +6,7 @@ reconnect after ``primus::server::close``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -25,6 +26,7 @@ from shared.engineio import OpenHandshake
 from tests.broker_client.agent import big_sha256
 from tests.broker_client.conftest import Apps, start_our_client
 from tests.broker_client.log_scan import wait_for_log
+from tests.support.eventually import eventually
 
 LEGACY_SIZE = 300_000
 
@@ -148,12 +150,11 @@ def scripted(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
 
 
 def wait_until(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    """Whether ``predicate`` came true within ``timeout`` (the caller asserts, with context)."""
+    with contextlib.suppress(AssertionError):
+        eventually(lambda: bool(predicate()), timeout=timeout)
+        return True
+    return False
 
 
 @pytest.mark.parametrize("scripted", ["drop"], indirect=True)

@@ -128,7 +128,8 @@ def test_callback_while_disconnected_waits_in_a_bounded_outbox(lonely: OurClient
     first = threading.Thread(target=post)
     started = time.monotonic()
     first.start()
-    time.sleep(0.3)  # the first callback now sits in the outbox (limit 1)
+    # the first callback now sits in the outbox (limit 1); nothing outside shows it
+    time.sleep(0.3)
     second_status, second = call(f"{lonely.url}/api/v2/import/done", data=b"{}", method="POST")
     first.join()
     assert second_status == 503 and second["code"] == "BROKER_UNAVAILABLE"

@@ -23,7 +23,7 @@ from control_plane.db import open_database
 from control_plane.models import Scan
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from deploy.processes import free_port
+from deploy.processes import on_a_free_port
 from tests.e2e.conftest import Registry
 from tests.support.postgres import RunningPostgres, postgres_server  # noqa: F401
 
@@ -48,21 +48,33 @@ def replicas(
     }
     started: list[st.Service] = []
     try:
-        first_port = free_port()
-        relay = st.start_crbroker_server(
-            tmp_path / "relay",
-            mode="relay",
-            env={**shared, "UPSTREAM_URL": f"http://127.0.0.1:{first_port}"},
-        )
-        started.append(relay)
+
+        def relay_and_first(first_port: int) -> tuple[st.CrbrokerServer, st.CrbrokerServer]:
+            # a cycle: the relay's upstream is the first replica, which calls the relay
+            relay = st.start_crbroker_server(
+                tmp_path / "relay",
+                mode="relay",
+                env={**shared, "UPSTREAM_URL": f"http://127.0.0.1:{first_port}"},
+            )
+            try:
+                first = st.start_crbroker_server(
+                    tmp_path / "a",
+                    mode="control-plane",
+                    port=first_port,
+                    env={
+                        **shared,
+                        "BROKER_SERVER_URL": relay.url,
+                        "CRBROKER_WORKER_ID": "replica-a",
+                    },
+                )
+            except BaseException:
+                relay.stop()
+                raise
+            return relay, first
+
+        relay, first = on_a_free_port(relay_and_first)
+        started += [relay, first]
         replica = {**shared, "BROKER_SERVER_URL": relay.url}
-        first = st.start_crbroker_server(
-            tmp_path / "a",
-            mode="control-plane",
-            port=first_port,
-            env={**replica, "CRBROKER_WORKER_ID": "replica-a"},
-        )
-        started.append(first)
         second = st.start_crbroker_server(
             tmp_path / "b", mode="control-plane", env={**replica, "CRBROKER_WORKER_ID": "replica-b"}
         )

@@ -23,7 +23,6 @@ from sqlalchemy import select
 
 from deploy import stack as st
 from deploy.control_plane_client import ApiError, ControlPlaneClient
-from deploy.processes import free_port
 from tests.support.images import Layer, Pusher, build_image, os_release, push
 from tests.support.registry import RunningRegistry, require_registry, running_registry
 from tests.support.sync_stack import Connected, connect_registry
@@ -284,19 +283,19 @@ def test_a_run_cut_short_by_a_stopped_process_is_carried_out_after_a_restart(
     over once ``SYNC_CLAIM_TIMEOUT`` has passed and carries it out from a new listing."""
     require_registry()
     admin = "adm-" + secrets.token_hex(16)
-    relay_port, api_port = free_port(), free_port()
     env = {
         "CRBROKER_ADMIN_TOKEN": admin,
         "SYNC_POLL_SECONDS": "0.3",
         "SYNC_CLAIM_TIMEOUT": "6",
-        "CONTROL_PLANE_PORT": str(api_port),
     }
     stoppers: list[Callable[[], None]] = []
     with running_registry("htpasswd", username=USER, password=PASSWORD) as registry:
         push_tag(registry, "svc/one", "1")
         try:
-            server = st.start_crbroker_server(tmp_path, port=relay_port, env=env)
+            server = st.start_crbroker_server(tmp_path, env=env)
             stoppers.append(server.stop)
+            # started again below on the same ports: the client and the API client keep them
+            relay_port, env["CONTROL_PLANE_PORT"] = server.port, str(server.api_port)
             api = ControlPlaneClient(server.api_url, admin)
             org = api.default_org()
             pair = _connect(api, org, server, tmp_path, registry)

@@ -129,7 +129,7 @@ async def test_stale_pooled_socket_is_retried_once_on_a_fresh_connection() -> No
     client = HttpClient(None)
     try:
         assert await (await client.request("GET", url, headers={})).read() == b"ok"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the server drops the pooled socket meanwhile: the case here
         assert await (await client.request("POST", url, headers={}, body=b"x")).read() == b"ok"
         assert served == 2
     finally:
@@ -200,7 +200,7 @@ async def test_bounded_pool_frees_a_slot_on_release_close_and_failure() -> None:
         first = await client.request("GET", f"{url}/list/a", headers={})
         # the one slot is taken until the body is read: a second request waits
         waiting = asyncio.ensure_future(client.request("GET", f"{url}/list/b", headers={}))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a window in which it must NOT get the slot
         assert not waiting.done()
         first.close()  # dropped unread: the slot comes back all the same
         second = await asyncio.wait_for(waiting, 5)

@@ -291,6 +291,8 @@ def start_client(
     # /healthcheck answers 200 only once a socket is open, 500 before
     if wait_connected:
         _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
+    else:  # listening, or StartFailed with its log (e.g. its port was taken meanwhile)
+        wait_for_listening_port(proc, name="snyk-broker client", timeout=timeout)
     return broker
 
 

@@ -23,6 +23,7 @@ from tests.cr_agent.service.agent import SECRET_HEADERS, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.cr_agent.service.test_serve import ROOT, agent_env
 from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.eventually import eventually_async
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -86,20 +87,21 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
             await asyncio.to_thread(_call, url + "/scan", body, creds) for _ in range(SCANS)
         ]
         jobs = {a["jobId"] for a in accepted}
+
         # stop once the first result is scanned and in its retry loop, the rest queued
-        for _ in range(200):
+        async def first_scanned() -> None:
             status = await asyncio.to_thread(_call, url + accepted[0]["statusPath"])
-            if status["images"][0]["status"] == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        assert status["images"][0]["status"] == "succeeded", status
+            assert status["images"][0]["status"] == "succeeded", status
+
+        await eventually_async(first_scanned, timeout=20)
         await asyncio.to_thread(_stop, first)
     finally:
         first.stop()
 
     second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second", body["callbackUrl"])
     try:
-        await asyncio.sleep(1.0)  # its drainer tries the receiver and fails
+        # its drainer tries the receiver and fails
+        await eventually_async(lambda: "callback spooled for retry" in second.log_text())
         await asyncio.to_thread(_stop, second)
     finally:
         second.stop()

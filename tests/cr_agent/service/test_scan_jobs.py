@@ -16,6 +16,7 @@ from deploy.processes import reserve_port
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image, push_multiarch
 from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.eventually import eventually_async
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -127,7 +128,7 @@ class CountingScanner(RegistryImageScanner):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a slow scan: jobs overlap if the limit lets them
             return await super().scan(*args, **kwargs)
         finally:
             self.running -= 1
@@ -195,11 +196,13 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
         creds_for(plain_registry),
     )
     assert status == 202
-    for _ in range(100):
+
+    async def finished() -> dict[str, Any]:
         _, job = await agent.get(accepted["statusPath"])
-        if job["status"] in ("done", "failed"):
-            break
-        await asyncio.sleep(0.1)
+        assert job["status"] in ("done", "failed"), job
+        return job
+
+    job = await eventually_async(finished)
     assert job["callbacksSpooled"] == 2 and job["callbacksDelivered"] == 0
     assert job["callbacksPending"] == 2
     spooled = sorted((tmp_path / "spool").glob("*.json"))
@@ -213,11 +216,8 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
         await receiver.wait_for(DONE, wait_seconds=30)
         assert [r.path for r in receiver.received] == [RESULT, DONE]
         assert receiver.on(RESULT)[0].json()["packageCount"] == 2
-        for _ in range(50):  # the file goes once the POST has returned
-            if not list((tmp_path / "spool").glob("*.json")):
-                break
-            await asyncio.sleep(0.1)
-        assert not list((tmp_path / "spool").glob("*.json"))
+        # the file goes once the POST has returned
+        await eventually_async(lambda: not list((tmp_path / "spool").glob("*.json")))
         _, job = await agent.get(accepted["statusPath"])
         assert job["callbacksPending"] == 0
     finally:
@@ -236,10 +236,7 @@ async def test_spool_survives_a_restart(
         {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{port}"},
         creds_for(plain_registry),
     )
-    for _ in range(100):
-        if len(list((tmp_path / "spool").glob("*.json"))) == 2:
-            break
-        await asyncio.sleep(0.1)
+    await eventually_async(lambda: len(list((tmp_path / "spool").glob("*.json"))) == 2)
     await first.server.close()
 
     receiver = await CallbackReceiver().start(reserved)
@@ -384,7 +381,12 @@ async def test_shutdown_spools_what_a_running_job_still_owes(
         creds_for(plain_registry),
     )
     assert status == 202
-    await asyncio.sleep(0.2)
+
+    async def running() -> None:
+        _, job = await agent.get(accepted["statusPath"])
+        assert job["status"] == "running", job
+
+    await eventually_async(running)  # the scan has started and stalls
     await agent.server.close()  # what SIGTERM does: app cleanup
     assert len(list((tmp_path / "spool").glob("*.json"))) == 3  # two results and the done
 

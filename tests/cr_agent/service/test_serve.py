@@ -214,10 +214,7 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
                 pass  # the agent going away mid-request is the point of this test
 
         threading.Thread(target=ask, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not accepted and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert accepted, "the agent never reached the hanging registry"
+        eventually(lambda: bool(accepted), timeout=10)  # the agent reached the hanging registry
         started = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         assert server.proc is not None
