@@ -92,6 +92,29 @@ def start_agent(workdir: Path, callback_url: str | None = None, **env: str) -> s
     )
 
 
+def start_control_plane_with_agent(
+    workdir: Path, env: dict[str, str]
+) -> tuple[st.Service, st.CrbrokerServer]:
+    """``crbroker-server`` (``env`` added) and the agent co-located with it for direct
+    integrations: the agent calls back to the control plane's own listener only, and
+    requires the secret the server sends."""
+
+    def control_plane(api_port: int, direct_agent: st.Service) -> st.CrbrokerServer:
+        return st.start_crbroker_server(
+            workdir,
+            env={
+                **env,
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CR_AGENT_URL": direct_agent.url,
+                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
+            },
+        )
+
+    return st.start_agent_calling_back(
+        workdir / "direct-agent", control_plane, max_active=AGENT_MAX_ACTIVE, env=agent_env()
+    )
+
+
 @pytest.fixture(scope="session")
 def agent(e2e_dir: Path) -> Iterator[st.Service]:
     """An agent on its own (no broker client in front of it)."""

@@ -34,6 +34,7 @@ from tests.e2e.conftest import (
     REGISTRY_USER,
     Registry,
     agent_env,
+    start_control_plane_with_agent,
 )
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
@@ -87,21 +88,9 @@ def console(registry: Registry, e2e_dir: Path) -> Iterator[Console]:
     admin_token = "adm-" + secrets.token_hex(16)
     stoppers: list[Callable[[], None]] = []
     try:
-
-        def control_plane(api_port: int, direct_agent: st.Service) -> st.CrbrokerServer:
-            return st.start_crbroker_server(
-                workdir,
-                env={
-                    "CRBROKER_ADMIN_TOKEN": admin_token,
-                    "CRBROKER_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                    "CONTROL_PLANE_PORT": str(api_port),
-                    "CR_AGENT_URL": direct_agent.url,
-                    "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
-                },
-            )
-
-        direct_agent, server = st.start_agent_calling_back(
-            workdir / "direct-agent", control_plane, max_active=AGENT_MAX_ACTIVE, env=agent_env()
+        direct_agent, server = start_control_plane_with_agent(
+            workdir,
+            {"CRBROKER_ADMIN_TOKEN": admin_token, "CRBROKER_ADMIN_PASSWORD": ADMIN_PASSWORD},
         )
         stoppers += [direct_agent.stop, server.stop]
         api = ControlPlaneClient(server.api_url, admin_token)

@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     REGISTRY_USER,
     Registry,
     agent_env,
+    start_control_plane_with_agent,
 )
 from tests.support import snyk_broker
 
@@ -119,20 +120,8 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
     try:
         # the agent co-located with the control plane, for direct integrations: it calls back
         # to the control plane's own listener only, and requires the secret the server sends
-        def control_plane(api_port: int, direct_agent: st.Service) -> st.CrbrokerServer:
-            return st.start_crbroker_server(
-                workdir,
-                env={
-                    "CRBROKER_ADMIN_TOKEN": admin,
-                    "LOG_LEVEL": "debug",
-                    "CONTROL_PLANE_PORT": str(api_port),
-                    "CR_AGENT_URL": direct_agent.url,
-                    "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
-                },
-            )
-
-        direct_agent, server = st.start_agent_calling_back(
-            workdir / "direct-agent", control_plane, max_active=AGENT_MAX_ACTIVE, env=agent_env()
+        direct_agent, server = start_control_plane_with_agent(
+            workdir, {"CRBROKER_ADMIN_TOKEN": admin, "LOG_LEVEL": "debug"}
         )
         stoppers += [direct_agent.stop, server.stop]
         api = ControlPlaneClient(server.api_url, admin)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
 from deploy.processes import on_a_free_port
 from tests.e2e.conftest import Registry
+from tests.support.eventually import eventually
 from tests.support.postgres import RunningPostgres, postgres_server  # noqa: F401
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
@@ -129,13 +129,14 @@ def test_two_replicas_drain_one_queue_and_no_scan_is_asked_twice(
         for n, project in enumerate(projects):
             apis[(n + round_) % 2].retest(org, project)
     expected = len(projects) * (1 + RETESTS_PER_IMAGE)
-    deadline = time.monotonic() + 180
-    while True:
+
+    def all_finished() -> list[tuple[str, str | None, int]]:
         claims = _claims(database)
-        if len(claims) == expected and all(s in ("succeeded", "failed") for s, _, _ in claims):
-            break
-        assert time.monotonic() < deadline, claims
-        time.sleep(0.5)
+        assert len(claims) == expected, claims
+        assert all(s in ("succeeded", "failed") for s, _, _ in claims), claims
+        return claims
+
+    claims = eventually(all_finished, timeout=180, interval=0.5)
     assert {status for status, _, _ in claims} == {"succeeded"}, claims
     assert {attempts for _, _, attempts in claims} == {1}
     workers = {worker for _, worker, _ in claims}

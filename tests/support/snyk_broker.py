@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -35,6 +34,7 @@ from deploy.processes import (
     wait_for_listening_port,
 )
 from deploy.stack import Service
+from tests.support.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 #: optional: the upstream repository's config.default.json, used when present
@@ -305,22 +305,26 @@ def connection_status(server_url: str, token: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+#: what a connection-status probe may meet while the server starts
+RETRIED = (AssertionError, OSError, ValueError)
+
+
 def wait_for_clients(
     server_url: str, token: str, count: int, *, timeout: float = 30.0
 ) -> list[Any]:
     """Block until the server lists at least ``count`` identified sockets for ``token``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            status, body = connection_status(server_url, token)
-            last = body
-            if status == 200 and len(body.get("clients", [])) >= count:
-                return list(body["clients"])
-        time.sleep(0.1)
-    raise TimeoutError(
-        f"server did not list {count} clients for the token within {timeout}s: {last!r}"
-    )
+
+    def listed() -> list[Any]:
+        status, body = connection_status(server_url, token)
+        assert status == 200 and len(body.get("clients", [])) >= count, (
+            f"server did not list {count} clients for the token: {body!r}"
+        )
+        return list(body["clients"])
+
+    try:
+        return eventually(listed, timeout=timeout, interval=0.1, retry_on=RETRIED)
+    except RETRIED as exc:
+        raise TimeoutError(str(exc)) from None
 
 
 @contextlib.contextmanager
