@@ -46,7 +46,7 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deploy.processes import ServerProcess, free_port, wait_for_http  # noqa: E402
+from deploy.processes import ServerProcess, wait_for_http, wait_for_listening_port  # noqa: E402
 from shared.credentials import build_credentials_json, encode_credentials  # noqa: E402
 from tests.fakes.callback_receiver import CallbackReceiver  # noqa: E402
 from tests.support.hostile_registry import HostileRegistry  # noqa: E402
@@ -148,10 +148,10 @@ def bomb_image(layers: int, layer_mib: int) -> BuiltImage:
 
 
 def start_agent(root: Path, workdir: Path, request_timeout: float) -> tuple[ServerProcess, str]:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNYK_", "MAX_", "LISTING_"))}
     env.update(
-        SNYK_PORT=str(port),
+        # port 0 and the port from the kernel: works for a checkout from before PORT_FILE
+        SNYK_PORT="0",
         HOST="127.0.0.1",
         LOG_LEVEL="warning",
         SPOOL_DIR=str(workdir / "spool"),
@@ -165,8 +165,8 @@ def start_agent(root: Path, workdir: Path, request_timeout: float) -> tuple[Serv
         cwd=root,
         log_path=workdir / "agent.log",
     ).start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(url + "/healthcheck", timeout=60)
+    url = f"http://127.0.0.1:{wait_for_listening_port(server, name='cr-agent', timeout=60)}"
+    wait_for_http(url + "/healthcheck", timeout=60, process=server)
     return server, url
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
-from deploy.processes import ServerProcess, free_port, wait_for_http  # noqa: E402
+from deploy.processes import ServerProcess, refused_port, wait_for_http, wait_for_listening_port  # noqa: E402
 from tests.broker_server.hostile import (  # noqa: E402
     Outcome,
     callback_message,
@@ -73,8 +73,7 @@ class PeakSampler:
 
 
 def start_server(checkout: Path, workdir: Path) -> tuple[ServerProcess, str]:
-    port = free_port()
-    dead_upstream = f"http://127.0.0.1:{free_port()}"  # callbacks fail fast: 502
+    dead_upstream = f"http://127.0.0.1:{refused_port()}"  # callbacks fail fast: 502
     accept = workdir / "accept.json"
     accept.write_text(
         json.dumps(
@@ -87,7 +86,8 @@ def start_server(checkout: Path, workdir: Path) -> tuple[ServerProcess, str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(checkout),
-        "PORT": str(port),
+        # port 0 and the port from the kernel: works for a checkout from before PORT_FILE
+        "PORT": "0",
         "BROKER_SERVER_HOST": "127.0.0.1",
         "BROKER_TOKENS": f"{TOKEN},{OTHER}",
         "ACCEPT": str(accept),
@@ -99,8 +99,8 @@ def start_server(checkout: Path, workdir: Path) -> tuple[ServerProcess, str]:
         cwd=checkout,
         log_path=workdir / "server.log",
     ).start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/healthcheck", timeout=30)
+    url = f"http://127.0.0.1:{wait_for_listening_port(process, name='broker-server')}"
+    wait_for_http(f"{url}/healthcheck", timeout=30, process=process)
     return process, url
 
 

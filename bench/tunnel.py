@@ -35,7 +35,7 @@ import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
 from deploy import stack as st  # noqa: E402
-from deploy.processes import ServerProcess, free_port, wait_for_port  # noqa: E402
+from deploy.processes import ServerProcess, refused_port, wait_for_listening_port  # noqa: E402
 from tests.broker_client.agent import big_sha256  # noqa: E402
 from tests.support import snyk_broker  # noqa: E402
 
@@ -219,7 +219,7 @@ class Result:
 
 
 async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) -> Result:
-    upstream_port = free_port()  # nothing listens; callbacks are not part of this benchmark
+    upstream_port = refused_port()  # callbacks are not part of this benchmark
     token = str(uuid.uuid4())
     # our server admits only known tokens (read from this file); the snyk server ignores it
     (workdir / "server").mkdir(parents=True, exist_ok=True)
@@ -279,15 +279,14 @@ async def run_pair(pair: Pair, workdir: Path, agent_url: str, seconds: float) ->
 
 
 def start_agent(workdir: Path) -> tuple[ServerProcess, str]:
-    port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
     agent = ServerProcess(
-        [sys.executable, "-m", "tests.broker_client.agent", str(port)],
+        [sys.executable, "-m", "tests.broker_client.agent", "0"],
         env=env,
         cwd=REPO,
         log_path=workdir / "agent.log",
     ).start()
-    wait_for_port(port, timeout=20)
+    port = wait_for_listening_port(agent, name="test agent", timeout=20)
     return agent, f"http://127.0.0.1:{port}"
 
 

@@ -30,6 +30,7 @@ from shared.broker_message import reply
 from shared.emitter import Event
 from shared.http_client import HttpClient, HttpProtocolError
 from shared.logging import get_logger
+from shared.port_file import bound_port, write_port_file
 from shared.protocol_error import ProtocolError
 from shared.redaction import hash_token, mask_token
 
@@ -113,16 +114,19 @@ class BrokerClient:
             runner, host=s.BROKER_CLIENT_LISTEN_HOST, port=s.PORT, ssl_context=self._listener_tls()
         )
         await site.start()
+        port = bound_port(runner.addresses, s.PORT)
         log.info(
             "broker client started",
             version=self.version,
-            port=s.PORT,
+            host=s.BROKER_CLIENT_LISTEN_HOST,
+            port=port,
             server=s.BROKER_SERVER_URL,
             maskedToken=mask_token(s.BROKER_TOKEN),
             hashedToken=hash_token(s.BROKER_TOKEN),
             private_rules=len(self.rules.private),
             public_rules=len(self.rules.public),
         )
+        write_port_file(s.PORT_FILE, {"PORT": port})
         self.ready.set()
         sockets = [asyncio.create_task(c.run(), name=f"socket-{c.role}") for c in self.connections]
         stopper = asyncio.create_task(self._stop.wait())

@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     BROKER_TOKEN: str
     BROKER_SERVER_URL: str = "https://broker.snyk.io"
     BROKER_CLIENT_URL: str | None = None
-    PORT: int = Field(7341, ge=1, le=65535)
+    #: crbroker: 0 binds a free port (logged; written to PORT_FILE)
+    PORT: int = Field(7341, ge=0, le=65535)
+    #: crbroker: after binding, write {"PORT": bound port} here (shared.port_file)
+    PORT_FILE: str | None = None
     ACCEPT: str | None = None
     BROKER_HEALTHCHECK_PATH: str = "/healthcheck"
     BROKER_SYSTEMCHECK_PATH: str = "/systemcheck"

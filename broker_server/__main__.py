@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 from aiohttp import web
 
 from broker_server.server import build_app
-from broker_server.settings import SettingsError, load_settings
+from broker_server.settings import Settings, SettingsError, load_settings
 from shared.command_line import standard_options
 from shared.logging import configure_logging, get_logger
+from shared.port_file import bound_port, write_port_file
 
 HELP = """\
 usage: broker-server [--help] [--version]
@@ -50,15 +52,32 @@ def main(argv: list[str] | None = None) -> None:
         log.warning(
             "no accept rules (ACCEPT / UPSTREAM_URL unset): every client callback is refused"
         )
-    web.run_app(
-        app,
-        loop=_new_loop(),
-        host=settings.BROKER_SERVER_HOST,
-        port=settings.PORT,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-    )
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(app, settings))
+    finally:
+        loop.close()
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    """Listen until SIGTERM/SIGINT, then shut down as ``web.run_app`` would."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.BROKER_SERVER_HOST, settings.PORT).start()
+        port = bound_port(runner.addresses, settings.PORT)
+        get_logger("broker_server").info(
+            "broker server listening", host=settings.BROKER_SERVER_HOST, port=port
+        )
+        write_port_file(settings.PORT_FILE, {"PORT": port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
 
     PORT: int = Field(7341, ge=0, le=65535)
+    #: crbroker: after binding, write {"PORT": bound port} here (shared.port_file)
+    PORT_FILE: str | None = None
     #: crbroker: interface to bind (snyk-broker binds all interfaces)
     BROKER_SERVER_HOST: str = "0.0.0.0"
     #: the server's own accept rules: private = where client callbacks may go, public = what

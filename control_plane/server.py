@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from control_plane.settings import SettingsError as DomainSettingsError
 from control_plane.settings import load_settings as load_domain_settings
 from control_plane.sync.scheduler import SyncScheduler
 from shared.logging import configure_logging, get_logger, register_secrets
+from shared.port_file import bound_port, listen_socket, write_port_file
 
 log = get_logger("control_plane.server")
 
@@ -165,12 +167,22 @@ class Running:
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[object] = field(default_factory=list)
+    sockets: list[socket.socket] = field(default_factory=list)
 
 
-async def _site(runner: web.AppRunner, host: str, port: int, name: str) -> None:
+async def _site(runner: web.AppRunner, host: str, port: int, name: str) -> int:
+    """Start ``runner`` on ``host:port``; returns the port bound (``port`` may be 0)."""
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise StartupError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return bound_port(runner.addresses, port)
+
+
+def _listen(host: str, port: int, name: str) -> socket.socket:
+    try:
+        return listen_socket(host, port)
     except OSError as exc:
         raise StartupError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
@@ -195,11 +207,20 @@ async def serve(
                 ) from None
             database, box = plane.db, plane.box
         relay_port: int | None = None
+        ports: dict[str, int] = {}
+        if mode in ("all", "control-plane"):
+            # bound first: the relay's default upstream and the agents' callbacks need its
+            # port, and the control plane needs the relay's (CONTROL_PLANE_PORT may be 0)
+            api_socket = _listen(
+                settings.CONTROL_PLANE_HOST, settings.CONTROL_PLANE_PORT, "CONTROL_PLANE_PORT"
+            )
+            running.sockets.append(api_socket)
+            ports["CONTROL_PLANE_PORT"] = api_socket.getsockname()[1]
         if mode in ("all", "relay"):
             relay_env = dict(environ)
             if mode == "all":
                 relay_env.setdefault(
-                    "UPSTREAM_URL", f"http://127.0.0.1:{settings.CONTROL_PLANE_PORT}"
+                    "UPSTREAM_URL", f"http://127.0.0.1:{ports['CONTROL_PLANE_PORT']}"
                 )
             try:
                 relay_settings, rules, tokens = load_relay_settings(
@@ -213,9 +234,16 @@ async def serve(
             relay_registry = relay_app[SERVER_KEY].tokens
             runner = web.AppRunner(relay_app, access_log=None)
             running.runners.append(runner)
-            await _site(runner, relay_settings.BROKER_SERVER_HOST, relay_settings.PORT, "PORT")
-            relay_port = relay_settings.PORT
-            log.info("relay listening", port=relay_port, upstream=relay_settings.UPSTREAM_URL)
+            relay_port = await _site(
+                runner, relay_settings.BROKER_SERVER_HOST, relay_settings.PORT, "PORT"
+            )
+            ports["PORT"] = relay_port
+            log.info(
+                "relay listening",
+                host=relay_settings.BROKER_SERVER_HOST,
+                port=relay_port,
+                upstream=relay_settings.UPSTREAM_URL,
+            )
         if database is not None and box is not None and relay_registry is not None:
             sync = TokenSync(relay_registry, database.sessions, box)
             await sync.sync()
@@ -234,29 +262,27 @@ async def serve(
                 box,
                 settings,
                 broker_url=broker_url,
-                callback_base=settings.callback_base(settings.CONTROL_PLANE_PORT),
+                callback_base=settings.callback_base(ports["CONTROL_PLANE_PORT"]),
             )
             scheduler = SyncScheduler(database.sessions, box, settings, broker_url=broker_url)
             app = build_control_plane_app(database, box, dispatcher, scheduler)
             runner = web.AppRunner(app, access_log=None)
             running.runners.append(runner)
-            await _site(
-                runner,
-                settings.CONTROL_PLANE_HOST,
-                settings.CONTROL_PLANE_PORT,
-                "CONTROL_PLANE_PORT",
-            )
+            await runner.setup()
+            await web.SockSite(runner, api_socket).start()
             dispatcher.start()
             running.closers.append(dispatcher)
             scheduler.start()
             running.closers.append(scheduler)
             log.info(
                 "control plane listening",
-                port=settings.CONTROL_PLANE_PORT,
+                host=settings.CONTROL_PLANE_HOST,
+                port=ports["CONTROL_PLANE_PORT"],
                 worker=settings.worker_id,
                 database=database.dialect,
                 broker=broker_url,
             )
+        write_port_file(settings.PORT_FILE, ports)
         await stop.wait()
     finally:
         for task in running.tasks:
@@ -267,6 +293,8 @@ async def serve(
             await closer.close()  # type: ignore[attr-defined]
         for runner in reversed(running.runners):
             await runner.cleanup()
+        for sock in running.sockets:
+            sock.close()
         if database is not None:
             await database.close()
 

@@ -38,6 +38,9 @@ class ServerSettings(BaseSettings):
     #: where the control plane's HTTP API (REST, v1, agent callbacks) listens
     CONTROL_PLANE_HOST: str = "0.0.0.0"
     CONTROL_PLANE_PORT: int = Field(8080, ge=0, le=65535)
+    #: after binding, write {"PORT": relay port, "CONTROL_PLANE_PORT": API port} here (the
+    #: listeners of this mode; shared.port_file)
+    PORT_FILE: str | None = None
     #: base URL the control plane calls ``/broker/<token>/...`` on; unset in mode "all": the
     #: relay of the same process
     BROKER_SERVER_URL: str | None = None

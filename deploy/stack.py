@@ -27,13 +27,20 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import psutil
-
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import (
+    ServerProcess,
+    on_a_free_port,
+    start_reporting,
+    wait_for_http,
+)
+from deploy.processes import (
+    StartFailed as StartFailed,  # callers catch stack.StartFailed
+)
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 #: what the server passes upstream: the agent's callbacks (snyk's "Snyk API" paths)
 CALLBACK_PATHS = ("/api/v1/*", "/api/v2/*", "/v1/*", "/v2/*", "/rest/*")
@@ -107,37 +114,17 @@ class Service:
         wait_for_http(f"{self.url}/healthcheck", timeout=timeout, ok=self.ready)
 
 
-class StartFailed(RuntimeError):
-    """A service did not come up; the message names it and quotes its log."""
-
-    def __init__(self, message: str, *, exited: bool) -> None:
-        super().__init__(message)
-        self.exited = exited
-
-
-#: (argv, environment) of a service listening on the given port
+#: (argv, environment) of a service listening on the given port (0: one it chooses)
 Spec = Callable[[int], tuple[list[str], dict[str, str]]]
-
-
-def _listens(process: ServerProcess, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while process.alive() and time.monotonic() < deadline:
-        try:
-            connections = psutil.Process(process.pid).net_connections("tcp")
-        except psutil.Error:
-            return False
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @dataclass(frozen=True)
 class Startup:
     """How long to wait for a service and what counts as up.
 
-    ``ready`` are the ``/healthcheck`` statuses to wait for; ``wait=False`` returns at once;
-    ``log`` names the log file in the work directory (``{name}`` and ``{port}`` filled in).
+    ``ready`` are the ``/healthcheck`` statuses to wait for; ``wait=False`` returns once it
+    listens; ``log`` names the log file in the work directory (``{name}`` and ``{port}``
+    filled in).
     """
 
     timeout: float = 30.0
@@ -146,46 +133,50 @@ class Startup:
     log: str = "{name}.log"
 
 
-def _start_once(name: str, spec: Spec, workdir: Path, port: int, startup: Startup) -> Service:
+def _start_once(
+    name: str, spec: Spec, workdir: Path, port: int, startup: Startup, port_key: str
+) -> Service:
+    """Start on ``port`` (0: the service binds a free one and writes it to ``PORT_FILE``)."""
     argv, env = spec(port)
-    log_path = workdir / startup.log.format(name=name, port=port)
-    process = ServerProcess(argv, env=env, cwd=workdir, log_path=log_path)
-    process.start()
-    service = Service(name, port, process, env, startup.ready)
+    by_port = "{port}" in startup.log and not port
+    # a log named after a port not known yet is renamed once it is (the child's file stays)
+    log_path = workdir / startup.log.format(name=name, port=port or uuid.uuid4().hex[:8])
+    process, ports = start_reporting(
+        argv, env=env, cwd=workdir, log_path=log_path, name=name, timeout=startup.timeout
+    )
+    # a restart binds the same ports again
+    env.update({key: str(value) for key, value in ports.items()})
+    process.env = env
+    bound = ports[port_key]
+    if by_port:
+        process.log_path = log_path.replace(workdir / startup.log.format(name=name, port=bound))
+    service = Service(name, bound, process, env, startup.ready)
     if not startup.wait:
         return service
     ready_url = f"{service.url}/healthcheck"
-    timeout = startup.timeout
     try:
-        wait_for_http(ready_url, timeout=timeout, ok=startup.ready)
-        # free_port is a race: whoever answered must be our process, listening on the port
-        if not _listens(process, port, timeout):
-            raise TimeoutError
-    except BaseException as exc:  # Ctrl-C while waiting must not leave the child behind
-        if not isinstance(exc, TimeoutError):
-            service.stop()
-            raise
-        tail = service.log_tail()
-        exited = not process.alive()
+        wait_for_http(ready_url, timeout=startup.timeout, ok=startup.ready, process=process)
+    except TimeoutError:
+        raise process.failed(
+            name, f"did not answer {ready_url} within {startup.timeout:g}s"
+        ) from None
+    except BaseException:
         service.stop()
-        state = "exited" if exited else f"did not answer {ready_url} within {timeout:g}s"
-        raise StartFailed(f"{name} {state}; last log lines:\n{tail}", exited=exited) from None
+        raise
     return service
 
 
 def _start(
-    name: str, spec: Spec, workdir: Path, port: int | None, startup: Startup | None = None
+    name: str,
+    spec: Spec,
+    workdir: Path,
+    port: int | None,
+    startup: Startup | None = None,
+    port_key: str = "PORT",
 ) -> Service:
-    """Start on ``port``, or on a free port, trying another one if that was taken meanwhile."""
+    """Start on ``port``, or on a port the service binds itself (0) and reports."""
     workdir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port else 3
-    for attempt in range(attempts):
-        try:
-            return _start_once(name, spec, workdir, port or free_port(), startup or Startup())
-        except StartFailed as exc:
-            if not exc.exited or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+    return _start_once(name, spec, workdir, port or 0, startup or Startup(), port_key)
 
 
 def new_agent_secret() -> str:
@@ -228,7 +219,7 @@ def start_agent(
             }
         )
 
-    return _start("cr-agent", spec, workdir, port)
+    return _start("cr-agent", spec, workdir, port, port_key="SNYK_PORT")
 
 
 def start_agent_and_client(
@@ -239,32 +230,49 @@ def start_agent_and_client(
     registry: Mapping[str, str],
     max_active: int = 1,
     agent_env: Mapping[str, str] | None = None,
+    client_env: Mapping[str, str] | None = None,
     startup: Startup | None = None,
 ) -> tuple[Service, Service]:
     """An agent and our broker client in front of it, paired as production pairs them: the
     agent calls back only to that client (``BROKER_CLIENT_URL``) and requires its secret."""
-    client_port = free_port()
-    agent = start_agent(
-        workdir,
-        max_active=max_active,
-        callback_url=f"http://127.0.0.1:{client_port}",
-        env=agent_env,
-    )
-    try:
-        client = start_broker_client(
+
+    def client(port: int, agent: Service) -> Service:
+        return start_broker_client(
             workdir,
             token=token,
             server_url=server_url,
             agent_url=agent.url,
             registry=registry,
-            port=client_port,
+            port=port,
             agent_secret=agent.env["CR_AGENT_SECRET"],
+            env=client_env,
             startup=startup,
         )
-    except BaseException:
-        agent.stop()
-        raise
-    return agent, client
+
+    return start_agent_calling_back(workdir, client, max_active=max_active, env=agent_env)
+
+
+def start_agent_calling_back(
+    workdir: Path, start_target: Callable[[int, Service], T], **agent_options: Any
+) -> tuple[Service, T]:
+    """An agent (:func:`start_agent` with ``agent_options``) and the service its results go
+    to (``BROKER_CLIENT_URL``: a broker client, or a control plane for direct integrations).
+
+    The one cycle: each must be told the other's URL before it starts. The agent binds a port
+    itself; the target's is chosen first and ``start_target(port, agent)`` starts it there.
+    If someone takes that port before the target binds it, both start again with a new one
+    (:func:`on_a_free_port`).
+    """
+
+    def start(port: int) -> tuple[Service, T]:
+        agent = start_agent(workdir, callback_url=f"http://127.0.0.1:{port}", **agent_options)
+        try:
+            return agent, start_target(port, agent)
+        except BaseException:
+            agent.stop()
+            raise
+
+    return on_a_free_port(start)
 
 
 def start_broker_server(
@@ -326,13 +334,14 @@ def start_crbroker_server(
 ) -> CrbrokerServer:
     """``crbroker-server`` (relay + control plane by default) with its data in ``workdir``.
 
-    ``port`` is the relay's (mode "control-plane": the API's); the other listener gets a free
+    ``port`` is the relay's (mode "control-plane": the API's); the other listener binds a free
     port. The relay's upstream is the control plane of the same process.
     """
     data_dir = workdir / "crbroker-data"
+    port_key = "CONTROL_PLANE_PORT" if mode == "control-plane" else "PORT"
 
     def spec(port: int) -> tuple[list[str], dict[str, str]]:
-        api_port = port if mode == "control-plane" else free_port()
+        api_port = port if mode == "control-plane" else 0
         return [*command("crbroker-server", "control_plane"), mode], _base_env(
             {
                 "PORT": str(port),
@@ -347,7 +356,7 @@ def start_crbroker_server(
             }
         )
 
-    service = _start("crbroker-server", spec, workdir, port, startup)
+    service = _start("crbroker-server", spec, workdir, port, startup, port_key)
     return CrbrokerServer(service.name, service.port, service.process, service.env, service.ready)
 
 
@@ -368,7 +377,9 @@ def start_broker_client(
 
     Ready when ``/healthcheck`` answers 200, i.e. once a socket to the server is open.
     ``/systemcheck`` checks credentials against ``validation_path`` on the agent (None: unset).
-    ``agent_secret`` is the agent's ``CR_AGENT_SECRET``.
+    ``agent_secret`` is the agent's ``CR_AGENT_SECRET``. Without ``port`` one is chosen with
+    :func:`on_a_free_port`: the client's own URL (``BROKER_CLIENT_URL``, which requests and
+    the agent's callbacks use) is part of its settings, so it cannot bind port 0.
     """
     validation = (
         {}
@@ -395,7 +406,9 @@ def start_broker_client(
             }
         )
 
-    return _start("broker-client", spec, workdir, port, startup)
+    if port is not None:
+        return _start("broker-client", spec, workdir, port, startup)
+    return on_a_free_port(lambda chosen: _start("broker-client", spec, workdir, chosen, startup))
 
 
 def wait_for_connection(
@@ -508,29 +521,19 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        # the client's port first: the agent must know where its callbacks go
-        client_port = free_port()
-        self.agent = start_agent(
-            self.workdir,
-            max_active=self.max_active,
-            callback_url=f"http://127.0.0.1:{client_port}",
-            env=self.agent_env,
-        )
-        self.services.append(self.agent)
         self.server = start_broker_server(
             self.workdir, token=self.token, upstream_url=self.upstream_url
         )
         self.services.append(self.server)
-        self.client = start_broker_client(
+        self.agent, self.client = start_agent_and_client(
             self.workdir,
             token=self.token,
             server_url=self.server.url,
-            agent_url=self.agent.url,
             registry=self.registry,
-            port=client_port,
-            agent_secret=self.agent.env["CR_AGENT_SECRET"],
+            max_active=self.max_active,
+            agent_env=self.agent_env,
         )
-        self.services.append(self.client)
+        self.services += [self.agent, self.client]
         wait_for_connection(self.server.url, self.token)
 
     def stop(self) -> None:

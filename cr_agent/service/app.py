@@ -40,6 +40,7 @@ from cr_agent.service.request_input import parse_body, parse_query, request_cred
 from cr_agent.service.settings import Settings, SettingsError, load_settings
 from cr_agent.service.spool import Spool
 from shared.logging import configure_logging, get_logger, register_secrets
+from shared.port_file import bound_port, write_port_file
 from shared.version import package_version
 
 log = get_logger(__name__)
@@ -505,7 +506,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], None] | None = Non
     await runner.setup()
     site = web.TCPSite(runner, settings.HOST, settings.port, ssl_context=_server_ssl(settings))
     await site.start()
-    port = next((addr[1] for addr in runner.addresses if isinstance(addr, tuple)), settings.port)
+    port = bound_port(runner.addresses, settings.port)
     log.info(
         "cr-agent listening",
         host=settings.HOST,
@@ -520,6 +521,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], None] | None = Non
         log.warning("CR_AGENT_ALLOW_REQUEST_CALLBACK_URL=true: requests choose where results go")
     elif settings.BROKER_CLIENT_URL is None:
         log.warning("BROKER_CLIENT_URL is not set: /scan and /discover will be refused")
+    write_port_file(settings.PORT_FILE, {settings.port_variable: port})
     if ready is not None:
         ready(port)
     stop = asyncio.Event()

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     PORT: int | None = Field(None, ge=0, le=65535)
     #: crbroker: address to bind (0.0.0.0 in a container)
     HOST: str = "0.0.0.0"
+    #: crbroker: after binding, write {"SNYK_PORT" or "PORT": bound port} here (shared.port_file)
+    PORT_FILE: Path | None = None
     HTTPS_CERT: Path | None = None
     HTTPS_KEY: Path | None = None
     #: extra CA bundle for registries and the broker client (snyk: CA_CERT or NODE_EXTRA_CA_CERTS)
@@ -180,6 +182,11 @@ class Settings(BaseSettings):
         if self.PORT is not None:
             return self.PORT
         return DEFAULT_PORT
+
+    @property
+    def port_variable(self) -> str:
+        """The variable :attr:`port` came from (the key written to ``PORT_FILE``)."""
+        return "PORT" if self.SNYK_PORT is None and self.PORT is not None else "SNYK_PORT"
 
     @property
     def ca_file(self) -> str | None:

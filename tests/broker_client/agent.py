@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deploy.processes import free_port
+from shared.port_file import bound_port
 
 BLOCK = random.Random(1234).randbytes(1 << 20)  # 1 MiB of fixed pseudo-random bytes
 CHUNK = 256 * 1024
@@ -131,7 +131,8 @@ def upstream_app(recorder: Recorder) -> web.Application:
     return app
 
 
-async def start(app: web.Application, port: int) -> web.AppRunner:
+async def start(app: web.Application, port: int = 0) -> web.AppRunner:
+    """Serve ``app`` on 127.0.0.1:``port`` (0: a free one; ``runner.addresses`` has it)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -172,10 +173,9 @@ class BackgroundApps:
         self.runners: list[web.AppRunner] = []
 
     def serve(self, app: web.Application, port: int | None = None) -> int:
-        port = port or free_port()
-        runner = asyncio.run_coroutine_threadsafe(start(app, port), self.loop).result(10)
+        runner = asyncio.run_coroutine_threadsafe(start(app, port or 0), self.loop).result(10)
         self.runners.append(runner)
-        return port
+        return bound_port(runner.addresses, port or 0)
 
     def close(self) -> None:
         for runner in self.runners:

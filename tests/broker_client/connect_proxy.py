@@ -11,8 +11,10 @@ class ConnectProxy:
         self.targets: list[str] = []
         self.server: asyncio.Server | None = None
 
-    async def start(self, port: int) -> None:
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1:``port`` (0: a free one); the port."""
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.server is not None:

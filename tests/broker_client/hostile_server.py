@@ -15,14 +15,13 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from deploy.processes import free_port
 from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
 
 
 class HostileServer:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0  # known once serving
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.connected = threading.Event()
@@ -42,7 +41,8 @@ class HostileServer:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        async with serve(self._session, "127.0.0.1", self.port, max_size=64 << 20):
+        async with serve(self._session, "127.0.0.1", 0, max_size=64 << 20) as server:
+            self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
             await self._stopping.wait()
 

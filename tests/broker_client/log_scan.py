@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from tests.support.eventually import eventually
 
 
 def forms(secret: str) -> set[str]:
@@ -42,9 +44,12 @@ def wait_for_log(read: Callable[[], str], *needles: str, timeout: float = 10.0) 
     A process logs an exchange after it has answered, so a test that has just seen the answer
     may read the log a moment too early.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def holds_all() -> str:
         text = read()
-        if all(needle in text for needle in needles) or time.monotonic() > deadline:
-            return text
-        time.sleep(0.05)
+        assert all(needle in text for needle in needles)
+        return text
+
+    with contextlib.suppress(AssertionError):
+        return eventually(holds_all, timeout=timeout)
+    return read()

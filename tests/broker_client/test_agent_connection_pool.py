@@ -35,7 +35,7 @@ class CountingAgent:
         try:
             while True:
                 await reader.readuntil(b"\r\n\r\n")  # GET requests: no body
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a slow agent: requests overlap
                 body = b'{"repositories":[]}'
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -6,6 +6,7 @@ reconnect after ``primus::server::close``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -20,12 +21,12 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from broker_client.settings import CLIENT_VERSION
-from deploy.processes import free_port
 from shared import broker_protocol as bp
 from shared.engineio import OpenHandshake
 from tests.broker_client.agent import big_sha256
 from tests.broker_client.conftest import Apps, start_our_client
 from tests.broker_client.log_scan import wait_for_log
+from tests.support.eventually import eventually
 
 LEGACY_SIZE = 300_000
 
@@ -114,7 +115,7 @@ async def script(peer: Peer, ws: ServerConnection) -> None:
 class ScriptedServer:
     def __init__(self, mode: str) -> None:
         self.peer = Peer(mode)
-        self.port = free_port()
+        self.port = 0  # known once serving
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.stopping: asyncio.Event | None = None
@@ -126,7 +127,8 @@ class ScriptedServer:
 
     async def _main(self) -> None:
         self.stopping = asyncio.Event()
-        async with serve(lambda ws: script(self.peer, ws), "127.0.0.1", self.port):
+        async with serve(lambda ws: script(self.peer, ws), "127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
             await self.stopping.wait()
 
@@ -148,12 +150,11 @@ def scripted(request: pytest.FixtureRequest) -> Iterator[ScriptedServer]:
 
 
 def wait_until(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    """Whether ``predicate`` came true within ``timeout`` (the caller asserts, with context)."""
+    with contextlib.suppress(AssertionError):
+        eventually(lambda: bool(predicate()), timeout=timeout)
+        return True
+    return False
 
 
 @pytest.mark.parametrize("scripted", ["drop"], indirect=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from tests.broker_client.conftest import Apps, OurClient, start_our_client
 from tests.support import snyk_broker
 
@@ -51,7 +51,7 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 def test_unreachable_agent_gives_502_downstream_unreachable_after_retries(
     server: snyk_broker.SnykBroker, tmp_path: Path, ack: bool
 ) -> None:
-    client = connected(server, tmp_path, f"http://127.0.0.1:{free_port()}", MAX_RETRY="2")
+    client = connected(server, tmp_path, f"http://127.0.0.1:{refused_port()}", MAX_RETRY="2")
     try:
         started = time.monotonic()
         headers = {"x-broker-ws-response": "1"} if ack else {}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from tests.broker_client.conftest import (
     SECRET_BLOB,
     SECRET_PASSWORD,
@@ -38,7 +38,7 @@ def lonely(apps: Apps, workdir: Path) -> Iterator[OurClient]:
     """A client whose broker server does not exist (nothing listens on that port)."""
     client = start_our_client(
         workdir,
-        server_url=f"http://127.0.0.1:{free_port()}",
+        server_url=f"http://127.0.0.1:{refused_port()}",
         agent_url=apps.agent_url,
         extra={
             "BROKER_WEBSERVER_REQUEST_TIMEOUT": "800",
@@ -128,7 +128,8 @@ def test_callback_while_disconnected_waits_in_a_bounded_outbox(lonely: OurClient
     first = threading.Thread(target=post)
     started = time.monotonic()
     first.start()
-    time.sleep(0.3)  # the first callback now sits in the outbox (limit 1)
+    # the first callback now sits in the outbox (limit 1); nothing outside shows it
+    time.sleep(0.3)
     second_status, second = call(f"{lonely.url}/api/v2/import/done", data=b"{}", method="POST")
     first.join()
     assert second_status == 503 and second["code"] == "BROKER_UNAVAILABLE"
@@ -151,7 +152,7 @@ def test_systemcheck_counts_every_credential_and_masks_them(lonely: OurClient, a
 def test_systemcheck_defaults_to_cr_credentials_as_authorization(apps: Apps, workdir: Path) -> None:
     client = start_our_client(
         workdir,
-        server_url=f"http://127.0.0.1:{free_port()}",
+        server_url=f"http://127.0.0.1:{refused_port()}",
         agent_url=apps.agent_url,
         extra={"BROKER_CLIENT_VALIDATION_URL": f"{apps.agent_url}/validate"},
     )
@@ -166,7 +167,7 @@ def test_systemcheck_defaults_to_cr_credentials_as_authorization(apps: Apps, wor
 
 def test_systemcheck_without_validation_url_is_500(apps: Apps, workdir: Path) -> None:
     client = start_our_client(
-        workdir, server_url=f"http://127.0.0.1:{free_port()}", agent_url=apps.agent_url
+        workdir, server_url=f"http://127.0.0.1:{refused_port()}", agent_url=apps.agent_url
     )
     try:
         status, body = call(f"{client.url}/systemcheck")
@@ -189,7 +190,7 @@ def test_post_filters_reloads_the_accept_file(apps: Apps, workdir: Path) -> None
     accept.write_text(json.dumps({"private": [], "public": [{"method": "POST", "path": "/first"}]}))
     client = start_our_client(
         workdir,
-        server_url=f"http://127.0.0.1:{free_port()}",
+        server_url=f"http://127.0.0.1:{refused_port()}",
         agent_url=apps.agent_url,
         extra={"ACCEPT": str(accept)},
     )

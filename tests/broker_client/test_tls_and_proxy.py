@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import free_port, wait_for_http
+from deploy.processes import wait_for_http
 from tests.broker_client.conftest import Apps, start_our_client
 from tests.broker_client.connect_proxy import ConnectProxy
 from tests.support import snyk_broker
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.interop
 
@@ -140,18 +141,11 @@ def tls_server(apps: Apps, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def wait_for_https(url: str, context: ssl.SSLContext, timeout: float = 30) -> None:
-    import time
+    def answers() -> bool:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+            return resp.status == 200
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
+    eventually(answers, timeout=timeout, interval=0.1, retry_on=(AssertionError, OSError))
 
 
 def fetch_list(server: TlsServer, token: str) -> dict:
@@ -195,8 +189,7 @@ def test_https_proxy_carries_websocket_and_response_posts(
     tls_server: TlsServer, apps: Apps, tmp_path: Path
 ) -> None:
     proxy = ConnectProxy()
-    proxy_port = free_port()
-    asyncio.run_coroutine_threadsafe(proxy.start(proxy_port), apps.background.loop).result(10)
+    proxy_port = asyncio.run_coroutine_threadsafe(proxy.start(), apps.background.loop).result(10)
     client = start_our_client(
         tmp_path,
         server_url=tls_server.url,

@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestServer
 from broker_server.server import SERVER_KEY, BrokerServer, build_app
 from broker_server.settings import load_settings
 from deploy import stack as st
-from deploy.processes import free_port
 from tests.broker_client.agent import BackgroundApps, Recorder, agent_app, upstream_app
 
 TOKEN = "7b1d3c0e-4a2f-4c55-9e8d-5f0a1b2c3d4e"
@@ -56,7 +55,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         settings, rules, tokens = load_settings(environ)
         # ${NAME} in the rules come from the settings given here, as in a server's own process
         app = build_app(settings, rules, tokens, settings.variables(environ))
-        test_server = TestServer(app, host="127.0.0.1", port=free_port())
+        test_server = TestServer(app, host="127.0.0.1")
         await test_server.start_server()
         started.append(test_server)
         return InProcessServer(f"http://127.0.0.1:{test_server.port}", app[SERVER_KEY])

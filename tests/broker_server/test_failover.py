@@ -3,8 +3,6 @@ the other takes over after it leaves) and a server restart (both kinds of client
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.broker_server.conftest import (
@@ -16,6 +14,7 @@ from tests.broker_server.conftest import (
 )
 from tests.broker_server.http_calls import call
 from tests.support import snyk_broker
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.interop
 
@@ -62,14 +61,12 @@ def test_two_clients_newest_serves_then_other_takes_over(backends: Backends, tmp
 
 
 def wait_requests_work(url: str, timeout: float = 45) -> int:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = call(url, timeout=10)[0]
-        if last == 200:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{url} did not work again within {timeout}s (last status {last})")
+    def works() -> int:
+        status = call(url, timeout=10)[0]
+        assert status == 200, f"{url} did not work again (last status {status})"
+        return status
+
+    return eventually(works, timeout=timeout, interval=0.25)
 
 
 def test_server_restart_both_kinds_of_client_come_back(backends: Backends, tmp_path):

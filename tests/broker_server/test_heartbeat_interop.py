@@ -34,7 +34,7 @@ def test_short_heartbeats_keep_the_real_client_connected(backends: Backends, tmp
             env={"CR_AGENT_URL": backends.agent_url, "SOCKET_PING_INTERVAL": "500"},
         )
         snyk_broker.wait_for_clients(server.url, TOKEN, 2)
-        time.sleep(4)
+        time.sleep(4)  # several ping intervals in which neither side may close the socket
         assert call(f"{server.url}/broker/{TOKEN}/list")[0] == 200
         events = [
             json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")

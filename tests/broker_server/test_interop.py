@@ -24,6 +24,7 @@ from tests.broker_server.conftest import (
 )
 from tests.broker_server.http_calls import call, call_json, sha256_of
 from tests.support import snyk_broker
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.interop
 
@@ -82,14 +83,13 @@ def agent_paths(backends: Backends) -> list[str]:
 
 def test_client_is_listed_with_version_and_filters(stack: Stack):
     # the real client identifies while still polling; the upgrade follows a moment later
-    deadline = time.monotonic() + 10
-    while True:
+    def upgraded() -> dict:
         status, body = call_json(f"{stack.server.url}/connection-status/{TOKEN}")
-        upgraded = all(c["transport"] == "websocket" for c in body.get("clients", []))
-        if (status == 200 and upgraded) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert status == 200
+        assert status == 200
+        assert all(c["transport"] == "websocket" for c in body.get("clients", [])), body
+        return body
+
+    body = eventually(upgraded, timeout=10)
     assert len(body["clients"]) == 2
     assert {c["role"] for c in body["clients"]} == {"primary", "secondary"}
     for client in body["clients"]:

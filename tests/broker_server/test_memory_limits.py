@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.broker_protocol import AckReceived, BrokerConnection
 from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, start_our_server, upstream_accept
 from tests.broker_server.hostile import (
@@ -28,6 +28,7 @@ from tests.broker_server.hostile import (
 )
 from tests.broker_server.http_calls import call, call_json
 from tests.broker_server.test_relay import ready_peer, wait_ready
+from tests.support.eventually import eventually_async
 
 MIB = 1024 * 1024
 #: small limits so a test moves megabytes, not gigabytes; a message may be 1 MiB
@@ -62,18 +63,11 @@ async def upstream() -> AsyncIterator[Upstream]:
 
     app = web.Application(client_max_size=4 * MIB)
     app.router.add_route("*", "/{tail:.*}", handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield Upstream(f"http://127.0.0.1:{server.port}", release, held)
     release.set()
     await server.close()
-
-
-async def until(predicate, within: float = 10.0) -> None:
-    """Poll the in-process server's state (it has no event to wait on)."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 async def holding(
@@ -83,7 +77,7 @@ async def holding(
     for _ in range(callbacks):
         expected = len(upstream.held) + 1
         await sock.send(text_frame(callback_message("/api/v1/hang", CALLBACK, conn)))
-        await until(lambda: len(upstream.held) == expected)  # noqa: B023
+        await eventually_async(lambda: len(upstream.held) == expected)  # noqa: B023
 
 
 async def test_connections_over_the_per_token_limit_get_429_and_other_tokens_connect(make_server):
@@ -125,13 +119,13 @@ async def test_a_callback_over_the_connection_budget_is_answered_429(make_server
         "code": "SERVER_BUSY",
         "message": "server busy: bytes in flight over the per-connection limit of 2200000",
     }
-    await until(lambda: len(upstream.held) == 6)
+    await eventually_async(lambda: len(upstream.held) == 6)
     assert upstream.held == [CALLBACK] * 6
     # the held callbacks are answered once the upstream lets go, and their bytes given back
     upstream.release.set()
     outcome = await sock.watch(acks=7)
     assert [a["status"] for a in outcome.answers] == [429] + [200] * 6
-    await until(lambda: srv.server.budget.total == 0)
+    await eventually_async(lambda: srv.server.budget.total == 0)
     sock.close()
 
 
@@ -170,7 +164,7 @@ async def test_a_message_over_the_token_budget_closes_that_socket_and_others_are
     upstream.release.set()
     for sock in sockets:
         sock.close()
-    await until(lambda: srv.server.budget.total == 0)
+    await eventually_async(lambda: srv.server.budget.total == 0)
     await other.close()
 
 
@@ -209,7 +203,7 @@ async def test_http_bodies_over_the_budget_get_429_or_503_with_the_reason(make_s
     upstream.release.set()
     for sock in hostile:
         sock.close()
-    await until(lambda: srv.server.budget.total == 0)
+    await eventually_async(lambda: srv.server.budget.total == 0)
     await peer.close()
     await other.close()
 
@@ -235,7 +229,7 @@ async def test_a_polling_post_over_the_budget_is_refused_and_ends_that_session(
     upstream.release.set()
     for sock in hostile:
         sock.close()
-    await until(lambda: srv.server.budget.total == 0)
+    await eventually_async(lambda: srv.server.budget.total == 0)
 
 
 @pytest.mark.timeout(180)
@@ -243,7 +237,7 @@ def test_flood_of_huge_messages_against_the_real_server_leaves_other_tokens_serv
     tmp_path: Path,
 ):
     """32 sockets of one token, 21 MB each, against ``broker-server`` with its default limits."""
-    dead_upstream = f"http://127.0.0.1:{free_port()}"
+    dead_upstream = f"http://127.0.0.1:{refused_port()}"
     server = start_our_server(
         tmp_path, accept=upstream_accept(dead_upstream), tokens=f"{TOKEN},{OTHER_TOKEN}"
     )

@@ -13,6 +13,7 @@ from shared.broker_protocol import AckReceived, EventReceived, ServerIdentified
 from shared.response_stream import CONTENT_TYPE, encode_head
 from tests.broker_server.conftest import OTHER_TOKEN, TOKEN, upstream_accept
 from tests.broker_server.peer import WsPeer, answer_by_stream, echo_handler
+from tests.support.eventually import eventually_async
 
 
 async def ready_peer(
@@ -26,11 +27,20 @@ async def ready_peer(
 
 
 async def wait_ready(srv, token: str = TOKEN) -> None:
-    for _ in range(100):
-        if srv.server.pool.select(token) is not None:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("client never became ready")
+    def ready() -> None:
+        assert srv.server.pool.select(token) is not None, "client never became ready"
+
+    await eventually_async(ready)
+
+
+async def wait_chosen(srv, client_id: str) -> None:
+    """Until the pool picks the client ``client_id`` for TOKEN."""
+
+    def chosen() -> None:
+        picked = srv.server.pool.select(TOKEN)
+        assert picked is not None and picked.identity.metadata.client_id == client_id, picked
+
+    await eventually_async(chosen)
 
 
 async def test_stream_and_ack_modes(make_server):
@@ -121,16 +131,16 @@ async def test_reconnect_grace_then_404(make_server):
     peer = await ready_peer(srv.url)
     await wait_ready(srv)
     await peer.close()
-    for _ in range(50):
-        if srv.server.pool.select(TOKEN) is None:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: srv.server.pool.select(TOKEN) is None)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
             assert resp.status == 503 and resp.headers["Retry-After"] == "1"
-        await asyncio.sleep(1.6)
-        async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
-            assert resp.status == 404
+
+        async def gone() -> None:  # once the 1.5 s grace is over
+            async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
+                assert resp.status == 404
+
+        await eventually_async(gone)
 
 
 async def test_newest_ready_client_serves_and_other_takes_over(make_server):
@@ -138,13 +148,7 @@ async def test_newest_ready_client_serves_and_other_takes_over(make_server):
     older = await ready_peer(srv.url, role="primary", client_id="old")
     await wait_ready(srv)
     newer = await ready_peer(srv.url, role="primary", client_id="new")
-    for _ in range(50):
-        if (
-            srv.server.pool.select(TOKEN) is not None
-            and srv.server.pool.select(TOKEN).identity.metadata.client_id == "new"
-        ):
-            break
-        await asyncio.sleep(0.02)
+    await wait_chosen(srv, "new")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
             assert resp.status == 200
@@ -153,7 +157,7 @@ async def test_newest_ready_client_serves_and_other_takes_over(make_server):
             isinstance(e, EventReceived) and e.event.name == "request" for e in older.events
         )
         await newer.close()
-        await asyncio.sleep(0.1)
+        await wait_chosen(srv, "old")
         async with http.get(f"{srv.url}/broker/{TOKEN}/list") as resp:
             assert resp.status == 200
         assert any(isinstance(e, EventReceived) and e.event.name == "request" for e in older.events)
@@ -215,6 +219,7 @@ async def test_response_data_refusals(make_server):
         async with http.post(f"{srv.url}/response-data/{TOKEN}/no-such-id", data=b"x") as resp:
             assert resp.status == 404
             assert "unknown or expired" in (await resp.json())["message"]
+        # waits out the stream's expiry: probing earlier would feed the live stream
         await asyncio.sleep(1.2)
         async with http.post(f"{srv.url}/response-data/{TOKEN}/{stream_id}", data=b"x") as resp:
             assert resp.status == 404
@@ -376,7 +381,7 @@ async def test_slow_caller_slows_the_client_post_down(make_server):
         http.get(f"{srv.url}/broker/{TOKEN}/list/big") as resp,
     ):
         first = await resp.content.readexactly(1 << 20)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window in which production must NOT run ahead
         # socket and transport buffers hold a few MB; the rest must still be unproduced
         assert produced < total_blocks - 16, produced
         assert not post_done.is_set()
@@ -452,14 +457,10 @@ async def test_polling_client_gone_mid_poll_is_dropped(make_server):
     # a poll left pending by a client that then disappears
     doomed = aiohttp.ClientSession()
     pending = asyncio.create_task(polling_get(doomed, f"{base}&sid={sid}", 4))
-    await asyncio.sleep(0.2)
-    pending.cancel()
+    await asyncio.sleep(0.2)  # the poll reaches the server (nothing to observe it by) ...
+    pending.cancel()  # ... and its client vanishes
     await doomed.close()
-    for _ in range(60):
-        if srv.server.pool.select(TOKEN) is None:
-            break
-        await asyncio.sleep(0.05)
-    assert srv.server.pool.select(TOKEN) is None
+    await eventually_async(lambda: srv.server.pool.select(TOKEN) is None, timeout=3)
 
 
 async def test_get_is_retried_on_the_other_client_when_the_chosen_one_vanishes(make_server):
@@ -473,11 +474,7 @@ async def test_get_is_retried_on_the_other_client_when_the_chosen_one_vanishes(m
 
     newer.handler = vanish
     await newer.identify(client_id="new")
-    for _ in range(100):
-        chosen = srv.server.pool.select(TOKEN)
-        if chosen is not None and chosen.identity.metadata.client_id == "new":
-            break
-        await asyncio.sleep(0.02)
+    await wait_chosen(srv, "new")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{srv.url}/broker/{TOKEN}/list/x") as resp:
             assert resp.status == 200
@@ -496,11 +493,7 @@ async def test_post_is_not_retried_when_the_client_vanishes(make_server):
 
     newer.handler = vanish
     await newer.identify(client_id="new")
-    for _ in range(100):
-        chosen = srv.server.pool.select(TOKEN)
-        if chosen is not None and chosen.identity.metadata.client_id == "new":
-            break
-        await asyncio.sleep(0.02)
+    await wait_chosen(srv, "new")
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{srv.url}/broker/{TOKEN}/scan", data=b"{}") as resp:
             assert resp.status == 502
@@ -620,10 +613,7 @@ async def test_same_client_id_and_role_replaces_the_old_entry(make_server):
     await wait_ready(srv)
     second = await ready_peer(srv.url, role="primary", client_id="same")
     third = await ready_peer(srv.url, role="secondary", client_id="same")
-    for _ in range(100):
-        if len(srv.server.pool.sessions(TOKEN)) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually_async(lambda: len(srv.server.pool.sessions(TOKEN)) == 2)
     entries = srv.server.pool.sessions(TOKEN)
     assert [s.role for s in entries] == ["secondary", "primary"]
     assert all(s.identity.metadata.client_id == "same" for s in entries)

@@ -28,6 +28,7 @@ from tests.broker_server.peer import (
     polling_get,
     polling_post,
 )
+from tests.support.eventually import eventually_async
 
 
 async def connected(url: str, token: str = TOKEN, **kwargs) -> WsPeer:
@@ -53,12 +54,13 @@ async def test_identify_lists_client_in_connection_status(make_server):
     srv = await make_server()
     peer = await connected(srv.url)
     async with aiohttp.ClientSession() as http:
-        for _ in range(50):
+
+        async def listed() -> dict:
             async with http.get(f"{srv.url}/connection-status/{TOKEN}") as resp:
-                if resp.status == 200:
-                    body = await resp.json()
-                    break
-            await asyncio.sleep(0.05)
+                assert resp.status == 200
+                return await resp.json()
+
+        body = await eventually_async(listed)
         assert body["ok"] is True
         (client,) = body["clients"]
         assert client["version"] == "5.22.14"
@@ -123,11 +125,7 @@ async def test_configurable_minimum_and_local_skips_check(make_server):
     local = await WsPeer(srv.url, TOKEN, role="secondary").connect()
     await local.identify(version="local")
     await local.wait_for(ServerIdentified)
-    for _ in range(50):
-        if srv.server.pool.select(TOKEN) is not None:
-            break
-        await asyncio.sleep(0.02)
-    assert srv.server.pool.select(TOKEN) is not None
+    await eventually_async(lambda: srv.server.pool.select(TOKEN) is not None)
     assert not local.closed
     await local.close()
 
@@ -159,7 +157,7 @@ async def test_polling_handshake_then_websocket_upgrade(make_server):
         status, text = await polling_post(http, poll_url, [identify], 4)
         assert (status, text) == (200, "ok")
         pending = asyncio.create_task(polling_get(http, poll_url, 4))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the poll reaches the server and waits there (unobservable)
         ws = await http.ws_connect(f"{srv.url}/primus/{TOKEN}/?EIO=4&transport=websocket&sid={sid}")
         await ws.send_str("2probe")
         assert (await ws.receive_str()) == "3probe"
@@ -233,11 +231,7 @@ async def test_token_lookup_is_case_insensitive(make_server):
     peer = await WsPeer(srv.url, TOKEN.upper()).connect()
     await peer.identify()
     await peer.wait_for(ServerIdentified)
-    for _ in range(50):
-        if srv.server.pool.select(TOKEN) is not None:
-            break
-        await asyncio.sleep(0.02)
-    assert srv.server.pool.select(TOKEN) is not None
+    await eventually_async(lambda: srv.server.pool.select(TOKEN) is not None)
     await peer.close()
 
 

@@ -19,7 +19,7 @@ from control_plane.encryption import SecretBox
 from control_plane.models import Integration
 from control_plane.server import TokenSync, package_version
 from deploy import stack as st
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from tests.control_plane import factories
 from tests.e2e.test_dockerfiles import healthcheck_argv, parse
 
@@ -82,7 +82,7 @@ def test_token_create_makes_a_token_the_running_server_accepts(tmp_path: Path) -
         assert subprocess.run(argv, env=live, capture_output=True, timeout=30).returncode == 0
         relay = {**base, "CRBROKER_MODE": "relay", "PORT": str(server.port)}
         assert subprocess.run(argv, env=relay, capture_output=True, timeout=30).returncode == 0
-        dead = {**base, "CONTROL_PLANE_PORT": str(free_port())}
+        dead = {**base, "CONTROL_PLANE_PORT": str(refused_port())}
         assert subprocess.run(argv, env=dead, capture_output=True, timeout=30).returncode != 0
     finally:
         server.stop()

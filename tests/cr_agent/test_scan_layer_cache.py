@@ -61,7 +61,7 @@ async def test_single_flight_and_failures(tmp_path):
         return _contents(b"S")
 
     tasks = [asyncio.create_task(cache.get_or_load("key", load)) for _ in range(5)]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # all five reach the cache before the one load may finish
     gate.set()
     results = await asyncio.gather(*tasks)
     assert calls == 1

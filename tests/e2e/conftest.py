@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from deploy import stack as st
-from deploy.processes import free_port
 from deploy.sample_images import SampleImage, many_packages_image, push_all, sample_images
 from deploy.upstream_receiver import UpstreamReceiver
 from tests.support import snyk_broker
@@ -77,13 +76,42 @@ def receiver() -> Iterator[UpstreamReceiver]:
     yield from recording_server()
 
 
-def start_agent(workdir: Path, callback_url: str | None = None, **env: str) -> st.Service:
+#: MAX_ACTIVE_OPERATIONS of the e2e agents
+AGENT_MAX_ACTIVE = 2
+
+
+def agent_env(**env: str) -> dict[str, str]:
+    """The environment of the e2e agents, ``env`` added."""
     # debug logging everywhere: the secret scan at the end then covers the chattiest logs
+    return {"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT), "LOG_LEVEL": "debug", **env}
+
+
+def start_agent(workdir: Path, callback_url: str | None = None, **env: str) -> st.Service:
     return st.start_agent(
-        workdir,
-        max_active=2,
-        callback_url=callback_url,
-        env={"MAX_CALLBACK_BODY_BYTES": str(CALLBACK_LIMIT), "LOG_LEVEL": "debug", **env},
+        workdir, max_active=AGENT_MAX_ACTIVE, callback_url=callback_url, env=agent_env(**env)
+    )
+
+
+def start_control_plane_with_agent(
+    workdir: Path, env: dict[str, str]
+) -> tuple[st.Service, st.CrbrokerServer]:
+    """``crbroker-server`` (``env`` added) and the agent co-located with it for direct
+    integrations: the agent calls back to the control plane's own listener only, and
+    requires the secret the server sends."""
+
+    def control_plane(api_port: int, direct_agent: st.Service) -> st.CrbrokerServer:
+        return st.start_crbroker_server(
+            workdir,
+            env={
+                **env,
+                "CONTROL_PLANE_PORT": str(api_port),
+                "CR_AGENT_URL": direct_agent.url,
+                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
+            },
+        )
+
+    return st.start_agent_calling_back(
+        workdir / "direct-agent", control_plane, max_active=AGENT_MAX_ACTIVE, env=agent_env()
     )
 
 
@@ -140,24 +168,16 @@ def broker(
             )
             stoppers.append(ours.stop)
             server_url, server_log = ours.url, ours.process.log_path
-        client_port = free_port()
-        agent = start_agent(
-            workdir,
-            callback_url=f"http://127.0.0.1:{client_port}",
-            CR_ALLOWED_REGISTRIES=registry.running.url.split("://", 1)[1],
-        )
-        stoppers.append(agent.stop)
-        client = st.start_broker_client(
+        agent, client = st.start_agent_and_client(
             workdir,
             token=token,
             server_url=server_url,
-            agent_url=agent.url,
             registry=registry.cr_env,
-            port=client_port,
-            agent_secret=agent.env["CR_AGENT_SECRET"],
-            env={"LOG_LEVEL": "debug", "DEBUG": "true"},
+            max_active=AGENT_MAX_ACTIVE,
+            agent_env=agent_env(CR_ALLOWED_REGISTRIES=registry.running.url.split("://", 1)[1]),
+            client_env={"LOG_LEVEL": "debug", "DEBUG": "true"},
         )
-        stoppers.append(client.stop)
+        stoppers += [agent.stop, client.stop]
         st.wait_for_connection(server_url, token)
         logs = [server_log, client.process.log_path, agent.process.log_path]
         yield Broker(flavour, server_url, token, client, agent, logs)

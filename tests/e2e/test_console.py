@@ -30,8 +30,14 @@ import pytest
 
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from deploy.processes import free_port
-from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Registry, start_agent
+from tests.e2e.conftest import (
+    AGENT_MAX_ACTIVE,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    Registry,
+    agent_env,
+    start_control_plane_with_agent,
+)
 from tests.support.images import Layer, build_image, os_release, push
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
@@ -85,22 +91,11 @@ def console(registry: Registry, e2e_dir: Path) -> Iterator[Console]:
     admin_token = "adm-" + secrets.token_hex(16)
     stoppers: list[Callable[[], None]] = []
     try:
-        api_port = free_port()
-        direct_agent = start_agent(
-            workdir / "direct-agent", callback_url=f"http://127.0.0.1:{api_port}"
-        )
-        stoppers.append(direct_agent.stop)
-        server = st.start_crbroker_server(
+        direct_agent, server = start_control_plane_with_agent(
             workdir,
-            env={
-                "CRBROKER_ADMIN_TOKEN": admin_token,
-                "CRBROKER_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "CONTROL_PLANE_PORT": str(api_port),
-                "CR_AGENT_URL": direct_agent.url,
-                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
-            },
+            {"CRBROKER_ADMIN_TOKEN": admin_token, "CRBROKER_ADMIN_PASSWORD": ADMIN_PASSWORD},
         )
-        stoppers.append(server.stop)
+        stoppers += [direct_agent.stop, server.stop]
         api = ControlPlaneClient(server.api_url, admin_token)
         playwright = sync_api.sync_playwright().start()
         stoppers.append(playwright.stop)
@@ -258,17 +253,14 @@ def test_3b_a_brokered_registry_shows_its_token_once_and_its_client(
     assert re.fullmatch(r"[0-9a-f-]{36}", token)
     assert "not connected" in page.inner_text("#broker-client")
     workdir = e2e_dir / "console-client"
-    port = free_port()
-    agent = start_agent(workdir / "agent", callback_url=f"http://127.0.0.1:{port}")
-    client = st.start_broker_client(
+    agent, client = st.start_agent_and_client(
         workdir,
         token=token,
-        port=port,
         server_url=console.server.url,
-        agent_url=agent.url,
-        agent_secret=agent.env["CR_AGENT_SECRET"],
         registry=registry.cr_env,
         startup=st.Startup(ready=(200, 500)),
+        max_active=AGENT_MAX_ACTIVE,
+        agent_env=agent_env(),
     )
     try:
         st.wait_for_connection(console.server.url, token)

@@ -22,8 +22,14 @@ import pytest
 
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from deploy.processes import free_port
-from tests.e2e.conftest import REGISTRY_PASSWORD, REGISTRY_USER, Registry, start_agent
+from tests.e2e.conftest import (
+    AGENT_MAX_ACTIVE,
+    REGISTRY_PASSWORD,
+    REGISTRY_USER,
+    Registry,
+    agent_env,
+    start_control_plane_with_agent,
+)
 from tests.support import snyk_broker
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(240)]
@@ -54,39 +60,39 @@ def _client(
 
     snyk-broker's client cannot send the agent's shared secret, so its agent runs with
     ``CR_AGENT_AUTH=disabled`` (as the README says to run it behind snyk's client)."""
-    port = free_port()
-    agent = start_agent(
-        workdir / "agent",
-        callback_url=f"http://127.0.0.1:{port}",
-        **({"CR_AGENT_AUTH": "disabled"} if flavour == "snyk-client" else {}),
-    )
-    stoppers.append(agent.stop)
-    if flavour == "snyk-client":
-        snyk_broker.require_snyk_broker()
-        client = snyk_broker.start_client(
+
+    def client(port: int, agent: st.Service) -> st.Service:
+        if flavour == "snyk-client":
+            snyk_broker.require_snyk_broker()
+            return snyk_broker.start_client(
+                workdir,
+                token=token,
+                port=port,
+                server_url=server.url,
+                env={
+                    "CR_AGENT_URL": agent.url,
+                    **registry.cr_env,
+                    "CR_CREDENTIALS": _credentials(registry),
+                },
+                wait_connected=False,
+            )
+        return st.start_broker_client(
             workdir,
             token=token,
             port=port,
             server_url=server.url,
-            env={
-                "CR_AGENT_URL": agent.url,
-                **registry.cr_env,
-                "CR_CREDENTIALS": _credentials(registry),
-            },
-            wait_connected=False,
+            agent_url=agent.url,
+            agent_secret=agent.env["CR_AGENT_SECRET"],
+            registry=registry.cr_env,
+            startup=st.Startup(ready=(200, 500)),
         )
-        return client, agent
-    client = st.start_broker_client(
-        workdir,
-        token=token,
-        port=port,
-        server_url=server.url,
-        agent_url=agent.url,
-        agent_secret=agent.env["CR_AGENT_SECRET"],
-        registry=registry.cr_env,
-        startup=st.Startup(ready=(200, 500)),
+
+    no_secret = {"CR_AGENT_AUTH": "disabled"} if flavour == "snyk-client" else {}
+    agent, started = st.start_agent_calling_back(
+        workdir / "agent", client, max_active=AGENT_MAX_ACTIVE, env=agent_env(**no_secret)
     )
-    return client, agent
+    stoppers.append(agent.stop)
+    return started, agent
 
 
 def _credentials(registry: Registry) -> str:
@@ -114,22 +120,10 @@ def plane(request: pytest.FixtureRequest, registry: Registry, e2e_dir: Path) -> 
     try:
         # the agent co-located with the control plane, for direct integrations: it calls back
         # to the control plane's own listener only, and requires the secret the server sends
-        api_port = free_port()
-        direct_agent = start_agent(
-            workdir / "direct-agent", callback_url=f"http://127.0.0.1:{api_port}"
+        direct_agent, server = start_control_plane_with_agent(
+            workdir, {"CRBROKER_ADMIN_TOKEN": admin, "LOG_LEVEL": "debug"}
         )
-        stoppers.append(direct_agent.stop)
-        server = st.start_crbroker_server(
-            workdir,
-            env={
-                "CRBROKER_ADMIN_TOKEN": admin,
-                "LOG_LEVEL": "debug",
-                "CONTROL_PLANE_PORT": str(api_port),
-                "CR_AGENT_URL": direct_agent.url,
-                "CR_AGENT_SECRET": direct_agent.env["CR_AGENT_SECRET"],
-            },
-        )
-        stoppers.append(server.stop)
+        stoppers += [direct_agent.stop, server.stop]
         api = ControlPlaneClient(server.api_url, admin)
         org = api.default_org()
         integration = api.create_integration(

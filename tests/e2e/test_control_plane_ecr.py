@@ -18,13 +18,12 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from deploy.processes import free_port
 from shared.credentials import encode_credentials
 from tests.cr_agent.service.images import debian_image
+from tests.support import moto_server
 from tests.support.images import push
 from tests.support.registry import RunningRegistry, require_registry, running_registry
 
@@ -46,19 +45,14 @@ TAGS = [
 JQ = '.Tags | from_entries | keys[] | select(startswith("port-")) | .[5:]'
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def _aws(kind: str, url: str) -> Any:
     return boto3.client(
         kind, region_name=REGION, endpoint_url=url, aws_access_key_id="x", aws_secret_access_key="x"
     )
+
+
+#: the module's moto server (STS, ECR)
+moto_url = moto_server.moto_url
 
 
 @pytest.fixture(scope="module")

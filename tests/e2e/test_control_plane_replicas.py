@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from control_plane.db import open_database
 from control_plane.models import Scan
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
-from deploy.processes import free_port
+from deploy.processes import on_a_free_port
 from tests.e2e.conftest import Registry
+from tests.support.eventually import eventually
 from tests.support.postgres import RunningPostgres, postgres_server  # noqa: F401
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
@@ -48,21 +48,33 @@ def replicas(
     }
     started: list[st.Service] = []
     try:
-        first_port = free_port()
-        relay = st.start_crbroker_server(
-            tmp_path / "relay",
-            mode="relay",
-            env={**shared, "UPSTREAM_URL": f"http://127.0.0.1:{first_port}"},
-        )
-        started.append(relay)
+
+        def relay_and_first(first_port: int) -> tuple[st.CrbrokerServer, st.CrbrokerServer]:
+            # a cycle: the relay's upstream is the first replica, which calls the relay
+            relay = st.start_crbroker_server(
+                tmp_path / "relay",
+                mode="relay",
+                env={**shared, "UPSTREAM_URL": f"http://127.0.0.1:{first_port}"},
+            )
+            try:
+                first = st.start_crbroker_server(
+                    tmp_path / "a",
+                    mode="control-plane",
+                    port=first_port,
+                    env={
+                        **shared,
+                        "BROKER_SERVER_URL": relay.url,
+                        "CRBROKER_WORKER_ID": "replica-a",
+                    },
+                )
+            except BaseException:
+                relay.stop()
+                raise
+            return relay, first
+
+        relay, first = on_a_free_port(relay_and_first)
+        started += [relay, first]
         replica = {**shared, "BROKER_SERVER_URL": relay.url}
-        first = st.start_crbroker_server(
-            tmp_path / "a",
-            mode="control-plane",
-            port=first_port,
-            env={**replica, "CRBROKER_WORKER_ID": "replica-a"},
-        )
-        started.append(first)
         second = st.start_crbroker_server(
             tmp_path / "b", mode="control-plane", env={**replica, "CRBROKER_WORKER_ID": "replica-b"}
         )
@@ -117,13 +129,14 @@ def test_two_replicas_drain_one_queue_and_no_scan_is_asked_twice(
         for n, project in enumerate(projects):
             apis[(n + round_) % 2].retest(org, project)
     expected = len(projects) * (1 + RETESTS_PER_IMAGE)
-    deadline = time.monotonic() + 180
-    while True:
+
+    def all_finished() -> list[tuple[str, str | None, int]]:
         claims = _claims(database)
-        if len(claims) == expected and all(s in ("succeeded", "failed") for s, _, _ in claims):
-            break
-        assert time.monotonic() < deadline, claims
-        time.sleep(0.5)
+        assert len(claims) == expected, claims
+        assert all(s in ("succeeded", "failed") for s, _, _ in claims), claims
+        return claims
+
+    claims = eventually(all_finished, timeout=180, interval=0.5)
     assert {status for status, _, _ in claims} == {"succeeded"}, claims
     assert {attempts for _, _, attempts in claims} == {1}
     workers = {worker for _, worker, _ in claims}

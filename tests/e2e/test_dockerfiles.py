@@ -24,7 +24,7 @@ from broker_client.settings import Settings as ClientSettings
 from cr_agent.service.settings import DEFAULT_PORT as AGENT_PORT
 from cr_agent.service.settings import Settings as AgentSettings
 from deploy import stack as st
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from deploy.upstream_receiver import UpstreamReceiver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def run_healthcheck(name: str, env: dict[str, str]) -> int:
 def test_agent_healthcheck_command(agent: st.Service) -> None:
     assert run_healthcheck("Dockerfile.agent", {"SNYK_PORT": str(agent.port)}) == 0
     assert run_healthcheck("Dockerfile.agent", {"PORT": str(agent.port)}) == 0
-    assert run_healthcheck("Dockerfile.agent", {"SNYK_PORT": str(free_port())}) != 0
+    assert run_healthcheck("Dockerfile.agent", {"SNYK_PORT": str(refused_port())}) != 0
 
 
 def test_broker_healthcheck_command(tmp_path: Path) -> None:

@@ -532,6 +532,9 @@ def deployment(
     built: Built, registry: Registry, receiver: UpstreamReceiver
 ) -> Iterator[Deployment]:
     context = Context(registry, receiver, token=str(uuid.uuid4()))
+    # chosen up front (free_port, not port 0): each image's HEALTHCHECK, which podman runs
+    # inside the container, reads its port from the same variable, and the containers name
+    # each other's URLs; a port taken meanwhile fails that container's start with its logs
     context.ports = {name: free_port() for name in RUNS}
     for name, run in RUNS.items():
         context.ports.update({f"{name}.{more}": free_port() for more in run.more_ports})

@@ -9,6 +9,7 @@ its health check. A new console script is one entry in :data:`SERVICES`.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -23,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import (
+    ServerProcess,
+    StartFailed,
+    on_a_free_port,
+    start_reporting,
+    wait_for_http,
+)
 from tests.e2e.test_dependencies import runtime_packages
 from tests.e2e.test_dockerfiles import REPO
 
@@ -45,12 +52,17 @@ class Started:
 @dataclass(frozen=True)
 class Service:
     """How to start one console script: arguments after its name, and its environment given
-    the port it is to listen on and the services started before it (listed in ``after``)."""
+    the port it is to listen on and the services started before it (listed in ``after``).
+
+    The port is 0 (the service binds one and writes it to ``PORT_FILE`` under ``port_key``)
+    unless ``own_url``: a service whose own URL is a setting gets a chosen port."""
 
     env: Callable[[int, Started], dict[str, str]]
     args: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     health: str = "/healthcheck"
+    port_key: str = "PORT"
+    own_url: bool = False
 
 
 SERVICES: dict[str, Service] = {
@@ -71,6 +83,7 @@ SERVICES: dict[str, Service] = {
             "LAYER_CACHE_DIR": str(s.workdir / "layer-cache"),
             "CR_AGENT_SECRET": AGENT_SECRET,
         },
+        port_key="SNYK_PORT",
     ),
     # healthy once its socket to the broker server is open
     "broker-client": Service(
@@ -88,13 +101,14 @@ SERVICES: dict[str, Service] = {
             "CR_USERNAME": "install-test",
             "CR_PASSWORD": secrets.token_hex(8),
         },
+        own_url=True,
     ),
     # relay + control plane in one process; health on the relay's port
     "crbroker-server": Service(
         env=lambda port, s: {
             "PORT": str(port),
             "BROKER_SERVER_HOST": "127.0.0.1",
-            "CONTROL_PLANE_PORT": str(free_port()),
+            "CONTROL_PLANE_PORT": "0",
             "CONTROL_PLANE_HOST": "127.0.0.1",
             "CRBROKER_DATA_DIR": str(s.workdir / "crbroker-data"),
         },
@@ -196,27 +210,37 @@ def test_every_console_script_has_a_service_entry() -> None:
     )
 
 
+def _start_script(
+    name: str, fresh_env: Path, state: Started, workdir: Path, port: int
+) -> tuple[ServerProcess, str]:
+    """Console script ``name`` on ``port`` (0: its own choice), answering its health check."""
+    service = SERVICES[name]
+    argv = [str(fresh_env / "bin" / name), *service.args]
+    env = {**clean_env(fresh_env), "LOG_LEVEL": "info", **service.env(port, state)}
+    process, ports = start_reporting(
+        argv, env=env, cwd=workdir, log_path=workdir / f"{name}.log", name=name
+    )
+    url = f"http://127.0.0.1:{ports[service.port_key]}"
+    try:
+        wait_for_http(url + service.health, timeout=60, process=process)
+    except TimeoutError:
+        raise process.failed(name, "did not answer its health check") from None
+    return process, url
+
+
 @pytest.fixture
 def started(fresh_env: Path, tmp_path: Path) -> Iterator[tuple[Started, list[ServerProcess]]]:
     state = Started({}, tmp_path)
     processes: list[ServerProcess] = []
     with ExitStack() as stack:
         for name in start_order():
-            service = SERVICES[name]
-            port = free_port()
-            argv = [str(fresh_env / "bin" / name), *service.args]
-            env = {**clean_env(fresh_env), "LOG_LEVEL": "info", **service.env(port, state)}
-            process = ServerProcess(argv, env=env, cwd=tmp_path, log_path=tmp_path / f"{name}.log")
-            stack.callback(process.stop)
-            process.start()
-            processes.append(process)
-            url = f"http://127.0.0.1:{port}"
+            start = functools.partial(_start_script, name, fresh_env, state, tmp_path)
             try:
-                wait_for_http(url + service.health, timeout=60)
-            except TimeoutError as exc:
-                pytest.fail(
-                    f"{name} from a fresh `pip install .`: {exc}\n{process.log_text()[-3000:]}"
-                )
+                process, url = on_a_free_port(start) if SERVICES[name].own_url else start(0)
+            except StartFailed as exc:
+                pytest.fail(f"{name} from a fresh `pip install .`: {exc}")
+            stack.callback(process.stop)
+            processes.append(process)
             state.urls[name] = url
         yield state, processes
 

@@ -1,4 +1,4 @@
-"""deploy.stack: a service is "up" only when our own process listens on its port."""
+"""deploy.stack: services bind port 0 and report it; "up" means our own process listens."""
 
 from __future__ import annotations
 
@@ -29,3 +29,40 @@ def test_a_free_port_is_found_and_the_service_stops(tmp_path: Path) -> None:
     finally:
         agent.stop()
     assert not agent.process.alive()
+
+
+def test_each_service_reports_the_port_it_bound_and_restarts_on_it(tmp_path: Path) -> None:
+    server = st.start_crbroker_server(tmp_path / "crbroker")
+    try:
+        relay, api = server.port, server.api_port
+        assert relay != api and 0 not in (relay, api)
+        logged = server.log_text()
+        assert f'"port": {relay}' in logged and f'"port": {api}' in logged
+        server.restart()
+        assert (server.port, server.api_port) == (relay, api)
+    finally:
+        server.stop()
+    relay_only = st.start_broker_server(
+        tmp_path / "relay", token="a-long-token", upstream_url="http://x"
+    )
+    try:
+        assert f'"port": {relay_only.port}' in relay_only.log_text()
+    finally:
+        relay_only.stop()
+
+
+def test_the_agent_and_client_pair_find_each_other(tmp_path: Path) -> None:
+    agent, client = st.start_agent_and_client(
+        tmp_path,
+        token="a-long-token",
+        server_url="http://127.0.0.1:9",
+        registry={"CR_TYPE": "docker-hub", "CR_USERNAME": "u", "CR_PASSWORD": "p"},
+        startup=st.Startup(ready=(200, 500)),
+    )
+    try:
+        assert agent.env["BROKER_CLIENT_URL"] == client.url
+        assert client.env["CR_AGENT_URL"] == agent.url
+        assert f'"port": {agent.port}' in agent.log_text()
+    finally:
+        client.stop()
+        agent.stop()

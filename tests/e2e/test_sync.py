@@ -9,9 +9,9 @@ does not bring back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from deploy import stack as st
 from deploy.control_plane_client import ApiError, ControlPlaneClient
-from deploy.processes import free_port
+from tests.support.eventually import eventually
 from tests.support.images import Layer, Pusher, build_image, os_release, push
 from tests.support.registry import RunningRegistry, require_registry, running_registry
 from tests.support.sync_stack import Connected, connect_registry
@@ -128,24 +128,33 @@ def call(stack: Stack, method: str, path: str, **kw: Any) -> tuple[int, dict[str
     return stack.api.call(method, path, query={"version": DRY_RUN_VERSION}, **kw)
 
 
+def _finished(fetch: Callable[[], dict[str, Any]], timeout: float) -> dict[str, Any]:
+    """The attributes once their status is final (else the last ones, for the caller)."""
+
+    def final() -> dict[str, Any]:
+        attributes = fetch()
+        assert attributes["status"] in ("completed", "failed"), attributes
+        return attributes
+
+    with contextlib.suppress(AssertionError):
+        return eventually(final, timeout=timeout, interval=0.3)
+    return fetch()
+
+
 def wait_dry_run(stack: Stack, location: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
+    def fetch() -> dict[str, Any]:
         _, _, answer = stack.api.call("GET", location, query={"version": DRY_RUN_VERSION})
-        attributes: dict[str, Any] = answer["data"]["attributes"]
-        if attributes["status"] in ("completed", "failed") or time.monotonic() > deadline:
-            return attributes
-        time.sleep(0.3)
+        return dict(answer["data"]["attributes"])
+
+    return _finished(fetch, 60)
 
 
 def wait_run(stack: Stack, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
-    while True:
+    def fetch() -> dict[str, Any]:
         _, _, answer = call(stack, "GET", f"{stack.policy_path}/runs/{run_id}")
-        attributes: dict[str, Any] = answer["data"]["attributes"]
-        if attributes["status"] in ("completed", "failed") or time.monotonic() > deadline:
-            return attributes
-        time.sleep(0.3)
+        return dict(answer["data"]["attributes"])
+
+    return _finished(fetch, 90)
 
 
 def run_now(stack: Stack) -> dict[str, Any]:
@@ -284,19 +293,19 @@ def test_a_run_cut_short_by_a_stopped_process_is_carried_out_after_a_restart(
     over once ``SYNC_CLAIM_TIMEOUT`` has passed and carries it out from a new listing."""
     require_registry()
     admin = "adm-" + secrets.token_hex(16)
-    relay_port, api_port = free_port(), free_port()
     env = {
         "CRBROKER_ADMIN_TOKEN": admin,
         "SYNC_POLL_SECONDS": "0.3",
         "SYNC_CLAIM_TIMEOUT": "6",
-        "CONTROL_PLANE_PORT": str(api_port),
     }
     stoppers: list[Callable[[], None]] = []
     with running_registry("htpasswd", username=USER, password=PASSWORD) as registry:
         push_tag(registry, "svc/one", "1")
         try:
-            server = st.start_crbroker_server(tmp_path, port=relay_port, env=env)
+            server = st.start_crbroker_server(tmp_path, env=env)
             stoppers.append(server.stop)
+            # started again below on the same ports: the client and the API client keep them
+            relay_port, env["CONTROL_PLANE_PORT"] = server.port, str(server.api_port)
             api = ControlPlaneClient(server.api_url, admin)
             org = api.default_org()
             pair = _connect(api, org, server, tmp_path, registry)

@@ -8,7 +8,6 @@ replicas + an agent and our broker client, in front of the session's docker-regi
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from control_plane.sync.models import SyncRun
 from deploy import stack as st
 from deploy.control_plane_client import ControlPlaneClient
 from tests.e2e.test_control_plane_replicas import replicas  # noqa: F401 - the fixture
+from tests.support.eventually import eventually
 from tests.support.postgres import postgres_server  # noqa: F401 - what it needs
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
@@ -47,14 +47,13 @@ def _rows(database: str) -> tuple[list[tuple[str, str | None, int]], int]:
 
 
 def _wait(api: ControlPlaneClient, path: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
-    while True:
+    def final() -> dict[str, Any]:
         _, _, answer = api.call("GET", path, query={"version": VERSION})
         attributes: dict[str, Any] = answer["data"]["attributes"]
-        if attributes["status"] in ("completed", "failed"):
-            return attributes
-        assert time.monotonic() < deadline, attributes
-        time.sleep(0.3)
+        assert attributes["status"] in ("completed", "failed"), attributes
+        return attributes
+
+    return eventually(final, timeout=90, interval=0.3)
 
 
 def test_two_replicas_run_each_sync_once(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +52,15 @@ class CallbackReceiver:
         self.event.set()
         return web.json_response({"ok": True})
 
-    async def start(self, port: int | None = None) -> CallbackReceiver:
+    async def start(self, reserved: socket.socket | None = None) -> CallbackReceiver:
+        """Listen on a free port, or on ``reserved`` (``deploy.processes.reserve_port``):
+        a port the agent was told about before the receiver existed."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/{tail:.*}", self._handle)
-        self.server = TestServer(app, host="127.0.0.1", port=port)
+        if reserved is None:
+            self.server = TestServer(app, host="127.0.0.1")
+        else:
+            self.server = TestServer(app, host="127.0.0.1", socket_factory=lambda *_: reserved)
         await self.server.start_server()
         return self
 

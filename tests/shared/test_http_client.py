@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.http_client import BodyTooLarge, HttpClient, HttpProtocolError
+from shared.port_file import bound_port
 from tests.broker_client.agent import Recorder, agent_app, big_sha256, start
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -34,8 +35,8 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 async def test_get_post_and_connection_reuse_against_aiohttp_agent() -> None:
     recorder = Recorder()
-    port = free_port()
-    runner = await start(agent_app(recorder), port)
+    runner = await start(agent_app(recorder))
+    port = bound_port(runner.addresses, 0)
     client = HttpClient(None)
     try:
         for i in range(3):
@@ -128,7 +129,7 @@ async def test_stale_pooled_socket_is_retried_once_on_a_fresh_connection() -> No
     client = HttpClient(None)
     try:
         assert await (await client.request("GET", url, headers={})).read() == b"ok"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the server drops the pooled socket meanwhile: the case here
         assert await (await client.request("POST", url, headers={}, body=b"x")).read() == b"ok"
         assert served == 2
     finally:
@@ -168,7 +169,7 @@ async def test_malformed_answers_raise_protocol_errors(answer: bytes, message: s
 async def test_refused_connection_and_read_timeout() -> None:
     client = HttpClient(None)
     with pytest.raises(ConnectionRefusedError):
-        await client.request("GET", f"http://127.0.0.1:{free_port()}/", headers={})
+        await client.request("GET", f"http://127.0.0.1:{refused_port()}/", headers={})
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -191,22 +192,22 @@ async def test_header_injection_is_refused() -> None:
 
 async def test_bounded_pool_frees_a_slot_on_release_close_and_failure() -> None:
     recorder = Recorder()
-    port = free_port()
-    runner = await start(agent_app(recorder), port)
+    runner = await start(agent_app(recorder))
+    port = bound_port(runner.addresses, 0)
     client = HttpClient(None, max_connections_per_origin=1)
     url = f"http://127.0.0.1:{port}"
     try:
         first = await client.request("GET", f"{url}/list/a", headers={})
         # the one slot is taken until the body is read: a second request waits
         waiting = asyncio.ensure_future(client.request("GET", f"{url}/list/b", headers={}))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a window in which it must NOT get the slot
         assert not waiting.done()
         first.close()  # dropped unread: the slot comes back all the same
         second = await asyncio.wait_for(waiting, 5)
         await second.read()  # read to the end: released, socket kept for reuse
         third = await asyncio.wait_for(client.request("GET", f"{url}/list/c", headers={}), 5)
         third.release()
-        dead = f"http://127.0.0.1:{free_port()}/x"
+        dead = f"http://127.0.0.1:{refused_port()}/x"
         for _ in range(2):  # a failed connect gives its slot back (else the second would hang)
             with pytest.raises(ConnectionRefusedError):
                 await asyncio.wait_for(client.request("GET", dead, headers={}), 5)

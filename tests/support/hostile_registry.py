@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from deploy.processes import free_port
+from shared.port_file import bound_port
 from tests.support.images import BuiltImage
 
 
@@ -133,8 +133,9 @@ class HostileRegistry:
         app.router.add_route("*", "/{tail:.*}", self._route)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        self.port = self.port or free_port()
+        # 0 the first time: a free port, kept when started again
         await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = bound_port(self._runner.addresses, self.port)
         return self
 
     async def stop(self) -> None:

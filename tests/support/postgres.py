@@ -17,17 +17,25 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import CalledProcessError
 from typing import Any
 
 import pytest
 
-from deploy.processes import free_port, wait_for_port
+from deploy.processes import ServerProcess, start_on_free_port, wait_for_port
+from tests.support.eventually import eventually
 
 SUPERUSER = "postgres"
+#: ``-c`` settings of the test server: loopback only, no durability, room for test pools
+SERVER_SETTINGS = (
+    "listen_addresses=127.0.0.1",
+    "fsync=off",
+    "full_page_writes=off",
+    "max_connections=200",
+)
 
 
 def find_bindir() -> Path | None:
@@ -56,7 +64,7 @@ def unavailable_reason() -> str | None:
 class RunningPostgres:
     port: int
     directory: Path
-    process: subprocess.Popen[bytes]
+    process: ServerProcess
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def url(self, database: str = "postgres") -> str:
@@ -91,14 +99,16 @@ class RunningPostgres:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # "fast" shutdown: ends open sessions (a test's pool may still hold some) at once
-            self.process.send_signal(signal.SIGINT)
+        proc = self.process.proc
+        if proc is not None and proc.poll() is None:
+            # "fast" shutdown: ends open sessions (a test's pool may still hold some) at once;
+            # to the postmaster only, which stops its backends itself
+            proc.send_signal(signal.SIGINT)
             try:
-                self.process.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+                proc.kill()
+                proc.wait(10)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -141,47 +151,27 @@ def start_postgres() -> RunningPostgres:
         cwd=directory,
         **as_postgres,
     )
-    port = free_port()
-    log = open(directory / "postgres.log", "wb")
-    process = subprocess.Popen(
-        [
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(directory),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=directory,
-        **as_postgres,
-    )
-    log.close()
-    running = RunningPostgres(port, directory, process)
+
+    def launch(port: int) -> ServerProcess:
+        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(directory)]
+        for setting in SERVER_SETTINGS:
+            argv += ["-c", setting]
+        log_path = directory / f"postgres-{port}.log"
+        return ServerProcess(argv, cwd=directory, log_path=log_path, popen=as_postgres).start()
+
+    def wait_ready(process: ServerProcess, port: int) -> None:
+        wait_for_port(port, timeout=30, process=process)
+        # the port opens before the server accepts logins
+        probe = RunningPostgres(port, directory, process)
+        eventually(lambda: probe._psql("SELECT 1"), timeout=30, retry_on=(CalledProcessError,))
+
     try:
-        wait_for_port(port, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:  # the port opens before the server accepts logins
-            try:
-                running._psql("SELECT 1")
-                break
-            except subprocess.CalledProcessError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-    except Exception:
-        running.stop()
+        # PostgreSQL cannot bind port 0: a free port, another if it was taken meanwhile
+        process, port = start_on_free_port(launch, wait_ready, name="postgres")
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
         raise
+    running = RunningPostgres(port, directory, process)
     return running
 
 

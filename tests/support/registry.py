@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from deploy.processes import ServerProcess, free_port, wait_for_http, wait_for_port
+from deploy.processes import ServerProcess, wait_for_http, wait_for_listening_port
+from shared.port_file import bound_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_SERVICE = "crbroker-test-registry"
@@ -207,7 +208,6 @@ class TokenRealm:
 
     def start(self) -> TokenRealm:
         ready = threading.Event()
-        self.port = free_port()
 
         def run() -> None:
             loop = asyncio.new_event_loop()
@@ -217,8 +217,9 @@ class TokenRealm:
             app.router.add_post("/token", self._post)
             self._runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
             loop.run_until_complete(site.start())
+            self.port = bound_port(self._runner.addresses, 0)
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())
@@ -325,21 +326,13 @@ def _htpasswd_line(username: str, password: str) -> str:
     return out.stdout.strip() + "\n"
 
 
-def _wait_ready(process: ServerProcess, port: int, *, tls: bool, timeout: float) -> bool:
-    """True once the registry answers; False as soon as it exits or the time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process.alive():
-            return False
-        try:
-            if tls:
-                wait_for_port(port, timeout=0.5)
-            else:
-                wait_for_http(f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=0.5)
-            return True
-        except TimeoutError:
-            continue
-    return False
+def _wait_ready(process: ServerProcess, port: int, *, tls: bool, timeout: float) -> None:
+    """Return once the registry answers; ``TimeoutError`` when it exits or the time is up.
+    With TLS, listening is enough (a handshake would need its CA)."""
+    if not tls:
+        wait_for_http(
+            f"http://127.0.0.1:{port}/v2/", ok=(200, 401), timeout=timeout, process=process
+        )
 
 
 def _launch(
@@ -400,7 +393,7 @@ def start_registry(
     workdir: Path | None = None,
     tls: bool = False,
 ) -> RunningRegistry:
-    """Start docker-registry on a free loopback port and wait until ``/v2/`` answers.
+    """Start docker-registry on a free loopback port (it binds 0) and wait until ``/v2/`` answers.
 
     ``auth``: "none", "htpasswd" (Basic, ``username``/``password``) or "token" (Bearer via
     ``realm``, a :class:`TokenRealm`; one is made with ``username``/``password`` if omitted).
@@ -416,27 +409,21 @@ def start_registry(
             realm = TokenRealm(users={username: password})
         if not realm.port:
             realm.start()
-    # Several engineers' tests pick free ports at once: if another process takes ours between
-    # free_port() and the registry's bind, start again on a new port instead of timing out.
-    for attempt in range(3):
-        port = free_port()
-        process = _launch(root, port, auth, username, password, realm, tls)
-        try:
-            ready = _wait_ready(process, port, tls=tls, timeout=30)
-        except BaseException:  # also Ctrl-C while waiting: never leave the registry behind
-            process.stop()
-            if realm is not None:
-                realm.stop()
-            raise
-        if ready:
-            break
-        log = process.log_text()
-        process.stop()
-        if "address already in use" in log and attempt < 2:
-            continue
+    # port 0: docker-registry binds a free port (and names it only at log level info, which
+    # we keep at warn), so the kernel's socket table tells which one
+    process = _launch(root, 0, auth, username, password, realm, tls)
+    try:
+        port = wait_for_listening_port(process, name="docker-registry", timeout=30)
+        _wait_ready(process, port, tls=tls, timeout=30)
+    except TimeoutError:
         if realm is not None:
             realm.stop()
-        raise TimeoutError(f"docker-registry did not start: {log[-2000:]}")
+        raise process.failed("docker-registry", "did not answer /v2/ within 30s") from None
+    except BaseException:  # also Ctrl-C while waiting: never leave the registry behind
+        process.stop()
+        if realm is not None:
+            realm.stop()
+        raise
     return RunningRegistry(
         port=port,
         workdir=root,

@@ -19,16 +19,22 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import (
+    ServerProcess,
+    on_a_free_port,
+    wait_for_http,
+    wait_for_listening_port,
+)
 from deploy.stack import Service
+from tests.support.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 #: optional: the upstream repository's config.default.json, used when present
@@ -184,11 +190,9 @@ class SnykBroker(Service):
 
 def _wait_or_fail(broker: SnykBroker, url: str, timeout: float) -> None:
     try:
-        wait_for_http(url, timeout=timeout)
+        wait_for_http(url, timeout=timeout, process=broker.process)
     except TimeoutError:
-        tail = broker.log_text()[-3000:]
-        broker.stop()
-        raise TimeoutError(f"snyk-broker {broker.role} did not become ready: {tail}") from None
+        raise broker.process.failed(f"snyk-broker {broker.role}", "did not become ready") from None
 
 
 def start_server(
@@ -203,26 +207,29 @@ def start_server(
     root: Path | None = None,
 ) -> SnykBroker:
     """Start ``broker server`` on a free loopback port; returns once ``/healthcheck`` answers
-    (``wait=False``: at once, e.g. when the server speaks HTTPS and the caller waits itself).
-    ``root``: run from a :func:`clone_root` instead of the install itself."""
+    (``wait=False``: once it listens, e.g. when the server speaks HTTPS and the caller waits
+    itself). ``root``: run from a :func:`clone_root` instead of the install itself.
+
+    Without ``port`` it binds port 0; it logs ``"port":"0"``, so the port comes from the
+    kernel's socket table and is then set in its environment (a restart keeps it)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     full_env = _base_env(
         {
             "BROKER_TYPE": "server",
-            "PORT": str(port),
+            "PORT": str(port or 0),
             "ACCEPT": _write_accept(workdir, "server-accept.json", accept),
             "LOG_LEVEL": log_level,
             **(env or {}),
         }
     )
-    proc = ServerProcess(
-        _command("server", root),
-        env=full_env,
-        cwd=workdir,
-        log_path=workdir / f"snyk-server-{port}.log",
-    )
-    broker = SnykBroker("server", port, proc.start(), full_env)
+    log_path = workdir / f"snyk-server-{port or uuid.uuid4().hex[:8]}.log"
+    proc = ServerProcess(_command("server", root), env=full_env, cwd=workdir, log_path=log_path)
+    proc.start()
+    if not port:
+        port = wait_for_listening_port(proc, name="snyk-broker server", timeout=timeout)
+        full_env["PORT"] = str(port)
+        proc.env = full_env
+    broker = SnykBroker("server", port, proc, full_env)
     if wait:
         _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
     return broker
@@ -242,9 +249,25 @@ def start_client(
     root: Path | None = None,
 ) -> SnykBroker:
     """Start the real ``broker client`` (classic); by default wait until its sockets are open.
-    ``root``: run from a :func:`clone_root` instead of the install itself."""
+    ``root``: run from a :func:`clone_root` instead of the install itself. Without ``port``
+    one is chosen with :func:`on_a_free_port`: its own URL (``BROKER_CLIENT_URL``) is a
+    setting, so it cannot bind port 0."""
+    if port is None:
+        return on_a_free_port(
+            lambda chosen: start_client(
+                workdir,
+                token=token,
+                server_url=server_url,
+                accept=accept,
+                env=env,
+                port=chosen,
+                log_level=log_level,
+                wait_connected=wait_connected,
+                timeout=timeout,
+                root=root,
+            )
+        )
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     full_env = _base_env(
         {
             "BROKER_TYPE": "client",
@@ -268,6 +291,8 @@ def start_client(
     # /healthcheck answers 200 only once a socket is open, 500 before
     if wait_connected:
         _wait_or_fail(broker, f"{broker.url}/healthcheck", timeout)
+    else:  # listening, or StartFailed with its log (e.g. its port was taken meanwhile)
+        wait_for_listening_port(proc, name="snyk-broker client", timeout=timeout)
     return broker
 
 
@@ -280,22 +305,26 @@ def connection_status(server_url: str, token: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+#: what a connection-status probe may meet while the server starts
+RETRIED = (AssertionError, OSError, ValueError)
+
+
 def wait_for_clients(
     server_url: str, token: str, count: int, *, timeout: float = 30.0
 ) -> list[Any]:
     """Block until the server lists at least ``count`` identified sockets for ``token``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            status, body = connection_status(server_url, token)
-            last = body
-            if status == 200 and len(body.get("clients", [])) >= count:
-                return list(body["clients"])
-        time.sleep(0.1)
-    raise TimeoutError(
-        f"server did not list {count} clients for the token within {timeout}s: {last!r}"
-    )
+
+    def listed() -> list[Any]:
+        status, body = connection_status(server_url, token)
+        assert status == 200 and len(body.get("clients", [])) >= count, (
+            f"server did not list {count} clients for the token: {body!r}"
+        )
+        return list(body["clients"])
+
+    try:
+        return eventually(listed, timeout=timeout, interval=0.1, retry_on=RETRIED)
+    except RETRIED as exc:
+        raise TimeoutError(str(exc)) from None
 
 
 @contextlib.contextmanager

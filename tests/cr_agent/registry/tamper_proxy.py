@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from deploy.processes import free_port
+from shared.port_file import bound_port
 
 
 @dataclass
@@ -118,9 +118,8 @@ class TamperProxy:
             app.router.add_route("*", "/{tail:.*}", handler)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            setattr(self, attr, port)
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            setattr(self, attr, bound_port(runner.addresses, 0))
             self._runners.append(runner)
         return self
 

@@ -280,9 +280,9 @@ async def test_pagination_link_to_another_host_is_refused(
 
 
 async def test_unreachable_registry(client_over):
-    from deploy.processes import free_port
+    from deploy.processes import refused_port
 
-    async with client_over(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01) as c:
+    async with client_over(f"http://127.0.0.1:{refused_port()}", retries=2, backoff=0.01) as c:
         with pytest.raises(RegistryUnreachable, match="ping"):
             await c.ping()
 

@@ -22,7 +22,7 @@ from cr_agent.registry.transport import (
     proxy_in_environment,
     tls_context,
 )
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.http_client import HttpClient
 from tests.support.images import Layer, build_image, push
 
@@ -96,7 +96,7 @@ async def test_stream_transport_connect_failure_and_cut_body(no_proxy_env):
     transport = StreamTransport(None, 5.0)
     try:
         with pytest.raises(ConnectFailed, match="ConnectionRefused"):
-            await transport.request("GET", f"http://127.0.0.1:{free_port()}/v2/", headers={})
+            await transport.request("GET", f"http://127.0.0.1:{refused_port()}/v2/", headers={})
         resp = await transport.request("GET", f"http://127.0.0.1:{port}/blob", headers={})
         assert resp.status == 200 and resp.headers["content-length"] == "100000"
         received = 0
@@ -114,10 +114,10 @@ async def test_stream_transport_builds_a_tls_context_only_for_https(no_proxy_env
     transport = StreamTransport(None, 1.0)
     client: HttpClient = transport._client
     with pytest.raises(ConnectFailed):
-        await transport.request("GET", f"http://127.0.0.1:{free_port()}/", headers={})
+        await transport.request("GET", f"http://127.0.0.1:{refused_port()}/", headers={})
     assert client.ssl_context is None
     with pytest.raises(ConnectFailed):
-        await transport.request("GET", f"https://127.0.0.1:{free_port()}/", headers={})
+        await transport.request("GET", f"https://127.0.0.1:{refused_port()}/", headers={})
     assert client.ssl_context is not None
     await transport.close()
 

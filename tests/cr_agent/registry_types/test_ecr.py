@@ -12,21 +12,21 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import boto3
 import botocore.exceptions
 import pytest
-from moto.server import ThreadedMotoServer
 
 from cr_agent.registry_types.base import TypeContext
 from cr_agent.registry_types.ecr import REFRESH_MARGIN_SECONDS, EcrRegistry, _aws_call
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.credentials import decode_credentials, encode_credentials
 from tests.cr_agent.service.agent import AgentFactory
 from tests.cr_agent.service.images import debian_image, push_image
+from tests.support import moto_server
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -36,13 +36,8 @@ REGION = "eu-west-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SnykEcrServiceRole"
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+#: the module's moto server (STS, ECR)
+moto_url = moto_server.moto_url
 
 
 @pytest.fixture
@@ -156,7 +151,9 @@ async def test_ecr_validate_and_pull_metadata_through_the_local_registry(
 
 
 async def test_ecr_unreachable_aws_is_named(make_agent: AgentFactory, aws_identity: str) -> None:
-    agent = await make_agent(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", REGISTRY_TIMEOUT=2)
+    agent = await make_agent(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{refused_port()}", REGISTRY_TIMEOUT=2
+    )
     status, body = await agent.get("/validate-credentials", ecr_creds(None))
     assert status == 502, body
     assert body["failedStep"] == "authenticate"

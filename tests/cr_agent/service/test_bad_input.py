@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from deploy.processes import free_port
+from deploy.processes import refused_port
 from shared.credentials import KNOWN_TYPES, build_credentials_json, encode_credentials
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.support.registry import RunningRegistry
@@ -125,7 +125,7 @@ async def test_invalid_image_reference_names_the_image(
 
 
 async def test_unreachable_registry_is_named(agent: Agent) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     creds = encode_credentials(
         build_credentials_json("generic-cr", base=dead, username="u", password="p")
     )

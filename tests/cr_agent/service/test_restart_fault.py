@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import ServerProcess, reserve_port, start_reporting, wait_for_http
 from tests.cr_agent.service.agent import SECRET_HEADERS, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image
 from tests.cr_agent.service.test_serve import ROOT, agent_env
 from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.eventually import eventually_async
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -33,12 +34,11 @@ SCANS = 50
 
 
 def _start_agent(tmp_path: Path, name: str, callback_url: str) -> tuple[ServerProcess, str]:
-    port = free_port()
-    server = ServerProcess(
+    server, ports = start_reporting(
         [sys.executable, "-m", "cr_agent", "serve"],
         env=agent_env(
             tmp_path,
-            SNYK_PORT=str(port),
+            SNYK_PORT="0",
             MAX_ACTIVE_OPERATIONS="1",
             CALLBACK_RETRY_SECONDS="0.5",
             LAYER_CACHE_DIR=str(tmp_path / "layers"),
@@ -47,8 +47,9 @@ def _start_agent(tmp_path: Path, name: str, callback_url: str) -> tuple[ServerPr
         ),
         cwd=ROOT,
         log_path=tmp_path / f"agent-{name}.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+        name="cr-agent",
+    )
+    url = f"http://127.0.0.1:{ports['SNYK_PORT']}"
     wait_for_http(url + "/healthcheck", timeout=30)
     return server, url
 
@@ -75,7 +76,8 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
     await push_image(plain_registry, unique_repo, "1", debian_image(2))
-    callback_port = free_port()  # nothing listens there until the end
+    reserved = reserve_port()  # nothing listens there until the end
+    callback_port = reserved.getsockname()[1]
     creds = creds_for(plain_registry)
     body = {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{callback_port}"}
 
@@ -85,26 +87,27 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
             await asyncio.to_thread(_call, url + "/scan", body, creds) for _ in range(SCANS)
         ]
         jobs = {a["jobId"] for a in accepted}
+
         # stop once the first result is scanned and in its retry loop, the rest queued
-        for _ in range(200):
+        async def first_scanned() -> None:
             status = await asyncio.to_thread(_call, url + accepted[0]["statusPath"])
-            if status["images"][0]["status"] == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        assert status["images"][0]["status"] == "succeeded", status
+            assert status["images"][0]["status"] == "succeeded", status
+
+        await eventually_async(first_scanned, timeout=20)
         await asyncio.to_thread(_stop, first)
     finally:
         first.stop()
 
     second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second", body["callbackUrl"])
     try:
-        await asyncio.sleep(1.0)  # its drainer tries the receiver and fails
+        # its drainer tries the receiver and fails (silently: a failed drain is not logged)
+        await asyncio.sleep(1.0)
         await asyncio.to_thread(_stop, second)
     finally:
         second.stop()
     assert len(list((tmp_path / "spool").glob("*.json"))) >= 2 * SCANS
 
-    receiver = await CallbackReceiver().start(port=callback_port)
+    receiver = await CallbackReceiver().start(reserved)
     third, _ = await asyncio.to_thread(_start_agent, tmp_path, "third", body["callbackUrl"])
     try:
         await receiver.wait_for(DONE, SCANS, wait_seconds=40)

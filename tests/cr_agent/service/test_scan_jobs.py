@@ -12,10 +12,11 @@ import pytest
 from cr_agent.service.app import STATE
 from cr_agent.service.image_scanner import RegistryImageScanner
 from cr_agent.service.models import DoneCallback, ResultCallback
-from deploy.processes import free_port
+from deploy.processes import reserve_port
 from tests.cr_agent.service.agent import Agent, AgentFactory, creds_for
 from tests.cr_agent.service.images import debian_image, push_image, push_multiarch
 from tests.fakes.callback_receiver import CallbackReceiver
+from tests.support.eventually import eventually_async
 from tests.support.registry import RunningRegistry
 
 pytestmark = pytest.mark.registry
@@ -127,7 +128,7 @@ class CountingScanner(RegistryImageScanner):
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # a slow scan: jobs overlap if the limit lets them
             return await super().scan(*args, **kwargs)
         finally:
             self.running -= 1
@@ -185,7 +186,8 @@ async def test_callback_failures_are_retried_with_the_same_idempotency_key(
 async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     agent = await make_agent(CALLBACK_ATTEMPTS=2, CALLBACK_RETRY_SECONDS=0.3)
     await push_image(plain_registry, unique_repo, "1", debian_image(2))
     status, accepted = await agent.post(
@@ -194,11 +196,13 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
         creds_for(plain_registry),
     )
     assert status == 202
-    for _ in range(100):
+
+    async def finished() -> dict[str, Any]:
         _, job = await agent.get(accepted["statusPath"])
-        if job["status"] in ("done", "failed"):
-            break
-        await asyncio.sleep(0.1)
+        assert job["status"] in ("done", "failed"), job
+        return job
+
+    job = await eventually_async(finished)
     assert job["callbacksSpooled"] == 2 and job["callbacksDelivered"] == 0
     assert job["callbacksPending"] == 2
     spooled = sorted((tmp_path / "spool").glob("*.json"))
@@ -207,16 +211,13 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
     _, health = await agent.get("/healthcheck")
     assert health["spooledCallbacks"] == 2
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await receiver.wait_for(DONE, wait_seconds=30)
         assert [r.path for r in receiver.received] == [RESULT, DONE]
         assert receiver.on(RESULT)[0].json()["packageCount"] == 2
-        for _ in range(50):  # the file goes once the POST has returned
-            if not list((tmp_path / "spool").glob("*.json")):
-                break
-            await asyncio.sleep(0.1)
-        assert not list((tmp_path / "spool").glob("*.json"))
+        # the file goes once the POST has returned
+        await eventually_async(lambda: not list((tmp_path / "spool").glob("*.json")))
         _, job = await agent.get(accepted["statusPath"])
         assert job["callbacksPending"] == 0
     finally:
@@ -226,7 +227,8 @@ async def test_undeliverable_callbacks_are_spooled_and_delivered_in_order_later(
 async def test_spool_survives_a_restart(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     first = await make_agent(CALLBACK_ATTEMPTS=1, CALLBACK_RETRY_SECONDS=60)
     await push_image(plain_registry, unique_repo, "1", debian_image(1))
     await first.post(
@@ -234,13 +236,10 @@ async def test_spool_survives_a_restart(
         {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{port}"},
         creds_for(plain_registry),
     )
-    for _ in range(100):
-        if len(list((tmp_path / "spool").glob("*.json"))) == 2:
-            break
-        await asyncio.sleep(0.1)
+    await eventually_async(lambda: len(list((tmp_path / "spool").glob("*.json"))) == 2)
     await first.server.close()
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await make_agent(CALLBACK_RETRY_SECONDS=60)  # same SPOOL_DIR: drains at start-up
         await receiver.wait_for(DONE, wait_seconds=30)
@@ -369,7 +368,8 @@ class StalledScanner(RegistryImageScanner):
 async def test_shutdown_spools_what_a_running_job_still_owes(
     make_agent: AgentFactory, plain_registry: RunningRegistry, unique_repo: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    reserved = reserve_port()  # the receiver listens here later
+    port = reserved.getsockname()[1]
     probe = await make_agent()
     agent = await make_agent(scanner=StalledScanner(probe.app[STATE].type_context, 1 << 30))
     status, accepted = await agent.post(
@@ -381,11 +381,16 @@ async def test_shutdown_spools_what_a_running_job_still_owes(
         creds_for(plain_registry),
     )
     assert status == 202
-    await asyncio.sleep(0.2)
+
+    async def running() -> None:
+        _, job = await agent.get(accepted["statusPath"])
+        assert job["status"] == "running", job
+
+    await eventually_async(running)  # the scan has started and stalls
     await agent.server.close()  # what SIGTERM does: app cleanup
     assert len(list((tmp_path / "spool").glob("*.json"))) == 3  # two results and the done
 
-    receiver = await CallbackReceiver().start(port=port)
+    receiver = await CallbackReceiver().start(reserved)
     try:
         await make_agent(CALLBACK_RETRY_SECONDS=60)
         [done] = await receiver.wait_for(DONE, wait_seconds=30)

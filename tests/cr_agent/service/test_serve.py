@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from cr_agent.service.settings import DEFAULT_PORT, SettingsError, load_settings
-from deploy.processes import ServerProcess, free_port, wait_for_http
+from deploy.processes import ServerProcess, refused_port, start_reporting, wait_for_http
 from tests.cr_agent.service.agent import SECRET, SECRET_HEADERS
+from tests.support.eventually import eventually
 from tests.support.registry import self_signed_server_cert
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,14 +97,15 @@ def test_bad_setting_exits_2_with_one_line(
 
 
 def test_serve_on_snyk_port_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    server = ServerProcess(
+    # SNYK_PORT wins over PORT, which names a port nobody can bind
+    server, ports = start_reporting(
         [sys.executable, "-m", "cr_agent", "serve"],
-        env=agent_env(tmp_path, SNYK_PORT=str(port), PORT=str(free_port())),
+        env=agent_env(tmp_path, SNYK_PORT="0", PORT=str(refused_port())),
         cwd=ROOT,
         log_path=tmp_path / "agent.log",
+        name="cr-agent",
     )
-    server.start()
+    port = ports["SNYK_PORT"]
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=5) as resp:
@@ -130,15 +132,16 @@ def test_port_zero_binds_a_free_port_and_logs_it(tmp_path: Path) -> None:
         log_path=tmp_path / "agent.log",
     )
     server.start()
+
+    def logged_port() -> int:
+        events = [json.loads(line) for line in server.log_text().splitlines() if line[:1] == "{"]
+        ports = [e["port"] for e in events if e.get("event") == "cr-agent listening"]
+        assert ports, server.log_text()
+        return int(ports[0])
+
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        while port is None and time.monotonic() < deadline:
-            for line in server.log_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == "cr-agent listening":
-                    port = json.loads(line)["port"]
-            time.sleep(0.1)
-        assert port, server.log_text()
+        port = eventually(logged_port, timeout=30)
+        assert port != 0
         wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=10)
     finally:
         server.stop()
@@ -154,28 +157,19 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_https_with_cert_and_key(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
-    port = free_port()
-    server = ServerProcess(
+    server, ports = start_reporting(
         [sys.executable, "-m", "cr_agent", "serve"],
-        env=agent_env(tmp_path, SNYK_PORT=str(port), HTTPS_CERT=str(cert), HTTPS_KEY=str(key)),
+        env=agent_env(tmp_path, SNYK_PORT="0", HTTPS_CERT=str(cert), HTTPS_KEY=str(key)),
         cwd=ROOT,
         log_path=tmp_path / "agent.log",
+        name="cr-agent",
     )
-    server.start()
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"https://127.0.0.1:{port}/healthcheck", timeout=5, context=ctx
-                ) as resp:
-                    assert json.load(resp)["ok"] is True
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{ports['SNYK_PORT']}/healthcheck", timeout=5, context=ctx
+        ) as resp:
+            assert json.load(resp)["ok"] is True
     finally:
         server.stop()
 
@@ -191,14 +185,14 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
     hang.listen(8)
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(hang.accept()[0]), daemon=True).start()
-    port = free_port()
-    server = ServerProcess(
+    server, ports = start_reporting(
         [sys.executable, "-m", "cr_agent", "serve"],
-        env=agent_env(tmp_path, SNYK_PORT=str(port), REGISTRY_TIMEOUT="120", REQUEST_TIMEOUT="300"),
+        env=agent_env(tmp_path, SNYK_PORT="0", REGISTRY_TIMEOUT="120", REQUEST_TIMEOUT="300"),
         cwd=ROOT,
         log_path=tmp_path / "agent.log",
+        name="cr-agent",
     )
-    server.start()
+    port = ports["SNYK_PORT"]
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30)
         creds = encode_credentials(
@@ -220,10 +214,7 @@ def test_sigterm_is_not_held_up_by_a_hanging_registry_request(tmp_path: Path) ->
                 pass  # the agent going away mid-request is the point of this test
 
         threading.Thread(target=ask, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not accepted and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert accepted, "the agent never reached the hanging registry"
+        eventually(lambda: bool(accepted), timeout=10)  # the agent reached the hanging registry
         started = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         assert server.proc is not None

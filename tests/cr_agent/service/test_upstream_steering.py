@@ -322,7 +322,7 @@ async def test_echoed_fields_holding_this_requests_secrets_are_refused(
         assert status == 400 and answer["error"]["field"] == field, (extra, answer)
         text = json.dumps(answer)
         assert password not in text and SECRET not in text and creds not in text
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # a window in which nothing may arrive
     assert not receiver.received
 
 
