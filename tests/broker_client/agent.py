@@ -158,7 +158,7 @@ def main() -> None:
     asyncio.run(serve())
 
 
-class _Discard(list):  # type: ignore[type-arg]
+class _Discard(list):
     def append(self, _item: Any) -> None:
         pass
 

@@ -90,7 +90,7 @@ def call(
 def raw(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """A GET whose path goes out byte for byte (urllib would normalise or quote it)."""
     parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
     try:
         conn.putrequest("GET", parsed.path + path, skip_accept_encoding=True)
         for key, value in (headers or {}).items():

@@ -365,6 +365,7 @@ async def test_slow_caller_slows_the_client_post_down(make_server):
 
     async def answer(peer: WsPeer, received: EventReceived) -> None:
         stream_id = received.event.args[0]["streamingID"]
+        assert peer.http is not None
         async with peer.http.post(
             f"{peer.base_url}/response-data/{TOKEN}/{stream_id}",
             data=body(),

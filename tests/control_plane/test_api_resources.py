@@ -99,8 +99,8 @@ async def test_every_filter_selects_what_it_names(api: ApiClient, box: SecretBox
     }
     assert len(await _walk(api, f"{base}&names_start_with=team2/,team3/")) == 10
     assert len(await _walk(api, f"{base}&target_reference=1.3")) == 5
-    some = [p["id"] for p in everything[:3]]
-    assert [p["id"] for p in await _walk(api, f"{base}&ids={','.join(some)}")] == some  # type: ignore[misc]
+    some = [str(p["id"]) for p in everything[:3]]
+    assert [p["id"] for p in await _walk(api, f"{base}&ids={','.join(some)}")] == some
     target_id = everything[0]["relationships"]["target"]["data"]["id"]  # type: ignore[index]
     by_target = await _walk(api, f"{base}&target_id={target_id}")
     assert len(by_target) == 5

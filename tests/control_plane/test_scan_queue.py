@@ -144,7 +144,7 @@ async def test_a_hanging_agent_does_not_hold_the_dispatch_of_other_scans(db: Dat
         integ = await f.integration(session, max_in_flight=10)
         integ.broker_token_encrypted = box.encrypt(b"token-of-the-hanging-client")
         first = await enqueue_scan(session, await f.project(session, integ, "a", "1"))
-    settings = ServerSettings(CRBROKER_WORKER_ID="w")  # type: ignore[call-arg]
+    settings = ServerSettings(CRBROKER_WORKER_ID="w")
     dispatcher = Dispatcher(
         db.sessions, box, settings, broker_url=f"http://127.0.0.1:{port}", callback_base="x"
     )

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -42,7 +43,10 @@ from tests.support.images import Layer, build_image, os_release, push
 
 pytestmark = [pytest.mark.registry, pytest.mark.timeout(300)]
 
-sync_api = pytest.importorskip("playwright.sync_api")
+if TYPE_CHECKING:
+    from playwright import sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -343,7 +347,12 @@ def test_4_no_session_redirects_a_form_without_csrf_is_refused_html_is_text(
     assert page.inner_text("h1") == "e2e registry"  # still there
 
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: sync_api.Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.goto(f"{console.url}/console/registries/{registry}/edit")
     page.check("input[name=is_active]")
     page.click("text=Save")

@@ -49,7 +49,7 @@ def fake_docker_hub(
         header = request.headers.get("Authorization", "")
         return header.split(" ", 1)[-1] in tokens and header.split(" ", 1)[0] in ("Bearer", "JWT")
 
-    def paged(request: web.Request, items: list) -> web.Response:  # type: ignore[type-arg]
+    def paged(request: web.Request, items: list) -> web.Response:
         chunk, page, more = page_of(items, request, size_param="page_size", default=10)
 
         def link(n: int) -> str:

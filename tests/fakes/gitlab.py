@@ -29,7 +29,7 @@ def fake_gitlab(
             return web.json_response({"message": "401 Unauthorized"}, status=401)
         return None
 
-    def paged(request: web.Request, items: list) -> web.Response:  # type: ignore[type-arg]
+    def paged(request: web.Request, items: list) -> web.Response:
         chunk, page, more = page_of(items, request, size_param="per_page", default=20)
         response = web.json_response(chunk)
         response.headers["X-Total"] = str(len(items))

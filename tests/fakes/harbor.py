@@ -28,7 +28,7 @@ def fake_harbor(username: str, password: str, repos: dict[str, dict[str, str]]) 
             )
         return None
 
-    def paged(request: web.Request, items: list) -> web.Response:  # type: ignore[type-arg]
+    def paged(request: web.Request, items: list) -> web.Response:
         chunk, _page, _more = page_of(items, request, size_param="page_size", default=10)
         response = web.json_response(chunk)
         response.headers["X-Total-Count"] = str(len(items))

@@ -16,7 +16,7 @@ class FakeServer:
 
     async def start(self) -> FakeServer:
         @web.middleware
-        async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        async def record(request: web.Request, handler):
             self.requests.append(f"{request.method} {request.path_qs}")
             return await handler(request)
 
@@ -42,7 +42,7 @@ def page_of(
     size_param: str,
     page_param: str = "page",
     default: int = 30,
-) -> tuple[list, int, bool]:  # type: ignore[type-arg]
+) -> tuple[list, int, bool]:
     size = int(request.query.get(size_param, default))
     page = int(request.query.get(page_param, 1))
     start = (page - 1) * size

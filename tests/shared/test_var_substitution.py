@@ -61,6 +61,7 @@ def test_body_substitution_removes_switch_and_recompacts() -> None:
         }
     ).encode()
     new, changed, refused = substitute_body(body, source, EVERYTHING)
+    assert new is not None
     assert changed == ["creds", "cb.url"] and refused == []
     assert json.loads(new) == {"image": "a:b", "creds": "blob", "cb": {"url": "http://c:1/x"}}
     assert b" " not in new
@@ -116,6 +117,7 @@ def test_echoed_body_fields_keep_placeholders_literal_by_default() -> None:
     }
     body = json.dumps({**fields, "BROKER_VAR_SUB": list(fields)}).encode()
     new, changed, refused = substitute_body(body, SECRETS, DEFAULT)
+    assert new is not None
     assert json.loads(new) == {**fields, "callbackUrl": "http://client:8000"}
     assert b"secret" not in new
     assert changed == ["requestId", "context", "callbackUrl"]

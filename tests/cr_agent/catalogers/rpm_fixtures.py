@@ -38,7 +38,7 @@ def expected_rows() -> list[tuple[str, ...]]:
     return sorted(tuple(line.split("\t")) for line in lines if line and not line.startswith("#"))
 
 
-def rows_of(packages) -> list[tuple[str, ...]]:  # type: ignore[no-untyped-def]
+def rows_of(packages) -> list[tuple[str, ...]]:
     """Packages as expected.tsv rows (name, epoch, version, release, arch, sourcerpm, licence)."""
     return sorted(
         (

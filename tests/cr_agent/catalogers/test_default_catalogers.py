@@ -20,7 +20,7 @@ IMAGE_FILES = {
 }
 
 
-def run(cataloger: Cataloger):  # type: ignore[no-untyped-def]
+def run(cataloger: Cataloger):
     wanted = {path: data for path, data in IMAGE_FILES.items() if cataloger.wants(path)}
     return cataloger.catalog(wanted)
 
@@ -83,7 +83,8 @@ def test_path_prefixes_cover_every_wanted_path() -> None:
     """The layer engine skips entries outside ``path_prefixes`` without asking ``wants``: a
     prefix list that missed a wanted path would silently lose that reader's input."""
     for cataloger in default_catalogers():
-        prefixes = cataloger.path_prefixes  # type: ignore[attr-defined]
+        prefixes = cataloger.path_prefixes
+        assert prefixes is not None, cataloger.name
         wanted = [p for p in PATH_SAMPLES if cataloger.wants(p)]
         assert wanted, cataloger.name
         assert all(p.startswith(prefixes) for p in wanted), cataloger.name

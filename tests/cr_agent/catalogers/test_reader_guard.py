@@ -18,7 +18,7 @@ def boom(*_args: object) -> None:
 def test_rpm_reader_bug_falls_back_to_the_other_database(monkeypatch: pytest.MonkeyPatch) -> None:
     real = rpm.read_rpmdb
 
-    def only_bdb_works(data: bytes, path: str, wal: bytes | None = None):  # type: ignore[no-untyped-def]
+    def only_bdb_works(data: bytes, path: str, wal: bytes | None = None):
         if path.endswith("rpmdb.sqlite"):
             boom()
         return real(data, path, wal)

@@ -29,7 +29,7 @@ from tests.cr_agent.catalogers.rpm_fixtures import (
 )
 
 
-def catalog(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
+def catalog(files: dict[str, bytes]):
     cataloger = RpmCataloger()
     assert all(cataloger.wants(path) for path in files)
     return cataloger.catalog(files)

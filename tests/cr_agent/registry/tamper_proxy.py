@@ -101,7 +101,13 @@ class TamperProxy:
             resp.headers[key] = value
         if self.link_override and request.path.endswith(("/_catalog", "/tags/list")):
             resp.headers["Link"] = self.link_override
-        if self.corrupt_blobs and "/blobs/sha256:" in request.path and resp.body:
+        if (
+            self.corrupt_blobs
+            and "/blobs/sha256:" in request.path
+            and isinstance(resp, web.Response)
+            and isinstance(resp.body, bytes)
+            and resp.body
+        ):
             data = bytearray(resp.body)
             data[len(data) // 2] ^= 0xFF
             resp.body = bytes(data)

@@ -6,6 +6,7 @@ import pytest
 
 from cr_agent.registry_types import REGISTRY_TYPES, UnknownRegistryType, known_types, registry_type
 from cr_agent.registry_types.base import normalise_base
+from cr_agent.registry_types.gitlab_cr import GitLabRegistry
 from cr_agent.service.app import image_from_path
 from shared.credentials import KNOWN_TYPES, CredentialsError, RegistryCredentials
 
@@ -62,14 +63,15 @@ def test_docker_hub_aliases_pull_from_registry_1() -> None:
 
 def test_gitlab_api_host_is_the_registry_host_without_registry_prefix() -> None:
     gitlab = registry_type("gitlab-cr")
+    assert isinstance(gitlab, GitLabRegistry)
     assert (
         gitlab.api_base(creds(type="gitlab-cr", registryBase="registry.gitlab.com"))
         == "https://gitlab.com"
-    )  # type: ignore[attr-defined]
+    )
     assert (
         gitlab.api_base(creds(type="gitlab-cr", registryBase="https://gitlab.corp:5050"))
         == "https://gitlab.corp:5050"
-    )  # type: ignore[attr-defined]
+    )
 
 
 def test_google_types_need_the_json_key_username() -> None:

@@ -16,7 +16,7 @@ from tests.support.images import (
 from tests.support.registry import RunningRegistry
 
 
-def debian_image(packages: int = 3, *, marker: str = "", architecture: str = "amd64"):  # type: ignore[no-untyped-def]
+def debian_image(packages: int = 3, *, marker: str = "", architecture: str = "amd64"):
     debs = [DebPackage(f"pkg{i}{marker}", f"1.{i}-1") for i in range(packages)]
     return build_image(
         [
@@ -30,7 +30,7 @@ def debian_image(packages: int = 3, *, marker: str = "", architecture: str = "am
     )
 
 
-async def push_image(registry: RunningRegistry, repository: str, tag: str, image) -> str:  # type: ignore[no-untyped-def]
+async def push_image(registry: RunningRegistry, repository: str, tag: str, image) -> str:
     return await asyncio.to_thread(
         push,
         registry.url,
@@ -42,7 +42,7 @@ async def push_image(registry: RunningRegistry, repository: str, tag: str, image
     )
 
 
-async def push_multiarch(registry: RunningRegistry, repository: str, tag: str):  # type: ignore[no-untyped-def]
+async def push_multiarch(registry: RunningRegistry, repository: str, tag: str):
     index = build_index([debian_image(2), debian_image(4, architecture="arm64")])
     await push_image(registry, repository, tag, index)
     return index

@@ -9,7 +9,7 @@ import pytest
 from cr_agent.service.callbacks import CallbackTooLarge, result_bodies
 
 
-def result(components: int, size: int = 100) -> dict:  # type: ignore[type-arg]
+def result(components: int, size: int = 100) -> dict:
     return {
         "jobId": "j",
         "resultId": "r",

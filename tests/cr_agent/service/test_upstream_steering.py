@@ -309,7 +309,7 @@ async def test_echoed_fields_holding_this_requests_secrets_are_refused(
     creds = creds_for(htpasswd_registry)
     password = htpasswd_registry.password or ""
     assert len(password) >= 8
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"requestId": password}, "requestId"),
         ({"requestId": f"x-{password}-y"}, "requestId"),
         ({"context": {"orgId": password}}, "context.orgId"),
