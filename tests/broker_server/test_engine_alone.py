@@ -130,6 +130,7 @@ async def test_a_direct_websocket_is_charged_to_the_given_budget(engine) -> None
         http.ws_connect(f"{setup.url}/{TOKEN}/?EIO=4&transport=websocket") as ws,
     ):
         [opened] = decode_payload(await ws.receive_str(), 4)
+        assert isinstance(opened.data, str)
         assert OpenHandshake.from_json(opened.data).upgrades == []
         [socket] = setup.sockets.by_sid.values()
         assert socket.transport == "websocket"

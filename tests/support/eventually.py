@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -58,13 +58,33 @@ def eventually(
         time.sleep(interval)
 
 
+@overload
 async def eventually_async(
-    check: Callable[[], T | Awaitable[T]],
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    retry_on: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+@overload
+async def eventually_async(
+    check: Callable[[], T],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    retry_on: tuple[type[BaseException], ...] = ...,
+) -> T: ...
+
+
+async def eventually_async(
+    check: Callable[[], Any],
     *,
     timeout: float = TIMEOUT,  # noqa: ASYNC109 - a bound on retrying, not a cancel scope
     interval: float = 0.05,
     retry_on: tuple[type[BaseException], ...] = (AssertionError,),
-) -> T:
+) -> Any:
     """:func:`eventually` in an event loop: ``check`` may be a coroutine function, and the
     loop runs between tries."""
     deadline = time.monotonic() + timeout

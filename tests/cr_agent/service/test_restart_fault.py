@@ -79,9 +79,10 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     reserved = reserve_port()  # nothing listens there until the end
     callback_port = reserved.getsockname()[1]
     creds = creds_for(plain_registry)
-    body = {"images": [f"{unique_repo}:1"], "callbackUrl": f"http://127.0.0.1:{callback_port}"}
+    callback_url = f"http://127.0.0.1:{callback_port}"
+    body = {"images": [f"{unique_repo}:1"], "callbackUrl": callback_url}
 
-    first, url = await asyncio.to_thread(_start_agent, tmp_path, "first", body["callbackUrl"])
+    first, url = await asyncio.to_thread(_start_agent, tmp_path, "first", callback_url)
     try:
         accepted = [
             await asyncio.to_thread(_call, url + "/scan", body, creds) for _ in range(SCANS)
@@ -98,7 +99,7 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     finally:
         first.stop()
 
-    second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second", body["callbackUrl"])
+    second, _ = await asyncio.to_thread(_start_agent, tmp_path, "second", callback_url)
     try:
         # its drainer tries the receiver and fails (silently: a failed drain is not logged)
         await asyncio.sleep(1.0)
@@ -108,7 +109,7 @@ async def test_fifty_scans_survive_two_restarts_while_the_receiver_is_down(
     assert len(list((tmp_path / "spool").glob("*.json"))) >= 2 * SCANS
 
     receiver = await CallbackReceiver().start(reserved)
-    third, _ = await asyncio.to_thread(_start_agent, tmp_path, "third", body["callbackUrl"])
+    third, _ = await asyncio.to_thread(_start_agent, tmp_path, "third", callback_url)
     try:
         await receiver.wait_for(DONE, SCANS, wait_seconds=40)
         await receiver.wait_for(RESULT, SCANS, wait_seconds=10)
