@@ -147,7 +147,9 @@ def bomb_image(layers: int, layer_mib: int) -> BuiltImage:
     )
 
 
-def start_agent(root: Path, workdir: Path, request_timeout: float) -> tuple[ServerProcess, str]:
+def start_agent(
+    root: Path, workdir: Path, request_timeout: float, callback_url: str
+) -> tuple[ServerProcess, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNYK_", "MAX_", "LISTING_"))}
     env.update(
         # port 0 and the port from the kernel: works for a checkout from before PORT_FILE
@@ -158,6 +160,10 @@ def start_agent(root: Path, workdir: Path, request_timeout: float) -> tuple[Serv
         LAYER_CACHE_DIR="off",
         REQUEST_TIMEOUT=str(request_timeout),
         PYTHONPATH=str(root),
+        # the benchmark is the agent's only caller, with no broker client in front; a checkout
+        # from before issue 10 ignores both
+        CR_AGENT_AUTH="disabled",
+        BROKER_CLIENT_URL=callback_url,
     )
     server = ServerProcess(
         [sys.executable, "-m", "cr_agent", "serve"],
@@ -182,7 +188,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="crb-hostile-bench-") as tmp:
         for scenario in scenarios:
             agent, url = await asyncio.to_thread(
-                start_agent, Path(args.root), Path(tmp), args.request_timeout
+                start_agent, Path(args.root), Path(tmp), args.request_timeout, receiver.url
             )
             try:
                 async with aiohttp.ClientSession(
