@@ -21,7 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.accounts.services import Principal, visible_org_id
 from control_plane.api.auth import Unauthorized, principal_from_header
-from control_plane.api.jsonapi import dumps, error_response, served_version
+from control_plane.api.jsonapi import (
+    domain_error_response,
+    dumps,
+    error_response,
+    served_version,
+)
 from control_plane.api.metrics import ApiMetrics
 from control_plane.api.query import path_uuid
 from control_plane.db import Database
@@ -147,9 +152,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Unauthorized as exc:
         response = _error(kind, 401, "Unauthorized", exc.detail)
     except DomainError as exc:
-        response = _error(
-            kind, exc.status, exc.title, exc.detail, parameter=exc.parameter, pointer=exc.pointer
-        )
+        if kind == "v1":
+            response = _v1_error(exc.status, exc.title, exc.detail)
+        else:
+            response = domain_error_response(exc)
     except web.HTTPException as exc:  # unknown route, wrong method
         if exc.status < 400:
             raise

@@ -2,7 +2,8 @@
 
 Views build resource objects (plain dicts) and hand them to :func:`document`; every error,
 whether a domain refusal or an unknown route, leaves through :func:`error_response`, naming
-the query parameter (``source.parameter``) or the body member (``source.pointer``) at fault.
+the query parameter (``source.parameter``) or the body member (``source.pointer``) at fault;
+a body with several faults (a sync policy) is one error object per fault, in document order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from control_plane.errors import InvalidInput
+from control_plane.errors import DomainError, InvalidInput
 from control_plane.pagination import Page, encode_cursor
 
 MEDIA_TYPE = "application/vnd.api+json"
@@ -126,6 +127,17 @@ def error_response(status: int, title: str, detail: str, **where: Any) -> web.Re
     return json_response(
         {"jsonapi": JSONAPI, "errors": [error_object(status, title, detail, **where)]}, status
     )
+
+
+def domain_error_response(exc: DomainError) -> web.Response:
+    """Each of a refusal's faults, then one error saying how many more were left out."""
+    errors = [
+        error_object(exc.status, exc.title, detail, parameter=exc.parameter, pointer=pointer)
+        for pointer, detail in exc.faults
+    ]
+    if exc.more:
+        errors.append(error_object(exc.status, exc.title, exc.more_detail))
+    return json_response({"jsonapi": JSONAPI, "errors": errors}, exc.status)
 
 
 def relationship(kind: str, ident: uuid.UUID | None, related: str | None) -> dict[str, Any]:

@@ -5,8 +5,8 @@
 ``type`` one of :data:`RULE_TYPES`; ``And`` / ``Or`` nest rules to any depth.
 
 :func:`parse_policy` turns JSON into a :class:`SyncPolicy` or raises
-:class:`~control_plane.errors.InvalidInput` naming the JSON pointer of the first fault
-(``/import_policy/sub_policies/1/policy/tag`` under the caller's base pointer).
+:class:`~control_plane.errors.InvalidInput` naming the JSON pointer of every fault, in
+document order (``/import_policy/sub_policies/1/policy/tag`` under the caller's base pointer).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from control_plane.errors import InvalidInput
 
@@ -134,13 +135,33 @@ def _depth(rule: Any, level: int = 1) -> int:
     return max([level] + [_depth(s, level + 1) for s in subs if isinstance(s, BaseModel)])
 
 
-def _pointer(base: str, loc: tuple[int | str, ...]) -> str:
+def _parts(loc: tuple[int | str, ...]) -> list[int | str]:
     # pydantic puts the discriminator's value in the location of a tagged union member
-    parts = [str(p) for p in loc if p not in RULE_TYPES]
-    return base + "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return [p for p in loc if p not in RULE_TYPES]
 
 
-def _message(error: dict[str, Any]) -> str:
+def _pointer(base: str, parts: list[int | str]) -> str:
+    return base + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _document_order(data: Any, parts: list[int | str]) -> list[tuple[int, int]]:
+    """Where a location is in the given JSON: members in the order given, a missing member
+    after its object's given ones."""
+    key = []
+    for part in parts:
+        if isinstance(data, dict) and part in data:
+            key.append((0, list(data).index(part)))
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            key.append((0, part))
+            data = data[part]
+        else:
+            key.append((1, 0))
+            break
+    return key
+
+
+def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "union_tag_invalid":
         return f"unknown policy type {error['input'].get('type')!r}; one of {', '.join(RULE_TYPES)}"
@@ -153,17 +174,20 @@ def _message(error: dict[str, Any]) -> str:
 
 
 def parse_policy(data: Any, base: str = "") -> SyncPolicy:
-    """A :class:`SyncPolicy` from JSON, or InvalidInput naming the JSON pointer at fault."""
+    """A :class:`SyncPolicy` from JSON, or InvalidInput naming every JSON pointer at fault."""
     if not isinstance(data, dict):
         raise InvalidInput("the policy must be an object", pointer=base)
     try:
         policy = SyncPolicy.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc = (*loc, "type")
-        raise InvalidInput(_message(dict(error)), pointer=_pointer(base, loc)) from None
+        faults = []
+        for error in exc.errors():
+            parts = _parts(tuple(error["loc"]))
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                parts.append("type")
+            faults.append((_document_order(data, parts), _pointer(base, parts), _message(error)))
+        faults.sort(key=lambda fault: fault[0])
+        raise InvalidInput.several([(pointer, message) for _, pointer, message in faults]) from None
     if _depth(policy.import_policy) > MAX_DEPTH:
         raise InvalidInput(
             f"policies nest at most {MAX_DEPTH} levels deep", pointer=f"{base}/import_policy"

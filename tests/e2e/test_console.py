@@ -401,12 +401,24 @@ def test_5_a_sync_policy_is_refused_naming_its_field_previewed_by_a_dry_run_and_
         assert "No sync policy" in page.inner_text("#sync-state")
         assert json.loads(page.input_value("textarea[name=import_policy]"))["type"]
         page.fill("input[name=policy_name]", HOSTILE)
-        bad = {"type": "Regex", "policy": {"repo": "^console-sync/", "tag": "[v"}}
+        bad = {
+            "type": "Regex",
+            "colour": "red",
+            "policy": {"repo": "^console-sync/", "tag": "[v", "digest": "sha256:1"},
+        }
         page.fill("textarea[name=import_policy]", json.dumps(bad))
         page.click("text=Preview (dry run)")
         error = page.locator("#policy-error")
         assert "/import_policy/policy/tag" in error.inner_text()
         assert "does not compile" in error.inner_text()
+        # every fault at once, in the order typed, each line starting with its pointer
+        lines = [line.strip() for line in error.locator("p").all_inner_texts()]
+        assert [line.split(":")[0] for line in lines] == [
+            "/import_policy/colour",
+            "/import_policy/policy/tag",
+            "/import_policy/policy/digest",
+        ], lines
+        assert lines[0].endswith("unknown member") and lines[2].endswith("unknown member")
 
         # Save re-renders the page, the form as typed, the error naming the member (HTML
         # echoed from the policy is text)

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
+from control_plane.errors import InvalidInput
 from control_plane.models import Scan, utcnow
 from control_plane.queue import services as queue
 from control_plane.scans.services import enqueue_scan
@@ -59,6 +60,39 @@ BAD = [
         "/schedule_frequency_hours",
     ),
 ]
+
+
+#: three faults at different depths, with what each answer's error says
+THREE_FAULTS = {
+    "name": "x",
+    "schedule_frequency_hours": 1,
+    "import_policy": {
+        "type": "And",
+        "sub_policies": [
+            {"type": "Regex", "policy": {"tag": "[a-"}},
+            {"type": "Or", "sub_policies": [{"type": "Recent", "policy": {"maxAgeDays": 0}}]},
+        ],
+    },
+}
+THREE_ERRORS = [
+    ("/schedule_frequency_hours", "Input should be greater than or equal to 2"),
+    ("/import_policy/sub_policies/0/policy/tag", "regular expression does not compile: "),
+    (
+        "/import_policy/sub_policies/1/sub_policies/0/policy/maxAgeDays",
+        "Input should be greater than or equal to 1",
+    ),
+]
+
+
+def _assert_three_faults(answer: Any) -> None:
+    """A 400 whose errors name the three faults of THREE_FAULTS, in document order."""
+    assert answer.status == 400, answer.json
+    base = "/data/attributes/policy"
+    errors = answer.json["errors"]
+    assert [e["source"] for e in errors] == [{"pointer": base + p} for p, _ in THREE_ERRORS]
+    for error, (_, detail) in zip(errors, THREE_ERRORS, strict=True):
+        assert error["status"] == "400" and error["detail"].startswith(detail), error
+    assert errors[1]["detail"] != THREE_ERRORS[1][1]  # says where the expression breaks
 
 
 async def _setup(api: ApiClient, box: SecretBox) -> tuple[str, str]:
@@ -127,6 +161,65 @@ async def test_policy_operations_and_bad_input_through_the_api(
     async with api.db.sessions() as session:
         pending = await session.scalars(select(SyncRun).where(SyncRun.kind == "run"))
         assert list(pending) == []  # the schedule stopped: its pending run is gone
+
+
+async def test_every_fault_of_a_policy_is_answered_at_once(api: ApiClient, box: SecretBox) -> None:
+    org, integration = await _setup(api, box)
+    path = f"/rest/orgs/{org}/container_import/{integration}/policy"
+    _assert_three_faults(await api.call("POST", path, body=body(THREE_FAULTS), version=GA))
+    assert (await api.call("GET", path, version=GA)).status == 404  # nothing stored
+    _assert_three_faults(
+        await api.call("POST", f"{path}/dry_run", body=body(THREE_FAULTS), version=GA)
+    )
+
+    created = await api.call("POST", path, body=body(GOOD), version=GA)
+    changes = {k: THREE_FAULTS[k] for k in ("schedule_frequency_hours", "import_policy")}
+    patch = body(changes, created.json["data"]["id"])
+    _assert_three_faults(await api.call("PATCH", path, body=patch, version=GA))
+    stored = (await api.call("GET", path, version=GA)).json["data"]["attributes"]["policy"]
+    assert stored == created.json["data"]["attributes"]["policy"]  # nothing changed
+
+    # many faults: the first 20, then one error saying how many more there were
+    many = {
+        "name": "x",
+        "import_policy": {
+            "type": "Or",
+            "sub_policies": [{"type": "Recent", "policy": {"maxAgeDays": 0}}] * 25,
+        },
+    }
+    answer = await api.call("POST", f"{path}/dry_run", body=body(many), version=GA)
+    assert answer.status == 400
+    errors = answer.json["errors"]
+    assert [e["source"]["pointer"] for e in errors[:-1]] == [
+        f"/data/attributes/policy/import_policy/sub_policies/{i}/policy/maxAgeDays"
+        for i in range(20)
+    ]
+    assert "source" not in errors[-1] and errors[-1]["status"] == "400"
+    assert errors[-1]["detail"] == "5 more faults not listed (only the first 20 are)"
+
+
+def test_faults_are_listed_in_the_order_given() -> None:
+    given = {
+        "import_policy": {"policy": {"colour": "red"}, "type": "Regex"},
+        "extra": 1,
+        "delete_images": "yes",
+    }  # and no name
+    with pytest.raises(InvalidInput) as caught:
+        parse_policy(given, "/p")
+    assert [pointer for pointer, _ in caught.value.faults] == [
+        "/p/import_policy/policy/colour",
+        "/p/extra",
+        "/p/delete_images",
+        "/p/name",
+    ]
+    assert caught.value.faults[0] == (caught.value.pointer, caught.value.detail)
+    assert [detail for _, detail in caught.value.faults] == [
+        "unknown member",
+        "unknown member",
+        "Input should be a valid boolean",
+        "Field required",
+    ]
+    assert caught.value.more == 0
 
 
 async def _policy(db: Database, box: SecretBox) -> uuid.UUID:
