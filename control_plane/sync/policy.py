@@ -144,13 +144,17 @@ def _pointer(base: str, parts: list[int | str]) -> str:
     return base + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _document_order(data: Any, parts: list[int | str]) -> list[tuple[int, int]]:
+def _document_order(
+    data: Any, parts: list[int | str], positions: dict[int, dict[str, int]]
+) -> list[tuple[int, int]]:
     """Where a location is in the given JSON: members in the order given, a missing member
-    after its object's given ones."""
+    after its object's given ones (``positions`` caches each object's member positions)."""
     key = []
     for part in parts:
         if isinstance(data, dict) and part in data:
-            key.append((0, list(data).index(part)))
+            if id(data) not in positions:
+                positions[id(data)] = {name: i for i, name in enumerate(data)}
+            key.append((0, positions[id(data)][str(part)]))
             data = data[part]
         elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             key.append((0, part))
@@ -181,11 +185,14 @@ def parse_policy(data: Any, base: str = "") -> SyncPolicy:
         policy = SyncPolicy.model_validate(data)
     except ValidationError as exc:
         faults = []
+        positions: dict[int, dict[str, int]] = {}
         for error in exc.errors():
             parts = _parts(tuple(error["loc"]))
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 parts.append("type")
-            faults.append((_document_order(data, parts), _pointer(base, parts), _message(error)))
+            faults.append(
+                (_document_order(data, parts, positions), _pointer(base, parts), _message(error))
+            )
         faults.sort(key=lambda fault: fault[0])
         raise InvalidInput.several([(pointer, message) for _, pointer, message in faults]) from None
     if _depth(policy.import_policy) > MAX_DEPTH:
