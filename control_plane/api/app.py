@@ -101,10 +101,10 @@ def _v1_error(status: int, title: str, detail: str) -> web.Response:
     )
 
 
-def _error(kind: str, status: int, title: str, detail: str, **where: str | None) -> web.Response:
+def _error(kind: str, status: int, title: str, detail: str) -> web.Response:
     if kind == "v1":
         return _v1_error(status, title, detail)
-    return error_response(status, title, detail, **where)
+    return error_response(status, title, detail)
 
 
 def _requested_version(request: web.Request) -> str:
