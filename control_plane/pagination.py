@@ -64,7 +64,7 @@ def decode_cursor(cursor: str, parameter: str) -> uuid.UUID:
             raise ValueError
         body = base64.urlsafe_b64decode(cursor[3:] + "=" * (-len(cursor[3:]) % 4))
         return uuid.UUID(json.loads(body)["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
         raise InvalidInput(
             f"{parameter} is not a cursor this server handed out", parameter=parameter
         ) from None

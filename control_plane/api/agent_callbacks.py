@@ -31,7 +31,14 @@ def _handler(
     ingest: Ingest, sessions: async_sessionmaker[AsyncSession], box: SecretBox
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
-        outcome = await ingest(sessions, box, await request.read())
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            # the answer the agent reads is JSON, like every other refusal of a callback
+            limit = request.client_max_size
+            message = f"the body is larger than this control plane takes ({limit} bytes)"
+            return web.json_response({"code": "too-large", "message": message}, status=413)
+        outcome = await ingest(sessions, box, raw)
         return web.json_response(outcome.body, status=outcome.status)
 
     return handle

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane.errors import InvalidInput
+from control_plane.errors import InvalidInput, TooLarge
 
 ACCEPTED_TYPES = ("application/vnd.api+json", "application/json")
 MAX_BODY = 1024 * 1024
@@ -19,6 +19,34 @@ class UnsupportedMediaType(InvalidInput):
     status = 415
     code = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The whole body, or TooLarge naming ``limit`` (``content.read(n)`` alone returns what
+    has arrived so far, which cut large bodies short)."""
+    raw = bytearray()
+    while len(raw) <= limit:
+        chunk = await request.content.read(limit + 1 - len(raw))
+        if not chunk:
+            return bytes(raw)
+        raw += chunk
+    raise TooLarge(f"the request body is larger than this API takes ({limit} bytes)", pointer="")
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` parsed as strict JSON (no NaN / Infinity); InvalidInput saying why it is not."""
+    try:
+        return json.loads(raw, parse_constant=_not_json_constant)
+    except RecursionError:
+        raise InvalidInput(
+            "body is not JSON this API takes: nested too deeply", pointer=""
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, 4300+ digit integers
+        raise InvalidInput(f"body is not JSON: {exc}", pointer="") from None
 
 
 class Body:
@@ -36,13 +64,7 @@ class Body:
             raise UnsupportedMediaType(
                 f"Content-Type must be application/vnd.api+json, not {request.content_type or 'empty'}"
             )
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise InvalidInput(f"body is larger than {MAX_BODY} bytes", pointer="")
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not JSON: {exc}", pointer="") from None
+        doc = parse_json(await _read_at_most(request, MAX_BODY))
         if not isinstance(doc, dict):
             raise InvalidInput("body must be a JSON:API document (an object)", pointer="")
         data = doc.get("data")

@@ -23,7 +23,6 @@ dispatcher, so they go out at once rather than at the next poll.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from aiohttp import web
 
 from control_plane.accounts.services import visible_org
 from control_plane.api.app import on_commit, principal_of, session_of
-from control_plane.api.body import Body
+from control_plane.api.body import Body, parse_json
 from control_plane.api.jsonapi import document, iso, page_links
 from control_plane.api.query import PAGINATION, Query, path_uuid
 from control_plane.errors import InvalidInput, NotFound
@@ -77,10 +76,7 @@ def _v1_log(request: web.Request, job: ImportJob, entry: imports.JobEntry) -> di
 async def v1_import_view(request: web.Request) -> web.Response:
     org_id = await _org(request)
     integration_id = path_uuid(request, "integration_id")
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        raise InvalidInput("the body is not JSON", pointer="") from None
+    body = parse_json(await request.read())
     target = body.get("target") if isinstance(body, dict) else None
     if not isinstance(target, dict):
         raise InvalidInput(

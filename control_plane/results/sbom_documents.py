@@ -37,6 +37,50 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
     return pydantic_core.to_json(document)
 
 
+def _fault(value: object, where: str, strings: tuple[str, ...]) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} must be an object"
+    for name in strings:
+        if name in value and value[name] is not None and not isinstance(value[name], str):
+            return f"{where}.{name} must be a string"
+    return None
+
+
+def cyclonedx_fault(cyclonedx: dict[str, Any]) -> str | None:
+    """What makes ``cyclonedx`` unfit to store as the agent's CycloneDX SBOM (naming the
+    member, e.g. ``sbom.components[3].purl must be a string``), or None. Only the members
+    this control plane reads are checked; the rest is kept as sent."""
+    if cyclonedx.get("bomFormat", "CycloneDX") != "CycloneDX":
+        return "sbom.bomFormat must be CycloneDX"
+    metadata = cyclonedx.get("metadata")
+    if metadata is not None:
+        fault = _fault(metadata, "sbom.metadata", ("timestamp",))
+        if fault or metadata.get("component") is None:
+            return fault
+        fault = _fault(metadata["component"], "sbom.metadata.component", ("name", "version"))
+        if fault:
+            return fault
+    components = cyclonedx.get("components")
+    if components is None:
+        return None
+    if not isinstance(components, list):
+        return "sbom.components must be a list"
+    for number, component in enumerate(components):
+        where = f"sbom.components[{number}]"
+        fault = _fault(component, where, ("name", "version", "purl"))
+        if fault:
+            return fault
+        licences = component.get("licenses")
+        if licences is not None and not (
+            isinstance(licences, list)
+            and all(
+                isinstance(e, dict) and isinstance(e.get("license", {}), dict) for e in licences
+            )
+        ):
+            return f"{where}.licenses must be a list of {{license: {{...}}}} or {{expression}}"
+    return None
+
+
 def _purl_type(purl: object) -> str | None:
     if isinstance(purl, str) and purl.startswith("pkg:"):
         return purl[4:].split("/", 1)[0].lower()

@@ -151,6 +151,9 @@ async def ingest_result(
     scan_id = _scan_of(parsed.context, box)
     if isinstance(scan_id, Outcome):
         return scan_id
+    fault = _sbom_fault(parsed)
+    if fault:
+        return _bad(fault)
     # the CPU-heavy part (SPDX, serialising) before the transaction, so it holds no lock
     documents = _documents(parsed) if parsed.chunk is None else None
     try:
@@ -163,9 +166,16 @@ async def ingest_result(
                 return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan.id)})
             body: ResultBody | None = parsed
             if parsed.chunk is not None:
+                if await _chunks_of_another_scan(session, scan, parsed.resultId):
+                    return _bad("resultId is that of another scan's result", 409)
                 body = await _add_chunk(session, scan, parsed, raw)
                 if body is None:
                     return Outcome(202, {"stored": False, "partial": True, "scan": str(scan.id)})
+                fault = _sbom_fault(body)
+                if fault:  # each chunk was fine alone; store the failure, not a bad SBOM
+                    body = body.model_copy(
+                        update={"sbom": None, "error": AgentError(message=fault, step="callback")}
+                    )
             assert body is not None
             landed = await _store(session, scan, body, documents or _documents(body))
     except IntegrityError:
@@ -191,6 +201,22 @@ async def _match(sessions: async_sessionmaker[AsyncSession], scan_id: uuid.UUID)
             await match_landed_scan(session, scan_id)
     except Exception:
         log.exception("scan stored but not matched against the advisories", scan=str(scan_id))
+
+
+def _sbom_fault(body: ResultBody) -> str | None:
+    if body.status != "success" or body.sbom is None:
+        return None
+    return docs.cyclonedx_fault(body.sbom)
+
+
+async def _chunks_of_another_scan(session: AsyncSession, scan: Scan, result_id: str) -> bool:
+    """A resultId is one scan's: bodies of another scan's result are never joined to it."""
+    other = await session.scalar(
+        select(ResultChunk.scan_id)
+        .where(ResultChunk.result_id == result_id, ResultChunk.scan_id != scan.id)
+        .limit(1)
+    )
+    return other is not None
 
 
 async def _add_chunk(

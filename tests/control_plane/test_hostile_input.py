@@ -1,0 +1,272 @@
+"""Hostile or broken input to the control plane: a clear error naming what is wrong, never a
+500, and nothing stored. The agents' callbacks are not trusted either: a result that is too
+large, malformed, or that borrows another scan's ``resultId`` is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from control_plane.api import agent_callbacks, setup_api
+from control_plane.api import imports as imports_api
+from control_plane.api.body import MAX_BODY as API_BODY
+from control_plane.db import Database
+from control_plane.encryption import SecretBox
+from control_plane.models import Integration, Scan, ScanSbom
+from control_plane.queue.dispatch import seal
+from control_plane.results import sbom_documents as docs
+from control_plane.server import MAX_BODY as CALLBACK_BODY
+from shared.logging import configure_logging
+from tests.control_plane import factories
+from tests.control_plane import flow_factories as f
+from tests.control_plane.api_client import ApiClient
+from tests.control_plane.test_result_ingest import DEB, _running_scan
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    # what is probed here is parsing and refusing, the same on either database
+    return f"sqlite+aiosqlite:///{tmp_path / 'control-plane.db'}"
+
+
+@pytest.fixture
+async def plane(db: Database, box: SecretBox) -> AsyncIterator[ApiClient]:
+    """The API, the import views and the agents' callbacks on one app, with the server's
+    body limit (as ``crbroker-server`` builds it)."""
+    app = web.Application(client_max_size=CALLBACK_BODY)
+    setup_api(app, db, box)
+    imports_api.add_routes(app.router)
+    agent_callbacks.add_routes(app, db.sessions, box)
+    server = TestServer(app)
+    await server.start_server()
+    async with ClientSession() as http:
+        yield ApiClient(http, str(server.make_url("")).rstrip("/"), db)
+    await server.close()
+
+
+async def _account(api: ApiClient) -> factories.Account:
+    async with api.db.sessions() as session, session.begin():
+        acct = await factories.account(session)
+    api.token = acct.token
+    return acct
+
+
+async def _integrations(api: ApiClient) -> int:
+    async with api.db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Integration)) or 0)
+
+
+PASSWORD = "registry-Pa55word-hostile"
+_HEAD = (
+    b'{"data": {"type": "integration", "attributes": {"integration_type": "harbor-cr",'
+    b' "credentials": {"username": "u", "password": "' + PASSWORD.encode() + b'"}, "x": '
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, "nested too deeply"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply"),
+        (b"9" * 5000, "digits"),
+        (b"NaN", "NaN"),
+        (b"-Infinity", "-Infinity"),
+    ],
+    ids=["deep-array", "deep-object", "5000-digit-number", "nan", "infinity"],
+)
+async def test_json_python_would_choke_on_is_a_400_naming_why(
+    api: ApiClient, value: bytes, said: str
+) -> None:
+    stream = io.StringIO()
+    configure_logging("debug", service="control-plane", stream=stream)
+    acct = await _account(api)
+    answer = await api.call(
+        "POST", f"/rest/orgs/{acct.org.id}/integrations", raw=_HEAD + value + b"}}}"
+    )
+    assert answer.status == 400
+    error = answer.error()
+    assert error["source"] == {"pointer": ""} and said in error["detail"]
+    assert PASSWORD not in answer.body.decode() and PASSWORD not in stream.getvalue()
+    assert await _integrations(api) == 0
+
+
+async def test_the_v1_import_refuses_deep_json_with_a_v1_error(
+    plane: ApiClient, box: SecretBox
+) -> None:
+    acct = await _account(plane)
+    async with plane.db.sessions() as session, session.begin():
+        hub = await factories.integration(session, box, acct.org)
+    answer = await plane.call(
+        "POST",
+        f"/v1/org/{acct.org.id}/integrations/{hub.id}/import",
+        raw=b'{"target": ' * 10_000 + b"{}" + b"}" * 10_000,
+        content_type="application/json",
+    )
+    assert answer.status == 400
+    assert answer.json["code"] == 400 and "nested too deeply" in answer.json["message"]
+
+
+async def test_a_body_over_the_limit_is_a_413_naming_the_limit(api: ApiClient) -> None:
+    acct = await _account(api)
+    profile = "p" * API_BODY
+    body = {"data": {"type": "integration", "attributes": {"profile_name": profile}}}
+    answer = await api.call("POST", f"/rest/orgs/{acct.org.id}/integrations", body=body)
+    assert answer.status == 413
+    error = answer.error()
+    assert error["source"] == {"pointer": ""} and str(API_BODY) in error["detail"]
+    assert await _integrations(api) == 0
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(api: ApiClient) -> None:
+    acct = await _account(api)
+    profile = "p" * 200_000
+    raw = json.dumps(
+        {
+            "data": {
+                "type": "integration",
+                "attributes": {
+                    "integration_type": "ecr",
+                    "has_broker": True,
+                    "profile_name": profile,
+                },
+            }
+        }
+    ).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), 50_000):
+            yield raw[start : start + 50_000]
+            await asyncio.sleep(0.01)
+
+    url = f"{api.base}/rest/orgs/{acct.org.id}/integrations?version=2024-05-31"
+    headers = {"Authorization": f"token {acct.token}", "Content-Type": "application/vnd.api+json"}
+    async with api.http.post(url, data=pieces(), headers=headers) as resp:
+        status, answer = resp.status, await resp.json(content_type=None)
+    assert status == 201, answer
+    assert answer["data"]["attributes"]["profile_name"] == profile
+
+
+def _cursor(document: Any) -> str:
+    return "v1." + base64.urlsafe_b64encode(json.dumps(document).encode()).decode()
+
+
+@pytest.mark.parametrize("document", [{"id": 1}, {"id": ["x"]}, {"id": {"id": "x"}}])
+@pytest.mark.parametrize("parameter", ["starting_after", "ending_before"])
+async def test_a_tampered_cursor_is_a_400_naming_it(
+    api: ApiClient, parameter: str, document: Any
+) -> None:
+    acct = await _account(api)
+    answer = await api.get(
+        f"/rest/orgs/{acct.org.id}/projects?{parameter}={_cursor(document)}&version=2024-05-31"
+    )
+    assert answer.status == 400
+    error = answer.error()
+    assert error["source"] == {"parameter": parameter} and parameter in error["detail"]
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+async def _post(plane: ApiClient, path: str, raw: bytes, **headers: str) -> tuple[int, Any]:
+    sent = {"Content-Type": "application/json", **headers}
+    async with plane.http.post(plane.base + path, data=raw, headers=sent) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def _stored(db: Database, scan_id: uuid.UUID) -> tuple[str, list[bytes]]:
+    async with db.sessions() as session:
+        scan = await session.get(Scan, scan_id)
+        sboms = await session.scalars(select(ScanSbom).where(ScanSbom.scan_id == scan_id))
+        assert scan is not None
+        return scan.status, [docs.decompress(s.content) for s in sboms]
+
+
+async def test_the_v1_callback_path_takes_a_ticket_not_a_token(
+    plane: ApiClient, box: SecretBox
+) -> None:
+    scan, _ = await _running_scan(plane.db)
+    body = f.result_body(str(scan.id), seal(box, scan.id), sbom=f.cyclonedx(DEB), result_id="v1")
+    status, answer = await _post(plane, "/v1/recurring-tests/dependencies", f.raw(body))
+    assert (status, answer) == (200, {"stored": True, "scan": str(scan.id)})
+    assert (await _stored(plane.db, scan.id))[0] == "succeeded"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_callback_body_over_the_limit_is_a_json_413_naming_it(
+    plane: ApiClient, box: SecretBox, encoding: str
+) -> None:
+    scan, _ = await _running_scan(plane.db)
+    body = f.result_body(str(scan.id), seal(box, scan.id), sbom=f.cyclonedx(DEB), result_id="b")
+    body["padding"] = " " * CALLBACK_BODY
+    raw = f.raw(body)
+    headers = {}
+    if encoding == "gzip":  # 32 MiB of spaces in ~33 kB: a small bomb
+        raw, headers = gzip.compress(raw), {"Content-Encoding": "gzip"}
+    status, answer = await _post(plane, "/api/v2/import/result", raw, **headers)
+    assert status == 413
+    assert answer["code"] == "too-large" and str(CALLBACK_BODY) in answer["message"]
+    assert await _stored(plane.db, scan.id) == ("running", [])
+
+
+@pytest.mark.parametrize(
+    ("sbom", "said"),
+    [
+        ({"components": "libc6"}, "sbom.components must be a list"),
+        ({"components": [f.cyclonedx(DEB)["components"][0], 7]}, "sbom.components[1] must be"),
+        ({"components": [{"name": {"n": 1}}]}, "sbom.components[0].name must be a string"),
+        ({"components": [{"purl": 5}]}, "sbom.components[0].purl must be a string"),
+        ({"components": [{"licenses": "MIT"}]}, "sbom.components[0].licenses must be"),
+        ({"metadata": 5}, "sbom.metadata must be an object"),
+        ({"metadata": {"component": []}}, "sbom.metadata.component must be an object"),
+        ({"bomFormat": "SPDX", "components": []}, "sbom.bomFormat must be CycloneDX"),
+    ],
+)
+async def test_a_malformed_sbom_is_refused_naming_the_member_and_nothing_is_stored(
+    plane: ApiClient, box: SecretBox, sbom: dict[str, Any], said: str
+) -> None:
+    scan, _ = await _running_scan(plane.db)
+    body = f.result_body(str(scan.id), seal(box, scan.id), sbom=None, result_id="m")
+    body |= {"status": "success", "sbom": sbom}
+    status, answer = await _post(plane, "/api/v2/import/result", f.raw(body))
+    assert status == 400 and said in answer["message"]
+    assert await _stored(plane.db, scan.id) == ("running", [])
+
+
+def _chunk(box: SecretBox, scan: Scan, name: str, index: int) -> bytes:
+    sbom = {"bomFormat": "CycloneDX", "components": [{"name": name, "purl": f"pkg:deb/{name}@1"}]}
+    body = f.result_body(str(scan.id), seal(box, scan.id), sbom=sbom, result_id="shared")
+    body["chunk"] = {"index": index, "count": 2, "fields": ["components"]}
+    return f.raw(body)
+
+
+async def test_a_chunk_never_joins_another_scans_result(plane: ApiClient, box: SecretBox) -> None:
+    theirs, _ = await _running_scan(plane.db)
+    async with plane.db.sessions() as session, session.begin():
+        org = await factories.account(session)
+        integ = await f.integration(session, org=org.org)
+        project = await f.project(session, integ, "mine", "1")
+    mine, _ = await _running_scan(plane.db, project.id)
+    status, _ = await _post(plane, "/api/v2/import/result", _chunk(box, theirs, "theirs-0", 0))
+    assert status == 202
+    # the other agent's second body, carrying the same resultId: refused, naming it
+    status, answer = await _post(plane, "/api/v2/import/result", _chunk(box, mine, "mine-1", 1))
+    assert status == 409 and "resultId" in answer["message"]
+    assert await _stored(plane.db, mine.id) == ("running", [])
+    status, _ = await _post(plane, "/api/v2/import/result", _chunk(box, theirs, "theirs-1", 1))
+    assert status == 200
+    state, sboms = await _stored(plane.db, theirs.id)
+    assert state == "succeeded"
+    cyclonedx = json.loads(next(s for s in sboms if b"bomFormat" in s))
+    assert [c["name"] for c in cyclonedx["components"]] == ["theirs-0", "theirs-1"]
