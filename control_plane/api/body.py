@@ -38,15 +38,40 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
-    """``raw`` parsed as strict JSON (no NaN / Infinity); InvalidInput saying why it is not."""
+    """``raw`` parsed as strict JSON (no NaN / Infinity, no NUL character in any string,
+    which PostgreSQL cannot store); InvalidInput saying why it is not, and where."""
     try:
-        return json.loads(raw, parse_constant=_not_json_constant)
+        doc = json.loads(raw, parse_constant=_not_json_constant)
     except RecursionError:
         raise InvalidInput(
             "body is not JSON this API takes: nested too deeply", pointer=""
         ) from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, 4300+ digit integers
         raise InvalidInput(f"body is not JSON: {exc}", pointer="") from None
+    where = _nul_at(doc)
+    if where is not None:
+        raise InvalidInput("text must not contain NUL (\\u0000) characters", pointer=where)
+    return doc
+
+
+def _nul_at(doc: Any) -> str | None:
+    """The JSON pointer of the first member or string holding a NUL character, or None
+    (walked without recursion: the document may be nested as deep as json.loads allows)."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        pointer, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return pointer
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                escaped = key.replace("~", "~0").replace("/", "~1")
+                if "\x00" in key:
+                    return f"{pointer}/{escaped}"
+                stack.append((f"{pointer}/{escaped}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{pointer}/{index}", item) for index, item in enumerate(value))
+    return None
 
 
 class Body:
@@ -106,8 +131,15 @@ class Body:
         return value
 
     @classmethod
-    def string(cls, attributes: dict[str, Any], name: str) -> str | None:
+    def string(
+        cls, attributes: dict[str, Any], name: str, max_length: int | None = None
+    ) -> str | None:
         value: str | None = cls._member(attributes, name, str, "a string")
+        if value is not None and max_length is not None and len(value) > max_length:
+            raise InvalidInput(
+                f"{name} must be at most {max_length} characters, not {len(value)}",
+                pointer=f"/data/attributes/{name}",
+            )
         return value
 
     @classmethod

@@ -26,7 +26,9 @@ class Query:
     def __init__(self, request: web.Request, allowed: Iterable[str], *, rest: bool = True):
         self._query = request.query
         known = set(allowed) | ({"version"} if rest else set())
-        for name in self._query:
+        for name, value in self._query.items():
+            if "\x00" in name or "\x00" in value:
+                raise InvalidInput(f"{name!r} must not contain a NUL character", parameter=name)
             if name not in known:
                 raise InvalidInput(
                     f"unknown query parameter {name}; this endpoint takes "

@@ -37,6 +37,9 @@ REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
     "google-artifact-cr": ("password", "registry_base"),
     "digitalocean-cr": ("token",),
 }
+#: the lengths of Integration's columns: longer is refused naming the member, not a 500
+PROFILE_NAME_LENGTH = 200
+REGISTRY_BASE_LENGTH = 500
 DEFAULT_REQUIRED = ("username", "password", "registry_base")
 OPTIONAL_CREDENTIALS = {"external_id", "username", "registry_base"}
 
@@ -65,6 +68,11 @@ def credentials_json(kind: str, given: dict[str, Any]) -> dict[str, Any]:
             )
         if not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string", pointer=f"{CREDENTIALS}/{name}")
+        if name == "registry_base" and len(value) > REGISTRY_BASE_LENGTH:
+            raise InvalidInput(
+                f"registry_base must be at most {REGISTRY_BASE_LENGTH} characters",
+                pointer=f"{CREDENTIALS}/{name}",
+            )
     for name in required:
         if not given.get(name):
             raise InvalidInput(

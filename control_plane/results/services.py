@@ -21,7 +21,7 @@ import json
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, func, select
@@ -45,30 +45,40 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+#: text as PostgreSQL stores it: no NUL character (else the insert fails, a 500)
+_NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=_NO_NUL)]
+#: the lengths of the scans columns they land in (longer is refused naming the member)
+Digest = Annotated[str, Field(max_length=100, pattern=_NO_NUL)]
+Platform = Annotated[str, Field(max_length=100, pattern=_NO_NUL)]
+#: an Integer column
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 class ChunkMark(_Lenient):
-    index: int = Field(..., ge=0)
+    index: int = Field(..., ge=0, le=100000)
     count: int = Field(..., ge=1, le=100000)
     fields: list[str] = Field(default_factory=list)
 
 
 class AgentError(_Lenient):
-    code: str | None = None
-    message: str = ""
-    step: str | None = None
+    code: Text | None = None
+    message: Text = ""
+    step: Text | None = None
 
 
 class ResultBody(_Lenient):
     """The agent's ``ResultCallback`` (docs/openapi.json), read leniently."""
 
-    jobId: str
-    resultId: str = Field(..., min_length=1, max_length=200)
-    image: str
+    jobId: Text
+    resultId: str = Field(..., min_length=1, max_length=200, pattern=_NO_NUL)
+    image: Text
     status: Literal["success", "error"]
-    digest: str | None = None
-    platform: str | None = None
+    digest: Digest | None = None
+    platform: Platform | None = None
     distro: dict[str, Any] | None = None
     format: str | None = None
-    packageCount: int | None = None
+    packageCount: Count | None = None
     sbom: dict[str, Any] | None = None
     error: AgentError | None = None
     chunk: ChunkMark | None = None

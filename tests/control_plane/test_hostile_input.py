@@ -36,9 +36,16 @@ from tests.control_plane.test_result_ingest import DEB, _running_scan
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    # what is probed here is parsing and refusing, the same on either database
-    return f"sqlite+aiosqlite:///{tmp_path / 'control-plane.db'}"
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite: parsing and refusing are the same on either database; the cases where
+    PostgreSQL differs (NUL characters, column lengths) ask for it by parameter."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'control-plane.db'}"
+    url: str = request.getfixturevalue("postgres_server").create_database()
+    return url
+
+
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -131,16 +138,12 @@ async def test_a_body_over_the_limit_is_a_413_naming_the_limit(api: ApiClient) -
 
 async def test_a_body_arriving_in_pieces_is_read_whole(api: ApiClient) -> None:
     acct = await _account(api)
-    profile = "p" * 200_000
     raw = json.dumps(
         {
             "data": {
                 "type": "integration",
-                "attributes": {
-                    "integration_type": "ecr",
-                    "has_broker": True,
-                    "profile_name": profile,
-                },
+                "attributes": {"integration_type": "ecr", "has_broker": True},
+                "meta": {"padding": "p" * 200_000},
             }
         }
     ).encode()
@@ -155,7 +158,8 @@ async def test_a_body_arriving_in_pieces_is_read_whole(api: ApiClient) -> None:
     async with api.http.post(url, data=pieces(), headers=headers) as resp:
         status, answer = resp.status, await resp.json(content_type=None)
     assert status == 201, answer
-    assert answer["data"]["attributes"]["profile_name"] == profile
+    assert answer["data"]["attributes"]["integration_type"] == "ecr"
+    assert await _integrations(api) == 1
 
 
 def _cursor(document: Any) -> str:
@@ -270,3 +274,94 @@ async def test_a_chunk_never_joins_another_scans_result(plane: ApiClient, box: S
     assert state == "succeeded"
     cyclonedx = json.loads(next(s for s in sboms if b"bomFormat" in s))
     assert [c["name"] for c in cyclonedx["components"]] == ["theirs-0", "theirs-1"]
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+_INTEGRATION = {"integration_type": "harbor-cr", "has_broker": False}
+_CREDENTIALS = {"username": "u", "password": PASSWORD, "registry_base": "https://h.test"}
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("attributes", "pointer", "said"),
+    [
+        ({"profile_name": "a\x00b"}, "/data/attributes/profile_name", "NUL"),
+        ({"profile_name": "p" * 201}, "/data/attributes/profile_name", "at most 200"),
+        ({"registry_base": "https://" + "h" * 500}, "/data/attributes/registry_base", "500"),
+        (
+            {"credentials": _CREDENTIALS | {"registry_base": "https://h\x00.test"}},
+            "/data/attributes/credentials/registry_base",
+            "NUL",
+        ),
+        (
+            {"credentials": _CREDENTIALS | {"registry_base": "https://" + "h" * 500}},
+            "/data/attributes/credentials/registry_base",
+            "at most 500",
+        ),
+        ({"x\x00": 1}, "/data/attributes/x\x00", "NUL"),
+    ],
+    ids=["nul", "long-name", "long-base", "nul-in-credentials", "long-credential", "nul-key"],
+)
+async def test_text_a_column_cannot_hold_is_a_400_naming_the_member(
+    api: ApiClient, attributes: dict[str, Any], pointer: str, said: str
+) -> None:
+    stream = io.StringIO()
+    configure_logging("debug", service="control-plane", stream=stream)
+    acct = await _account(api)
+    given = {"credentials": _CREDENTIALS} | _INTEGRATION | attributes
+    body = {"data": {"type": "integration", "attributes": given}}
+    answer = await api.call("POST", f"/rest/orgs/{acct.org.id}/integrations", body=body)
+    assert answer.status == 400
+    error = answer.error()
+    assert error["source"] == {"pointer": pointer} and said in error["detail"]
+    assert PASSWORD not in answer.body.decode() and PASSWORD not in stream.getvalue()
+    assert await _integrations(api) == 0
+
+
+@BOTH
+@pytest.mark.parametrize("parameter", ["names", "tags", "target_reference", "origins"])
+async def test_a_nul_in_a_query_parameter_is_a_400_naming_it(
+    api: ApiClient, parameter: str
+) -> None:
+    acct = await _account(api)
+    answer = await api.get(f"/rest/orgs/{acct.org.id}/projects?{parameter}=a%00b:c")
+    assert answer.status == 400
+    error = answer.error()
+    assert error["source"] == {"parameter": parameter} and "NUL" in error["detail"]
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("member", "said"),
+    [
+        ({"platform": "linux/" + "a" * 100}, "platform: String should have at most 100"),
+        ({"digest": "sha256:\x00"}, "digest: String should match"),
+        ({"image": "app\x00:1"}, "image: String should match"),
+        ({"resultId": "r\x00"}, "resultId: String should match"),
+        ({"packageCount": 2**40}, "packageCount: Input should be less than"),
+        ({"chunk": {"index": 10**12, "count": 2}}, "chunk.index: Input should be less than"),
+        (
+            {"status": "error", "sbom": None, "error": {"message": "m\x00", "step": "pull"}},
+            "error.message: String should match",
+        ),
+    ],
+    ids=[
+        "long-platform",
+        "nul-digest",
+        "nul-image",
+        "nul-result-id",
+        "huge-count",
+        "huge-index",
+        "nul-error",
+    ],
+)
+async def test_a_callback_member_a_column_cannot_hold_is_a_400_naming_it(
+    plane: ApiClient, box: SecretBox, member: dict[str, Any], said: str
+) -> None:
+    scan, _ = await _running_scan(plane.db)
+    body = f.result_body(str(scan.id), seal(box, scan.id), sbom=f.cyclonedx(DEB), result_id="n")
+    status, answer = await _post(plane, "/api/v2/import/result", f.raw(body | member))
+    assert status == 400 and said in answer["message"]
+    assert await _stored(plane.db, scan.id) == ("running", [])
