@@ -131,15 +131,8 @@ class Body:
         return value
 
     @classmethod
-    def string(
-        cls, attributes: dict[str, Any], name: str, max_length: int | None = None
-    ) -> str | None:
+    def string(cls, attributes: dict[str, Any], name: str) -> str | None:
         value: str | None = cls._member(attributes, name, str, "a string")
-        if value is not None and max_length is not None and len(value) > max_length:
-            raise InvalidInput(
-                f"{name} must be at most {max_length} characters, not {len(value)}",
-                pointer=f"/data/attributes/{name}",
-            )
         return value
 
     @classmethod

@@ -29,8 +29,6 @@ from control_plane.api.query import PAGINATION, Query, path_uuid
 from control_plane.integrations import listing
 from control_plane.integrations.registry_agent import AgentUnavailable, RegistryAgent
 from control_plane.integrations.services import (
-    PROFILE_NAME_LENGTH,
-    REGISTRY_BASE_LENGTH,
     IntegrationInput,
     create_integration,
     delete_integration,
@@ -77,10 +75,10 @@ def _input(body: Body, *, required: tuple[str, ...] = ()) -> IntegrationInput:
     attributes = body.attributes(_ATTRIBUTES, required=required)
     return IntegrationInput(
         integration_type=body.string(attributes, "integration_type"),
-        profile_name=body.string(attributes, "profile_name", PROFILE_NAME_LENGTH),
+        profile_name=body.string(attributes, "profile_name"),
         has_broker=body.boolean(attributes, "has_broker"),
         is_active=body.boolean(attributes, "is_active"),
-        registry_base=body.string(attributes, "registry_base", REGISTRY_BASE_LENGTH),
+        registry_base=body.string(attributes, "registry_base"),
         credentials=body.obj(attributes, "credentials"),
         broker_token=body.string(attributes, "broker_token"),
         max_in_flight=body.integer(attributes, "max_in_flight", 1, 1000),

@@ -85,6 +85,15 @@ def _refused(request: web.Request, status: int, message: str) -> web.Response:
     return render(request, "error.html", {"message": message}, status=status)
 
 
+async def _nul_field(request: web.Request) -> str | None:
+    """The name of a query or form field holding a NUL character (PostgreSQL stores no
+    such text), or None."""
+    fields = list(request.query.items())
+    if request.method == "POST":
+        fields += [(k, v) for k, v in (await request.post()).items() if isinstance(v, str)]
+    return next((k for k, v in fields if "\x00" in k or "\x00" in v), None)
+
+
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
@@ -97,6 +106,9 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.method == "POST" and not await security.csrf_ok(request, session):
         log.warning("console: form without a valid CSRF token refused", path=path)
         return _refused(request, 403, "This form was refused: its CSRF token is missing or wrong.")
+    held = await _nul_field(request)
+    if held is not None:
+        return _refused(request, 400, f"The field {held} holds a NUL character: refused.")
     request[AFTER_COMMIT] = []
     console = ctx(request)
     try:

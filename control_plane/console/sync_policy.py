@@ -33,6 +33,10 @@ Form = MultiDictProxy[Any]
 DEFAULT_RULE: dict[str, Any] = {"type": "ImportAllNew", "name": "new tags"}
 
 
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 @dataclass(frozen=True)
 class PolicyForm:
     name: str
@@ -61,8 +65,12 @@ class PolicyForm:
     def policy(self) -> SyncPolicy:
         """The policy, or InvalidInput naming the JSON pointer of the member at fault."""
         try:
-            rule = json.loads(self.import_policy)
-        except ValueError as exc:
+            rule = json.loads(self.import_policy, parse_constant=_not_json)
+        except RecursionError:
+            raise InvalidInput(
+                "not JSON this form takes: nested too deeply", pointer="/import_policy"
+            ) from None
+        except ValueError as exc:  # also NaN / Infinity, and 4300+ digit numbers
             raise InvalidInput(f"not JSON: {exc}", pointer="/import_policy") from None
         try:
             hours = int(self.schedule_frequency_hours)

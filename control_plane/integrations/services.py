@@ -93,6 +93,21 @@ def credentials_json(kind: str, given: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(str(exc), pointer=CREDENTIALS) from None
 
 
+def _check_lengths(given: IntegrationInput) -> IntegrationInput:
+    """Values longer than their columns are refused naming the member (the API and the
+    console alike), not left to fail in the database."""
+    for name, value, most in (
+        ("profile_name", given.profile_name, PROFILE_NAME_LENGTH),
+        ("registry_base", given.registry_base, REGISTRY_BASE_LENGTH),
+    ):
+        if value is not None and len(value) > most:
+            raise InvalidInput(
+                f"{name} must be at most {most} characters, not {len(value)}",
+                pointer=f"/data/attributes/{name}",
+            )
+    return given
+
+
 def _check_broker_token(token: str) -> str:
     if len(token) < 8 or any(ch in token for ch in "/?# ") or not token.isprintable():
         raise InvalidInput(
@@ -121,6 +136,7 @@ async def create_integration(
     session: AsyncSession, box: SecretBox, org_id: uuid.UUID, given: IntegrationInput
 ) -> tuple[Integration, str | None]:
     """A new integration; also the broker token (brokered), the one time it is shown."""
+    _check_lengths(given)
     kind = given.integration_type
     if kind not in KNOWN_TYPES:
         raise InvalidInput(
@@ -196,6 +212,7 @@ async def update_integration(
     integration_id: uuid.UUID,
     given: IntegrationInput,
 ) -> Integration:
+    _check_lengths(given)
     integration = await get_integration(session, org_id, integration_id)
     if (
         given.integration_type is not None

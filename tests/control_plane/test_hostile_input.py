@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import html
 import io
 import json
 import uuid
@@ -15,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from control_plane.accounts.services import set_password
 from control_plane.api import agent_callbacks, setup_api
 from control_plane.api import imports as imports_api
 from control_plane.api.body import MAX_BODY as API_BODY
+from control_plane.console.app import setup_console
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
-from control_plane.models import Integration, Scan, ScanSbom
+from control_plane.integrations.registry_agent import RegistryAgent
+from control_plane.models import Integration, Org, Scan, ScanSbom
 from control_plane.queue.dispatch import seal
 from control_plane.results import sbom_documents as docs
 from control_plane.server import MAX_BODY as CALLBACK_BODY
+from control_plane.server_settings import load_server_settings
 from shared.logging import configure_logging
 from tests.control_plane import factories
 from tests.control_plane import flow_factories as f
@@ -365,3 +370,80 @@ async def test_a_callback_member_a_column_cannot_hold_is_a_400_naming_it(
     status, answer = await _post(plane, "/api/v2/import/result", f.raw(body | member))
     assert status == 400 and said in answer["message"]
     assert await _stored(plane.db, scan.id) == ("running", [])
+
+
+# --------------------------------------------------------------------------- console
+
+CONSOLE_PASSWORD = "console-Pa55-hostile"
+
+
+@pytest.fixture
+async def console(db: Database, box: SecretBox) -> AsyncIterator[ClientSession]:
+    """The console on its own app, signed in as a user of the first org."""
+    app = web.Application()
+    settings = load_server_settings({})
+    setup_console(app, db, box, RegistryAgent(settings, box, None), lambda: None)
+    async with db.sessions() as session, session.begin():
+        await factories.account(session)
+        await set_password(session, "alice", CONSOLE_PASSWORD)
+    server = TestServer(app)
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    async with ClientSession(base, cookie_jar=CookieJar(unsafe=True)) as http:
+        form = {"username": "alice", "password": CONSOLE_PASSWORD, "next": "/console/registries"}
+        async with http.post("/console/sign-in", data=form | await _csrf(http)) as resp:
+            assert resp.status == 200 and resp.url.path == "/console/registries"
+        yield http
+    await server.close()
+
+
+async def _csrf(http: ClientSession) -> dict[str, str]:
+    async with http.get("/console/sign-in") as resp:
+        page = await resp.text()
+    return {"csrf_token": page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]}
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"name": "r" * 201}, "profile_name must be at most 200"),
+        ({"name": "a\x00b"}, "The field name holds a NUL"),
+        ({"host": "https://h\x00.test"}, "The field host holds a NUL"),
+    ],
+    ids=["long-name", "nul-name", "nul-host"],
+)
+async def test_a_console_registry_form_a_column_cannot_hold_is_refused_naming_the_field(
+    console: ClientSession, db: Database, fields: dict[str, str], said: str
+) -> None:
+    form = {"type": "harbor-cr", "connection": "direct", "host": "https://h.test"}
+    form |= {"username": "u", "password": PASSWORD} | fields | await _csrf(console)
+    async with console.post("/console/registries", data=form) as resp:
+        status, page = resp.status, await resp.text()
+    assert status == 400 and html.escape(said, quote=False) in page
+    assert PASSWORD not in page
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Integration)) == 0
+
+
+@BOTH
+async def test_a_console_image_filter_with_a_nul_is_refused_naming_it(
+    console: ClientSession,
+) -> None:
+    async with console.get("/console/images?q=a%00b") as resp:
+        assert resp.status == 400 and "The field q holds a NUL" in await resp.text()
+
+
+async def test_a_console_sync_policy_nested_too_deeply_is_refused_naming_it(
+    console: ClientSession, db: Database, box: SecretBox
+) -> None:
+    rule = "[" * 10_000 + "]" * 10_000
+    async with db.sessions() as session, session.begin():
+        org = await session.scalar(select(Org).order_by(Org.created_at).limit(1))
+        assert org is not None
+        registry = await factories.integration(session, box, org)
+    form = {"policy_name": "p", "schedule_frequency_hours": "24", "import_policy": rule}
+    path = f"/console/registries/{registry.id}/sync-policy"
+    async with console.post(path, data=form | await _csrf(console)) as resp:
+        status, page = resp.status, await resp.text()
+    assert status == 400 and "nested too deeply" in page
