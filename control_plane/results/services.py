@@ -23,7 +23,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -59,6 +59,12 @@ class ChunkMark(_Lenient):
     index: int = Field(..., ge=0, le=100000)
     count: int = Field(..., ge=1, le=100000)
     fields: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ChunkMark:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self
 
 
 class AgentError(_Lenient):
@@ -176,8 +182,9 @@ async def ingest_result(
                 return Outcome(200, {"stored": False, "duplicate": True, "scan": str(scan.id)})
             body: ResultBody | None = parsed
             if parsed.chunk is not None:
-                if await _chunks_of_another_scan(session, scan, parsed.resultId):
-                    return _bad("resultId is that of another scan's result", 409)
+                conflict = await _chunk_conflict(session, scan, parsed)
+                if conflict:
+                    return _bad(conflict, 409)
                 body = await _add_chunk(session, scan, parsed, raw)
                 if body is None:
                     return Outcome(202, {"stored": False, "partial": True, "scan": str(scan.id)})
@@ -219,14 +226,25 @@ def _sbom_fault(body: ResultBody) -> str | None:
     return docs.cyclonedx_fault(body.sbom)
 
 
-async def _chunks_of_another_scan(session: AsyncSession, scan: Scan, result_id: str) -> bool:
-    """A resultId is one scan's: bodies of another scan's result are never joined to it."""
-    other = await session.scalar(
-        select(ResultChunk.scan_id)
-        .where(ResultChunk.result_id == result_id, ResultChunk.scan_id != scan.id)
-        .limit(1)
-    )
-    return other is not None
+async def _chunk_conflict(session: AsyncSession, scan: Scan, part: ResultBody) -> str | None:
+    """Why this body cannot join the bodies already kept under its resultId, or None: a
+    resultId is one scan's (another scan's bodies are never joined to it), and every body
+    of a result says the same ``chunk.count`` (else a result would be cut short)."""
+    assert part.chunk is not None
+    kept = (
+        await session.execute(
+            select(ResultChunk.scan_id, ResultChunk.count)
+            .where(ResultChunk.result_id == part.resultId)
+            .limit(1)
+        )
+    ).first()
+    if kept is None:
+        return None
+    if kept.scan_id != scan.id:
+        return "resultId is that of another scan's result"
+    if kept.count != part.chunk.count:
+        return f"chunk.count {part.chunk.count} differs from this result's {kept.count}"
+    return None
 
 
 async def _add_chunk(

@@ -253,10 +253,10 @@ async def test_a_malformed_sbom_is_refused_naming_the_member_and_nothing_is_stor
     assert await _stored(plane.db, scan.id) == ("running", [])
 
 
-def _chunk(box: SecretBox, scan: Scan, name: str, index: int) -> bytes:
+def _chunk(box: SecretBox, scan: Scan, name: str, index: int, count: int = 2) -> bytes:
     sbom = {"bomFormat": "CycloneDX", "components": [{"name": name, "purl": f"pkg:deb/{name}@1"}]}
     body = f.result_body(str(scan.id), seal(box, scan.id), sbom=sbom, result_id="shared")
-    body["chunk"] = {"index": index, "count": 2, "fields": ["components"]}
+    body["chunk"] = {"index": index, "count": count, "fields": ["components"]}
     return f.raw(body)
 
 
@@ -447,3 +447,19 @@ async def test_a_console_sync_policy_nested_too_deeply_is_refused_naming_it(
     async with console.post(path, data=form | await _csrf(console)) as resp:
         status, page = resp.status, await resp.text()
     assert status == 400 and "nested too deeply" in page
+
+
+async def test_chunks_that_disagree_on_their_count_are_refused_and_nothing_is_cut(
+    plane: ApiClient, box: SecretBox
+) -> None:
+    scan, _ = await _running_scan(plane.db)
+    assert (await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c0", 0)))[0] == 202
+    status, answer = await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c1", 1, 3))
+    assert status == 409 and "chunk.count 3 differs" in answer["message"]
+    status, answer = await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c2", 2))
+    assert status == 400 and "chunk: Value error, index 2 is not below count 2" in answer["message"]
+    assert await _stored(plane.db, scan.id) == ("running", [])
+    assert (await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c1", 1)))[0] == 200
+    state, sboms = await _stored(plane.db, scan.id)
+    cyclonedx = json.loads(next(s for s in sboms if b"bomFormat" in s))
+    assert state == "succeeded" and [c["name"] for c in cyclonedx["components"]] == ["c0", "c1"]
