@@ -43,6 +43,11 @@ class ImageName:
         return f"{self.repository}:{self.tag}"
 
 
+#: the lengths of the columns they land in (Target.repository, Project.target_reference)
+MAX_REPOSITORY = 500
+MAX_TAG = 300
+
+
 def parse_image_name(value: object, pointer: str) -> ImageName:
     """``repository:tag`` (the tag after the last colon that follows the last slash)."""
     if not isinstance(value, str) or not value.strip():
@@ -56,7 +61,13 @@ def parse_image_name(value: object, pointer: str) -> ImageName:
     name, colon, tag = last.partition(":")
     if not colon or not tag or not name:
         raise InvalidInput(f"{text[:100]!r} has no tag; write 'repository:tag'", pointer=pointer)
-    return ImageName(f"{head}{slash}{name}".strip("/"), tag)
+    repository = f"{head}{slash}{name}".strip("/")
+    for part, value, most in (("repository", repository, MAX_REPOSITORY), ("tag", tag, MAX_TAG)):
+        if len(value) > most:
+            raise InvalidInput(
+                f"{text[:100]!r}: the {part} must be at most {most} characters", pointer=pointer
+            )
+    return ImageName(repository, tag)
 
 
 async def import_images(

@@ -114,22 +114,6 @@ async def test_json_python_would_choke_on_is_a_400_naming_why(
     assert await _integrations(api) == 0
 
 
-async def test_the_v1_import_refuses_deep_json_with_a_v1_error(
-    plane: ApiClient, box: SecretBox
-) -> None:
-    acct = await _account(plane)
-    async with plane.db.sessions() as session, session.begin():
-        hub = await factories.integration(session, box, acct.org)
-    answer = await plane.call(
-        "POST",
-        f"/v1/org/{acct.org.id}/integrations/{hub.id}/import",
-        raw=b'{"target": ' * 10_000 + b"{}" + b"}" * 10_000,
-        content_type="application/json",
-    )
-    assert answer.status == 400
-    assert answer.json["code"] == 400 and "nested too deeply" in answer.json["message"]
-
-
 async def test_a_body_over_the_limit_is_a_413_naming_the_limit(api: ApiClient) -> None:
     acct = await _account(api)
     profile = "p" * API_BODY
@@ -463,3 +447,33 @@ async def test_chunks_that_disagree_on_their_count_are_refused_and_nothing_is_cu
     state, sboms = await _stored(plane.db, scan.id)
     cyclonedx = json.loads(next(s for s in sboms if b"bomFormat" in s))
     assert state == "succeeded" and [c["name"] for c in cyclonedx["components"]] == ["c0", "c1"]
+
+
+def _target(name: str) -> bytes:
+    return json.dumps({"target": {"name": name}}).encode()
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b'{"target": ' * 10_000 + b"{}" + b"}" * 10_000, "nested too deeply"),
+        (_target("r" * 501 + ":t"), "the repository must be at most 500"),
+        (_target("r:" + "t" * 301), "the tag must be at most 300"),
+    ],
+    ids=["deep", "long-repository", "long-tag"],
+)
+async def test_the_v1_import_refuses_what_it_cannot_store_with_a_v1_error(
+    plane: ApiClient, box: SecretBox, raw: bytes, said: str
+) -> None:
+    acct = await _account(plane)
+    async with plane.db.sessions() as session, session.begin():
+        hub = await factories.integration(session, box, acct.org)
+    answer = await plane.call(
+        "POST",
+        f"/v1/org/{acct.org.id}/integrations/{hub.id}/import",
+        raw=raw,
+        content_type="application/json",
+    )
+    assert answer.status == 400
+    assert answer.json["code"] == 400 and said in answer.json["message"]
