@@ -455,16 +455,17 @@ def _target(name: str) -> bytes:
 
 @BOTH
 @pytest.mark.parametrize(
-    ("raw", "said"),
+    ("raw", "status", "said"),
     [
-        (b'{"target": ' * 10_000 + b"{}" + b"}" * 10_000, "nested too deeply"),
-        (_target("r" * 501 + ":t"), "the repository must be at most 500"),
-        (_target("r:" + "t" * 301), "the tag must be at most 300"),
+        (b'{"target": ' * 10_000 + b"{}" + b"}" * 10_000, 400, "nested too deeply"),
+        (_target("r" * 501 + ":t"), 400, "the repository must be at most 500"),
+        (_target("r:" + "t" * 301), 400, "the tag must be at most 300"),
+        (b"{" + b" " * CALLBACK_BODY + b"}", 413, f"body size {CALLBACK_BODY}"),
     ],
-    ids=["deep", "long-repository", "long-tag"],
+    ids=["deep", "long-repository", "long-tag", "over-limit"],
 )
-async def test_the_v1_import_refuses_what_it_cannot_store_with_a_v1_error(
-    plane: ApiClient, box: SecretBox, raw: bytes, said: str
+async def test_the_v1_import_refuses_what_it_cannot_take_with_a_v1_error(
+    plane: ApiClient, box: SecretBox, raw: bytes, status: int, said: str
 ) -> None:
     acct = await _account(plane)
     async with plane.db.sessions() as session, session.begin():
@@ -475,5 +476,5 @@ async def test_the_v1_import_refuses_what_it_cannot_store_with_a_v1_error(
         raw=raw,
         content_type="application/json",
     )
-    assert answer.status == 400
-    assert answer.json["code"] == 400 and said in answer.json["message"]
+    assert answer.status == status
+    assert answer.json["code"] == status and said in answer.json["message"]
