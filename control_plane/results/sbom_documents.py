@@ -29,6 +29,11 @@ def decompress(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompress(data)
 
 
+def decompressed_size(data: bytes) -> int:
+    """The size :func:`compress` recorded in the frame (read without decompressing)."""
+    return int(zstandard.frame_content_size(data))
+
+
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     """The stored text of a document: compact UTF-8 JSON, as the agent's callback carries it.
 

@@ -55,9 +55,15 @@ Platform = Annotated[str, Field(max_length=100, pattern=_NO_NUL)]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
+#: bodies of one chunked result (each under 10 MB from the agent) and their total joined in
+#: memory: far above any image's SBOM, far below what would exhaust a replica
+MAX_CHUNKS = 1000
+MAX_JOINED_BYTES = 256 * 1024 * 1024
+
+
 class ChunkMark(_Lenient):
-    index: int = Field(..., ge=0, le=100000)
-    count: int = Field(..., ge=1, le=100000)
+    index: int = Field(..., ge=0, lt=MAX_CHUNKS)
+    count: int = Field(..., ge=1, le=MAX_CHUNKS)
     fields: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -277,8 +283,13 @@ async def _add_chunk(
     )
     if len(rows) < part.chunk.count:
         return None
-    bodies = [json.loads(docs.decompress(r.body)) for r in rows[: part.chunk.count]]
     await session.execute(delete(ResultChunk).where(ResultChunk.result_id == part.resultId))
+    size = sum(docs.decompressed_size(r.body) for r in rows)
+    if size > MAX_JOINED_BYTES:  # the scan fails; its bodies are never held in memory at once
+        message = f"the result's bodies add up to {size} bytes, over the {MAX_JOINED_BYTES} joined"
+        error = AgentError(code="result-too-large", message=message, step="callback")
+        return part.model_copy(update={"chunk": None, "sbom": None, "error": error})
+    bodies = [json.loads(docs.decompress(r.body)) for r in rows]
     return ResultBody.model_validate(_join(bodies))
 
 

@@ -28,9 +28,10 @@ from control_plane.console.app import setup_console
 from control_plane.db import Database
 from control_plane.encryption import SecretBox
 from control_plane.integrations.registry_agent import RegistryAgent
-from control_plane.models import Integration, Org, Scan, ScanSbom
+from control_plane.models import Integration, Org, ResultChunk, Scan, ScanSbom
 from control_plane.queue.dispatch import seal
 from control_plane.results import sbom_documents as docs
+from control_plane.results import services as results
 from control_plane.server import MAX_BODY as CALLBACK_BODY
 from control_plane.server_settings import load_server_settings
 from shared.logging import configure_logging
@@ -478,3 +479,18 @@ async def test_the_v1_import_refuses_what_it_cannot_take_with_a_v1_error(
     )
     assert answer.status == status
     assert answer.json["code"] == status and said in answer.json["message"]
+
+
+async def test_a_chunked_result_over_the_joined_limit_fails_its_scan_naming_the_limit(
+    plane: ApiClient, box: SecretBox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(results, "MAX_JOINED_BYTES", 1000)
+    scan, _ = await _running_scan(plane.db)
+    assert (await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c0", 0)))[0] == 202
+    assert (await _post(plane, "/api/v2/import/result", _chunk(box, scan, "c1", 1)))[0] == 200
+    assert await _stored(plane.db, scan.id) == ("failed", [])
+    async with plane.db.sessions() as session:
+        stored = await session.get(Scan, scan.id)
+        assert stored is not None and stored.error is not None
+        assert "over the 1000 joined" in stored.error and stored.failed_step == "callback"
+        assert await session.scalar(select(func.count()).select_from(ResultChunk)) == 0
