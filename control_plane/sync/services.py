@@ -558,8 +558,13 @@ async def _observe(
     known: _Known,
     now: dt.datetime,
 ) -> None:
-    """Remember every listed tag: first-seen time, digest, push time."""
+    """Remember every listed tag: first-seen time, digest, push time. Changed rows are
+    updated by primary key in one executemany per set of columns, not one statement per
+    tag (after a run that listed by name, every digest is new: 10,000 tags took 5 s)."""
     first_listing = not known.observed
+    # rows with a project whose digest is known now for the first time also get it as
+    # their imported digest (a move re-sets it); the others only digest and push time
+    changed: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     async with sessions() as session, session.begin():
         for tag in listed:
             seen = known.observed.get((tag.repository, tag.tag))
@@ -576,19 +581,22 @@ async def _observe(
                     )
                 )
             elif seen.digest != tag.digest or seen.pushed_at != tag.pushed_at:
-                values: dict[str, Any] = {"digest": tag.digest, "pushed_at": tag.pushed_at}
-                if seen.project_id is not None and seen.imported_digest is None and tag.digest:
-                    values["imported_digest"] = tag.digest  # known now; a move re-sets it
-                await session.execute(
-                    update(ObservedTag)
-                    .where(
-                        ObservedTag.integration_id == integration_id,
-                        ObservedTag.repository == tag.repository,
-                        ObservedTag.tag == tag.tag,
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
+                values: dict[str, Any] = {
+                    "integration_id": integration_id,
+                    "repository": tag.repository,
+                    "tag": tag.tag,
+                    "digest": tag.digest,
+                    "pushed_at": tag.pushed_at,
+                }
+                first_digest = (
+                    seen.project_id is not None and seen.imported_digest is None and tag.digest
                 )
+                if first_digest:
+                    values["imported_digest"] = tag.digest
+                changed[bool(first_digest)].append(values)
+        for rows in changed.values():
+            if rows:
+                await session.execute(update(ObservedTag), rows)
 
 
 async def _import_batch(
