@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.integrations.services import get_integration
+from control_plane.listed_names import MAX_REPOSITORY, MAX_TAG
 from control_plane.models import ImportJob, Project, Scan, Target, utcnow
 from control_plane.projects.services import (
     get_project,
@@ -44,8 +45,6 @@ class ImageName:
 
 
 #: the lengths of the columns they land in (Target.repository, Project.target_reference)
-MAX_REPOSITORY = 500
-MAX_TAG = 300
 
 
 def parse_image_name(value: object, pointer: str) -> ImageName:

@@ -20,6 +20,7 @@ import aiohttp
 from control_plane.encryption import SecretBox
 from control_plane.errors import DomainError, InvalidInput
 from control_plane.integrations import services as integrations
+from control_plane.listed_names import PassedOver
 from control_plane.models import Integration
 from control_plane.queue.dispatch import AGENT_SECRET_HEADER, AgentBase, DispatchError, agent_base
 from control_plane.server_settings import ServerSettings
@@ -132,13 +133,16 @@ class RegistryAgent:
                 f"listing repositories: {_check_message(status, answer, base.where).message}"
             )
         images: list[tuple[str, str]] = []
-        for repository in answer.get("repositories", []):
-            status, tags = await self._get(base, f"/list/{quote(str(repository), safe='/')}")
+        passed_over = PassedOver(base.where)
+        for repository in passed_over.repositories(_list_of(answer.get("repositories"))):
+            status, tags = await self._get(base, f"/list/{quote(repository, safe='/')}")
             if status != 200 or not isinstance(tags, dict):
                 continue  # a repository deleted between the two calls
-            images.extend((str(repository), str(tag)) for tag in tags.get("tags", []))
+            listed = passed_over.tags(repository, _list_of(tags.get("tags")))
+            images.extend((repository, tag) for tag in listed)
             if len(images) > MAX_LISTED_IMAGES:
                 raise InvalidInput(f"the registry holds more than {MAX_LISTED_IMAGES} images")
+        passed_over.report()
         return images
 
     async def broker_connection(self, integration: Integration) -> BrokerConnection:
@@ -159,3 +163,8 @@ class RegistryAgent:
             sorted({json.dumps(c.get("filters"))[:200] for c in clients if c.get("filters")})
         )
         return BrokerConnection(True, versions, filters)
+
+
+def _list_of(value: object) -> list[object]:
+    """An answer's list member; anything else lists nothing."""
+    return value if isinstance(value, list) else []

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from control_plane.listed_names import PassedOver, listed_digest
 from control_plane.queue.dispatch import AgentBase
 
 #: repositories whose tags are read at once
@@ -66,6 +67,7 @@ class Lister:
         self.http = http
         self.base = base
         self.timeout = timeout
+        self.passed_over = PassedOver(base.where)
 
     async def _get(self, step: str, path: str, params: dict[str, str] | None = None) -> Any:
         url = f"{self.base.url}{path}"
@@ -98,15 +100,17 @@ class Lister:
         detail = message if isinstance(message, str) else f"answered {status}"
         raise ListingError(step, f"{self.base.where}: {detail}"[:500])
 
-    async def _paged(self, step: str, repository: str) -> list[str]:
-        items: list[str] = []
+    async def _paged(self, step: str, repository: str) -> list[object]:
+        """Every item of a paged listing, as the agent sent them (the callers check them)."""
+        items: list[object] = []
         cursor: str | None = None
         while True:
             params = {"pageSize": str(PAGE_SIZE)}
             if cursor:
                 params["cursor"] = cursor
             page = await self._get(step, f"/list-paginated/{quote(repository)}", params)
-            items += [i for i in page.get("items", []) if isinstance(i, str)]
+            found = page.get("items")
+            items += found if isinstance(found, list) else []
             cursor = page.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
                 return items
@@ -117,7 +121,7 @@ class Lister:
             names = answer.get("repositories", [])
         except _TooLong:
             names = await self._paged("list-repositories", "")
-        return sorted({n for n in names if isinstance(n, str) and n})
+        return sorted(set(self.passed_over.repositories(names if isinstance(names, list) else [])))
 
     async def tags(self, repository: str) -> list[ListedTag]:
         """Tags with digest and push time (``/list-with-metadata``)."""
@@ -127,14 +131,14 @@ class Lister:
         except _TooLong:
             return await self.names(repository)
         tags = []
-        for entry in answer.get("tags", []):
-            if isinstance(entry, dict) and isinstance(entry.get("tag"), str):
-                digest = entry.get("digest")
+        entries = answer.get("tags")
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and self.passed_over.tag(entry.get("tag"), repository):
                 tags.append(
                     ListedTag(
                         repository,
                         entry["tag"],
-                        digest if isinstance(digest, str) else None,
+                        listed_digest(entry.get("digest")),
                         _time(entry.get("pushedAt")),
                     )
                 )
@@ -148,7 +152,8 @@ class Lister:
             names = answer.get("tags", [])
         except _TooLong:
             names = await self._paged(step, repository)
-        return [ListedTag(repository, t, None, None) for t in names if isinstance(t, str)]
+        listed = self.passed_over.tags(repository, names if isinstance(names, list) else [])
+        return [ListedTag(repository, t, None, None) for t in listed]
 
     async def everything(
         self, needs_digests: frozenset[str] = frozenset()
@@ -180,4 +185,5 @@ class Lister:
         rest = [r for r in repositories if r not in found]
         results = await asyncio.gather(*(one(r) for r in rest))
         found.update(zip(rest, results, strict=True))
+        self.passed_over.report()
         return repositories, [t for r in repositories for t in found[r]]
