@@ -166,6 +166,17 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         # a body over client_max_size: aiohttp's text names the limit
         said = exc.text if exc.status == 413 and exc.text else exc.reason
         response = _error(kind, exc.status, exc.reason, f"{request.method} {request.path}: {said}")
+    except Exception:  # a fault of ours: the caller gets an error document, the log the rest
+        log.exception(
+            "api request failed", method=request.method, path=request.path, request_id=request_id
+        )
+        response = _error(
+            kind,
+            500,
+            "Internal Server Error",
+            f"{request.method} {request.path} failed in the server; its log has the details "
+            f"under request id {request_id}",
+        )
     response.headers.update(headers)
     route = request.match_info.route.resource
     label = route.canonical if route is not None else "unmatched"

@@ -56,3 +56,42 @@ async def test_after_commit_work_runs_only_when_the_transaction_commits(
         names = set(await session.scalars(select(Org.name)))
         assert "kept" in names and "dropped" not in names
         assert await session.scalar(select(func.count()).select_from(Org)) == 2
+
+
+async def test_a_fault_of_ours_is_a_json_api_500_naming_the_request_id_and_nothing_is_kept(
+    db: Database, box: SecretBox
+) -> None:
+    secret = "s3cr3t-" + "x" * 20
+
+    async def broken(request: web.Request) -> web.Response:
+        await create_org(session_of(request), "half-done")
+        raise RuntimeError(f"a bug holding {secret}")
+
+    app = create_api_app(db, box)
+    app.router.add_get("/rest/test-broken", broken)
+    app.router.add_get("/v1/test-broken", broken)
+    async with db.sessions() as session, session.begin():
+        acct = await factories.account(session)
+    server = TestServer(app)
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    headers = {"Authorization": f"token {acct.token}", "snyk-request-id": "req-42"}
+    try:
+        async with ClientSession() as http:
+            async with http.get(
+                f"{base}/rest/test-broken?version=2024-05-31", headers=headers
+            ) as rest:
+                assert rest.status == 500
+                assert rest.content_type == "application/vnd.api+json"
+                [error] = (await rest.json(content_type=None))["errors"]
+                assert error["status"] == "500" and "request id req-42" in error["detail"]
+                assert secret not in await rest.text()
+            async with http.get(f"{base}/v1/test-broken", headers=headers) as v1:
+                assert v1.status == 500
+                answer = await v1.json()
+                assert answer["code"] == 500 and "req-42" in answer["message"]
+                assert secret not in await v1.text()
+    finally:
+        await server.close()
+    async with db.sessions() as session:
+        assert "half-done" not in set(await session.scalars(select(Org.name)))
