@@ -125,6 +125,16 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
     except DomainError as exc:
         return _refused(request, exc.status, exc.detail)
+    except web.HTTPException:  # aiohttp's own answers (not found, redirects): as they are
+        raise
+    except Exception:  # a fault of ours: an error page, the traceback in the log
+        request_id = uuid.uuid4().hex[:12]
+        log.exception("console: request failed", path=path, request_id=request_id)
+        return _refused(
+            request,
+            500,
+            f"This page failed on the server; its log names this request {request_id}.",
+        )
     for callback in request[AFTER_COMMIT]:
         try:
             callback()

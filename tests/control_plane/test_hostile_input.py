@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import html
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -365,9 +366,19 @@ CONSOLE_PASSWORD = "console-Pa55-hostile"
 @pytest.fixture
 async def console(db: Database, box: SecretBox) -> AsyncIterator[ClientSession]:
     """The console on its own app, signed in as a user of the first org."""
+    async with _signed_in_console(db, box) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def _signed_in_console(
+    db: Database, box: SecretBox, *, extra: Callable[[web.Application], None] | None = None
+) -> AsyncIterator[ClientSession]:
     app = web.Application()
     settings = load_server_settings({})
     setup_console(app, db, box, RegistryAgent(settings, box, None), lambda: None)
+    if extra is not None:
+        extra(app)
     async with db.sessions() as session, session.begin():
         await factories.account(session)
         await set_password(session, "alice", CONSOLE_PASSWORD)
@@ -380,6 +391,27 @@ async def console(db: Database, box: SecretBox) -> AsyncIterator[ClientSession]:
             assert resp.status == 200 and resp.url.path == "/console/registries"
         yield http
     await server.close()
+
+
+@BOTH
+async def test_a_console_fault_of_ours_is_an_error_page_naming_a_request_id(
+    db: Database, box: SecretBox
+) -> None:
+    secret = "s3cr3t-" + "y" * 20
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError(f"a bug holding {secret}")
+
+    def add(app: web.Application) -> None:
+        app.router.add_get("/console/test-broken", broken)
+
+    async with (
+        _signed_in_console(db, box, extra=add) as http,
+        http.get("/console/test-broken") as resp,
+    ):
+        page = await resp.text()
+    assert resp.status == 500 and resp.content_type == "text/html"
+    assert "its log names this request" in page and secret not in page
 
 
 async def _csrf(http: ClientSession) -> dict[str, str]:
