@@ -97,6 +97,29 @@ def configure_logging(
     logging.getLogger("websockets").setLevel(
         logging.INFO if debug else max(numeric, logging.WARNING)
     )
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request its parser refuses (a URL or header over 8190 bytes, a broken
+    request line) at error level with a traceback, though it answered 400 and nothing failed:
+    any peer could fill the log with them. Such a record becomes one warning line saying what
+    was refused and from where, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        errors = sys.modules.get("aiohttp.http_exceptions")  # loaded wherever aiohttp serves
+        if exc is None or errors is None or not isinstance(exc, errors.HttpProcessingError):
+            return True
+        said = str(getattr(exc, "message", "") or exc).strip().splitlines()
+        context = record.getMessage()  # "Error handling request from <peer>"
+        record.msg = "refused a malformed HTTP request (%s): %s; %s"
+        record.args = (type(exc).__name__, said[0][:200] if said else "", context)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
 
 
 def _shared_processors(service: str) -> list[Processor]:

@@ -260,3 +260,35 @@ def test_each_line_passes_the_redaction_processor_once(
         "structlog line [REDACTED]",
         "stdlib line [REDACTED]",
     ]
+
+
+async def test_a_request_aiohttps_parser_refuses_is_one_warning_line_without_a_traceback(
+    restore_root: None,
+) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    stream = io.StringIO()
+    configure_logging("info", service="t", stream=stream)
+    register_secrets("url-secret-123")
+    app = web.Application()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    [(host, port)] = runner.addresses
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /url-secret-123/" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read(200)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
+    [line] = [x for x in json_lines(stream.getvalue()) if "malformed" in x["event"]]
+    assert line["level"] == "warning" and "exception" not in line
+    assert "LineTooLong" in line["event"] and "8190" in line["event"]
+    assert "127.0.0.1" in line["event"]  # from where
+    assert "Traceback" not in stream.getvalue() and "url-secret-123" not in stream.getvalue()
